@@ -1,0 +1,3 @@
+from inferenceops.cli import main
+
+main()

@@ -1,0 +1,133 @@
+"""The ``inferenceops`` command line: serve the platform, run a simulated engine.
+
+Flags override ``INFERENCEOPS_*`` environment variables; both are validated
+before anything starts, and errors say what to fix (exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from pydantic import ValidationError
+
+from inferenceops import __version__
+from inferenceops.config import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="InferenceOps: run AI inference as a governed internal service.")
+
+Server = Literal["granian", "uvicorn"]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _settings_errors(exc: ValidationError) -> str:
+    lines = ["invalid settings:"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        lines.append(f"  {field} (flag --{field.replace('_', '-')} or env INFERENCEOPS_"
+                     f"{field.upper()}): {err['msg']}")
+    return "\n".join(lines)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Local data folder.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Platform YAML (models, deployments).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    server: Annotated[str | None, typer.Option(help="granian or uvicorn.")] = None,
+    shutdown_timeout: Annotated[float | None, typer.Option(
+        help="Seconds in-flight requests may take to finish at shutdown.")] = None,
+) -> None:
+    """Serve the data plane (and, as they arrive, admin API and console)."""
+    from inferenceops.app import build_simulators
+    from inferenceops.bootstrap import load_or_create_key
+    from inferenceops.config import load_platform
+    from inferenceops.serving import run
+    from inferenceops.settings import Settings
+
+    flags = {"host": host, "port": port, "data_dir": data_dir, "config": config,
+             "workers": workers, "server": server, "shutdown_timeout_s": shutdown_timeout}
+    for name, value in flags.items():
+        if value is not None:
+            os.environ[f"INFERENCEOPS_{name.upper()}"] = str(value)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _fail(_settings_errors(exc))
+    try:
+        platform = load_platform(settings.config, loopback_base_url=settings.loopback_base_url)
+        build_simulators(platform)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+    created = False
+    if settings.admin_key is None:
+        key, created = load_or_create_key(settings.data_dir)
+        os.environ["INFERENCEOPS_ADMIN_KEY"] = key
+    base = settings.loopback_base_url
+    lines = [f"InferenceOps {__version__} — serving {platform.source}",
+             f"  base URL : {base}/v1",
+             f"  models   : {', '.join(m.name for m in platform.snapshot.models)}"]
+    if created:
+        lines.append(f"  admin key: {key}   (shown once; kept in {settings.data_dir}/bootstrap-admin.key)")
+    elif settings.admin_key is None:
+        lines.append(f"  admin key: in {settings.data_dir}/bootstrap-admin.key")
+    else:
+        lines.append("  admin key: from INFERENCEOPS_ADMIN_KEY")
+    typer.echo("\n".join(lines))
+    sys.stdout.flush()
+    run("inferenceops.app:create_app", host=settings.host, port=settings.port,
+        workers=settings.workers, server=settings.server,
+        shutdown_timeout_s=settings.shutdown_timeout_s, log_level=settings.log_level,
+        access_log=settings.access_log)
+
+
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8100,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    profile: Annotated[str, typer.Option(help="Built-in profile name or a YAML path.")] =
+        "llama-3.1-8b-h100",
+    model: Annotated[str, typer.Option(help="Model name the simulator answers to.")] = "sim-model",
+    seed: Annotated[int, typer.Option(help="Seed for deterministic output.")] = 0,
+    server: Annotated[str, typer.Option(help="granian or uvicorn.")] = "granian",
+) -> None:
+    """Run a simulated engine (OpenAI-compatible, vLLM-style /metrics) on its own."""
+    from inferenceops.engines.simulator import load_profile
+    from inferenceops.serving import SIMULATOR_ENV, run
+
+    if server not in ("granian", "uvicorn"):
+        _fail(f"--server must be granian or uvicorn, not {server!r}")
+    try:
+        load_profile(profile)
+    except ValueError as exc:
+        _fail(f"--profile: {exc}")
+    os.environ.update({SIMULATOR_ENV + "PROFILE": profile, SIMULATOR_ENV + "MODEL": model,
+                       SIMULATOR_ENV + "SEED": str(seed)})
+    typer.echo(f"InferenceOps simulator ({profile}) serving {model!r} at http://{host}:{port}/v1")
+    run("inferenceops.serving:simulator_app", host=host, port=port, workers=1,
+        server=server, shutdown_timeout_s=5)  # type: ignore[arg-type]
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""The platform YAML: which models are served, by which deployments.
+
+This is the declarative half of configuration (``Settings`` is the process
+half). It is validated completely at start; an error names the file, the line
+and the field, and says what to fix. Without a file, the embedded default
+(``embedded_default``) serves a ``demo-chat`` model on two simulated replicas
+and a ``demo-embed`` model, so a fresh checkout runs with nothing else.
+
+The result is an immutable ``Snapshot`` plus the list of simulators to mount
+in-process; nothing here is read by the hot path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from inferenceops.platform import Deployment, Endpoint, Model, Replica, Snapshot, Timeouts
+
+SIMULATOR_MOUNT = "/_sim"
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
+
+
+class ConfigError(ValueError):
+    """The platform configuration is invalid; the message says where and how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeoutsSpec(_Strict):
+    connect_s: float = Field(5.0, gt=0)
+    first_byte_s: float = Field(120.0, gt=0)
+    between_chunks_s: float = Field(60.0, gt=0)
+    total_s: float = Field(900.0, gt=0)
+
+
+class ReplicaSpec(_Strict):
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+
+
+class DeploymentSpec(_Strict):
+    name: Name
+    engine: Literal["simulator", "openai"] = Field(
+        description="simulator = built-in simulated engine; openai = any OpenAI-compatible "
+        "server (vLLM, SGLang, llama.cpp, Ollama, TGI, OpenAI)"
+    )
+    served_model: Name = Field(description="the model name the engine itself answers to")
+    profile: str | None = Field(None, description="simulator profile (built-in name or YAML path)")
+    replicas: int | list[ReplicaSpec] = Field(
+        1, description="simulator: how many replicas; openai: a list of {url: ...}"
+    )
+    seed: int = 0
+    api_key_env: str | None = Field(None, description="environment variable holding the upstream key")
+    timeouts: TimeoutsSpec = TimeoutsSpec()
+    max_connections: int = Field(256, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _engine_fields(self) -> DeploymentSpec:
+        if self.engine == "simulator":
+            if not isinstance(self.replicas, int) or not 1 <= self.replicas <= 64:
+                raise ValueError("a simulator deployment takes 'replicas: N' with 1 <= N <= 64")
+            if not self.profile:
+                raise ValueError("a simulator deployment needs 'profile:' (e.g. llama-3.1-8b-h100)")
+        else:
+            if not isinstance(self.replicas, list) or not self.replicas:
+                raise ValueError("an openai deployment takes 'replicas:' as a list of {url: http://host:port/v1}")
+            if self.profile:
+                raise ValueError("'profile' is only for simulator deployments")
+        return self
+
+
+class ModelSpec(_Strict):
+    name: Name
+    deployment: Name
+    aliases: list[Name] = []
+    type: Literal["chat", "embedding"] = "chat"
+
+
+class PlatformSpec(_Strict):
+    deployments: list[DeploymentSpec] = Field(min_length=1)
+    models: list[ModelSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> PlatformSpec:
+        names = [d.name for d in self.deployments]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"deployment names must be unique; repeated: {', '.join(dupes)}")
+        seen: dict[str, str] = {}
+        for m in self.models:
+            if m.deployment not in names:
+                raise ValueError(f"model {m.name!r} names deployment {m.deployment!r}, which is "
+                                 f"not defined; defined: {', '.join(names)}")
+            for public in (m.name, *m.aliases):
+                if public in seen:
+                    raise ValueError(f"model name or alias {public!r} is used by both "
+                                     f"{seen[public]!r} and {m.name!r}")
+                seen[public] = m.name
+        return self
+
+
+@dataclass(frozen=True)
+class SimulatorMount:
+    """A simulated engine replica served in-process under ``/_sim/<id>``."""
+
+    id: str
+    profile: str
+    served_model: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Platform:
+    snapshot: Snapshot
+    simulators: tuple[SimulatorMount, ...]
+    source: str
+
+
+EMBEDDED_DEFAULT: dict[str, Any] = {
+    "deployments": [
+        {"name": "demo-chat", "engine": "simulator", "profile": "llama-3.1-8b-h100",
+         "served_model": "llama-3.1-8b-instruct", "replicas": 2},
+        {"name": "demo-embed", "engine": "simulator", "profile": "embed-minilm-cpu",
+         "served_model": "all-minilm-l6-v2", "replicas": 1},
+    ],
+    "models": [
+        {"name": "demo-chat", "deployment": "demo-chat", "type": "chat"},
+        {"name": "demo-embed", "deployment": "demo-embed", "type": "embedding"},
+    ],
+}
+
+
+def load_platform(path: Path | None, *, loopback_base_url: str,
+                  environ: dict[str, str] | None = None) -> Platform:
+    """Read and validate the platform YAML (or the embedded default) into a snapshot."""
+    environ = dict(os.environ) if environ is None else environ
+    if path is None:
+        spec = PlatformSpec.model_validate(EMBEDDED_DEFAULT)
+        return _build(spec, loopback_base_url, environ, "embedded default")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the platform config: {exc}") from exc
+    return parse_platform(text, source=str(path), loopback_base_url=loopback_base_url,
+                          environ=environ)
+
+
+def parse_platform(text: str, *, source: str, loopback_base_url: str,
+                   environ: dict[str, str]) -> Platform:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "somewhere"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: {where}: not valid YAML: {problem}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: line 1: the platform config must be a mapping with "
+                          "'deployments:' and 'models:'")
+    try:
+        spec = PlatformSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, node, source)) from None
+    return _build(spec, loopback_base_url, environ, source)
+
+
+def _describe(exc: ValidationError, root: yaml.Node | None, source: str) -> str:
+    lines = [f"{source}: the platform config is invalid:"]
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
+        dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        line = _line_of(root, loc)
+        where = f"line {line}: " if line else ""
+        message = re.sub(r"^Value error, ", "", err["msg"])
+        lines.append(f"  {where}{dotted or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
+_UNION_TAGS = {"int", "list[ReplicaSpec]", "function-after[_engine_fields(), DeploymentSpec]"}
+
+
+def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
+    """The 1-based line of the deepest YAML node that ``loc`` reaches."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            match = node.value[part]
+        else:
+            match = None
+        if match is None:
+            break
+        node = match
+        line = node.start_mark.line + 1
+    return line
+
+
+def _build(spec: PlatformSpec, loopback: str, environ: dict[str, str], source: str) -> Platform:
+    deployments: dict[str, Deployment] = {}
+    mounts: list[SimulatorMount] = []
+    for i, d in enumerate(spec.deployments):
+        api_key = None
+        if d.api_key_env:
+            api_key = environ.get(d.api_key_env)
+            if not api_key:
+                raise ConfigError(f"{source}: deployments[{i}].api_key_env: environment variable "
+                                  f"{d.api_key_env} is not set; export it or remove api_key_env")
+        if d.engine == "simulator":
+            assert isinstance(d.replicas, int) and d.profile
+            replicas = []
+            for r in range(d.replicas):
+                mount = SimulatorMount(f"{d.name}-{r}", d.profile, d.served_model, d.seed + r)
+                mounts.append(mount)
+                replicas.append(Replica(mount.id, f"{loopback}{SIMULATOR_MOUNT}/{mount.id}/v1"))
+        else:
+            assert isinstance(d.replicas, list)
+            replicas = [Replica(f"{d.name}-{r}", rs.url.rstrip("/"))
+                        for r, rs in enumerate(d.replicas)]
+        deployments[d.name] = Deployment(
+            name=d.name, dialect="openai", served_model=d.served_model,
+            replicas=tuple(replicas), timeouts=Timeouts(**d.timeouts.model_dump()),
+            api_key=api_key, max_connections=d.max_connections,
+        )
+    created = int(time.time())
+    models = [
+        Model(name=m.name, deployment=deployments[m.deployment], aliases=tuple(m.aliases),
+              endpoints=_ENDPOINTS[m.type], created=created)
+        for m in spec.models
+    ]
+    return Platform(Snapshot(models), tuple(mounts), source)
+
+
+_ENDPOINTS = {
+    "chat": frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS}),
+    "embedding": frozenset({Endpoint.EMBEDDINGS}),
+}

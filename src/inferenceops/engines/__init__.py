@@ -1,0 +1,1 @@
+"""Upstream engines: dialects, the simulator and local engines. Knows nothing of teams or keys."""

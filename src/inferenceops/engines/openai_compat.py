@@ -1,0 +1,172 @@
+"""The OpenAI-compatible dialect: vLLM, SGLang, llama.cpp server, Ollama, TGI, OpenAI.
+
+Owns aiohttp for talking to engines: one pooled ``ClientSession`` per
+deployment (keep-alive, bounded connections), requests sent as the original
+bytes, responses handed back unparsed. Every aiohttp/timeout failure is
+translated here into the typed errors of ``inferenceops.errors``; nothing
+above this module sees an aiohttp exception. Knows nothing of teams or keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from inferenceops.errors import (
+    UpstreamClientError,
+    UpstreamConnectFailed,
+    UpstreamServerError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from inferenceops.platform import Deployment, Replica
+
+_CONNECT_ERRORS = (aiohttp.ClientConnectorError, ConnectionRefusedError, socket.gaierror)
+
+
+class UpstreamResponse:
+    """An upstream response whose headers arrived; the body is read on demand."""
+
+    __slots__ = ("_resp", "_deadline", "_between", "_deployment", "status", "content_type")
+
+    def __init__(self, resp: aiohttp.ClientResponse, deployment: Deployment, deadline: float) -> None:
+        self._resp = resp
+        self._deadline = deadline
+        self._between = deployment.timeouts.between_chunks_s
+        self._deployment = deployment.name
+        self.status = resp.status
+        self.content_type = resp.headers.get("Content-Type", "application/json")
+
+    def _next_deadline(self) -> float:
+        return min(self._deadline, asyncio.get_running_loop().time() + self._between)
+
+    async def read(self) -> bytes:
+        """The whole body (non-streaming responses); releases the connection."""
+        try:
+            async with asyncio.timeout_at(self._next_deadline()):
+                return await self._resp.read()
+        except TimeoutError:
+            raise UpstreamTimeout(f"deployment {self._deployment!r} stopped sending its response",
+                                  extra={"deployment": self._deployment}) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"deployment {self._deployment!r} broke off its response: "
+                                      f"{type(exc).__name__}",
+                                      extra={"deployment": self._deployment}) from None
+        finally:
+            self._resp.release()
+
+    async def next_chunk(self) -> bytes:
+        """The next piece of a streamed body as it arrives; ``b""`` at the end."""
+        try:
+            async with asyncio.timeout_at(self._next_deadline()):
+                return await self._resp.content.readany()
+        except TimeoutError:
+            self.close()
+            raise UpstreamTimeout(f"deployment {self._deployment!r} sent nothing for "
+                                  f"{self._between:g}s mid-stream",
+                                  extra={"deployment": self._deployment}) from None
+        except aiohttp.ClientError as exc:
+            self.close()
+            raise UpstreamUnavailable(f"deployment {self._deployment!r} broke off the stream: "
+                                      f"{type(exc).__name__}",
+                                      extra={"deployment": self._deployment}) from None
+
+    def close(self) -> None:
+        """Abandon the response (client went away, or we failed): drop the connection."""
+        self._resp.close()
+
+    def release(self) -> None:
+        self._resp.release()
+
+
+class OpenAICompatClient:
+    """Sends requests to OpenAI-compatible engines, one connection pool per deployment."""
+
+    def __init__(self, deployments: Iterable[Deployment]) -> None:
+        self._deployments = {d.name: d for d in deployments}
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._headers: dict[str, dict[str, str]] = {}
+
+    async def start(self) -> None:
+        """Create the pools; must run inside the serving event loop."""
+        for d in self._deployments.values():
+            connector = aiohttp.TCPConnector(limit=d.max_connections, limit_per_host=d.max_connections,
+                                             keepalive_timeout=30, ttl_dns_cache=300)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=d.timeouts.connect_s)
+            self._sessions[d.name] = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, auto_decompress=False,
+                skip_auto_headers=("User-Agent",), raise_for_status=False,
+            )
+            headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+            if d.api_key:
+                headers["Authorization"] = f"Bearer {d.api_key}"
+            self._headers[d.name] = headers
+
+    async def close(self) -> None:
+        sessions, self._sessions = self._sessions, {}
+        await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
+
+    async def send(self, deployment: Deployment, replica: Replica, endpoint: str,
+                   body: bytes) -> UpstreamResponse:
+        """POST ``body`` to ``replica``; returns once the status and headers are in.
+
+        A 4xx/5xx is raised as a typed error (its body read and kept); a refused
+        connection raises ``UpstreamUnavailable`` with ``retryable`` set, since
+        the request provably never reached the engine.
+        """
+        loop = asyncio.get_running_loop()
+        timeouts = deployment.timeouts
+        now = loop.time()
+        deadline = now + timeouts.total_s
+        url = f"{replica.base_url}/{endpoint}"
+        try:
+            async with asyncio.timeout_at(min(deadline, now + timeouts.first_byte_s)):
+                resp = await self._sessions[deployment.name].post(
+                    url, data=body, headers=self._headers[deployment.name])
+        except TimeoutError:
+            raise UpstreamTimeout(f"deployment {deployment.name!r} did not answer within "
+                                  f"{timeouts.first_byte_s:g}s",
+                                  extra={"deployment": deployment.name}) from None
+        except _CONNECT_ERRORS as exc:
+            raise UpstreamConnectFailed(f"deployment {deployment.name!r} is unreachable "
+                                        f"(replica {replica.id}: connection failed)",
+                                        extra={"deployment": deployment.name}) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"deployment {deployment.name!r} failed: "
+                                      f"{type(exc).__name__}",
+                                      extra={"deployment": deployment.name}) from None
+        response = UpstreamResponse(resp, deployment, deadline)
+        if resp.status >= 400:
+            raise _http_error(resp.status, await response.read(), deployment.name)
+        return response
+
+
+def _http_error(status: int, body: bytes, deployment: str) -> Exception:
+    """Map an upstream error response to our tree, keeping the upstream's own words."""
+    parsed: Any = None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        message = error["message"]
+    elif isinstance(error, str):
+        message = error
+    elif isinstance(parsed, dict) and isinstance(parsed.get("detail"), str):
+        message = parsed["detail"]
+    else:
+        message = body[:500].decode("utf-8", "replace").strip() or f"HTTP {status}"
+    if 400 <= status < 500:
+        openai_shaped = isinstance(error, dict) and isinstance(error.get("message"), str)
+        return UpstreamClientError(message, status=status,
+                                   body=parsed if openai_shaped else None,
+                                   extra={"deployment": deployment})
+    return UpstreamServerError(f"deployment {deployment!r} failed with HTTP {status}",
+                               extra={"deployment": deployment,
+                                      "upstream": {"status": status, "message": message}})

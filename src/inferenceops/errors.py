@@ -1,0 +1,150 @@
+"""The one error hierarchy of InferenceOps.
+
+Every failure a client can see is one of these classes; each knows its HTTP
+status and its OpenAI ``type`` / ``code``. They are raised anywhere (engines,
+routing, gateway) and turned into OpenAI error JSON in exactly one place:
+``inferenceops.gateway.errors.error_response``. Nothing here does I/O.
+
+    InferenceOpsError                      500 server_error / internal_error
+    ├── InvalidRequest                     400 invalid_request_error
+    │   ├── InvalidJSON                    400 invalid_request_error / invalid_json
+    │   ├── InvalidParameter               400 invalid_request_error / invalid_type|invalid_value|missing_required_parameter
+    │   └── PayloadTooLarge                413 invalid_request_error / payload_too_large
+    ├── AuthenticationFailed               401 authentication_error / invalid_api_key
+    ├── PermissionDenied                   403 permission_error / permission_denied
+    ├── NotFound                           404 invalid_request_error / not_found
+    │   └── ModelNotFound                  404 invalid_request_error / model_not_found
+    ├── MethodNotAllowed                   405 invalid_request_error / method_not_allowed
+    ├── Unavailable                        503 service_unavailable / not_ready
+    └── UpstreamError                      502 upstream_error  (base of every engine failure)
+        ├── UpstreamUnavailable            502 upstream_error / upstream_unavailable (reset mid-way)
+        │   └── UpstreamConnectFailed      502 upstream_error / upstream_unavailable (never reached: retryable)
+        ├── UpstreamTimeout                504 timeout_error / upstream_timeout
+        ├── UpstreamServerError            502 upstream_error / upstream_server_error (upstream 5xx)
+        └── UpstreamClientError            4xx passed through (upstream rejected the request)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class InferenceOpsError(Exception):
+    """Base of every error a client may see."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = "internal_error"
+    #: True when the request provably never reached an engine, so another replica may be tried.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.param = param
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class InvalidRequest(InferenceOpsError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class InvalidJSON(InvalidRequest):
+    code = "invalid_json"
+
+
+class InvalidParameter(InvalidRequest):
+    code = "invalid_value"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    code = "payload_too_large"
+
+
+class AuthenticationFailed(InferenceOpsError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(InferenceOpsError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(InferenceOpsError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(InferenceOpsError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class Unavailable(InferenceOpsError):
+    status = 503
+    type = "service_unavailable"
+    code = "not_ready"
+
+
+class UpstreamError(InferenceOpsError):
+    """An engine failed us; ``deployment`` names which one (never its URL or credentials)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+
+
+class UpstreamConnectFailed(UpstreamUnavailable):
+    retryable = True
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class UpstreamServerError(UpstreamError):
+    code = "upstream_server_error"
+
+
+class UpstreamClientError(UpstreamError):
+    """The upstream refused the request (4xx); its status and OpenAI body pass through."""
+
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, *, status: int, body: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, status=status, **kwargs)
+        self.body = body

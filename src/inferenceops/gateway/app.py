@@ -1,0 +1,149 @@
+"""The data-plane ASGI application: lifespan, routing, and the one error boundary.
+
+Outermost → innermost for an HTTP request:
+
+1. ``RequestContext`` – request id (client's or new) and the overhead clock start
+   first, so every response, errors included, carries both headers.
+2. error boundary – typed errors become OpenAI error JSON (``gateway.errors``);
+   anything unexpected is logged and becomes a plain 500, never a hang.
+3. router – exact-path dict lookup, then the two prefixes (``/v1/models/``,
+   ``/_sim/``); wrong method → 405, unknown path → 404, both OpenAI-shaped.
+4. handler – runs its pipeline stages (``gateway.handlers``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from inferenceops.errors import InferenceOpsError, MethodNotAllowed, NotFound
+from inferenceops.gateway import handlers
+from inferenceops.gateway.errors import internal_error, sse_error_event
+from inferenceops.gateway.http import Receive, RequestContext, Scope, Send, respond_error
+from inferenceops.gateway.state import GatewayState
+from inferenceops.platform import Endpoint
+
+log = logging.getLogger("inferenceops.gateway")
+
+Handler = Callable[[GatewayState, RequestContext, Scope, Receive, Send], Awaitable[None]]
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+SIMULATOR_PREFIX = "/_sim/"
+MODELS_PREFIX = "/v1/models/"
+
+
+def _inference(endpoint: Endpoint) -> Handler:
+    async def handle(state: GatewayState, ctx: RequestContext, scope: Scope,
+                     receive: Receive, send: Send) -> None:
+        await handlers.inference(state, endpoint, ctx, receive, send)
+    return handle
+
+
+async def _models(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
+                  send: Send) -> None:
+    await handlers.list_models(state, ctx, send)
+
+
+async def _healthz(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
+                   send: Send) -> None:
+    await handlers.healthz(ctx, send)
+
+
+async def _readyz(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
+                  send: Send) -> None:
+    await handlers.readyz(state, ctx, send)
+
+
+ROUTES: dict[str, dict[str, Handler]] = {
+    "/v1/chat/completions": {"POST": _inference(Endpoint.CHAT)},
+    "/v1/completions": {"POST": _inference(Endpoint.COMPLETIONS)},
+    "/v1/embeddings": {"POST": _inference(Endpoint.EMBEDDINGS)},
+    "/v1/models": {"GET": _models},
+    "/healthz": {"GET": _healthz},
+    "/readyz": {"GET": _readyz},
+}
+
+
+class GatewayApp:
+    """ASGI3 callable serving the data plane from one ``GatewayState``."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path.startswith(SIMULATOR_PREFIX):
+            await self._simulator(scope, receive, send)
+            return
+        ctx = RequestContext(scope)
+        try:
+            await self._route(path, scope["method"])(self.state, ctx, scope, receive, send)
+        except InferenceOpsError as exc:
+            await self._fail(ctx, send, exc)
+        except Exception as exc:  # the top-level boundary: log it, answer 500, keep serving
+            await self._fail(ctx, send, internal_error(exc))
+
+    @staticmethod
+    def _route(path: str, method: str) -> Handler:
+        methods = ROUTES.get(path)
+        if methods is None and path.startswith(MODELS_PREFIX) and len(path) > len(MODELS_PREFIX):
+            model_id = path[len(MODELS_PREFIX):]
+
+            async def _model(state: GatewayState, ctx: RequestContext, scope: Scope,
+                             receive: Receive, send: Send) -> None:
+                await handlers.get_model(state, model_id, ctx, send)
+            methods = {"GET": _model}
+        if methods is None:
+            raise NotFound(f"Unknown request URL: {method} {path}.", code="unknown_url")
+        handler = methods.get(method)
+        if handler is None:
+            raise MethodNotAllowed(f"{method} is not allowed on {path}; use "
+                                   f"{', '.join(methods)}.",
+                                   headers={"Allow": ", ".join(methods)})
+        return handler
+
+    @staticmethod
+    async def _fail(ctx: RequestContext, send: Send, exc: InferenceOpsError) -> None:
+        if ctx.response_started:  # too late for a status: finish the stream with an error event
+            try:
+                await send({"type": "http.response.body", "body": sse_error_event(exc),
+                            "more_body": False})
+            except Exception:  # noqa: BLE001 - the client is gone; nothing left to tell
+                log.debug("client gone before the error event", exc_info=True)
+            return
+        await respond_error(send, ctx, exc)
+
+    async def _simulator(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """In-process simulated engines, reachable from this machine only."""
+        rest = scope["path"][len(SIMULATOR_PREFIX):]
+        mount, _, sub = rest.partition("/")
+        app = self.state.simulators.get(mount)
+        client = scope.get("client")
+        if app is None or client is None or client[0] not in _LOOPBACK:
+            ctx = RequestContext(scope)
+            await respond_error(send, ctx, NotFound(f"Unknown request URL: {scope['method']} "
+                                                    f"{scope['path']}.", code="unknown_url"))
+            return
+        await app({**scope, "path": "/" + sub, "raw_path": ("/" + sub).encode()}, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.state.start()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.state.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

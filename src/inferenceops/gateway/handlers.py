@@ -1,0 +1,67 @@
+"""Endpoint handlers: each runs the pipeline stages for its route, in order.
+
+Inference (``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``):
+
+1. size      – a declared Content-Length over the limit is refused before anything else.
+2. authenticate – Bearer key → principal, from headers only, so strangers never
+   get their bodies read or parsed.
+3. parse     – the body, bounded while it is read; only model/stream/token caps checked.
+4. authorize – the model (name or alias) must exist and support this endpoint.
+5. route + forward – ``Forwarder``: replica choice, bytes out, bytes back.
+
+Admission, guardrails and settlement slot in between 4 and 5 as they arrive.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+
+from inferenceops.errors import InvalidRequest, ModelNotFound
+from inferenceops.gateway.http import Receive, RequestContext, Send, read_body, respond
+from inferenceops.gateway.request import parse_inference
+from inferenceops.platform import Endpoint
+
+if TYPE_CHECKING:
+    from inferenceops.gateway.state import GatewayState
+
+PIPELINE_STAGES = ("size", "authenticate", "parse", "authorize", "route+forward")
+
+
+async def inference(state: GatewayState, endpoint: Endpoint, ctx: RequestContext,
+                    receive: Receive, send: Send) -> None:
+    state.authenticator.authenticate(ctx.authorization)
+    body = await read_body(receive, ctx, state.max_body_bytes)
+    request = parse_inference(body, endpoint, state.max_tokens_limit)
+    model = state.snapshot.model(request.model)
+    if model is None:
+        raise ModelNotFound(f"The model '{request.model}' does not exist or you do not have "
+                            "access to it.", param="model")
+    if endpoint not in model.endpoints:
+        raise InvalidRequest(f"The model '{request.model}' does not support /v1/{endpoint.value}.",
+                             param="model", code="unsupported_endpoint")
+    await state.forwarder.forward(model.deployment, endpoint, request, ctx, receive, send)
+
+
+async def list_models(state: GatewayState, ctx: RequestContext, send: Send) -> None:
+    state.authenticator.authenticate(ctx.authorization)
+    await respond(send, ctx, 200, state.snapshot.models_json)
+
+
+async def get_model(state: GatewayState, model_id: str, ctx: RequestContext, send: Send) -> None:
+    state.authenticator.authenticate(ctx.authorization)
+    card = state.snapshot.model_card_json(model_id)
+    if card is None:
+        raise ModelNotFound(f"The model '{model_id}' does not exist or you do not have access "
+                            "to it.", param="model")
+    await respond(send, ctx, 200, card)
+
+
+async def healthz(ctx: RequestContext, send: Send) -> None:
+    await respond(send, ctx, 200, b'{"status":"ok"}')
+
+
+async def readyz(state: GatewayState, ctx: RequestContext, send: Send) -> None:
+    status, detail = (200, "ready") if state.ready else (503, "starting or draining")
+    await respond(send, ctx, status, orjson.dumps({"status": detail}))

@@ -1,0 +1,109 @@
+"""Forwarding to an engine: pick a replica, send the bytes, pass the answer through.
+
+Non-streaming answers are read whole and sent in one message. Streaming
+answers go through chunk by chunk as they arrive, never buffered. A refused
+connection (the request never reached the engine) is retried on another
+replica before the first byte; nothing is retried once an engine has the
+request. A failure after the stream has started cannot change the status
+(already 200), so it is told to the client as a final SSE ``error`` event.
+A client that goes away mid-stream closes the upstream connection, which
+frees the engine's slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import suppress
+
+import orjson
+
+from inferenceops.engines.openai_compat import OpenAICompatClient, UpstreamResponse
+from inferenceops.errors import InferenceOpsError
+from inferenceops.gateway.errors import sse_error_event
+from inferenceops.gateway.http import Receive, RequestContext, Send, respond, start_stream
+from inferenceops.gateway.request import InferenceRequest
+from inferenceops.platform import Deployment, Endpoint, Replica
+from inferenceops.routing import LeastOutstanding
+
+
+class Forwarder:
+    __slots__ = ("_client", "_balancer")
+
+    def __init__(self, client: OpenAICompatClient, balancer: LeastOutstanding) -> None:
+        self._client = client
+        self._balancer = balancer
+
+    async def forward(self, deployment: Deployment, endpoint: Endpoint, request: InferenceRequest,
+                      ctx: RequestContext, receive: Receive, send: Send) -> None:
+        body = request.body
+        if request.model != deployment.served_model:
+            request.doc["model"] = deployment.served_model
+            body = orjson.dumps(request.doc)
+        replica, upstream = await self._open(deployment, endpoint, body, ctx)
+        try:
+            if request.stream:
+                await _stream(upstream, ctx, receive, send)
+            else:
+                started = time.perf_counter()
+                payload = await upstream.read()
+                ctx.upstream_s += time.perf_counter() - started
+                await respond(send, ctx, upstream.status, payload,
+                              content_type=upstream.content_type.encode())
+        finally:
+            self._balancer.release(replica)
+
+    async def _open(self, deployment: Deployment, endpoint: Endpoint, body: bytes,
+                    ctx: RequestContext) -> tuple[Replica, UpstreamResponse]:
+        tried: list[str] = []
+        while True:
+            replica = self._balancer.pick(deployment, tried)
+            self._balancer.acquire(replica)
+            started = time.perf_counter()
+            try:
+                upstream = await self._client.send(deployment, replica, endpoint.value, body)
+            except InferenceOpsError as exc:
+                self._balancer.release(replica)
+                tried.append(replica.id)
+                if exc.retryable and len(tried) < len(deployment.replicas):
+                    continue
+                raise
+            finally:
+                ctx.upstream_s += time.perf_counter() - started
+            return replica, upstream
+
+
+async def _stream(upstream: UpstreamResponse, ctx: RequestContext, receive: Receive,
+                  send: Send) -> None:
+    await start_stream(send, ctx, upstream.status, upstream.content_type.encode())
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    watcher.add_done_callback(lambda t: t.cancelled() or upstream.close())
+    try:
+        while True:
+            try:
+                chunk = await upstream.next_chunk()
+            except InferenceOpsError as exc:
+                if watcher.done():
+                    return  # the client left; the upstream was closed on purpose
+                await send({"type": "http.response.body", "body": sse_error_event(exc),
+                            "more_body": True})
+                break
+            if not chunk:
+                break
+            try:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except OSError:
+                upstream.close()
+                return
+        with suppress(OSError):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        watcher.cancel()
+        upstream.release()
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

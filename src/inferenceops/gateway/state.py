@@ -1,0 +1,37 @@
+"""The long-lived objects one gateway process serves with, built once at start.
+
+The hot path reads ``snapshot`` (swapped whole, never mutated) and uses the
+pooled client through ``forwarder``. No module globals: everything a request
+needs hangs off this one object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from inferenceops.engines.openai_compat import OpenAICompatClient
+from inferenceops.gateway.auth import KeyAuthenticator
+from inferenceops.gateway.http import ASGIApp
+from inferenceops.gateway.proxy import Forwarder
+from inferenceops.platform import Snapshot
+
+
+@dataclass(eq=False)
+class GatewayState:
+    snapshot: Snapshot
+    authenticator: KeyAuthenticator
+    client: OpenAICompatClient
+    forwarder: Forwarder
+    max_body_bytes: int
+    max_tokens_limit: int
+    simulators: Mapping[str, ASGIApp] = field(default_factory=dict)
+    ready: bool = False
+
+    async def start(self) -> None:
+        await self.client.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.client.close()

@@ -1,0 +1,104 @@
+"""What the platform serves: models, the deployments behind them, their replicas.
+
+These are immutable values. The data plane reads one ``Snapshot`` per request
+and never the database or the config file; a new snapshot is built off the hot
+path and swapped in whole. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import orjson
+
+
+class Endpoint(enum.StrEnum):
+    """OpenAI endpoints a model can be called on."""
+
+    CHAT = "chat/completions"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-deployment upstream timeouts, in seconds."""
+
+    connect_s: float = 5.0
+    first_byte_s: float = 120.0
+    between_chunks_s: float = 60.0
+    total_s: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One running engine instance; ``base_url`` ends at the API root (``…/v1``)."""
+
+    id: str
+    base_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """A model served by one engine type on one or more replicas.
+
+    ``api_key`` is the upstream credential, injected server-side and never echoed.
+    """
+
+    name: str
+    dialect: str
+    served_model: str
+    replicas: tuple[Replica, ...]
+    timeouts: Timeouts = Timeouts()
+    api_key: str | None = field(default=None, repr=False)
+    max_connections: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A public model name (plus aliases) that teams call; routed to one deployment."""
+
+    name: str
+    deployment: Deployment
+    endpoints: frozenset[Endpoint]
+    aliases: tuple[str, ...] = ()
+    owned_by: str = "inferenceops"
+    created: int = 0
+
+    def card(self) -> dict[str, object]:
+        return {"id": self.name, "object": "model", "created": self.created,
+                "owned_by": self.owned_by}
+
+
+class Snapshot:
+    """An immutable view of everything the hot path needs, looked up by dict access."""
+
+    __slots__ = ("_by_name", "models", "deployments", "models_json", "_cards_json")
+
+    def __init__(self, models: list[Model]) -> None:
+        by_name: dict[str, Model] = {}
+        for model in models:
+            for name in (model.name, *model.aliases):
+                if name in by_name:
+                    raise ValueError(f"model name or alias {name!r} is used twice")
+                by_name[name] = model
+        self._by_name: Mapping[str, Model] = MappingProxyType(by_name)
+        self.models: tuple[Model, ...] = tuple(models)
+        self.deployments: Mapping[str, Deployment] = MappingProxyType(
+            {m.deployment.name: m.deployment for m in models}
+        )
+        self.models_json: bytes = orjson.dumps(
+            {"object": "list", "data": [m.card() for m in self.models]}
+        )
+        self._cards_json: Mapping[str, bytes] = MappingProxyType(
+            {name: orjson.dumps(m.card()) for name, m in by_name.items()}
+        )
+
+    def model(self, name: str) -> Model | None:
+        return self._by_name.get(name)
+
+    def model_card_json(self, name: str) -> bytes | None:
+        return self._cards_json.get(name)

@@ -1,0 +1,44 @@
+"""Running an ASGI factory under granian (default) or uvicorn.
+
+Both get the same graceful shutdown contract: on SIGTERM/SIGINT stop
+accepting connections, let in-flight requests and streams finish for up to
+``shutdown_timeout_s``, then exit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Literal
+
+SIMULATOR_ENV = "INFERENCEOPS_SIMULATE_"
+
+
+def run(factory: str, *, host: str, port: int, workers: int, server: Literal["granian", "uvicorn"],
+        shutdown_timeout_s: float, log_level: str = "info", access_log: bool = False) -> None:
+    if server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(factory, factory=True, host=host, port=port, workers=workers,
+                    timeout_graceful_shutdown=math.ceil(shutdown_timeout_s), log_level=log_level,
+                    access_log=access_log, lifespan="on")
+        return
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    Server(
+        factory, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
+        factory=True, loop=Loops.auto, log_level=LogLevels(log_level), log_access=access_log,
+        workers_kill_timeout=max(1, math.ceil(shutdown_timeout_s)), backlog=2048,
+        http1_settings=None,
+    ).serve()
+
+
+def simulator_app():  # type: ignore[no-untyped-def]
+    """ASGI factory for ``inferenceops simulate``: its options arrive through the environment."""
+    from inferenceops.engines.simulator import build_simulator_app, load_profile
+
+    profile = load_profile(os.environ[SIMULATOR_ENV + "PROFILE"])
+    return build_simulator_app(profile, model=os.environ[SIMULATOR_ENV + "MODEL"],
+                               seed=int(os.environ.get(SIMULATOR_ENV + "SEED", "0")))

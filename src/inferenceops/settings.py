@@ -1,0 +1,59 @@
+"""Process settings: the one typed source of truth for how this process runs.
+
+Values come from (highest first) CLI flags, ``INFERENCEOPS_*`` environment
+variables (``__`` nests), then defaults. What the platform *serves* (models,
+deployments) lives in the platform YAML (``platform.config``), not here.
+Loaded once at start and passed explicitly; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="INFERENCEOPS_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on.")
+    data_dir: Path = Field(Path("inferenceops-data"), description="Local data folder.")
+    config: Path | None = Field(None, description="Platform YAML; unset = embedded demo.")
+    admin_key: SecretStr | None = Field(
+        None, description="Bootstrap key; unset = generated once and kept in the data folder."
+    )
+    server: Literal["granian", "uvicorn"] = "granian"
+    workers: int = Field(1, ge=1, le=256)
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="How long in-flight requests and streams may finish at shutdown."
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."
+    )
+    max_tokens_limit: int = Field(
+        1_048_576, ge=1, description="Largest max_tokens accepted before reaching an engine."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
+
+    @field_validator("config")
+    @classmethod
+    def _config_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"platform config file {str(value)!r} does not exist")
+        return value
+
+    @property
+    def loopback_base_url(self) -> str:
+        """Where this process can reach itself (in-process simulators are mounted here)."""
+        host = self.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
