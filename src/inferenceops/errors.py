@@ -8,7 +8,7 @@ routing, gateway) and turned into OpenAI error JSON in exactly one place:
     InferenceOpsError                      500 server_error / internal_error
     ├── InvalidRequest                     400 invalid_request_error
     │   ├── InvalidJSON                    400 invalid_request_error / invalid_json
-    │   ├── InvalidParameter               400 invalid_request_error / invalid_type|invalid_value|missing_required_parameter
+    │   ├── InvalidParameter               400 invalid_request_error / invalid_value (and others)
     │   └── PayloadTooLarge                413 invalid_request_error / payload_too_large
     ├── AuthenticationFailed               401 authentication_error / invalid_api_key
     ├── PermissionDenied                   403 permission_error / permission_denied
@@ -18,7 +18,7 @@ routing, gateway) and turned into OpenAI error JSON in exactly one place:
     ├── Unavailable                        503 service_unavailable / not_ready
     └── UpstreamError                      502 upstream_error  (base of every engine failure)
         ├── UpstreamUnavailable            502 upstream_error / upstream_unavailable (reset mid-way)
-        │   └── UpstreamConnectFailed      502 upstream_error / upstream_unavailable (never reached: retryable)
+        │   └── UpstreamConnectFailed      502 upstream_error / upstream_unavailable (retryable)
         ├── UpstreamTimeout                504 timeout_error / upstream_timeout
         ├── UpstreamServerError            502 upstream_error / upstream_server_error (upstream 5xx)
         └── UpstreamClientError            4xx passed through (upstream rejected the request)

@@ -103,7 +103,8 @@ def _completion(model: str) -> dict[str, Any]:
 
 
 async def start(fake: FakeUpstream, port: int = 0) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(fake.app(), access_log=None)
+    runner = web.AppRunner(fake.app(), access_log=None, shutdown_timeout=0.2,
+                           handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()

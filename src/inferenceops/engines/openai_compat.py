@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from contextlib import suppress
 from collections.abc import Iterable
 from typing import Any
 
@@ -149,10 +150,8 @@ class OpenAICompatClient:
 def _http_error(status: int, body: bytes, deployment: str) -> Exception:
     """Map an upstream error response to our tree, keeping the upstream's own words."""
     parsed: Any = None
-    try:
+    with suppress(orjson.JSONDecodeError):
         parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
     error = parsed.get("error") if isinstance(parsed, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         message = error["message"]
