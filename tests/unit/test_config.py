@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from inferenceops.config import ConfigError, load_platform, parse_platform
@@ -89,3 +91,9 @@ def test_bad_file_names_line_field_and_problem(text: str, expected: str) -> None
 def test_unset_credential_variable_is_named() -> None:
     with pytest.raises(ConfigError, match="VLLM_KEY is not set"):
         parse(GOOD, environ={})
+
+
+def test_example_platform_file_in_the_docs_is_valid() -> None:
+    platform = load_platform(Path(__file__).parents[2] / "examples" / "platform.yaml",
+                             loopback_base_url=LOOP, environ={"VLLM_API_KEY": "x"})
+    assert platform.snapshot.model("gpt-4o-mini") is not None

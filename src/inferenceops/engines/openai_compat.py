@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from contextlib import suppress
 from collections.abc import Iterable
+from contextlib import suppress
 from typing import Any
 
 import aiohttp

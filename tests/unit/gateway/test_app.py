@@ -271,3 +271,9 @@ async def test_server_keeps_serving_after_errors(harness: Harness) -> None:
         assert 400 <= resp.status < 500
     ok = await request(harness.app, "POST", "/v1/chat/completions", body=_body(CHAT), headers=AUTH)
     assert ok.status == 200
+
+
+async def test_strangers_are_refused_before_their_body_is_read(harness: Harness) -> None:
+    parts = [b"{" * 40_000, b"x" * 40_000]  # oversize and malformed: auth still answers first
+    resp = await request(harness.app, "POST", "/v1/chat/completions", body_parts=parts)
+    assert_openai_error(resp, 401, "invalid_api_key")
