@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from inferenceops.errors import (
     UpstreamClientError,
@@ -27,6 +28,7 @@ from inferenceops.errors import (
 )
 from inferenceops.platform import Deployment, Replica
 
+_ENDPOINTS = ("chat/completions", "completions", "embeddings")
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, ConnectionRefusedError, socket.gaierror)
 
 
@@ -91,7 +93,7 @@ class OpenAICompatClient:
     def __init__(self, deployments: Iterable[Deployment]) -> None:
         self._deployments = {d.name: d for d in deployments}
         self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._headers: dict[str, dict[str, str]] = {}
+        self._urls: dict[tuple[str, str], URL] = {}
 
     async def start(self) -> None:
         """Create the pools; must run inside the serving event loop."""
@@ -99,14 +101,20 @@ class OpenAICompatClient:
             connector = aiohttp.TCPConnector(limit=d.max_connections, limit_per_host=d.max_connections,
                                              keepalive_timeout=30, ttl_dns_cache=300)
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=d.timeouts.connect_s)
-            self._sessions[d.name] = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, auto_decompress=False,
-                skip_auto_headers=("User-Agent",), raise_for_status=False,
-            )
             headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
             if d.api_key:
                 headers["Authorization"] = f"Bearer {d.api_key}"
-            self._headers[d.name] = headers
+            # Fixed headers live on the session and URLs are parsed once: per-request work
+            # in aiohttp is then little more than writing the bytes. No cookies: engines
+            # have no business setting state on a shared client.
+            self._sessions[d.name] = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, headers=headers, auto_decompress=False,
+                skip_auto_headers=("User-Agent",), raise_for_status=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+            for replica in d.replicas:
+                for endpoint in _ENDPOINTS:
+                    self._urls[replica.id, endpoint] = URL(f"{replica.base_url}/{endpoint}")
 
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, {}
@@ -124,11 +132,10 @@ class OpenAICompatClient:
         timeouts = deployment.timeouts
         now = loop.time()
         deadline = now + timeouts.total_s
-        url = f"{replica.base_url}/{endpoint}"
         try:
             async with asyncio.timeout_at(min(deadline, now + timeouts.first_byte_s)):
                 resp = await self._sessions[deployment.name].post(
-                    url, data=body, headers=self._headers[deployment.name])
+                    self._urls[replica.id, endpoint], data=body)
         except TimeoutError:
             raise UpstreamTimeout(f"deployment {deployment.name!r} did not answer within "
                                   f"{timeouts.first_byte_s:g}s",
