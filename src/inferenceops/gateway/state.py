@@ -35,3 +35,7 @@ class GatewayState:
     async def stop(self) -> None:
         self.ready = False
         await self.client.close()
+        for app in self.simulators.values():
+            aclose = getattr(app, "aclose", None)
+            if aclose is not None:
+                await aclose()
