@@ -120,13 +120,36 @@ class OpenAICompatClient:
         sessions, self._sessions = self._sessions, {}
         await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
 
-    async def send(self, deployment: Deployment, replica: Replica, endpoint: str,
-                   body: bytes) -> UpstreamResponse:
-        """POST ``body`` to ``replica``; returns once the status and headers are in.
+    async def complete(self, deployment: Deployment, replica: Replica, endpoint: str,
+                       body: bytes) -> tuple[int, str, bytes]:
+        """POST ``body`` and read the whole answer (non-streaming requests).
 
-        A 4xx/5xx is raised as a typed error (its body read and kept); a refused
-        connection raises ``UpstreamUnavailable`` with ``retryable`` set, since
-        the request provably never reached the engine.
+        One deadline, ``first_byte_s`` (capped by ``total_s``), covers both: an
+        engine sends a non-streamed answer only once it is complete. Returns
+        (status, content type, body); a 4xx/5xx is raised as a typed error.
+        """
+        timeouts = deployment.timeouts
+        try:
+            async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)):
+                resp = await self._sessions[deployment.name].post(
+                    self._urls[replica.id, endpoint], data=body)
+                try:
+                    payload = await resp.read()
+                finally:
+                    resp.release()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise _translate(exc, deployment, replica) from exc
+        if resp.status >= 400:
+            raise _http_error(resp.status, payload, deployment.name)
+        return resp.status, resp.headers.get("Content-Type", "application/json"), payload
+
+    async def open_stream(self, deployment: Deployment, replica: Replica, endpoint: str,
+                          body: bytes) -> UpstreamResponse:
+        """POST ``body``; returns once the status and headers are in, body unread.
+
+        A 4xx/5xx is raised as a typed error (its body read and kept). A refused
+        connection raises ``UpstreamConnectFailed`` (retryable): the request
+        provably never reached the engine.
         """
         loop = asyncio.get_running_loop()
         timeouts = deployment.timeouts
@@ -136,22 +159,25 @@ class OpenAICompatClient:
             async with asyncio.timeout_at(min(deadline, now + timeouts.first_byte_s)):
                 resp = await self._sessions[deployment.name].post(
                     self._urls[replica.id, endpoint], data=body)
-        except TimeoutError:
-            raise UpstreamTimeout(f"deployment {deployment.name!r} did not answer within "
-                                  f"{timeouts.first_byte_s:g}s",
-                                  extra={"deployment": deployment.name}) from None
-        except _CONNECT_ERRORS as exc:
-            raise UpstreamConnectFailed(f"deployment {deployment.name!r} is unreachable "
-                                        f"(replica {replica.id}: connection failed)",
-                                        extra={"deployment": deployment.name}) from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"deployment {deployment.name!r} failed: "
-                                      f"{type(exc).__name__}",
-                                      extra={"deployment": deployment.name}) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise _translate(exc, deployment, replica) from exc
         response = UpstreamResponse(resp, deployment, deadline)
         if resp.status >= 400:
             raise _http_error(resp.status, await response.read(), deployment.name)
         return response
+
+
+def _translate(exc: BaseException, deployment: Deployment, replica: Replica) -> Exception:
+    """aiohttp's and the socket layer's failures, in our terms."""
+    name = deployment.name
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(f"deployment {name!r} did not answer within "
+                               f"{deployment.timeouts.first_byte_s:g}s", extra={"deployment": name})
+    if isinstance(exc, _CONNECT_ERRORS):
+        return UpstreamConnectFailed(f"deployment {name!r} is unreachable (replica {replica.id}: "
+                                     "connection failed)", extra={"deployment": name})
+    return UpstreamUnavailable(f"deployment {name!r} failed: {type(exc).__name__}",
+                               extra={"deployment": name})
 
 
 def _http_error(status: int, body: bytes, deployment: str) -> Exception:

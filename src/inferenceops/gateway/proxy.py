@@ -23,7 +23,7 @@ from inferenceops.errors import InferenceOpsError
 from inferenceops.gateway.errors import sse_error_event
 from inferenceops.gateway.http import Receive, RequestContext, Send, respond, start_stream
 from inferenceops.gateway.request import InferenceRequest
-from inferenceops.platform import Deployment, Endpoint, Replica
+from inferenceops.platform import Deployment, Endpoint
 from inferenceops.routing import LeastOutstanding
 
 
@@ -40,37 +40,32 @@ class Forwarder:
         if request.model != deployment.served_model:
             request.doc["model"] = deployment.served_model
             body = orjson.dumps(request.doc)
-        replica, upstream = await self._open(deployment, endpoint, body, ctx)
-        try:
-            if request.stream:
-                await _stream(upstream, ctx, receive, send)
-            else:
-                started = time.perf_counter()
-                payload = await upstream.read()
-                ctx.upstream_s += time.perf_counter() - started
-                await respond(send, ctx, upstream.status, payload,
-                              content_type=upstream.content_type.encode())
-        finally:
-            self._balancer.release(replica)
-
-    async def _open(self, deployment: Deployment, endpoint: Endpoint, body: bytes,
-                    ctx: RequestContext) -> tuple[Replica, UpstreamResponse]:
+        client = self._client
         tried: list[str] = []
-        while True:
+        while True:  # another replica only when the last one provably never got the request
             replica = self._balancer.pick(deployment, tried)
             self._balancer.acquire(replica)
             started = time.perf_counter()
             try:
-                upstream = await self._client.send(deployment, replica, endpoint.value, body)
+                try:
+                    if request.stream:
+                        upstream = await client.open_stream(deployment, replica, endpoint.value, body)
+                    else:
+                        status, content_type, payload = await client.complete(
+                            deployment, replica, endpoint.value, body)
+                finally:
+                    ctx.upstream_s += time.perf_counter() - started
+                if request.stream:
+                    await _stream(upstream, ctx, receive, send)
+                else:
+                    await respond(send, ctx, status, payload, content_type=content_type.encode())
+                return
             except InferenceOpsError as exc:
-                self._balancer.release(replica)
                 tried.append(replica.id)
-                if exc.retryable and len(tried) < len(deployment.replicas):
-                    continue
-                raise
+                if not (exc.retryable and len(tried) < len(deployment.replicas)):
+                    raise
             finally:
-                ctx.upstream_s += time.perf_counter() - started
-            return replica, upstream
+                self._balancer.release(replica)
 
 
 async def _stream(upstream: UpstreamResponse, ctx: RequestContext, receive: Receive,
