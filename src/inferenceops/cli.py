@@ -28,12 +28,17 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+_FLAGS = {"host": "--host", "port": "--port", "data_dir": "--data-dir", "config": "--config",
+          "workers": "--workers", "server": "--server", "shutdown_timeout_s": "--shutdown-timeout"}
+
+
 def _settings_errors(exc: ValidationError) -> str:
     lines = ["invalid settings:"]
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"])
-        lines.append(f"  {field} (flag --{field.replace('_', '-')} or env INFERENCEOPS_"
-                     f"{field.upper()}): {err['msg']}")
+        flag = _FLAGS.get(field)
+        source = f"flag {flag} or env" if flag else "env"
+        lines.append(f"  {field} ({source} INFERENCEOPS_{field.upper()}): {err['msg']}")
     return "\n".join(lines)
 
 

@@ -89,24 +89,6 @@ class PlatformSpec(_Strict):
     deployments: list[DeploymentSpec] = Field(min_length=1)
     models: list[ModelSpec] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _references(self) -> PlatformSpec:
-        names = [d.name for d in self.deployments]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"deployment names must be unique; repeated: {', '.join(dupes)}")
-        seen: dict[str, str] = {}
-        for m in self.models:
-            if m.deployment not in names:
-                raise ValueError(f"model {m.name!r} names deployment {m.deployment!r}, which is "
-                                 f"not defined; defined: {', '.join(names)}")
-            for public in (m.name, *m.aliases):
-                if public in seen:
-                    raise ValueError(f"model name or alias {public!r} is used by both "
-                                     f"{seen[public]!r} and {m.name!r}")
-                seen[public] = m.name
-        return self
-
 
 @dataclass(frozen=True)
 class SimulatorMount:
@@ -145,6 +127,7 @@ def load_platform(path: Path | None, *, loopback_base_url: str,
     environ = dict(os.environ) if environ is None else environ
     if path is None:
         spec = PlatformSpec.model_validate(EMBEDDED_DEFAULT)
+        assert not _cross_check(spec, environ)
         return _build(spec, loopback_base_url, environ, "embedded default")
     try:
         text = path.read_text(encoding="utf-8")
@@ -170,18 +153,50 @@ def parse_platform(text: str, *, source: str, loopback_base_url: str,
     try:
         spec = PlatformSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, node, source)) from None
+        problems = [([p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)],
+                     re.sub(r"^Value error, ", "", err["msg"])) for err in exc.errors()]
+        raise ConfigError(_describe(problems, node, source)) from None
+    problems = _cross_check(spec, environ)
+    if problems:
+        raise ConfigError(_describe(problems, node, source))
     return _build(spec, loopback_base_url, environ, source)
 
 
-def _describe(exc: ValidationError, root: yaml.Node | None, source: str) -> str:
+Problem = tuple[list[Any], str]
+
+
+def _cross_check(spec: PlatformSpec, environ: dict[str, str]) -> list[Problem]:
+    """What one field alone cannot tell: references, uniqueness, the environment."""
+    problems: list[Problem] = []
+    names = [d.name for d in spec.deployments]
+    for i, d in enumerate(spec.deployments):
+        if names.index(d.name) != i:
+            problems.append((["deployments", i, "name"], f"deployment name {d.name!r} is "
+                             "already used above; names must be unique"))
+        if d.api_key_env and not environ.get(d.api_key_env):
+            problems.append((["deployments", i, "api_key_env"], f"environment variable "
+                             f"{d.api_key_env} is not set; export it or remove api_key_env"))
+    seen: dict[str, str] = {}
+    for i, m in enumerate(spec.models):
+        if m.deployment not in names:
+            defined = ", ".join(dict.fromkeys(names))
+            problems.append((["models", i, "deployment"], f"model {m.name!r} names deployment "
+                             f"{m.deployment!r}, which is not defined; defined: {defined}"))
+        for j, public in enumerate((m.name, *m.aliases)):
+            if public in seen:
+                loc = ["models", i, "name"] if j == 0 else ["models", i, "aliases", j - 1]
+                problems.append((loc, f"model name or alias {public!r} is used by both "
+                                 f"{seen[public]!r} and {m.name!r}"))
+            seen.setdefault(public, m.name)
+    return problems
+
+
+def _describe(problems: list[Problem], root: yaml.Node | None, source: str) -> str:
     lines = [f"{source}: the platform config is invalid:"]
-    for err in exc.errors():
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)]
+    for loc, message in problems:
         dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
         line = _line_of(root, loc)
         where = f"line {line}: " if line else ""
-        message = re.sub(r"^Value error, ", "", err["msg"])
         lines.append(f"  {where}{dotted or '(top level)'}: {message}")
     return "\n".join(lines)
 
@@ -209,13 +224,8 @@ def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
 def _build(spec: PlatformSpec, loopback: str, environ: dict[str, str], source: str) -> Platform:
     deployments: dict[str, Deployment] = {}
     mounts: list[SimulatorMount] = []
-    for i, d in enumerate(spec.deployments):
-        api_key = None
-        if d.api_key_env:
-            api_key = environ.get(d.api_key_env)
-            if not api_key:
-                raise ConfigError(f"{source}: deployments[{i}].api_key_env: environment variable "
-                                  f"{d.api_key_env} is not set; export it or remove api_key_env")
+    for d in spec.deployments:
+        api_key = environ.get(d.api_key_env) if d.api_key_env else None
         if d.engine == "simulator":
             assert isinstance(d.replicas, int) and d.profile
             replicas = []

@@ -70,16 +70,17 @@ def test_embedded_default_serves_demo_chat_on_two_replicas_and_demo_embed() -> N
     (GOOD.replace("engine: openai", "engine: tgi-special"),
      "line 3: deployments[0].engine: Input should be 'simulator' or 'openai'"),
     (GOOD.replace("deployment: vllm", "deployment: nope"),
-     "model 'chat' names deployment 'nope', which is not defined"),
+     "line 17: models[0].deployment: model 'chat' names deployment 'nope', which is not defined"),
     (GOOD.replace("aliases: [gpt-4o-mini]", "aliases: [sim-chat]"),
-     "'sim-chat' is used by both 'chat' and 'sim-chat'"),
+     "line 19: models[1].name: model name or alias 'sim-chat' is used by both 'chat' and 'sim-chat'"),
     (GOOD.replace("url: http://10.0.0.6:8000/v1", "url: ftp://x"), "line 8: deployments[0].replicas"),
     (GOOD.replace("first_byte_s: 2", "first_byte_s: -1"),
      "line 9: deployments[0].timeouts.first_byte_s: Input should be greater than 0"),
     (GOOD.replace("    replicas: 2\n", "    replicas: 0\n"), "1 <= N <= 64"),
     (GOOD.replace("    profile: test-fast\n", ""), "needs 'profile:'"),
     (GOOD + "unknown_key: 1\n", "unknown_key: Extra inputs are not permitted"),
-    (GOOD.replace("  - name: sim\n", "  - name: vllm\n"), "repeated: vllm"),
+    (GOOD.replace("  - name: sim\n", "  - name: vllm\n"),
+     "line 10: deployments[1].name: deployment name 'vllm' is already used"),
 ])
 def test_bad_file_names_line_field_and_problem(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -89,7 +90,8 @@ def test_bad_file_names_line_field_and_problem(text: str, expected: str) -> None
 
 
 def test_unset_credential_variable_is_named() -> None:
-    with pytest.raises(ConfigError, match="VLLM_KEY is not set"):
+    expected = "line 5: deployments.0..api_key_env: environment variable VLLM_KEY is not set"
+    with pytest.raises(ConfigError, match=expected):
         parse(GOOD, environ={})
 
 

@@ -29,7 +29,10 @@ from inferenceops.errors import (
 from inferenceops.platform import Deployment, Replica
 
 _ENDPOINTS = ("chat/completions", "completions", "embeddings")
-_CONNECT_ERRORS = (aiohttp.ClientConnectorError, ConnectionRefusedError, socket.gaierror)
+# The request never left this machine: safe to try another replica. (aiohttp's connect
+# timeout is also a TimeoutError, so this is checked before the timeout case.)
+_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError,
+                   ConnectionRefusedError, socket.gaierror)
 
 
 class UpstreamResponse:
@@ -170,12 +173,12 @@ class OpenAICompatClient:
 def _translate(exc: BaseException, deployment: Deployment, replica: Replica) -> Exception:
     """aiohttp's and the socket layer's failures, in our terms."""
     name = deployment.name
-    if isinstance(exc, TimeoutError):
-        return UpstreamTimeout(f"deployment {name!r} did not answer within "
-                               f"{deployment.timeouts.first_byte_s:g}s", extra={"deployment": name})
     if isinstance(exc, _CONNECT_ERRORS):
         return UpstreamConnectFailed(f"deployment {name!r} is unreachable (replica {replica.id}: "
                                      "connection failed)", extra={"deployment": name})
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(f"deployment {name!r} did not answer within "
+                               f"{deployment.timeouts.first_byte_s:g}s", extra={"deployment": name})
     return UpstreamUnavailable(f"deployment {name!r} failed: {type(exc).__name__}",
                                extra={"deployment": name})
 

@@ -2,7 +2,8 @@
 
 Inference (``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``):
 
-1. size      – a declared Content-Length over the limit is refused before anything else.
+1. size      – a declared Content-Length over the limit is refused before anything else
+   (it costs nothing and reads nothing).
 2. authenticate – Bearer key → principal, from headers only, so strangers never
    get their bodies read or parsed.
 3. parse     – the body, bounded while it is read; only model/stream/token caps checked.
@@ -19,7 +20,14 @@ from typing import TYPE_CHECKING
 import orjson
 
 from inferenceops.errors import InvalidRequest, ModelNotFound
-from inferenceops.gateway.http import Receive, RequestContext, Send, read_body, respond
+from inferenceops.gateway.http import (
+    Receive,
+    RequestContext,
+    Send,
+    check_declared_size,
+    read_body,
+    respond,
+)
 from inferenceops.gateway.request import parse_inference
 from inferenceops.platform import Endpoint
 
@@ -31,6 +39,7 @@ PIPELINE_STAGES = ("size", "authenticate", "parse", "authorize", "route+forward"
 
 async def inference(state: GatewayState, endpoint: Endpoint, ctx: RequestContext,
                     receive: Receive, send: Send) -> None:
+    check_declared_size(ctx, state.max_body_bytes)
     state.authenticator.authenticate(ctx.authorization)
     body = await read_body(receive, ctx, state.max_body_bytes)
     request = parse_inference(body, endpoint, state.max_tokens_limit)

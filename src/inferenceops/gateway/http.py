@@ -60,8 +60,8 @@ class RequestContext:
                 (b"x-inferenceops-overhead-ms", self.overhead_ms())]
 
 
-async def read_body(receive: Receive, ctx: RequestContext, limit: int) -> bytes:
-    """The whole request body, refused with 413 as soon as it exceeds ``limit``."""
+def check_declared_size(ctx: RequestContext, limit: int) -> None:
+    """Refuse a body whose Content-Length is over ``limit`` before reading any of it."""
     if ctx.content_length is not None:
         try:
             declared = int(ctx.content_length)
@@ -69,6 +69,10 @@ async def read_body(receive: Receive, ctx: RequestContext, limit: int) -> bytes:
             raise InvalidRequest("The Content-Length header is not a number.") from None
         if declared > limit:
             raise PayloadTooLarge(f"The request body is {declared} bytes; the limit is {limit}.")
+
+
+async def read_body(receive: Receive, ctx: RequestContext, limit: int) -> bytes:
+    """The whole request body, refused with 413 as soon as it exceeds ``limit``."""
     message = await receive()
     body = message.get("body", b"")
     if not message.get("more_body", False):
