@@ -1,24 +1,28 @@
 """The OpenAI-compatible dialect: vLLM, SGLang, llama.cpp server, Ollama, TGI, OpenAI.
 
-Owns aiohttp for talking to engines: one pooled ``ClientSession`` per
-deployment (keep-alive, bounded connections), requests sent as the original
-bytes, responses handed back unparsed. Every aiohttp/timeout failure is
-translated here into the typed errors of ``inferenceops.errors``; nothing
-above this module sees an aiohttp exception. Knows nothing of teams or keys.
+Sends the original request bytes to a replica over a pooled keep-alive
+connection (``engines.http1``, one pool per replica) and hands the response
+back unparsed. Every transport and timeout failure is translated here into
+the typed errors of ``inferenceops.errors``; nothing above this module sees a
+socket error. Knows nothing of teams or keys.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
-from yarl import URL
 
+from inferenceops import __version__
+from inferenceops.engines.http1 import (
+    ConnectFailed,
+    Connection,
+    HTTPClientError,
+    Pool,
+)
 from inferenceops.errors import (
     UpstreamClientError,
     UpstreamConnectFailed,
@@ -29,102 +33,82 @@ from inferenceops.errors import (
 from inferenceops.platform import Deployment, Replica
 
 _ENDPOINTS = ("chat/completions", "completions", "embeddings")
-# The request never left this machine: safe to try another replica. (aiohttp's connect
-# timeout is also a TimeoutError, so this is checked before the timeout case.)
-_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError,
-                   ConnectionRefusedError, socket.gaierror)
 
 
 class UpstreamResponse:
-    """An upstream response whose headers arrived; the body is read on demand."""
+    """A streamed upstream response whose head arrived; the body is read on demand."""
 
-    __slots__ = ("_resp", "_deadline", "_between", "_deployment", "status", "content_type")
+    __slots__ = ("_conn", "_deadline", "_between", "_deployment", "status", "content_type")
 
-    def __init__(self, resp: aiohttp.ClientResponse, deployment: Deployment, deadline: float) -> None:
-        self._resp = resp
+    def __init__(self, conn: Connection, deployment: Deployment, deadline: float) -> None:
+        self._conn = conn
         self._deadline = deadline
         self._between = deployment.timeouts.between_chunks_s
         self._deployment = deployment.name
-        self.status = resp.status
-        self.content_type = resp.headers.get("Content-Type", "application/json")
-
-    def _next_deadline(self) -> float:
-        return min(self._deadline, asyncio.get_running_loop().time() + self._between)
-
-    async def read(self) -> bytes:
-        """The whole body (non-streaming responses); releases the connection."""
-        try:
-            async with asyncio.timeout_at(self._next_deadline()):
-                return await self._resp.read()
-        except TimeoutError:
-            raise UpstreamTimeout(f"deployment {self._deployment!r} stopped sending its response",
-                                  extra={"deployment": self._deployment}) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"deployment {self._deployment!r} broke off its response: "
-                                      f"{type(exc).__name__}",
-                                      extra={"deployment": self._deployment}) from None
-        finally:
-            self._resp.release()
+        self.status = conn.status
+        self.content_type = conn.content_type
 
     async def next_chunk(self) -> bytes:
-        """The next piece of a streamed body as it arrives; ``b""`` at the end."""
+        """The next piece of the body as it arrives; ``b""`` at the end."""
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout_at(self._next_deadline()):
-                return await self._resp.content.readany()
+            async with asyncio.timeout_at(min(self._deadline, loop.time() + self._between)):
+                return await self._conn.next_chunk()
         except TimeoutError:
             self.close()
             raise UpstreamTimeout(f"deployment {self._deployment!r} sent nothing for "
                                   f"{self._between:g}s mid-stream",
                                   extra={"deployment": self._deployment}) from None
-        except aiohttp.ClientError as exc:
+        except HTTPClientError as exc:
             self.close()
             raise UpstreamUnavailable(f"deployment {self._deployment!r} broke off the stream: "
-                                      f"{type(exc).__name__}",
-                                      extra={"deployment": self._deployment}) from None
+                                      f"{exc}", extra={"deployment": self._deployment}) from None
 
     def close(self) -> None:
         """Abandon the response (client went away, or we failed): drop the connection."""
-        self._resp.close()
+        self._conn.abort()
 
     def release(self) -> None:
-        self._resp.release()
+        """Done with it: the connection goes back to the pool if the body was read whole."""
+        self._conn.release()
 
 
 class OpenAICompatClient:
-    """Sends requests to OpenAI-compatible engines, one connection pool per deployment."""
+    """Sends requests to OpenAI-compatible engines, one connection pool per replica."""
 
-    def __init__(self, deployments: Iterable[Deployment]) -> None:
-        self._deployments = {d.name: d for d in deployments}
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._urls: dict[tuple[str, str], URL] = {}
+    def __init__(self, deployments: Any) -> None:
+        self._deployments: dict[str, Deployment] = {d.name: d for d in deployments}
+        self._pools: dict[str, Pool] = {}
+        self._heads: dict[tuple[str, str], bytes] = {}
 
     async def start(self) -> None:
-        """Create the pools; must run inside the serving event loop."""
+        """Create the pools and pre-build every request head (no I/O yet)."""
         for d in self._deployments.values():
-            connector = aiohttp.TCPConnector(limit=d.max_connections, limit_per_host=d.max_connections,
-                                             keepalive_timeout=30, ttl_dns_cache=300)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=d.timeouts.connect_s)
-            headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-            if d.api_key:
-                headers["Authorization"] = f"Bearer {d.api_key}"
-            # Fixed headers live on the session and URLs are parsed once: per-request work
-            # in aiohttp is then little more than writing the bytes. No cookies: engines
-            # have no business setting state on a shared client.
-            self._sessions[d.name] = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, headers=headers, auto_decompress=False,
-                skip_auto_headers=("User-Agent",), raise_for_status=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
+            auth = f"Authorization: Bearer {d.api_key}\r\n" if d.api_key else ""
             for replica in d.replicas:
+                pool = Pool(replica.base_url, max_connections=d.max_connections,
+                            connect_timeout_s=d.timeouts.connect_s)
+                self._pools[replica.id] = pool
+                root = urlsplit(replica.base_url).path.rstrip("/")
                 for endpoint in _ENDPOINTS:
-                    self._urls[replica.id, endpoint] = URL(f"{replica.base_url}/{endpoint}")
+                    path = f"{root}/{endpoint}"
+                    self._heads[replica.id, endpoint] = (
+                        f"POST {path} HTTP/1.1\r\nHost: {pool.host_header}\r\n"
+                        f"User-Agent: inferenceops/{__version__}\r\n"
+                        "Content-Type: application/json\r\nAccept: */*\r\n"
+                        f"Accept-Encoding: identity\r\n{auth}Content-Length: ").encode("latin-1")
 
     async def close(self) -> None:
-        sessions, self._sessions = self._sessions, {}
-        await asyncio.gather(*(s.close() for s in sessions.values()), return_exceptions=True)
+        for pool in self._pools.values():
+            pool.close()
+        self._pools = {}
+
+    async def _exchange(self, replica: Replica, endpoint: str, body: bytes) -> Connection:
+        data = b"%s%d\r\n\r\n%s" % (self._heads[replica.id, endpoint], len(body), body)
+        return await self._pools[replica.id].request(data)
 
     async def complete(self, deployment: Deployment, replica: Replica, endpoint: str,
-                       body: bytes) -> tuple[int, str, bytes]:
+                       body: bytes) -> tuple[int, bytes, bytes]:
         """POST ``body`` and read the whole answer (non-streaming requests).
 
         One deadline, ``first_byte_s`` (capped by ``total_s``), covers both: an
@@ -134,17 +118,19 @@ class OpenAICompatClient:
         timeouts = deployment.timeouts
         try:
             async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)):
-                resp = await self._sessions[deployment.name].post(
-                    self._urls[replica.id, endpoint], data=body)
+                conn = await self._exchange(replica, endpoint, body)
                 try:
-                    payload = await resp.read()
-                finally:
-                    resp.release()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise _translate(exc, deployment, replica) from exc
-        if resp.status >= 400:
-            raise _http_error(resp.status, payload, deployment.name)
-        return resp.status, resp.headers.get("Content-Type", "application/json"), payload
+                    payload = await conn.read()
+                except BaseException:
+                    conn.abort()
+                    raise
+        except (TimeoutError, HTTPClientError) as exc:
+            raise _translate(exc, deployment, replica) from None
+        status, content_type = conn.status, conn.content_type
+        conn.release()
+        if status >= 400:
+            raise _http_error(status, payload, deployment.name)
+        return status, content_type, payload
 
     async def open_stream(self, deployment: Deployment, replica: Replica, endpoint: str,
                           body: bytes) -> UpstreamResponse:
@@ -160,27 +146,31 @@ class OpenAICompatClient:
         deadline = now + timeouts.total_s
         try:
             async with asyncio.timeout_at(min(deadline, now + timeouts.first_byte_s)):
-                resp = await self._sessions[deployment.name].post(
-                    self._urls[replica.id, endpoint], data=body)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise _translate(exc, deployment, replica) from exc
-        response = UpstreamResponse(resp, deployment, deadline)
-        if resp.status >= 400:
-            raise _http_error(resp.status, await response.read(), deployment.name)
-        return response
+                conn = await self._exchange(replica, endpoint, body)
+                if conn.status >= 400:  # an error answer: read it whole, under the same deadline
+                    status = conn.status
+                    try:
+                        payload = await conn.read()
+                    except BaseException:
+                        conn.abort()
+                        raise
+                    conn.release()
+                    raise _http_error(status, payload, deployment.name)
+        except (TimeoutError, HTTPClientError) as exc:
+            raise _translate(exc, deployment, replica) from None
+        return UpstreamResponse(conn, deployment, deadline)
 
 
 def _translate(exc: BaseException, deployment: Deployment, replica: Replica) -> Exception:
-    """aiohttp's and the socket layer's failures, in our terms."""
+    """Transport failures, in our terms."""
     name = deployment.name
-    if isinstance(exc, _CONNECT_ERRORS):
+    if isinstance(exc, ConnectFailed):
         return UpstreamConnectFailed(f"deployment {name!r} is unreachable (replica {replica.id}: "
-                                     "connection failed)", extra={"deployment": name})
+                                     f"{exc.reason})", extra={"deployment": name})
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"deployment {name!r} did not answer within "
                                f"{deployment.timeouts.first_byte_s:g}s", extra={"deployment": name})
-    return UpstreamUnavailable(f"deployment {name!r} failed: {type(exc).__name__}",
-                               extra={"deployment": name})
+    return UpstreamUnavailable(f"deployment {name!r} failed: {exc}", extra={"deployment": name})
 
 
 def _http_error(status: int, body: bytes, deployment: str) -> Exception:

@@ -58,7 +58,7 @@ class Forwarder:
                 if request.stream:
                     await _stream(upstream, ctx, receive, send)
                 else:
-                    await respond(send, ctx, status, payload, content_type=content_type.encode())
+                    await respond(send, ctx, status, payload, content_type=content_type)
                 return
             except InferenceOpsError as exc:
                 tried.append(replica.id)
@@ -70,7 +70,7 @@ class Forwarder:
 
 async def _stream(upstream: UpstreamResponse, ctx: RequestContext, receive: Receive,
                   send: Send) -> None:
-    await start_stream(send, ctx, upstream.status, upstream.content_type.encode())
+    await start_stream(send, ctx, upstream.status, upstream.content_type)
     watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
     watcher.add_done_callback(lambda t: t.cancelled() or upstream.close())
     try:

@@ -1,0 +1,218 @@
+"""The lean HTTP/1.1 client: keep-alive, pooling, bodies, back-pressure, failure modes.
+
+Each test runs a tiny raw asyncio server whose behaviour it scripts byte by
+byte, so what the client must cope with is explicit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from inferenceops.engines.http1 import ConnectFailed, ConnectionLost, Pool, ProtocolError
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+REQUEST = b"POST /v1/x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + await reader.readexactly(length)
+
+
+def ok(body: bytes, extra: bytes = b"") -> bytes:
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (extra, len(body), body))
+
+
+class Server:
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[Server, Pool]]]]:
+    servers: list[asyncio.Server] = []
+    pools: list[Pool] = []
+
+    async def start(handler: Handler, max_connections: int = 4) -> tuple[Server, Pool]:
+        server = Server(handler)
+        srv = await asyncio.start_server(server._serve, "127.0.0.1", 0)
+        servers.append(srv)
+        port = srv.sockets[0].getsockname()[1]
+        pool = Pool(f"http://127.0.0.1:{port}/v1", max_connections=max_connections,
+                    connect_timeout_s=1)
+        pools.append(pool)
+        return server, pool
+
+    yield start  # type: ignore[misc]
+    for pool in pools:
+        pool.close()
+    for srv in servers:
+        srv.close()
+
+
+async def exchange(pool: Pool, request: bytes = REQUEST) -> tuple[int, bytes]:
+    conn = await pool.request(request)
+    try:
+        body = await conn.read()
+    except BaseException:
+        conn.abort()
+        raise
+    status = conn.status
+    conn.release()
+    return status, body
+
+
+async def keep_alive_json(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        await read_request(reader)
+        writer.write(ok(b'{"ok":true}'))
+        await writer.drain()
+
+
+async def test_sequential_requests_share_one_keep_alive_connection(serve) -> None:
+    server, pool = await serve(keep_alive_json)
+    for _ in range(5):
+        assert await exchange(pool) == (200, b'{"ok":true}')
+    assert server.connections == 1 and pool.open_connections == 1
+
+
+async def test_pool_never_opens_more_than_its_limit(serve) -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.02)
+            writer.write(ok(b"{}"))
+
+    server, pool = await serve(slow, max_connections=2)
+    results = await asyncio.gather(*(exchange(pool) for _ in range(8)))
+    assert results == [(200, b"{}")] * 8
+    assert server.connections == 2
+
+
+async def test_chunked_body_arrives_in_pieces_and_whole(serve) -> None:
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        for i in range(3):
+            data = b"data: %d\n\n" % i
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+        await keep_alive_json(reader, writer)
+
+    _, pool = await serve(chunked)
+    conn = await pool.request(REQUEST)
+    assert conn.content_type == b"text/event-stream"
+    pieces = []
+    while chunk := await conn.next_chunk():
+        pieces.append(chunk)
+    conn.release()
+    assert b"".join(pieces) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    assert len(pieces) == 3
+    assert await exchange(pool) == (200, b'{"ok":true}')  # the connection was reusable
+
+
+async def test_stale_keep_alive_connection_is_replaced(serve) -> None:
+    async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok(b"{}"))
+        await writer.drain()
+        # then closes: the pooled connection is dead when the client reuses it
+
+    server, pool = await serve(one_then_close)
+    assert await exchange(pool) == (200, b"{}")
+    await asyncio.sleep(0.05)
+    assert await exchange(pool) == (200, b"{}")
+    assert server.connections == 2
+
+
+async def test_write_racing_a_close_is_sent_again_on_a_fresh_connection(serve) -> None:
+    async def close_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok(b"{}"))
+        await writer.drain()
+        await read_request(reader)  # reads the second request, answers nothing, closes
+
+    server, pool = await serve(close_second)
+    assert await exchange(pool) == (200, b"{}")
+    assert await exchange(pool) == (200, b"{}")
+    assert server.connections == 2
+
+
+async def test_refused_connection_is_connect_failed() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    pool = Pool(f"http://127.0.0.1:{port}", max_connections=1, connect_timeout_s=1)
+    with pytest.raises(ConnectFailed) as info:
+        await pool.acquire()
+    assert info.value.reason == "connection refused"
+    assert str(port) not in info.value.reason
+    assert pool.open_connections == 0
+
+
+async def test_garbage_response_is_a_protocol_error(serve) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SMTP READY\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    _, pool = await serve(garbage)
+    with pytest.raises(ProtocolError):
+        await exchange(pool)
+    assert pool.open_connections == 0
+
+
+async def test_connection_lost_mid_body_is_reported_after_response_started(serve) -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part")
+        await writer.drain()
+
+    _, pool = await serve(cut)
+    with pytest.raises(ConnectionLost) as info:
+        await exchange(pool)
+    assert info.value.before_response is False
+
+
+async def test_slow_reader_pauses_the_socket_and_loses_nothing(serve) -> None:
+    payload = bytes(range(256)) * 8192  # 2 MiB
+
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok(payload))
+        await writer.drain()
+
+    _, pool = await serve(big)
+    conn = await pool.request(REQUEST)
+    await asyncio.sleep(0.2)  # the consumer stalls; the engine keeps sending
+    assert conn._paused
+    assert conn._buffered < len(payload) // 2  # read-ahead stopped well short of the body
+    received = bytearray()
+    while chunk := await conn.next_chunk():
+        received += chunk
+    assert bytes(received) == payload
+    assert not conn._paused
