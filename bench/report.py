@@ -1,0 +1,158 @@
+"""Turning the measured numbers into the JSON record and the markdown table.
+
+The targets live here, next to the table that judges them, so changing a
+target is one visible edit. ``results`` is the plain dict ``bench.run`` builds;
+this module only reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    key: str
+    limit: float
+    at_most: bool  # True: value must be <= limit; False: value must be >= limit
+
+    def met(self, value: float) -> bool:
+        return value <= self.limit if self.at_most else value >= self.limit
+
+    def text(self, unit: str) -> str:
+        return f"{'≤' if self.at_most else '≥'} {self.limit:g}{unit}"
+
+
+TARGETS: dict[str, Target] = {t.key: t for t in (
+    Target("added_latency_p50_ms", 0.5, True),
+    Target("ttfc_added_p50_ms", 1.0, True),
+    Target("gateway_rps_64", 4000.0, False),
+    Target("gateway_cpu_ms_per_request", 0.25, True),
+    Target("rss_growth_mb", 20.0, True),
+)}
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b > 0 else "—"
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target with the measured value and whether it was met."""
+    lat, ttfc, tp, mem = (results["latency"], results["ttfc"], results["throughput"],
+                          results["memory"])
+    values = {
+        "added_latency_p50_ms": lat["added_p50_ms"],
+        "ttfc_added_p50_ms": ttfc["added_p50_ms"],
+        "gateway_rps_64": tp["gateway"]["rps_median"],
+        "gateway_cpu_ms_per_request": tp["gateway"]["cpu_ms_per_request"],
+        "rss_growth_mb": abs(mem["growth_mb"]),
+    }
+    return {key: {"value": round(v, 4), "limit": TARGETS[key].limit,
+                  "at_most": TARGETS[key].at_most, "met": TARGETS[key].met(v)}
+            for key, v in values.items()}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The short table (plus context lines) printed at the end and kept in results/."""
+    lat, ttfc, tp, mem = (results["latency"], results["ttfc"], results["throughput"],
+                          results["memory"])
+    v = results["targets"]
+    d, g = tp["direct"], tp["gateway"]
+    conns = results["plan"]["wrk_connections"]
+
+    def ok(key: str) -> str:
+        return "✅ yes" if v[key]["met"] else "❌ no"
+
+    rows = [
+        ("Latency p50, 1 client (ms)", _fmt(lat["direct_p50_ms"]), _fmt(lat["gateway_p50_ms"]),
+         f"+{_fmt(lat['added_p50_ms'])} ms", TARGETS["added_latency_p50_ms"].text(" ms added"),
+         ok("added_latency_p50_ms")),
+        ("Latency p99, 1 client (ms)", _fmt(lat["direct_p99_ms"]), _fmt(lat["gateway_p99_ms"]),
+         f"+{_fmt(lat['added_p99_ms'])} ms", "—", "—"),
+        ("x-inferenceops-overhead-ms, median", "—", _fmt(lat["overhead_header_median_ms"]),
+         "—", "—", "—"),
+        ("Streaming first chunk p50, 1 client (ms)", _fmt(ttfc["direct_p50_ms"]),
+         _fmt(ttfc["gateway_p50_ms"]), f"+{_fmt(ttfc['added_p50_ms'])} ms",
+         TARGETS["ttfc_added_p50_ms"].text(" ms added"), ok("ttfc_added_p50_ms")),
+        (f"Throughput, {conns} clients (req/s)", _fmt(d["rps_median"], 0),
+         _fmt(g["rps_median"], 0), f"{g['rps_median'] / d['rps_median']:.2f}×",
+         TARGETS["gateway_rps_64"].text(" req/s"), ok("gateway_rps_64")),
+        (f"Latency p99, {conns} clients (ms)", _fmt(d["p99_ms_median"], 2),
+         _fmt(g["p99_ms_median"], 2), f"{g['p99_ms_median'] / d['p99_ms_median']:.2f}×",
+         "—", "—"),
+        (f"Server CPU per request, {conns} clients (ms)", _fmt(d["upstream_cpu_ms_per_request"]),
+         _fmt(g["cpu_ms_per_request"]), "—", TARGETS["gateway_cpu_ms_per_request"].text(" ms"),
+         ok("gateway_cpu_ms_per_request")),
+        (f"Gateway RSS after {mem['early']['requests']:,} → {mem['late']['requests']:,} "
+         "requests (MB)", "—", f"{mem['early']['rss_mb']:.1f} → {mem['late']['rss_mb']:.1f}",
+         f"{mem['growth_mb']:+.1f} MB", TARGETS["rss_growth_mb"].text(" MB"),
+         ok("rss_growth_mb")),
+    ]
+    lines = ["| metric | direct | gateway | added/ratio | target | met? |",
+             "|---|---:|---:|---:|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    m = results["machine"]
+    lines += [
+        "",
+        f"Direct = the mock upstream alone ({results['upstream_interface'].upper()} on granian, "
+        "1 worker) — the baseline. Server CPU per request: direct column = upstream tree, "
+        "gateway column = gateway tree (the upstream also spent "
+        f"{_fmt(g['upstream_cpu_ms_per_request'])} ms/request during gateway runs).",
+        f"Machine: {m['nproc']} cores ({m['cpu_model']}), Python {m['python']}, "
+        f"granian {m['packages'].get('granian')}, httptools {m['packages'].get('httptools')}, "
+        f"orjson {m['packages'].get('orjson')}; gateway workers: {results['gateway_workers']}; "
+        f"commit {m['git_commit'][:12]}{' (dirty)' if m['git_dirty'] else ''}; {m['timestamp']}.",
+        f"All on one {m['nproc']}-core machine: wrk, the upstream and the gateway share the CPU "
+        f"(64-client gateway runs: gateway {g['cpu_share_pct']:.0f}%, upstream "
+        f"{g['upstream_cpu_share_pct']:.0f}%, wrk {g['wrk_cpu_share_pct']:.0f}%, kernel "
+        f"interrupts (loopback network) {g['kernel_irq_cpu_share_pct']:.0f}%, other processes "
+        f"{g['other_cpu_share_pct']:.0f}% of all cores).",
+    ]
+    if "reference" in tp:
+        r = tp["reference"]
+        lines += [
+            "",
+            "Reference: a minimal granian + raw ASGI + aiohttp forwarder (`bench/reference.py`, "
+            "no auth/parsing/routing) measured in the same blocks — the stack DESIGN.md first "
+            "chose; the gateway's own client (engines/http1.py) replaced aiohttp after this.",
+            "",
+            "| metric | reference proxy | gateway | gateway ÷ reference |",
+            "|---|---:|---:|---:|",
+            f"| Added latency p50, 1 client (ms) | +{_fmt(lat['reference_added_p50_ms'])} | "
+            f"+{_fmt(lat['added_p50_ms'])} | "
+            f"{_ratio(lat['added_p50_ms'], lat['reference_added_p50_ms'])} |",
+            f"| Added first chunk p50, 1 client (ms) | +{_fmt(ttfc['reference_added_p50_ms'])} | "
+            f"+{_fmt(ttfc['added_p50_ms'])} | "
+            f"{_ratio(ttfc['added_p50_ms'], ttfc['reference_added_p50_ms'])} |",
+            f"| Throughput, {conns} clients (req/s) | {_fmt(r['rps_median'], 0)} | "
+            f"{_fmt(g['rps_median'], 0)} | {_ratio(g['rps_median'], r['rps_median'])} |",
+            f"| Server CPU per request (ms) | {_fmt(r['cpu_ms_per_request'])} | "
+            f"{_fmt(g['cpu_ms_per_request'])} | "
+            f"{_ratio(g['cpu_ms_per_request'], r['cpu_ms_per_request'])} |",
+        ]
+    if results.get("warnings"):
+        lines += ["", *(f"⚠ {w}" for w in results["warnings"])]
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict[str, Any], results_dir: Path, stem: str = "foundation") -> list[Path]:
+    """``<stem>-latest.{json,md}`` plus a dated copy of each; returns the paths written."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromisoformat(results["machine"]["timestamp"]).strftime("%Y%m%d-%H%M")
+    text_json = json.dumps(results, indent=2, sort_keys=False) + "\n"
+    text_md = f"# InferenceOps foundation benchmark\n\n{markdown(results)}"
+    paths = []
+    for name in (f"{stem}-latest", f"{stem}-{stamp}"):
+        for suffix, text in ((".json", text_json), (".md", text_md)):
+            path = results_dir / f"{name}{suffix}"
+            path.write_text(text, encoding="utf-8")
+            paths.append(path)
+    return paths

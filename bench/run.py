@@ -1,0 +1,639 @@
+"""One command, bounded in time: how much does the gateway add over its upstream?
+
+``python -m bench.run`` starts a fast mock upstream (``bench.upstream``) and the
+real gateway (``inferenceops serve``) pointed at it, then measures the same
+request sent DIRECT to the upstream and THROUGH the gateway, in alternating
+blocks so that drifts in machine load hit both sides alike:
+
+1. added latency at 1 client (sequential keep-alive requests, lean client);
+2. added streaming time-to-first-chunk at 1 client;
+3. throughput, p99 and CPU per request at 64 clients (wrk);
+4. gateway memory after ~10k and ~200k requests.
+
+Results go to ``bench/results/foundation-latest.{json,md}`` plus a dated copy,
+and the table is printed. Every process started here is stopped on the way out
+(Ctrl-C included) unless ``--keep`` is given. See ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.metadata
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from bench import client, procs, report, upstream, wrk
+from bench import profile as pyspy
+from bench.stats import median, ms, percentile
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / ".work"
+RESULTS = ROOT / "bench" / "results"
+API_KEY = "sk-bench"
+HOST = "127.0.0.1"
+PATH = "/v1/chat/completions"
+SIDES = ("direct", "gateway")  # plus "reference" with --reference
+
+_CHAT = {"model": upstream.MODEL, "max_tokens": 16,
+         "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
+BODY: bytes = orjson.dumps(_CHAT)
+STREAM_BODY: bytes = orjson.dumps({**_CHAT, "stream": True})
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How much of each measurement to do; ``FULL`` is the recorded run, ``QUICK`` a smoke test."""
+
+    latency_blocks: int
+    latency_requests: int  # per block and side
+    ttfc_blocks: int
+    ttfc_requests: int  # per block and side
+    wrk_blocks: int
+    wrk_seconds: float  # per block and side
+    wrk_connections: int
+    memory_early: int  # gateway requests before the first RSS reading
+    memory_late: int  # gateway requests (at least) before the second RSS reading
+    max_soak_s: float  # the top-up to memory_late gives up after this long
+
+
+FULL = Plan(latency_blocks=5, latency_requests=2000, ttfc_blocks=5, ttfc_requests=200,
+            wrk_blocks=3, wrk_seconds=10, wrk_connections=64,
+            memory_early=10_000, memory_late=200_000, max_soak_s=150)
+QUICK = Plan(latency_blocks=2, latency_requests=300, ttfc_blocks=2, ttfc_requests=100,
+             wrk_blocks=1, wrk_seconds=3, wrk_connections=64,
+             memory_early=5_000, memory_late=30_000, max_soak_s=15)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run (< 60 s)")
+    parser.add_argument("--gateway-workers", type=int, default=1, metavar="N",
+                        help="granian workers for the gateway (default 1)")
+    parser.add_argument("--upstream-interface", choices=("rsgi", "asgi"), default="rsgi",
+                        help="mock upstream interface (rsgi measured faster here)")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the upstream and gateway running at the end, for debugging")
+    parser.add_argument("--reference", action="store_true",
+                        help="also measure a minimal granian+aiohttp forwarder (bench.reference): "
+                        "the floor of the gateway's stack")
+    parser.add_argument("--profile", action="store_true",
+                        help="also py-spy the gateway worker during one extra 64-client run")
+    parser.add_argument("--quiet-wait", type=float, default=None, metavar="S",
+                        help="wait up to S seconds for other processes to go idle before "
+                        "starting (default 180, --quick 10)")
+    parser.add_argument("--noise-threshold", type=float, default=25.0, metavar="PCT",
+                        help="a wrk block during which other processes used more than PCT%% "
+                        "of all cores is run again (at most twice; 2 retries per block on average)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS,
+                        help="where the JSON and markdown go (default bench/results)")
+    return parser.parse_args(argv)
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so the finally blocks stop every process we started
+
+
+class Bench:
+    """Owns the two servers, the client event loop and the running counts."""
+
+    def __init__(self, args: argparse.Namespace, plan: Plan) -> None:
+        self.args = args
+        self.plan = plan
+        self.sides: tuple[str, ...] = SIDES + (("reference",) if args.reference else ())
+        self.ports = {side: procs.free_port() for side in self.sides}
+        self.gateway_requests = 0  # every request the gateway has answered, for the memory marks
+        self.rss_trace: list[dict[str, float]] = []
+        self.warnings: list[str] = []
+        self.runner = asyncio.Runner(loop_factory=_loop_factory())
+        self.wrk_script = wrk.write_script(WORK / "post.lua", BODY, API_KEY)
+        self.upstream = procs.ManagedProcess(
+            "upstream",
+            [sys.executable, "-m", "bench.upstream", "--port", str(self.ports["direct"]),
+             "--interface", args.upstream_interface],
+            WORK / "upstream.log", f"http://{HOST}:{self.ports['direct']}/health")
+        self.gateway = procs.ManagedProcess(
+            "gateway",
+            [sys.executable, "-m", "inferenceops", "serve", "--host", HOST,
+             "--port", str(self.ports["gateway"]), "--config", str(self._platform_yaml()),
+             "--data-dir", str(WORK / "data"), "--workers", str(args.gateway_workers),
+             "--shutdown-timeout", "2"],
+            WORK / "gateway.log", f"http://{HOST}:{self.ports['gateway']}/readyz",
+            env={"INFERENCEOPS_ADMIN_KEY": API_KEY})
+        self.reference = procs.ManagedProcess(
+            "reference",
+            [sys.executable, "-m", "bench.reference", "--port", str(self.ports.get("reference", 0)),
+             "--upstream", f"http://{HOST}:{self.ports['direct']}",
+             "--workers", str(args.gateway_workers)],
+            WORK / "reference.log", f"http://{HOST}:{self.ports.get('reference', 0)}/health")
+        # Which process tree serves each side: its CPU is that side's "server CPU".
+        self.servers = {"direct": self.upstream, "gateway": self.gateway,
+                        "reference": self.reference}
+
+    def _platform_yaml(self) -> Path:
+        WORK.mkdir(parents=True, exist_ok=True)
+        path = WORK / "platform.yaml"
+        path.write_text(
+            "# generated by bench/run.py for this run\n"
+            "deployments:\n"
+            "  - name: bench-upstream\n"
+            "    engine: openai\n"
+            f"    served_model: {upstream.MODEL}\n"
+            "    replicas:\n"
+            f"      - url: http://{HOST}:{self.ports['direct']}/v1\n"
+            "models:\n"
+            f"  - name: {upstream.MODEL}\n"
+            "    deployment: bench-upstream\n")
+        return path
+
+    def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coro)
+
+    def request(self, side: str, body: bytes = BODY) -> bytes:
+        return client.build_request(HOST, self.ports[side], PATH, body, API_KEY)
+
+    def url(self, side: str) -> str:
+        return f"http://{HOST}:{self.ports[side]}{PATH}"
+
+    # ---------------------------------------------------------------- processes
+
+    def _procs(self) -> list[procs.ManagedProcess]:
+        return [self.servers[side] for side in self.sides]
+
+    def start(self) -> None:
+        for proc in self._procs():
+            proc.start(ROOT)
+        for side, proc in zip(self.sides, self._procs(), strict=True):
+            took = proc.wait_ready()
+            _log(f"{proc.name} ready on :{self.ports[side]} in {took:.1f}s "
+                 f"(pid {proc.pid}, workers {proc.workers()})")
+
+    def stop(self) -> None:
+        self.runner.close()
+        if self.args.keep:
+            for proc in self._procs():
+                if proc.alive():
+                    _log(f"--keep: {proc.name} left running: {proc.ready_url} "
+                         f"(stop with: kill -- -{proc.pid})")
+            return
+        for proc in reversed(self._procs()):
+            proc.stop()
+
+    def check_alive(self) -> None:
+        for proc in self._procs():
+            if not proc.alive():
+                raise procs.StartupError(f"{proc.name} died during the run\n{proc.log_tail()}")
+
+    def mark_rss(self, label: str) -> dict[str, float]:
+        entry = {"label": label, "requests": self.gateway_requests,
+                 "rss_mb": round(self.gateway.rss_mb(), 2)}
+        self.rss_trace.append(entry)  # type: ignore[arg-type]
+        return entry
+
+    # ---------------------------------------------------------------- phases
+
+    def sanity(self) -> None:
+        """The gateway must return the upstream's exact bytes, or nothing else is worth timing."""
+        async def one(side: str, body: bytes) -> client.Exchange:
+            conn = await client.Connection.open(HOST, self.ports[side], self.request(side, body))
+            try:
+                return await conn.exchange(keep_body=True)
+            finally:
+                await conn.close()
+
+        for side in self.sides:
+            plain = self.run_async(one(side, BODY))
+            streamed = self.run_async(one(side, STREAM_BODY))
+            if plain.body != upstream.COMPLETION:
+                raise client.ProtocolError(f"{side}: unexpected body {plain.body[:200]!r}")
+            if streamed.body != b"".join(upstream.STREAM_CHUNKS):
+                raise client.ProtocolError(f"{side}: unexpected SSE body {streamed.body[:200]!r}")
+            if (side == "gateway") != (plain.overhead_ms is not None):
+                raise client.ProtocolError(f"{side}: x-inferenceops-overhead-ms presence is wrong")
+        self.gateway_requests += 2
+
+    def warmup(self) -> None:
+        """Warm both sides (imports, pools at 64 connections, streaming path) to the early mark."""
+        p = self.plan
+        stream_req = {s: self.request(s, STREAM_BODY) for s in self.sides}
+
+        async def streams() -> None:
+            for side in self.sides:
+                conn = await client.Connection.open(HOST, self.ports[side], stream_req[side])
+                await client.sequential(conn, 200, client.Samples())
+                await conn.close()
+
+        self.run_async(streams())
+        self.gateway_requests += 200
+        for side in self.sides:
+            if side != "gateway":
+                self.run_async(client.fixed_count(HOST, self.ports[side], self.request(side),
+                                                  3000, p.wrk_connections))
+        self.run_async(client.fixed_count(HOST, self.ports["gateway"], self.request("gateway"),
+                                          p.memory_early - self.gateway_requests,
+                                          p.wrk_connections))
+        self.gateway_requests = p.memory_early
+        time.sleep(0.5)
+        self.mark_rss("early")
+
+    def sequential_blocks(self, stream: bool, blocks: int, count: int) -> dict[str, Any]:
+        """Alternating blocks (ABBA order) of sequential requests, one connection a side."""
+        sides = self.sides
+        body = STREAM_BODY if stream else BODY
+
+        async def go() -> list[dict[str, client.Samples]]:
+            conns = {s: await client.Connection.open(HOST, self.ports[s], self.request(s, body))
+                     for s in sides}
+            out = []
+            try:
+                for b in range(blocks):
+                    block: dict[str, client.Samples] = {}
+                    for side in (sides if b % 2 == 0 else sides[::-1]):
+                        samples = client.Samples()
+                        gc.collect()
+                        gc.disable()  # a collector pause must not land in one side's numbers
+                        try:
+                            await client.sequential(conns[side], count, samples)
+                        finally:
+                            gc.enable()
+                        block[side] = samples
+                    out.append(block)
+            finally:
+                for conn in conns.values():
+                    await conn.close()
+            return out
+
+        cpu0 = self._cpu_snapshot(self_cpu=True)
+        started = time.perf_counter()
+        per_block = self.run_async(go())
+        cpu = self._cpu_delta(cpu0, time.perf_counter() - started, self_cpu=True)
+        self.gateway_requests += blocks * count
+        other = 100.0 * cpu["other_cpu_s"] / (cpu["wall_s"] * (os.cpu_count() or 1))
+        if other > self.args.noise_threshold:
+            self.warnings.append(f"1-client {'first-chunk' if stream else 'latency'} phase: other "
+                                 f"processes used {other:.0f}% of all cores (alternating blocks "
+                                 "spread it over both sides, but p99 especially is noisier)")
+        return _summarise_sequential(per_block, sides, stream, cpu)
+
+    def throughput(self) -> dict[str, Any]:
+        """wrk at 64 clients, alternating direct/gateway blocks, with CPU read around each block."""
+        p = self.plan
+        runs: dict[str, list[dict[str, Any]]] = {s: [] for s in self.sides}
+        discarded: list[dict[str, Any]] = []
+        retries = 2 * p.wrk_blocks
+        ncpu = os.cpu_count() or 1
+        for b in range(p.wrk_blocks):
+            for side in (self.sides if b % 2 == 0 else self.sides[::-1]):
+                for attempt in range(3):
+                    block = self._wrk_block(side, p.wrk_seconds)
+                    other = 100.0 * block["other_cpu_s"] / (block["wall_s"] * ncpu)
+                    _log(f"  wrk {side:7s} block {b + 1}/{p.wrk_blocks}: {block['rps']:,.0f} "
+                         f"req/s, p99 {block['p99_ms']:.2f} ms, other processes {other:.0f}%")
+                    if other <= self.args.noise_threshold or attempt == 2 or retries == 0:
+                        break
+                    retries -= 1  # bounded, so a busy machine cannot stretch the run much
+                    discarded.append({"side": side, "block": b, **block})
+                    _log("    disturbed by other processes; running this block again")
+                if other > self.args.noise_threshold:
+                    self.warnings.append(f"wrk {side} block {b + 1}: other processes used "
+                                         f"{other:.0f}% of all cores (retries exhausted)")
+                runs[side].append(block)
+        self.mark_rss("after throughput")
+        out: dict[str, Any] = {side: _summarise_wrk(side, blocks) for side, blocks in runs.items()}
+        out["discarded_blocks"] = discarded
+        return out
+
+    def _wrk_block(self, side: str, seconds: float) -> dict[str, Any]:
+        self.check_alive()
+        threads0 = self._worker_threads()
+        cpu0 = self._cpu_snapshot()
+        result = wrk.run(self.url(side), self.wrk_script, connections=self.plan.wrk_connections,
+                         duration_s=seconds)
+        cpu = self._cpu_delta(cpu0, result.duration_s, extra_cpu_s=result.wrk_cpu_s)
+        cpu["server_cpu_s"] = cpu[f"{self.servers[side].name}_cpu_s"]
+        threads1 = self._worker_threads()
+        if result.non_2xx or result.socket_errors:
+            self.warnings.append(f"wrk {side}: {result.non_2xx} non-2xx, "
+                                 f"{result.socket_errors} socket errors")
+        if side == "gateway":
+            self.gateway_requests += result.requests
+        block: dict[str, Any] = {**result.to_dict(), **cpu}
+        if side == "gateway":
+            block["gateway_threads_cpu_s"] = {k: round(v - threads0.get(k, 0.0), 3)
+                                              for k, v in threads1.items()}
+        return block
+
+    def soak(self) -> dict[str, Any]:
+        """Top the gateway up to the late memory mark with wrk, then read RSS again."""
+        p = self.plan
+        started = time.monotonic()
+        rps = 3000.0
+        while self.gateway_requests < p.memory_late:
+            left_s = p.max_soak_s - (time.monotonic() - started)
+            if left_s < 1:
+                self.warnings.append(f"memory soak stopped at {self.gateway_requests:,} requests "
+                                     f"(time cap {p.max_soak_s:g}s)")
+                break
+            need_s = (p.memory_late - self.gateway_requests) / rps * 1.05 + 1
+            block = self._wrk_block("gateway", min(need_s, left_s))
+            rps = max(block["rps"], 500.0)
+            _log(f"  soak: {self.gateway_requests:,} gateway requests so far")
+        time.sleep(0.5)
+        late = self.mark_rss("late")
+        early = next(e for e in self.rss_trace if e["label"] == "early")
+        return {"early": early, "late": late,
+                "growth_mb": round(late["rss_mb"] - early["rss_mb"], 2),
+                "trace": self.rss_trace, "breakdown_late": self.gateway.rss_breakdown()}
+
+    def profile(self) -> dict[str, Any] | None:
+        """py-spy on the (first) gateway worker during one extra 64-client gateway run."""
+        if pyspy.pyspy_path() is None:
+            self.warnings.append("--profile: py-spy not found (pip install py-spy)")
+            return None
+        worker = self.gateway.workers()[0] if self.gateway.workers() else self.gateway.pid
+        seconds = max(3, int(self.plan.wrk_seconds))
+        out = WORK / "gateway-profile.collapsed"
+        spy = pyspy.start(worker, seconds, out)
+        time.sleep(0.5)
+        block = self._wrk_block("gateway", seconds)
+        _, err = spy.communicate(timeout=seconds + 30)
+        if spy.returncode != 0 or not out.exists():
+            self.warnings.append(f"py-spy failed: {err.decode(errors='replace')[-300:]}")
+            return None
+        summary = pyspy.summarise(out)
+        text = pyspy.as_text(summary)
+        (self.args.results_dir / "foundation-profile-latest.txt").write_text(
+            f"gateway worker pid {worker}, {block['rps']:,.0f} req/s while sampled "
+            f"(py-spy running; not a reported number)\n\n{text}")
+        return {"worker_pid": worker, "rps_while_sampled": block["rps"], **summary}
+
+    # ---------------------------------------------------------------- CPU accounting
+
+    def _worker_threads(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for pid in self.gateway.workers():
+            for name, secs in procs.thread_cpu(pid).items():
+                totals[name] = totals.get(name, 0.0) + secs
+        return totals
+
+    def _cpu_snapshot(self, self_cpu: bool = False) -> dict[str, float]:
+        snap = {proc.name: proc.cpu_seconds() for proc in self._procs()}
+        snap.update({f"system_{k}": v for k, v in procs.system_cpu_seconds().items()})
+        if self_cpu:
+            t = os.times()
+            snap["client"] = t.user + t.system
+        return snap
+
+    def _cpu_delta(self, before: dict[str, float], wall_s: float, self_cpu: bool = False,
+                   extra_cpu_s: float = 0.0) -> dict[str, float]:
+        """CPU seconds each party used since ``before``; the load generator is ``client``."""
+        after = self._cpu_snapshot(self_cpu=self_cpu)
+        ours = {f"{p.name}_cpu_s": after[p.name] - before[p.name] for p in self._procs()}
+        loadgen = (after["client"] - before["client"]) if self_cpu else extra_cpu_s
+        tasks = after["system_tasks"] - before["system_tasks"]
+        other = tasks - sum(ours.values()) - loadgen
+        return {"wall_s": round(wall_s, 3), **{k: round(v, 3) for k, v in ours.items()},
+                "loadgen_cpu_s": round(loadgen, 3), "other_cpu_s": round(max(0.0, other), 3),
+                "kernel_irq_cpu_s": round(after["system_irq"] - before["system_irq"], 3),
+                "steal_cpu_s": round(after["system_steal"] - before["system_steal"], 3)}
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _summarise_sequential(per_block: list[dict[str, client.Samples]], sides: tuple[str, ...],
+                          stream: bool, cpu: dict[str, float]) -> dict[str, Any]:
+    """Per-block p50/p99 for each side, then the median over blocks of the differences.
+
+    ``added_*`` is gateway − direct; with --reference, ``reference_added_*`` is
+    reference − direct.
+    """
+    def values(s: client.Samples) -> list[float]:
+        return s.first_chunks if stream else s.latencies
+
+    added = {"gateway": "added", "reference": "reference_added"}
+    blocks = []
+    for block in per_block:
+        row: dict[str, float] = {}
+        for side in sides:
+            row[f"{side}_p50_ms"] = ms(percentile(values(block[side]), 50))
+            row[f"{side}_p99_ms"] = ms(percentile(values(block[side]), 99))
+            row[f"{side}_n"] = len(values(block[side]))
+        for side in sides[1:]:
+            for pct in ("p50", "p99"):
+                row[f"{added[side]}_{pct}_ms"] = round(
+                    row[f"{side}_{pct}_ms"] - row[f"direct_{pct}_ms"], 3)
+        blocks.append(row)
+    pooled = {side: [v for b in per_block for v in values(b[side])] for side in sides}
+    overheads = [v for b in per_block for v in b["gateway"].overheads_ms]
+    out: dict[str, Any] = {
+        "metric": "time to first SSE chunk" if stream else "full response latency",
+        "requests_per_side": len(pooled["gateway"]),
+        "overhead_header_median_ms": round(median(overheads), 3) if overheads else None,
+    }
+    for side in sides[1:]:
+        for pct in ("p50", "p99"):
+            key = f"{added[side]}_{pct}_ms"
+            out[key] = round(median([b[key] for b in blocks]), 3)
+    for side in sides:
+        out[f"{side}_p50_ms"] = ms(percentile(pooled[side], 50))
+        out[f"{side}_p99_ms"] = ms(percentile(pooled[side], 99))
+    if stream:
+        full = {side: [v for b in per_block for v in b[side].latencies] for side in sides}
+        out["full_stream_p50_ms"] = {side: ms(percentile(full[side], 50)) for side in sides}
+    out["blocks"] = blocks
+    out["cpu"] = cpu
+    return out
+
+
+def _summarise_wrk(side: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over blocks for rate and p99; CPU per request from totals over all blocks.
+
+    ``cpu_ms_per_request`` is the side's own server: the upstream for direct, the
+    gateway for gateway, the reference proxy for reference.
+    """
+    requests = sum(b["requests"] for b in blocks)
+    wall = sum(b["wall_s"] for b in blocks)
+    ncpu = os.cpu_count() or 1
+
+    def total(key: str) -> float:
+        return sum(b.get(key, 0.0) for b in blocks)
+
+    def share(key: str) -> float:
+        return round(100.0 * total(key) / (wall * ncpu), 1)
+
+    out: dict[str, Any] = {
+        "rps_median": round(median([b["rps"] for b in blocks]), 1),
+        "p50_ms_median": round(median([b["p50_ms"] for b in blocks]), 3),
+        "p99_ms_median": round(median([b["p99_ms"] for b in blocks]), 3),
+        "requests": requests,
+        "cpu_ms_per_request": round(1000.0 * total("server_cpu_s") / requests, 4),
+        "upstream_cpu_ms_per_request": round(1000.0 * total("upstream_cpu_s") / requests, 4),
+        "wrk_cpu_ms_per_request": round(1000.0 * total("loadgen_cpu_s") / requests, 4),
+        "cpu_share_pct": share("server_cpu_s"),
+        "upstream_cpu_share_pct": share("upstream_cpu_s"),
+        "wrk_cpu_share_pct": share("loadgen_cpu_s"),
+        "other_cpu_share_pct": share("other_cpu_s"),
+        "kernel_irq_cpu_share_pct": share("kernel_irq_cpu_s"),
+        "steal_cpu_share_pct": share("steal_cpu_s"),
+    }
+    if side == "gateway":
+        threads: dict[str, float] = {}
+        for b in blocks:
+            for name, secs in b["gateway_threads_cpu_s"].items():
+                threads[name] = threads.get(name, 0.0) + secs
+        out["gateway_worker_thread_cpu_ms_per_request"] = {
+            name: round(1000.0 * secs / requests, 4) for name, secs in sorted(threads.items())}
+    out["blocks"] = blocks
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    cpu_model = next((line.split(":", 1)[1].strip()
+                      for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "unknown")
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+    wrk_version = wrk_version.split("\n")[0]
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": {name: version(name) for name in
+                     ("inferenceops", "granian", "httptools", "aiohttp", "orjson", "uvloop")},
+        "wrk": wrk_version.strip(),
+        "git_commit": git("rev-parse", "HEAD") or "unknown",
+        "git_dirty": bool(git("status", "--porcelain", "--", "src")),
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
+def measure(bench: Bench, plan: Plan) -> dict[str, Any]:
+    started = time.monotonic()
+    info = machine_info()
+    wait_s = bench.args.quiet_wait
+    if wait_s is None:
+        wait_s = 10.0 if bench.args.quick else 180.0
+    _log(f"waiting up to {wait_s:g}s for the machine to be quiet "
+         f"(other processes ≤ {bench.args.noise_threshold:g}% of all cores)")
+    busy = procs.wait_for_quiet(wait_s, bench.args.noise_threshold)
+    info["busy_pct_before_start"] = round(busy, 1)
+    info["quiet_wait_s"] = round(time.monotonic() - started, 1)
+    if busy > bench.args.noise_threshold:
+        bench.warnings.append(f"other processes used {busy:.0f}% of all cores when the run "
+                              f"started (after waiting {info['quiet_wait_s']:.0f}s): "
+                              "numbers are noisier")
+    bench.start()
+    bench.sanity()
+    _log("sanity: gateway returns the upstream's exact bytes (plain and SSE)")
+    bench.warmup()
+    _log(f"warm-up done; gateway RSS {bench.rss_trace[-1]['rss_mb']:.1f} MB after "
+         f"{bench.gateway_requests:,} requests")
+    latency = bench.sequential_blocks(False, plan.latency_blocks, plan.latency_requests)
+    _log(f"latency 1 client: direct p50 {latency['direct_p50_ms']:.3f} ms, gateway p50 "
+         f"{latency['gateway_p50_ms']:.3f} ms, added p50 {latency['added_p50_ms']:.3f} ms")
+    ttfc = bench.sequential_blocks(True, plan.ttfc_blocks, plan.ttfc_requests)
+    _log(f"first chunk 1 client: direct p50 {ttfc['direct_p50_ms']:.3f} ms, gateway p50 "
+         f"{ttfc['gateway_p50_ms']:.3f} ms, added p50 {ttfc['added_p50_ms']:.3f} ms")
+    bench.mark_rss("after 1-client phases")
+    _log(f"wrk: {plan.wrk_blocks} block(s) × {plan.wrk_seconds:g}s per side, "
+         f"{plan.wrk_connections} connections")
+    throughput = bench.throughput()
+    _log(f"soak to {plan.memory_late:,} gateway requests for the memory reading")
+    memory = bench.soak()
+    bench.check_alive()
+    results: dict[str, Any] = {
+        "benchmark": "foundation",
+        "machine": info,
+        "plan": asdict(plan),
+        "quick": bench.args.quick,
+        "gateway_workers": bench.args.gateway_workers,
+        "upstream_interface": bench.args.upstream_interface,
+        "reference": bench.args.reference,
+        "request_bytes": {"plain": len(BODY), "stream": len(STREAM_BODY),
+                          "completion": len(upstream.COMPLETION),
+                          "sse_chunks": len(upstream.STREAM_CHUNKS)},
+        "latency": latency,
+        "ttfc": ttfc,
+        "throughput": throughput,
+        "memory": memory,
+    }
+    if bench.args.profile:
+        _log("profiling the gateway worker with py-spy during one extra wrk run")
+        results["profile"] = bench.profile()
+    results["warnings"] = bench.warnings
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    results["targets"] = report.verdicts(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    WORK.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args, plan)
+    try:
+        results = measure(bench, plan)
+    except procs.StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except wrk.WrkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except client.ProtocolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; stopping the servers", file=sys.stderr)
+        return 130
+    finally:
+        bench.stop()
+    stem = "foundation-quick" if args.quick else "foundation"
+    paths = report.write(results, args.results_dir, stem=stem)
+    _log(f"done in {results['duration_s']:.0f}s; wrote {', '.join(str(p) for p in paths[:2])}")
+    print()
+    print(report.markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
