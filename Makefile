@@ -29,7 +29,7 @@ test: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	bench/ensure-tools
-	$(BIN)/python -m bench.run $(ARGS)
+	$(BIN)/python -m bench.run --reference $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

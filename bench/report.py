@@ -118,11 +118,13 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if "reference" in tp:
         r = tp["reference"]
+        via = ("aiohttp" if results.get("reference_client") == "aiohttp"
+               else "the gateway's own client (engines/http1.py)")
         lines += [
             "",
-            "Reference: a minimal granian + raw ASGI + aiohttp forwarder (`bench/reference.py`, "
-            "no auth/parsing/routing) measured in the same blocks — the stack DESIGN.md first "
-            "chose; the gateway's own client (engines/http1.py) replaced aiohttp after this.",
+            f"Reference: a minimal granian + raw ASGI forwarder over {via} "
+            "(`bench/reference.py`, no auth/parsing/routing), measured in the same blocks — "
+            "the floor of the stack.",
             "",
             "| metric | reference proxy | gateway | gateway ÷ reference |",
             "|---|---:|---:|---:|",

@@ -89,8 +89,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true",
                         help="leave the upstream and gateway running at the end, for debugging")
     parser.add_argument("--reference", action="store_true",
-                        help="also measure a minimal granian+aiohttp forwarder (bench.reference): "
-                        "the floor of the gateway's stack")
+                        help="also measure a minimal forwarder (bench.reference): the floor of the "
+                        "gateway's stack")
+    parser.add_argument("--reference-client", choices=("http1", "aiohttp"), default="http1",
+                        help="the reference forwarder's upstream client (default: the gateway's own)")
     parser.add_argument("--profile", action="store_true",
                         help="also py-spy the gateway worker during one extra 64-client run")
     parser.add_argument("--quiet-wait", type=float, default=None, metavar="S",
@@ -142,7 +144,7 @@ class Bench:
             "reference",
             [sys.executable, "-m", "bench.reference", "--port", str(self.ports.get("reference", 0)),
              "--upstream", f"http://{HOST}:{self.ports['direct']}",
-             "--workers", str(args.gateway_workers)],
+             "--workers", str(args.gateway_workers), "--client", args.reference_client],
             WORK / "reference.log", f"http://{HOST}:{self.ports.get('reference', 0)}/health")
         # Which process tree serves each side: its CPU is that side's "server CPU".
         self.servers = {"direct": self.upstream, "gateway": self.gateway,
@@ -587,6 +589,7 @@ def measure(bench: Bench, plan: Plan) -> dict[str, Any]:
         "gateway_workers": bench.args.gateway_workers,
         "upstream_interface": bench.args.upstream_interface,
         "reference": bench.args.reference,
+        "reference_client": bench.args.reference_client,
         "request_bytes": {"plain": len(BODY), "stream": len(STREAM_BODY),
                           "completion": len(upstream.COMPLETION),
                           "sse_chunks": len(upstream.STREAM_CHUNKS)},
