@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on.")
     data_dir: Path = Field(Path("inferenceops-data"), description="Local data folder.")
     config: Path | None = Field(None, description="Platform YAML; unset = embedded demo.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy async URL (postgresql+asyncpg://… for production); "
+        "unset = SQLite in the data folder."
+    )
     admin_key: SecretStr | None = Field(
         None, description="Bootstrap key; unset = generated once and kept in the data folder."
     )
@@ -47,6 +51,13 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"platform config file {str(value)!r} does not exist")
         return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The store's URL: the configured one, or SQLite (WAL) in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'inferenceops.db').resolve()}"
 
     @property
     def loopback_base_url(self) -> str:
