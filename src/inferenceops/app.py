@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 
-from inferenceops.bootstrap import load_or_create_key
+from inferenceops.bootstrap import load_or_create_key, load_or_create_secret
 from inferenceops.config import ConfigError, Platform, load_platform
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.gateway.app import GatewayApp
-from inferenceops.gateway.auth import KeyAuthenticator, key_digest
 from inferenceops.gateway.http import ASGIApp
 from inferenceops.gateway.proxy import Forwarder
 from inferenceops.gateway.state import GatewayState
-from inferenceops.platform import Principal
+from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapshot
+from inferenceops.platform.identity import PLATFORM_ADMIN
+from inferenceops.platform.keys import visible_prefix
 from inferenceops.routing import LeastOutstanding
 from inferenceops.settings import Settings
 
@@ -36,12 +37,26 @@ def build_simulators(platform: Platform) -> dict[str, ASGIApp]:
     return apps
 
 
+def bootstrap_identity(hasher: KeyHasher, admin_key: str) -> Identity:
+    """The identity of a store-less process: one platform-admin key."""
+    admin = Principal("usr_bootstrap", "user", PLATFORM_ADMIN)
+    key = ApiKey("key_bootstrap", visible_prefix(admin_key), admin, None,
+                 frozenset({"inference", "batch", "admin"}))
+    return Identity([(hasher.digest(admin_key), key)], {})
+
+
+def platform_secret(settings: Settings) -> bytes:
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    return load_or_create_secret(settings.data_dir)
+
+
 def build_state(settings: Settings, platform: Platform, admin_key: str) -> GatewayState:
-    client = OpenAICompatClient(platform.snapshot.deployments.values())
-    authenticator = KeyAuthenticator({key_digest(admin_key): Principal("bootstrap-admin")})
+    client = OpenAICompatClient(platform.catalog.deployments.values())
+    hasher = KeyHasher(platform_secret(settings))
     return GatewayState(
-        snapshot=platform.snapshot,
-        authenticator=authenticator,
+        snapshot=Snapshot(platform.catalog, bootstrap_identity(hasher, admin_key)),
+        hasher=hasher,
         client=client,
         forwarder=Forwarder(client, LeastOutstanding()),
         max_body_bytes=settings.max_body_bytes,

@@ -1,37 +1,52 @@
-"""The bootstrap admin key: from ``INFERENCEOPS_ADMIN_KEY`` or made once per data folder.
+"""First-start secrets kept in the data folder: the platform secret and the bootstrap key.
 
-A generated key is written with mode 0600 to ``<data_dir>/bootstrap-admin.key``
-(created exclusively, so several workers starting at once agree on one key)
-and shown once, at the start that created it.
+Each is taken from the environment when set (``INFERENCEOPS_SECRET_KEY``,
+``INFERENCEOPS_ADMIN_KEY``) — production, where every replica must share them.
+Otherwise it is generated once into the data folder with mode 0600, created
+exclusively so that several workers starting at once agree on one value.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
+from inferenceops.platform.keys import new_secret
+
 KEY_FILE = "bootstrap-admin.key"
-KEY_PREFIX = "sk-io-"
-
-
-def new_key() -> str:
-    """A 256-bit random key with a recognisable prefix."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+SECRET_FILE = "platform-secret.key"
 
 
 def load_or_create_key(data_dir: Path) -> tuple[str, bool]:
     """The data folder's bootstrap key, and whether it was created just now."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_text(encoding="ascii").strip()
-        if key:
-            return key, False
-        raise RuntimeError(f"{path} is empty; delete it to have a new key generated") from None
-    key = new_key()
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(key + "\n")
-    return key, True
+    return _load_or_create(data_dir / KEY_FILE, new_secret)
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The data folder's platform secret (keys the API-key hashes)."""
+    value, _ = _load_or_create(data_dir / SECRET_FILE, lambda: secrets.token_urlsafe(48))
+    return value.encode()
+
+
+def _load_or_create(path: Path, make: Callable[[], str]) -> tuple[str, bool]:
+    """Read ``path``, or publish a new value there atomically (write aside, then link)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        value = make()
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(value + "\n")
+        try:
+            os.link(tmp, path)  # atomic; fails if another process published first
+            return value, True
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    value = path.read_text(encoding="ascii").strip()
+    if not value:
+        raise RuntimeError(f"{path} is empty; delete it to have a new one generated")
+    return value, False

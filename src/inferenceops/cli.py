@@ -82,7 +82,7 @@ def serve(
     base = settings.loopback_base_url
     lines = [f"InferenceOps {__version__} — serving {platform.source}",
              f"  base URL : {base}/v1",
-             f"  models   : {', '.join(m.name for m in platform.snapshot.models)}"]
+             f"  models   : {', '.join(m.name for m in platform.catalog.models)}"]
     if created:
         lines.append(f"  admin key: {key}   (shown once; kept in {settings.data_dir}/bootstrap-admin.key)")
     elif settings.admin_key is None:

@@ -6,7 +6,7 @@ and the field, and says what to fix. Without a file, the embedded default
 (``embedded_default``) serves a ``demo-chat`` model on two simulated replicas
 and a ``demo-embed`` model, so a fresh checkout runs with nothing else.
 
-The result is an immutable ``Snapshot`` plus the list of simulators to mount
+The result is an immutable ``Catalog`` plus the list of simulators to mount
 in-process; nothing here is read by the hot path.
 """
 
@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from inferenceops.platform import Deployment, Endpoint, Model, Replica, Snapshot, Timeouts
+from inferenceops.platform import Catalog, Deployment, Endpoint, Model, Replica, Timeouts
 
 SIMULATOR_MOUNT = "/_sim"
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
@@ -102,7 +102,7 @@ class SimulatorMount:
 
 @dataclass(frozen=True)
 class Platform:
-    snapshot: Snapshot
+    catalog: Catalog
     simulators: tuple[SimulatorMount, ...]
     source: str
 
@@ -248,7 +248,7 @@ def _build(spec: PlatformSpec, loopback: str, environ: dict[str, str], source: s
               endpoints=_ENDPOINTS[m.type], created=created)
         for m in spec.models
     ]
-    return Platform(Snapshot(models), tuple(mounts), source)
+    return Platform(Catalog(models), tuple(mounts), source)
 
 
 _ENDPOINTS = {

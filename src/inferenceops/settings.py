@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = Field(
         None, description="Bootstrap key; unset = generated once and kept in the data folder."
     )
+    secret_key: SecretStr | None = Field(
+        None, description="Platform secret (>= 32 bytes) keying API-key hashes; unset = generated "
+        "once into the data folder. Every replica must share it."
+    )
     server: Literal["granian", "uvicorn"] = "granian"
     workers: int = Field(1, ge=1, le=256)
     shutdown_timeout_s: float = Field(
@@ -44,6 +48,14 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes; generate one with "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+        return value
 
     @field_validator("config")
     @classmethod

@@ -15,6 +15,7 @@ from inferenceops.gateway.app import GatewayApp
 from inferenceops.settings import Settings
 
 ADMIN_KEY = "sk-unit-test"
+TEST_SECRET = "unit-test-platform-secret-of-at-least-32-bytes"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
@@ -63,6 +64,7 @@ async def make_harness(yaml_text: str, fake: FakeUpstream, port: int,
                        **settings: object) -> Harness:
     platform = parse_platform(yaml_text, source="test.yaml", loopback_base_url="http://127.0.0.1:1",
                               environ={"FAKE_UPSTREAM_KEY": "sk-upstream-secret"})
+    settings.setdefault("secret_key", TEST_SECRET)
     state = build_state(Settings(**settings), platform, ADMIN_KEY)  # type: ignore[arg-type]
     await state.start()
     return Harness(GatewayApp(state), fake, port)

@@ -1,4 +1,4 @@
-"""Platform YAML: valid files build a snapshot; bad ones name the line and the fix."""
+"""Platform YAML: valid files build a catalog; bad ones name the line and the fix."""
 
 from __future__ import annotations
 
@@ -42,14 +42,14 @@ def parse(text: str, environ: dict[str, str] | None = None):
 
 def test_valid_file_builds_snapshot_with_aliases_replicas_and_mounts() -> None:
     platform = parse(GOOD)
-    chat = platform.snapshot.model("gpt-4o-mini")
+    chat = platform.catalog.model("gpt-4o-mini")
     assert chat is not None and chat.name == "chat"
     assert chat.endpoints == {Endpoint.CHAT, Endpoint.COMPLETIONS}
     dep = chat.deployment
     assert [r.base_url for r in dep.replicas] == ["http://10.0.0.5:8000/v1", "http://10.0.0.6:8000/v1"]
     assert dep.api_key == "sk-vllm-secret" and dep.timeouts.first_byte_s == 2
     assert "sk-vllm-secret" not in repr(dep)
-    sim = platform.snapshot.model("sim-chat")
+    sim = platform.catalog.model("sim-chat")
     assert sim is not None
     assert [r.base_url for r in sim.deployment.replicas] == [
         f"{LOOP}/_sim/sim-0/v1", f"{LOOP}/_sim/sim-1/v1"]
@@ -58,8 +58,8 @@ def test_valid_file_builds_snapshot_with_aliases_replicas_and_mounts() -> None:
 
 def test_embedded_default_serves_demo_chat_on_two_replicas_and_demo_embed() -> None:
     platform = load_platform(None, loopback_base_url=LOOP, environ={})
-    chat = platform.snapshot.model("demo-chat")
-    embed = platform.snapshot.model("demo-embed")
+    chat = platform.catalog.model("demo-chat")
+    embed = platform.catalog.model("demo-embed")
     assert chat is not None and len(chat.deployment.replicas) == 2
     assert embed is not None and embed.endpoints == {Endpoint.EMBEDDINGS}
 
@@ -98,4 +98,4 @@ def test_unset_credential_variable_is_named() -> None:
 def test_example_platform_file_in_the_docs_is_valid() -> None:
     platform = load_platform(Path(__file__).parents[2] / "examples" / "platform.yaml",
                              loopback_base_url=LOOP, environ={"VLLM_API_KEY": "x"})
-    assert platform.snapshot.model("gpt-4o-mini") is not None
+    assert platform.catalog.model("gpt-4o-mini") is not None

@@ -1,43 +1,32 @@
-"""Data-plane authentication: a Bearer key becomes a ``Principal``, or 401.
+"""Data-plane authentication and authorization: a Bearer key becomes an ``ApiKey``, or not.
 
-Keys are looked up by their SHA-256 digest (the secret itself is never kept
-or compared byte by byte), then the digests are compared in constant time.
-Unknown, malformed and missing keys get the same answer: no hint of which.
+The presented secret is hashed with the platform's keyed hash and looked up
+by digest in the snapshot's identity index: the secret itself is never kept,
+and the lookup depends only on a digest the caller cannot steer, so its timing
+says nothing about stored keys. Unknown, revoked (absent from the index),
+expired and malformed keys all get the same 401. No I/O here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Mapping
-
-from inferenceops.errors import AuthenticationFailed
-from inferenceops.platform import Principal
+from inferenceops.errors import AuthenticationFailed, PermissionDenied
+from inferenceops.platform import ApiKey, Identity, KeyHasher
 
 _BEARER = b"bearer "
+_MAX_SECRET = 512
 
 
-def key_digest(secret: str | bytes) -> bytes:
-    raw = secret.encode() if isinstance(secret, str) else secret
-    return hashlib.sha256(raw).digest()
+def authenticate(identity: Identity, hasher: KeyHasher, authorization: bytes | None,
+                 now: float) -> ApiKey:
+    if not authorization or authorization[:7].lower() != _BEARER:
+        raise AuthenticationFailed("Missing API key: send it as 'Authorization: Bearer <key>'.")
+    secret = authorization[7:].strip()
+    key = identity.key(hasher.digest(secret)) if 0 < len(secret) <= _MAX_SECRET else None
+    if key is None or key.expired(now):
+        raise AuthenticationFailed("Incorrect API key provided.")
+    return key
 
 
-class KeyAuthenticator:
-    __slots__ = ("_by_digest",)
-
-    def __init__(self, principals_by_digest: Mapping[bytes, Principal]) -> None:
-        self._by_digest = {d: (d, p) for d, p in principals_by_digest.items()}
-
-    def authenticate(self, authorization: bytes | None) -> Principal:
-        if not authorization or authorization[:7].lower() != _BEARER:
-            raise AuthenticationFailed(
-                "Missing API key: send it as 'Authorization: Bearer <key>'.")
-        digest = key_digest(authorization[7:].strip())
-        stored, principal = self._by_digest.get(digest, (_NO_DIGEST, None))
-        # The dict finds the entry by digest; the constant-time compare is the actual check.
-        if principal is None or not hmac.compare_digest(digest, stored):
-            raise AuthenticationFailed("Incorrect API key provided.")
-        return principal
-
-
-_NO_DIGEST = bytes(32)
+def require_scope(key: ApiKey, scope: str) -> None:
+    if scope not in key.scopes:
+        raise PermissionDenied(f"This API key ({key.prefix}…) does not have the '{scope}' scope.")

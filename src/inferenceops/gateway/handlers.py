@@ -4,10 +4,12 @@ Inference (``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``):
 
 1. size      – a declared Content-Length over the limit is refused before anything else
    (it costs nothing and reads nothing).
-2. authenticate – Bearer key → principal, from headers only, so strangers never
-   get their bodies read or parsed.
+2. authenticate – Bearer key → ``ApiKey`` from the snapshot, from headers only, so
+   strangers never get their bodies read or parsed; the key needs the inference scope.
 3. parse     – the body, bounded while it is read; only model/stream/token caps checked.
-4. authorize – the model (name or alias) must exist and support this endpoint.
+4. authorize – the model (name or alias) must exist *and be granted* to the key's team
+   (a model the caller may not use is reported exactly like one that does not exist),
+   and support this endpoint.
 5. route + forward – ``Forwarder``: replica choice, bytes out, bytes back.
 
 Admission, guardrails and settlement slot in between 4 and 5 as they arrive.
@@ -15,11 +17,13 @@ Admission, guardrails and settlement slot in between 4 and 5 as they arrive.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import orjson
 
 from inferenceops.errors import InvalidRequest, ModelNotFound
+from inferenceops.gateway.auth import authenticate, require_scope
 from inferenceops.gateway.http import (
     Receive,
     RequestContext,
@@ -30,6 +34,7 @@ from inferenceops.gateway.http import (
 )
 from inferenceops.gateway.request import parse_inference
 from inferenceops.platform import Endpoint
+from inferenceops.platform.identity import SCOPE_INFERENCE
 
 if TYPE_CHECKING:
     from inferenceops.gateway.state import GatewayState
@@ -40,10 +45,12 @@ PIPELINE_STAGES = ("size", "authenticate", "parse", "authorize", "route+forward"
 async def inference(state: GatewayState, endpoint: Endpoint, ctx: RequestContext,
                     receive: Receive, send: Send) -> None:
     check_declared_size(ctx, state.max_body_bytes)
-    state.authenticator.authenticate(ctx.authorization)
+    snapshot = state.snapshot  # one consistent view for the whole request
+    key = authenticate(snapshot.identity, state.hasher, ctx.authorization, time.time())
+    require_scope(key, SCOPE_INFERENCE)
     body = await read_body(receive, ctx, state.max_body_bytes)
     request = parse_inference(body, endpoint, state.max_tokens_limit)
-    model = state.snapshot.model(request.model)
+    model = snapshot.visible_model(key, request.model)
     if model is None:
         raise ModelNotFound(f"The model '{request.model}' does not exist or you do not have "
                             "access to it.", param="model")
@@ -54,13 +61,16 @@ async def inference(state: GatewayState, endpoint: Endpoint, ctx: RequestContext
 
 
 async def list_models(state: GatewayState, ctx: RequestContext, send: Send) -> None:
-    state.authenticator.authenticate(ctx.authorization)
-    await respond(send, ctx, 200, state.snapshot.models_json)
+    snapshot = state.snapshot
+    key = authenticate(snapshot.identity, state.hasher, ctx.authorization, time.time())
+    await respond(send, ctx, 200, snapshot.models_json(key))
 
 
 async def get_model(state: GatewayState, model_id: str, ctx: RequestContext, send: Send) -> None:
-    state.authenticator.authenticate(ctx.authorization)
-    card = state.snapshot.model_card_json(model_id)
+    snapshot = state.snapshot
+    key = authenticate(snapshot.identity, state.hasher, ctx.authorization, time.time())
+    card = (snapshot.catalog.model_card_json(model_id)
+            if snapshot.visible_model(key, model_id) else None)
     if card is None:
         raise ModelNotFound(f"The model '{model_id}' does not exist or you do not have access "
                             "to it.", param="model")

@@ -11,16 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from inferenceops.engines.openai_compat import OpenAICompatClient
-from inferenceops.gateway.auth import KeyAuthenticator
 from inferenceops.gateway.http import ASGIApp
 from inferenceops.gateway.proxy import Forwarder
-from inferenceops.platform import Snapshot
+from inferenceops.platform import KeyHasher, Snapshot
 
 
 @dataclass(eq=False)
 class GatewayState:
     snapshot: Snapshot
-    authenticator: KeyAuthenticator
+    hasher: KeyHasher
     client: OpenAICompatClient
     forwarder: Forwarder
     max_body_bytes: int

@@ -1,13 +1,9 @@
 """Domain types of the platform: pure data, no I/O, imports nothing of ours."""
 
-from inferenceops.platform.catalog import (
-    Deployment,
-    Endpoint,
-    Model,
-    Replica,
-    Snapshot,
-    Timeouts,
-)
-from inferenceops.platform.identity import Principal
+from inferenceops.platform.catalog import Catalog, Deployment, Endpoint, Model, Replica, Timeouts
+from inferenceops.platform.identity import ApiKey, Identity, Principal
+from inferenceops.platform.keys import KeyHasher
+from inferenceops.platform.snapshot import Snapshot
 
-__all__ = ["Deployment", "Endpoint", "Model", "Principal", "Replica", "Snapshot", "Timeouts"]
+__all__ = ["ApiKey", "Catalog", "Deployment", "Endpoint", "Identity", "KeyHasher", "Model",
+           "Principal", "Replica", "Snapshot", "Timeouts"]

@@ -1,8 +1,7 @@
 """What the platform serves: models, the deployments behind them, their replicas.
 
-These are immutable values. The data plane reads one ``Snapshot`` per request
-and never the database or the config file; a new snapshot is built off the hot
-path and swapped in whole. Nothing here does I/O.
+These are immutable values, gathered in a ``Catalog`` that is part of every
+``Snapshot`` the data plane reads. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -73,10 +72,10 @@ class Model:
                 "owned_by": self.owned_by}
 
 
-class Snapshot:
-    """An immutable view of everything the hot path needs, looked up by dict access."""
+class Catalog:
+    """Every served model by public name and alias, looked up by dict access."""
 
-    __slots__ = ("_by_name", "models", "deployments", "models_json", "_cards_json")
+    __slots__ = ("_by_name", "models", "deployments", "_cards_json")
 
     def __init__(self, models: list[Model]) -> None:
         by_name: dict[str, Model] = {}
@@ -89,9 +88,6 @@ class Snapshot:
         self.models: tuple[Model, ...] = tuple(models)
         self.deployments: Mapping[str, Deployment] = MappingProxyType(
             {m.deployment.name: m.deployment for m in models}
-        )
-        self.models_json: bytes = orjson.dumps(
-            {"object": "list", "data": [m.card() for m in self.models]}
         )
         self._cards_json: Mapping[str, bytes] = MappingProxyType(
             {name: orjson.dumps(m.card()) for name, m in by_name.items()}

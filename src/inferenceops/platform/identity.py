@@ -1,13 +1,71 @@
-"""Who is calling: the principal an API key resolves to. Pure data."""
+"""Who is calling and what they may use: principals, API keys, teams, grants. Pure data.
+
+An ``Identity`` is the immutable, in-memory index the data plane authenticates
+and authorizes from: keys by their keyed digest, grants by team. It is built
+off the hot path (from the store) and swapped whole; nothing here does I/O.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+
+PLATFORM_ADMIN = "platform-admin"
+SCOPE_INFERENCE = "inference"
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller. Teams, roles and grants arrive with the identity store."""
+    """A user or a service account, as far as the data plane needs to know it."""
 
     id: str
-    kind: str = "admin"
+    kind: str = "user"  # "user" | "service_account"
+    platform_role: str | None = None
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.platform_role == PLATFORM_ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A live key: who it speaks for, for which team, with which scopes and models."""
+
+    id: str
+    prefix: str
+    principal: Principal
+    team_id: str | None
+    scopes: frozenset[str]
+    allowed_models: frozenset[str] | None = None  # None: every model the team may use
+    expires_at: float | None = None  # epoch seconds
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+class Identity:
+    """Keys by digest and each team's granted models; immutable once built."""
+
+    __slots__ = ("_keys", "_grants", "revision")
+
+    def __init__(self, keys: Iterable[tuple[bytes, ApiKey]],
+                 grants: Mapping[str, Iterable[str]], revision: int = 0) -> None:
+        self._keys: Mapping[bytes, ApiKey] = MappingProxyType(dict(keys))
+        self._grants: Mapping[str, frozenset[str]] = MappingProxyType(
+            {team: frozenset(models) for team, models in grants.items()})
+        self.revision = revision
+
+    def key(self, digest: bytes) -> ApiKey | None:
+        return self._keys.get(digest)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def may_use(self, key: ApiKey, model: str) -> bool:
+        """Platform admins use every model; others what their team is granted (and key allows)."""
+        if key.allowed_models is not None and model not in key.allowed_models:
+            return False
+        if key.principal.is_platform_admin:
+            return True
+        return key.team_id is not None and model in self._grants.get(key.team_id, ())

@@ -1,0 +1,39 @@
+"""The one immutable view the data plane reads per request: catalog + identity.
+
+Built off the hot path and swapped whole (one attribute assignment), so a
+request that picked up a snapshot sees one consistent world from start to end.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from inferenceops.platform.catalog import Catalog, Model
+from inferenceops.platform.identity import ApiKey, Identity
+
+
+class Snapshot:
+    __slots__ = ("catalog", "identity", "_model_lists")
+
+    def __init__(self, catalog: Catalog, identity: Identity) -> None:
+        self.catalog = catalog
+        self.identity = identity
+        # /v1/models bodies by what decides them; filled on first use (benign race: same bytes).
+        self._model_lists: dict[tuple[object, ...], bytes] = {}
+
+    def visible_model(self, key: ApiKey, name: str) -> Model | None:
+        """The model ``name`` (or alias) if this key may use it; else None, as if it did not exist."""
+        model = self.catalog.model(name)
+        if model is None or not self.identity.may_use(key, model.name):
+            return None
+        return model
+
+    def models_json(self, key: ApiKey) -> bytes:
+        cache_key = (key.team_id, key.allowed_models, key.principal.is_platform_admin)
+        body = self._model_lists.get(cache_key)
+        if body is None:
+            cards = [m.card() for m in self.catalog.models if self.identity.may_use(key, m.name)]
+            body = orjson.dumps({"object": "list", "data": cards})
+            if len(self._model_lists) < 10_000:
+                self._model_lists[cache_key] = body
+        return body
