@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from inferenceops.bootstrap import load_or_create_key, load_or_create_secret
+from inferenceops.bootstrap import load_or_create_secret
 from inferenceops.config import ConfigError, Platform, load_platform
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.gateway.app import GatewayApp
@@ -51,11 +51,11 @@ def platform_secret(settings: Settings) -> bytes:
     return load_or_create_secret(settings.data_dir)
 
 
-def build_state(settings: Settings, platform: Platform, admin_key: str) -> GatewayState:
+def build_state(settings: Settings, platform: Platform, hasher: KeyHasher,
+                identity: Identity) -> GatewayState:
     client = OpenAICompatClient(platform.catalog.deployments.values())
-    hasher = KeyHasher(platform_secret(settings))
     return GatewayState(
-        snapshot=Snapshot(platform.catalog, bootstrap_identity(hasher, admin_key)),
+        snapshot=Snapshot(platform.catalog, identity),
         hasher=hasher,
         client=client,
         forwarder=Forwarder(client, LeastOutstanding()),
@@ -66,12 +66,15 @@ def build_state(settings: Settings, platform: Platform, admin_key: str) -> Gatew
 
 
 def create_app(settings: Settings | None = None) -> GatewayApp:
+    """The serving app: identity comes from the store and is kept fresh by a ``SnapshotFeed``."""
+    from inferenceops.control_plane import SnapshotFeed
+
     settings = settings or Settings()
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     platform = load_platform(settings.config, loopback_base_url=settings.loopback_base_url)
-    if settings.admin_key is not None:
-        admin_key = settings.admin_key.get_secret_value()
-    else:
-        admin_key, _ = load_or_create_key(settings.data_dir)
-    return GatewayApp(build_state(settings, platform, admin_key))
+    hasher = KeyHasher(platform_secret(settings))
+    state = build_state(settings, platform, hasher, Identity([], {}))
+    state.feeds.append(SnapshotFeed(settings.resolved_database_url, platform.catalog,
+                                    refresh_s=settings.snapshot_refresh_s))
+    return GatewayApp(state)

@@ -1,9 +1,10 @@
-"""First-start secrets kept in the data folder: the platform secret and the bootstrap key.
+"""The platform secret kept in the data folder when none is configured.
 
-Each is taken from the environment when set (``INFERENCEOPS_SECRET_KEY``,
-``INFERENCEOPS_ADMIN_KEY``) — production, where every replica must share them.
-Otherwise it is generated once into the data folder with mode 0600, created
-exclusively so that several workers starting at once agree on one value.
+Production sets ``INFERENCEOPS_SECRET_KEY`` (every replica must share it).
+Otherwise it is generated once into the data folder with mode 0600 and
+published atomically, so that several processes starting at once agree on one
+value. (API keys themselves are never written anywhere: only their keyed
+hashes, in the store.)
 """
 
 from __future__ import annotations
@@ -13,15 +14,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from inferenceops.platform.keys import new_secret
-
-KEY_FILE = "bootstrap-admin.key"
 SECRET_FILE = "platform-secret.key"
-
-
-def load_or_create_key(data_dir: Path) -> tuple[str, bool]:
-    """The data folder's bootstrap key, and whether it was created just now."""
-    return _load_or_create(data_dir / KEY_FILE, new_secret)
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:

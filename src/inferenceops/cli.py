@@ -6,6 +6,7 @@ before anything starts, and errors say what to fix (exit code 2).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -54,11 +55,13 @@ def serve(
         help="Seconds in-flight requests may take to finish at shutdown.")] = None,
 ) -> None:
     """Serve the data plane (and, as they arrive, admin API and console)."""
-    from inferenceops.app import build_simulators
-    from inferenceops.bootstrap import load_or_create_key
+    from inferenceops.app import build_simulators, platform_secret
     from inferenceops.config import load_platform
+    from inferenceops.control_plane import prepare_store
+    from inferenceops.platform import KeyHasher
     from inferenceops.serving import run
     from inferenceops.settings import Settings
+    from inferenceops.store import StoreError
 
     flags = {"host": host, "port": port, "data_dir": data_dir, "config": config,
              "workers": workers, "server": server, "shutdown_timeout_s": shutdown_timeout}
@@ -75,26 +78,61 @@ def serve(
     except ConfigError as exc:
         _fail(str(exc))
 
-    created = False
-    if settings.admin_key is None:
-        key, created = load_or_create_key(settings.data_dir)
-        os.environ["INFERENCEOPS_ADMIN_KEY"] = key
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    try:
+        prepared = asyncio.run(prepare_store(
+            settings.resolved_database_url, KeyHasher(platform_secret(settings)), platform.catalog,
+            admin_key=admin_key, seed_demo=settings.config is None))
+    except StoreError as exc:
+        _fail(f"store: {exc}")
     base = settings.loopback_base_url
     lines = [f"InferenceOps {__version__} — serving {platform.source}",
              f"  base URL : {base}/v1",
-             f"  models   : {', '.join(m.name for m in platform.catalog.models)}"]
-    if created:
-        lines.append(f"  admin key: {key}   (shown once; kept in {settings.data_dir}/bootstrap-admin.key)")
-    elif settings.admin_key is None:
-        lines.append(f"  admin key: in {settings.data_dir}/bootstrap-admin.key")
-    else:
+             f"  models   : {', '.join(m.name for m in platform.catalog.models)}",
+             f"  store    : {_redacted(settings.resolved_database_url)} (schema {prepared.revision})"]
+    if prepared.new_admin_key:
+        lines.append(f"  admin key: {prepared.new_admin_key}   (shown once: only its hash is stored)")
+    elif admin_key:
         lines.append("  admin key: from INFERENCEOPS_ADMIN_KEY")
+    else:
+        lines.append("  admin key: the one printed at first start (or set INFERENCEOPS_ADMIN_KEY)")
     typer.echo("\n".join(lines))
     sys.stdout.flush()
     run("inferenceops.app:create_app", host=settings.host, port=settings.port,
         workers=settings.workers, server=settings.server,
         shutdown_timeout_s=settings.shutdown_timeout_s, log_level=settings.log_level,
         access_log=settings.access_log)
+
+
+db_app = typer.Typer(no_args_is_help=True, help="The control-plane store.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (safe to run from several places at once: it takes a lock)."""
+    from inferenceops.settings import Settings
+    from inferenceops.store import StoreError, upgrade
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _fail(_settings_errors(exc))
+    try:
+        head = asyncio.run(upgrade(settings.resolved_database_url))
+    except StoreError as exc:
+        _fail(f"store: {exc}")
+    typer.echo(f"{_redacted(settings.resolved_database_url)} is at schema {head}")
+
+
+def _redacted(url: str) -> str:
+    """A database URL fit to print: no password."""
+    head, sep, tail = url.partition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, credentials = head.partition("://")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{tail}" if ":" in credentials else url
 
 
 @app.command()

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_tokens_limit: int = Field(
         1_048_576, ge=1, description="Largest max_tokens accepted before reaching an engine."
     )
+    snapshot_refresh_s: float = Field(
+        1.0, gt=0, le=60, description="How often each worker checks the store for changes."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
 

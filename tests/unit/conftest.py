@@ -9,9 +9,10 @@ import pytest
 from tests.support import fake_upstream
 from tests.support.fake_upstream import FakeUpstream
 
-from inferenceops.app import build_state
+from inferenceops.app import bootstrap_identity, build_state
 from inferenceops.config import parse_platform
 from inferenceops.gateway.app import GatewayApp
+from inferenceops.platform import KeyHasher
 from inferenceops.settings import Settings
 
 ADMIN_KEY = "sk-unit-test"
@@ -64,8 +65,9 @@ async def make_harness(yaml_text: str, fake: FakeUpstream, port: int,
                        **settings: object) -> Harness:
     platform = parse_platform(yaml_text, source="test.yaml", loopback_base_url="http://127.0.0.1:1",
                               environ={"FAKE_UPSTREAM_KEY": "sk-upstream-secret"})
-    settings.setdefault("secret_key", TEST_SECRET)
-    state = build_state(Settings(**settings), platform, ADMIN_KEY)  # type: ignore[arg-type]
+    hasher = KeyHasher(TEST_SECRET.encode())
+    state = build_state(Settings(**settings), platform, hasher,  # type: ignore[arg-type]
+                        bootstrap_identity(hasher, ADMIN_KEY))
     await state.start()
     return Harness(GatewayApp(state), fake, port)
 

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.gateway.http import ASGIApp
 from inferenceops.gateway.proxy import Forwarder
 from inferenceops.platform import KeyHasher, Snapshot
+
+
+class Feed(Protocol):
+    """Something that keeps state current from outside the data plane (e.g. the store)."""
+
+    async def start(self, state: GatewayState) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -25,14 +34,19 @@ class GatewayState:
     max_body_bytes: int
     max_tokens_limit: int
     simulators: Mapping[str, ASGIApp] = field(default_factory=dict)
+    feeds: list[Feed] = field(default_factory=list)
     ready: bool = False
 
     async def start(self) -> None:
         await self.client.start()
+        for feed in self.feeds:
+            await feed.start(self)
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        for feed in self.feeds:
+            await feed.stop()
         await self.client.close()
         for app in self.simulators.values():
             aclose = getattr(app, "aclose", None)

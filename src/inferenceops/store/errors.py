@@ -5,6 +5,7 @@
     ├── Conflict               a uniqueness rule or the row's current state forbids the change
     ├── Invalid                the values break a rule of the schema (CHECK, allowed values)
     ├── SchemaOutdated         the database has not been migrated to what this code expects
+    ├── InvalidDatabaseURL     the URL is malformed or names a backend we do not support
     └── StoreUnavailable       the database cannot be reached, refused us, or stayed busy/locked
 
 SQLAlchemy, asyncpg and sqlite3 exceptions never leave ``inferenceops.store``:
@@ -45,9 +46,15 @@ class SchemaOutdated(StoreError):
     """Tables or columns are missing: the database needs ``inferenceops migrate``."""
 
 
+class InvalidDatabaseURL(StoreError):
+    """The database URL cannot be parsed, or names a backend other than SQLite/PostgreSQL."""
+
+
 class StoreUnavailable(StoreError):
     """The database cannot be reached, refused the login, or stayed locked too long."""
 
+
+EXAMPLE_URLS = "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host:5432/db"
 
 # SQLSTATE classes (PostgreSQL) that mean "cannot talk to the database" rather than "bad data".
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "28", "3D", "53", "57", "58")
@@ -96,8 +103,8 @@ def translate(error: BaseException, doing: str) -> StoreError:
             return NotFound(f"{doing}: a referenced row does not exist ({detail})")
         return Invalid(f"{doing}: rejected by a schema rule ({detail})")
     if isinstance(error, sa_exc.ArgumentError):
-        return StoreError(f"{doing}: the database URL is not usable ({detail}); expected "
-                          "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db")
+        return InvalidDatabaseURL(f"{doing}: the database URL is not usable ({detail}); "
+                                  f"use {EXAMPLE_URLS}")
     if isinstance(error, sa_exc.DBAPIError):
         state = _sqlstate(error.orig)
         if state in ("42P01", "42703") or "no such table" in detail or "no such column" in detail:
@@ -109,12 +116,15 @@ def translate(error: BaseException, doing: str) -> StoreError:
             return StoreUnavailable(f"{doing}: the database is unavailable ({detail}); check that "
                                     "it is running, reachable and that the URL's user/database exist")
         return StoreError(f"{doing}: {detail}")
+    if isinstance(error, sa_exc.StatementError) and isinstance(error.orig, ValueError | TypeError):
+        return Invalid(f"{doing}: {error.orig}")  # a value our column types refused to bind
     if isinstance(error, sa_exc.TimeoutError):
         return StoreUnavailable(f"{doing}: no free database connection in time ({detail}); "
                                 "raise the pool size or find the long transaction")
     if isinstance(error, OSError | TimeoutError):
         return StoreUnavailable(f"{doing}: cannot reach the database ({type(error).__name__}: "
-                                f"{detail}); check host, port and that the server is running")
+                                f"{detail}); check the server's host and port, or that the "
+                                "SQLite data folder exists and is writable")
     if isinstance(error, sa_exc.SQLAlchemyError):
         return StoreError(f"{doing}: {detail}")
     raise TypeError(f"not a database error: {error!r}")  # pragma: no cover - programming error

@@ -1,0 +1,115 @@
+"""The serving process's link to the store: preparing it, and keeping the snapshot fresh.
+
+``prepare_store`` runs once in the CLI's main process before any worker
+starts: migrations (under the store's cross-process lock), then first-start
+bootstrap — a platform-admin user and key (printed once), and for the
+embedded default a ``demo`` team granted the demo models.
+
+``SnapshotFeed`` runs in every worker: it builds the identity snapshot at
+start-up, then polls the store's revision counter (one single-row read) every
+``refresh_s`` and rebuilds and swaps the snapshot when it moved, so a revoked
+key is refused by every replica within about ``refresh_s`` plus build time.
+The hot path only ever sees the swapped snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from dataclasses import dataclass
+
+from inferenceops.platform import Catalog, KeyHasher, Snapshot
+from inferenceops.platform.identity import PLATFORM_ADMIN
+from inferenceops.platform.keys import new_secret, visible_prefix
+from inferenceops.store import Conflict, Database, repo, upgrade
+from inferenceops.store.migrate import migration_lock
+from inferenceops.store.snapshot_builder import build_identity, current_revision
+from inferenceops.supervisor import Supervisor
+
+log = logging.getLogger("inferenceops.control")
+
+BOOTSTRAP_EMAIL = "admin@inferenceops.local"
+DEMO_TEAM = "demo"
+ALL_SCOPES = ("inference", "batch", "admin")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    revision: str
+    new_admin_key: str | None  # set only on the start that created it
+
+
+async def prepare_store(url: str, hasher: KeyHasher, catalog: Catalog, *,
+                        admin_key: str | None, seed_demo: bool) -> Prepared:
+    head = await upgrade(url)
+    db = Database(url)
+    try:
+        # The migration lock also serialises first-start bootstrap across replicas.
+        async with migration_lock(url), db.transaction("bootstrapping the store") as tx:
+            if not await repo.is_empty(tx):
+                created = None
+            else:
+                admin = await repo.create_user(tx, BOOTSTRAP_EMAIL, display_name="Bootstrap admin",
+                                               platform_role=PLATFORM_ADMIN)
+                created = admin_key or new_secret()
+                await repo.create_api_key(tx, name="bootstrap", prefix=visible_prefix(created),
+                                          digest=hasher.digest(created), user_id=admin.id,
+                                          scopes=ALL_SCOPES)
+                if seed_demo:
+                    team = await repo.create_team(tx, DEMO_TEAM)
+                    for model in catalog.models:
+                        await repo.grant(tx, team.id, model.name)
+        if admin_key is not None and created is None:
+            await _ensure_key(db, hasher, admin_key)
+    finally:
+        await db.close()
+    return Prepared(head, None if admin_key is not None else created)
+
+
+async def _ensure_key(db: Database, hasher: KeyHasher, secret: str) -> None:
+    """``INFERENCEOPS_ADMIN_KEY`` always works: add it to the bootstrap admin if it is new."""
+    try:
+        async with db.transaction("registering INFERENCEOPS_ADMIN_KEY") as tx:
+            admin = await repo.get_user_by_email(tx, BOOTSTRAP_EMAIL)
+            await repo.create_api_key(tx, name="bootstrap (environment)",
+                                      prefix=visible_prefix(secret), digest=hasher.digest(secret),
+                                      user_id=admin.id, scopes=ALL_SCOPES)
+    except Conflict:
+        pass  # already stored (same digest)
+
+
+class SnapshotFeed:
+    """Builds the worker's snapshot from the store and keeps it current."""
+
+    def __init__(self, url: str, catalog: Catalog, *, refresh_s: float = 1.0) -> None:
+        self._url = url
+        self._catalog = catalog
+        self._refresh_s = refresh_s
+        self._db: Database | None = None
+        self._supervisor = Supervisor()
+
+    async def start(self, state: object) -> None:
+        self._db = Database(self._url)
+        identity = await build_identity(self._db)
+        state.snapshot = Snapshot(self._catalog, identity)  # type: ignore[attr-defined]
+        gc.freeze()
+        log.info("snapshot built: %d keys at revision %d", len(identity), identity.revision)
+        self._supervisor.spawn("snapshot-refresh", lambda: self._refresh(state))
+
+    async def _refresh(self, state: object) -> None:
+        assert self._db is not None
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            seen = state.snapshot.identity.revision  # type: ignore[attr-defined]
+            if await current_revision(self._db) == seen:
+                continue
+            identity = await build_identity(self._db)
+            state.snapshot = Snapshot(self._catalog, identity)  # type: ignore[attr-defined]
+            gc.freeze()  # long-lived: keep the collector from re-scanning 100k keys every pass
+            log.info("snapshot rebuilt: %d keys at revision %d", len(identity), identity.revision)
+
+    async def stop(self) -> None:
+        await self._supervisor.stop()
+        if self._db is not None:
+            await self._db.close()

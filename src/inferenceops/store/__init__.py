@@ -1,0 +1,55 @@
+"""The control-plane store: SQLAlchemy tables, Alembic migrations, repositories.
+
+Owns everything that touches the database; it is the only package that
+imports SQLAlchemy, asyncpg or Alembic. Used by bootstrap, the admin API, the
+background writers and the snapshot builder — never by the data plane
+(``gateway`` reads an in-memory snapshot built from ``load_identity``).
+
+    db.py          Database (engine + sessions per URL), backend_of
+    migrate.py     upgrade / current, under a cross-process migration lock
+    tables.py      the schema (declarative, typed)
+    records.py     the plain records that leave the store
+    repo/          async repositories (teams, users, keys, grants, identity)
+    errors.py      StoreError tree; the one translator of library exceptions
+    ids.py         prefixed random ids
+    migrations/    Alembic environment and revisions (packaged)
+
+Usage::
+
+    db = Database(settings.resolved_database_url)
+    await upgrade(settings.resolved_database_url)
+    async with db.transaction() as tx:
+        team = await repo.create_team(tx, "search")
+    identity = await repo.load_identity(db)
+"""
+
+from inferenceops.store import repo
+from inferenceops.store.db import Backend, Database, backend_of
+from inferenceops.store.errors import (
+    Conflict,
+    Invalid,
+    InvalidDatabaseURL,
+    NotFound,
+    SchemaOutdated,
+    StoreError,
+    StoreUnavailable,
+)
+from inferenceops.store.migrate import current, head, upgrade
+from inferenceops.store.records import (
+    ActiveKey,
+    ApiKeyRecord,
+    GrantRecord,
+    IdentityData,
+    MembershipRecord,
+    Page,
+    ServiceAccountRecord,
+    TeamRecord,
+    UserRecord,
+)
+
+__all__ = [
+    "ActiveKey", "ApiKeyRecord", "Backend", "Conflict", "Database", "GrantRecord", "IdentityData",
+    "Invalid", "InvalidDatabaseURL", "MembershipRecord", "NotFound", "Page", "SchemaOutdated",
+    "ServiceAccountRecord", "StoreError", "StoreUnavailable", "TeamRecord", "UserRecord",
+    "backend_of", "current", "head", "repo", "upgrade",
+]

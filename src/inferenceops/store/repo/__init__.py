@@ -1,0 +1,56 @@
+"""Async repositories over the store's tables, used by bootstrap, the admin API and the snapshot builder.
+
+Every function takes the caller's ``AsyncSession`` (from ``Database.transaction()``
+for writes, ``Database.read()`` for reads) so several calls can share one
+transaction, and returns plain records (``store.records``), never ORM objects.
+Every mutation that changes what a snapshot would contain bumps the
+``revision`` row in the same transaction. Errors are ``store.errors`` classes.
+
+    teams      teams and service accounts
+    users      users, platform roles, memberships
+    keys       API keys: create, revoke, rotate, last use
+    grants     per-team model grants
+    identity   load_identity (the snapshot read), is_empty
+"""
+
+from inferenceops.store.repo._common import revision
+from inferenceops.store.repo.grants import grant, list_grants, revoke_grant
+from inferenceops.store.repo.identity import is_empty, load_identity
+from inferenceops.store.repo.keys import (
+    create_api_key,
+    get_api_key,
+    list_api_keys,
+    revoke_api_key,
+    rotate_api_key,
+    touch_last_used,
+)
+from inferenceops.store.repo.teams import (
+    create_service_account,
+    create_team,
+    delete_team,
+    get_service_account,
+    get_team,
+    get_team_by_name,
+    list_service_accounts,
+    list_teams,
+)
+from inferenceops.store.repo.users import (
+    create_user,
+    get_user,
+    get_user_by_email,
+    list_memberships,
+    list_users,
+    remove_membership,
+    set_membership,
+    set_platform_role,
+    set_user_disabled,
+)
+
+__all__ = [
+    "create_api_key", "create_service_account", "create_team", "create_user", "delete_team",
+    "get_api_key", "get_service_account", "get_team", "get_team_by_name", "get_user",
+    "get_user_by_email", "grant", "is_empty", "list_api_keys", "list_grants", "list_memberships",
+    "list_service_accounts", "list_teams", "list_users", "load_identity", "remove_membership",
+    "revision", "revoke_api_key", "revoke_grant", "rotate_api_key", "set_membership",
+    "set_platform_role", "set_user_disabled", "touch_last_used",
+]

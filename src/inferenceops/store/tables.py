@@ -1,0 +1,246 @@
+"""The control-plane schema as SQLAlchemy 2 declarative tables (the ORM side of the store).
+
+Owns: table and column definitions, constraint names (one naming convention, so
+migrations can refer to them), portable column types. Migrations in
+``store/migrations`` must produce exactly this schema — a test compares them.
+
+Conventions: string primary keys with a readable prefix (``store.ids``);
+timestamps are timezone-aware UTC on both backends (``UTCDateTime``); JSON
+columns are ``JSON`` (``JSONB`` on PostgreSQL); key digests are 32 raw bytes.
+Nothing here runs queries, and no ORM object leaves the store (repositories
+return the plain records of ``store.records``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from inferenceops.store import ids
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+PLATFORM_ROLES = ("platform-admin", "auditor", "billing")
+TEAM_ROLES = ("owner", "member", "viewer")
+SCOPES = ("inference", "batch", "admin")
+REVISION_KEY = "revision"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on both backends (SQLite stores naive UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store only accepts timezone-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: JSON that is JSONB on PostgreSQL (indexable, compact) and JSON text on SQLite.
+PortableJSON = JSON().with_variant(JSONB(), "postgresql")
+#: The same for nullable columns: Python None is SQL NULL (not the JSON value ``null``).
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: PortableJSON,
+                           list[str]: PortableJSON, bytes: LargeBinary()}
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    __table_args__ = (CheckConstraint("weight > 0", name="weight_positive"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.TEAM))
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("platform_role", PLATFORM_ROLES), name="platform_role"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.USER))
+    email: Mapped[str] = mapped_column(Text, unique=True)
+    display_name: Mapped[str] = mapped_column(Text, default="")
+    platform_role: Mapped[str | None] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServiceAccount(Base):
+    __tablename__ = "service_accounts"
+    __table_args__ = (UniqueConstraint("team_id", "name"),)
+
+    id: Mapped[str] = mapped_column(
+        String(40), primary_key=True, default=lambda: ids.new_id(ids.SERVICE_ACCOUNT))
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (CheckConstraint(_in("role", TEAM_ROLES), name="role"),
+                      Index(None, "user_id"))
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        # Exactly one owner: a person or a service account, never both, never neither.
+        CheckConstraint("(user_id IS NULL) <> (service_account_id IS NULL)", name="one_owner"),
+        CheckConstraint("length(digest) = 32", name="digest_length"),
+        Index(None, "team_id"), Index(None, "user_id"), Index(None, "service_account_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.API_KEY))
+    name: Mapped[str] = mapped_column(Text, default="")
+    prefix: Mapped[str] = mapped_column(Text)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    # Keys go with what they belong to: deleting a team, user or service account deletes its keys.
+    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    service_account_id: Mapped[str | None] = mapped_column(
+        ForeignKey("service_accounts.id", ondelete="CASCADE"))
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    allowed_models: Mapped[list[str] | None] = mapped_column(NullableJSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    rotated_from_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+
+
+class Grant(Base):
+    __tablename__ = "grants"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.PROVIDER))
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    base_url: Mapped[str] = mapped_column(Text)
+    dialect: Mapped[str] = mapped_column(Text)
+    credentials_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(
+        String(40), primary_key=True, default=lambda: ids.new_id(ids.DEPLOYMENT))
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("providers.id"))
+    engine: Mapped[str] = mapped_column(Text)
+    served_model: Mapped[str] = mapped_column(Text)
+    replicas: Mapped[list[Any]] = mapped_column(PortableJSON, default=list)
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    timeouts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Model(Base):
+    __tablename__ = "models"
+    __table_args__ = (Index(None, "deployment_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.MODEL))
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id"))
+    type: Mapped[str] = mapped_column(Text, default="chat")
+    aliases: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuditEntry(Base):
+    """One append-only, hash-chained audit record (``audit/`` owns the chaining rules)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "target_type", "target_id"),)
+
+    # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is the rowid.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    target_type: Mapped[str] = mapped_column(Text)
+    target_id: Mapped[str] = mapped_column(Text)
+    before: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
+    source: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ControlState(Base):
+    """Small named counters; ``revision`` is bumped by every snapshot-relevant mutation."""
+
+    __tablename__ = "control_state"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+metadata = Base.metadata
