@@ -30,6 +30,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	bench/ensure-tools
 	$(BIN)/python -m bench.run --reference $(ARGS)
+	$(BIN)/python -m bench.identity
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

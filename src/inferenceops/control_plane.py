@@ -15,7 +15,6 @@ The hot path only ever sees the swapped snapshot.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ log = logging.getLogger("inferenceops.control")
 BOOTSTRAP_EMAIL = "admin@inferenceops.local"
 DEMO_TEAM = "demo"
 ALL_SCOPES = ("inference", "batch", "admin")
+_RETIRE_SLICE = 2000
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,6 @@ class SnapshotFeed:
         self._db = Database(self._url)
         identity = await build_identity(self._db)
         state.snapshot = Snapshot(self._catalog, identity)  # type: ignore[attr-defined]
-        gc.freeze()
         log.info("snapshot built: %d keys at revision %d", len(identity), identity.revision)
         self._supervisor.spawn("snapshot-refresh", lambda: self._refresh(state))
 
@@ -105,9 +104,13 @@ class SnapshotFeed:
             if await current_revision(self._db) == seen:
                 continue
             identity = await build_identity(self._db)
+            old = state.snapshot.identity  # type: ignore[attr-defined]
             state.snapshot = Snapshot(self._catalog, identity)  # type: ignore[attr-defined]
-            gc.freeze()  # long-lived: keep the collector from re-scanning 100k keys every pass
             log.info("snapshot rebuilt: %d keys at revision %d", len(identity), identity.revision)
+            # Requests authenticate synchronously right after picking a snapshot up, so the old
+            # keys can go now; a slice per loop turn keeps the freeing from stalling requests.
+            while old.retire(_RETIRE_SLICE):
+                await asyncio.sleep(0)
 
     async def stop(self) -> None:
         await self._supervisor.stop()

@@ -47,14 +47,28 @@ class ApiKey:
 class Identity:
     """Keys by digest and each team's granted models; immutable once built."""
 
-    __slots__ = ("_keys", "_grants", "revision")
+    __slots__ = ("_index", "_keys", "_grants", "revision")
 
-    def __init__(self, keys: Iterable[tuple[bytes, ApiKey]],
+    def __init__(self, keys: Iterable[tuple[bytes, ApiKey]] | dict[bytes, ApiKey],
                  grants: Mapping[str, Iterable[str]], revision: int = 0) -> None:
-        self._keys: Mapping[bytes, ApiKey] = MappingProxyType(dict(keys))
+        # A dict is taken as is (the builder fills it chunk by chunk); nothing else holds it.
+        self._index = keys if isinstance(keys, dict) else dict(keys)
+        self._keys: Mapping[bytes, ApiKey] = MappingProxyType(self._index)
         self._grants: Mapping[str, frozenset[str]] = MappingProxyType(
             {team: frozenset(models) for team, models in grants.items()})
         self.revision = revision
+
+    def retire(self, count: int) -> int:
+        """Forget up to ``count`` keys; returns how many remain.
+
+        For a replaced snapshot: freeing 100,000 keys at once holds the event loop
+        for tens of ms, so the owner retires them in slices between loop turns.
+        Only call once no new request can pick this identity up.
+        """
+        index = self._index
+        for _ in range(min(count, len(index))):
+            index.popitem()
+        return len(index)
 
     def key(self, digest: bytes) -> ApiKey | None:
         return self._keys.get(digest)

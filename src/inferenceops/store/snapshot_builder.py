@@ -3,55 +3,72 @@
 Runs off the hot path, in each serving process, at start and whenever the
 store's revision moves. Keys of disabled users are left out (as if revoked).
 Work is chunked with event-loop turns in between, so 100,000 keys never hold
-the loop for long while requests are being served.
+the loop for long while requests are being served. The cyclic garbage
+collector is paused meanwhile (allocating 100,000 objects otherwise triggers
+full collections of 50-120 ms each, measured), and what is alive afterwards
+is frozen out of later collections (``gc.freeze``): process-wide, on purpose.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
+from dataclasses import replace
 
 from inferenceops.platform import ApiKey, Identity, Principal
 from inferenceops.store import repo
 from inferenceops.store.db import Database
-from inferenceops.store.records import IdentityData
+from inferenceops.store.records import ActiveKey, IdentityData
 
-_CHUNK = 5000
+_CHUNK = 1000  # keys indexed per event-loop turn (~10 ms each, measured)
+_READ_BATCH = 1000  # rows converted per event-loop turn while reading
 
 
 async def build_identity(db: Database) -> Identity:
-    data = await repo.load_identity(db, batch_size=_CHUNK)
-    entries: list[tuple[bytes, ApiKey]] = []
-    for chunk in _chunks(data):
-        entries.extend(chunk)
-        await asyncio.sleep(0)
-    grants: dict[str, list[str]] = {}
-    for grant in data.grants:
-        grants.setdefault(grant.team_id, []).append(grant.model)
-    return Identity(entries, grants, revision=data.revision)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        data = await repo.load_identity(db, batch_size=_READ_BATCH)
+        rows = list(data.keys)
+        data = replace(data, keys=())  # ``rows`` is now the only holder: freed slice by slice
+        grants: dict[str, list[str]] = {}
+        for grant in data.grants:
+            grants.setdefault(grant.team_id, []).append(grant.model)
+        index: dict[bytes, ApiKey] = {}
+        for chunk in _chunks(rows, data):
+            index.update(chunk)
+            await asyncio.sleep(0)
+        return Identity(index, grants, revision=data.revision)
+    finally:
+        # Everything alive now is long-lived: freeze it out of future collections, or the
+        # first collection after re-enabling walks all of it at once (~100 ms, measured).
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
-def _chunks(data: IdentityData) -> Iterator[list[tuple[bytes, ApiKey]]]:
+def _chunks(rows: list[ActiveKey], data: IdentityData) -> Iterator[list[tuple[bytes, ApiKey]]]:
+    """Index ``rows`` a slice at a time, dropping each slice once indexed."""
     users = {u.id: u for u in data.users}
     principals: dict[str, Principal] = {}
     for u in data.users:
         principals[u.id] = Principal(u.id, "user", u.platform_role)
     for sa in data.service_accounts:
         principals[sa.id] = Principal(sa.id, "service_account")
-    chunk: list[tuple[bytes, ApiKey]] = []
-    for k in data.keys:
-        owner = k.user_id or k.service_account_id
-        if owner is None or owner not in principals:
-            continue
-        if k.user_id is not None and users[k.user_id].disabled:
-            continue
-        expires = k.expires_at.timestamp() if k.expires_at is not None else None
-        chunk.append((k.digest, ApiKey(k.id, k.prefix, principals[owner], k.team_id, k.scopes,
-                                       k.allowed_models, expires)))
-        if len(chunk) >= _CHUNK:
-            yield chunk
-            chunk = []
-    yield chunk
+    while rows:
+        chunk: list[tuple[bytes, ApiKey]] = []
+        for k in rows[-_CHUNK:]:
+            owner = k.user_id or k.service_account_id
+            if owner is None or owner not in principals:
+                continue
+            if k.user_id is not None and users[k.user_id].disabled:
+                continue
+            expires = k.expires_at.timestamp() if k.expires_at is not None else None
+            chunk.append((k.digest, ApiKey(k.id, k.prefix, principals[owner], k.team_id, k.scopes,
+                                           k.allowed_models, expires)))
+        del rows[-_CHUNK:]
+        yield chunk
 
 
 async def current_revision(db: Database) -> int:

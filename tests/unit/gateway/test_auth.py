@@ -100,3 +100,15 @@ def test_models_are_visible_only_when_granted(secret: str, visible: set[str]) ->
         assert (SNAPSHOT.visible_model(k, f"{name}-alias") is not None) == (name in visible)
     listed = {m["id"] for m in orjson.loads(SNAPSHOT.models_json(k))["data"]}
     assert listed == visible
+
+
+def test_retiring_a_replaced_identity_frees_keys_but_keeps_grants() -> None:
+    identity = Identity([(HASHER.digest(s), k) for s, k in KEYS.items()], {"team_a": ["m1"]})
+    alice = auth(b"Bearer sk-io-alice")
+    assert identity.retire(2) == len(KEYS) - 2
+    while identity.retire(2):
+        pass
+    assert len(identity) == 0
+    with pytest.raises(AuthenticationFailed):
+        authenticate(identity, HASHER, b"Bearer sk-io-alice", 2000.0)
+    assert identity.may_use(alice, "m1")

@@ -9,19 +9,16 @@ migrated PostgreSQL database made once per session; all are dropped after.
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import asyncpg
 import pytest
+from tests.support.postgres import Postgres, probe, run_sync
 
 from inferenceops.store import Database
 from inferenceops.store.migrate import upgrade
@@ -30,68 +27,10 @@ T = TypeVar("T")
 BACKENDS = ("sqlite", "postgresql")
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion on a private loop in another thread (safe from any fixture)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-def _admin_candidates() -> list[str]:
-    if dsn := os.environ.get("INFERENCEOPS_TEST_PG_ADMIN"):
-        return [dsn]
-    users = dict.fromkeys([getpass.getuser(), "postgres"])
-    return [f"postgresql://{user}@127.0.0.1:5432/test" for user in users]
-
-
-async def _probe() -> tuple[str | None, str]:
-    reasons = []
-    for dsn in _admin_candidates():
-        try:
-            connection = await asyncpg.connect(dsn, timeout=3)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as error:
-            reasons.append(f"{dsn}: {type(error).__name__}: {error}")
-            continue
-        await connection.close()
-        return dsn, ""
-    return None, "; ".join(reasons)
-
-
-@dataclass
-class Postgres:
-    """Creates and drops scratch databases on the test server."""
-
-    admin_dsn: str
-    created: list[str] = field(default_factory=list)
-
-    def url(self, name: str) -> str:
-        user = self.admin_dsn.split("://", 1)[1].split("@", 1)[0]
-        return f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}"
-
-    async def create(self, template: str | None = None) -> str:
-        name = f"io_test_{uuid.uuid4().hex[:12]}"
-        connection = await asyncpg.connect(self.admin_dsn)
-        try:
-            suffix = f' TEMPLATE "{template}"' if template else ""
-            await connection.execute(f'CREATE DATABASE "{name}"{suffix}')
-        finally:
-            await connection.close()
-        self.created.append(name)
-        return name
-
-    async def drop(self, name: str) -> None:
-        connection = await asyncpg.connect(self.admin_dsn)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
-        if name in self.created:
-            self.created.remove(name)
-
-
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres | str]:
     """The scratch-database maker, or the reason PostgreSQL is unavailable."""
-    dsn, reason = run_sync(_probe())
+    dsn, reason = run_sync(probe())
     if dsn is None:
         yield f"PostgreSQL not reachable at 127.0.0.1:5432 ({reason})"
         return
