@@ -1,0 +1,35 @@
+"""Who is acting on the admin side, and what their roles allow. Pure data, no I/O.
+
+Every admin authenticator (API key with the ``admin`` scope, OIDC/JWT bearer
+token, trusted proxy header) produces an ``AdminPrincipal``; every admin
+route decides from it alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+PLATFORM_ROLES = ("platform-admin", "auditor", "billing")
+TEAM_ROLES = ("owner", "member", "viewer")
+
+
+@dataclass(frozen=True)
+class AdminPrincipal:
+    actor: str  # what the audit log records: "user:<id>", "key:<id>", "oidc:<issuer>#<sub>", …
+    user_id: str | None = None
+    platform_role: str | None = None
+    team_roles: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    source: str | None = None  # client address, for the audit log
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return self.platform_role == "platform-admin"
+
+    @property
+    def can_read_everything(self) -> bool:
+        return self.platform_role in ("platform-admin", "auditor")
+
+    def team_role(self, team_id: str) -> str | None:
+        return self.team_roles.get(team_id)
