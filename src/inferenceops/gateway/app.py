@@ -6,8 +6,10 @@ Outermost → innermost for an HTTP request:
    first, so every response, errors included, carries both headers.
 2. error boundary – typed errors become OpenAI error JSON (``gateway.errors``);
    anything unexpected is logged and becomes a plain 500, never a hang.
-3. router – exact-path dict lookup, then the two prefixes (``/v1/models/``,
-   ``/_sim/``); wrong method → 405, unknown path → 404, both OpenAI-shaped.
+3. router – exact-path dict lookup, then the prefixes (``/v1/models/``,
+   ``/_sim/``, ``/admin/``); wrong method → 405, unknown path → 404, both
+   OpenAI-shaped. ``/admin/`` goes whole to the admin application (its own
+   auth, errors and OpenAPI); the data plane never imports it.
 4. handler – runs its pipeline stages (``gateway.handlers``).
 """
 
@@ -28,6 +30,7 @@ log = logging.getLogger("inferenceops.gateway")
 Handler = Callable[[GatewayState, RequestContext, Scope, Receive, Send], Awaitable[None]]
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 SIMULATOR_PREFIX = "/_sim/"
+ADMIN_PREFIX = "/admin/"
 MODELS_PREFIX = "/v1/models/"
 
 
@@ -80,6 +83,9 @@ class GatewayApp:
         path: str = scope["path"]
         if path.startswith(SIMULATOR_PREFIX):
             await self._simulator(scope, receive, send)
+            return
+        if path.startswith(ADMIN_PREFIX) and self.state.admin_app is not None:
+            await self.state.admin_app(scope, receive, send)
             return
         ctx = RequestContext(scope)
         try:

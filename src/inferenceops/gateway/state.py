@@ -34,6 +34,7 @@ class GatewayState:
     max_body_bytes: int
     max_tokens_limit: int
     simulators: Mapping[str, ASGIApp] = field(default_factory=dict)
+    admin_app: ASGIApp | None = None  # served under /admin/; built by the composition root
     feeds: list[Feed] = field(default_factory=list)
     ready: bool = False
 
