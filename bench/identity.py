@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from tests.support.bulk_identity import fill
 from tests.support.postgres import Postgres, probe
 
 from inferenceops.errors import AuthenticationFailed
@@ -35,41 +35,15 @@ from inferenceops.gateway.auth import authenticate
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal
 from inferenceops.store import Database, upgrade
 from inferenceops.store.snapshot_builder import build_identity
-from inferenceops.store.tables import ApiKey as KeyRow
-from inferenceops.store.tables import Grant, Membership, Team, User
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK, RESULTS = ROOT / "bench" / ".work", ROOT / "bench" / "results"
 TEAMS, KEYS, REVOKED = 1_000, 100_000, 1_000
 HASHER = KeyHasher(b"bench-identity-platform-secret-32b+")
-NOW = datetime.now(UTC)
 
 
 def secret(i: int) -> str:
     return f"sk-io-bench-{i:08}-padpadpadpadpadpadpadpadpad"
-
-
-async def fill(db: Database) -> None:
-    teams = [{"id": f"team_{i:020}", "name": f"team-{i}", "weight": 1, "created_at": NOW,
-              "updated_at": NOW} for i in range(TEAMS)]
-    users = [{"id": f"usr_{i:020}", "email": f"u{i}@bench.io", "display_name": "",
-              "disabled": False, "created_at": NOW} for i in range(TEAMS)]
-    keys = [{"id": f"key_{i:020}", "name": "", "prefix": secret(i)[:12],
-             "digest": HASHER.digest(secret(i)), "team_id": f"team_{i % TEAMS:020}",
-             "user_id": f"usr_{i % TEAMS:020}", "scopes": ["inference"],
-             "allowed_models": None if i % 2 else ["m0"], "created_at": NOW,
-             "revoked_at": NOW if i >= KEYS else None} for i in range(KEYS + REVOKED)]
-    async with db.transaction() as tx:
-        conn = await tx.connection()
-        await conn.execute(insert(Team.__table__), teams)
-        await conn.execute(insert(User.__table__), users)
-        await conn.execute(insert(Membership.__table__), [
-            {"team_id": t["id"], "user_id": u["id"], "role": "member", "created_at": NOW}
-            for t, u in zip(teams, users, strict=True)])
-        await conn.execute(insert(Grant.__table__), [
-            {"team_id": t["id"], "model": f"m{j}", "created_at": NOW} for t in teams for j in range(3)])
-        for start in range(0, len(keys), 20_000):
-            await conn.execute(insert(KeyRow.__table__), keys[start:start + 20_000])
 
 
 async def timed_build(db: Database) -> tuple[float, float, Identity]:
@@ -110,7 +84,8 @@ async def measure(url: str, backend: str) -> dict[str, Any]:
     db = Database(url)
     try:
         started = time.perf_counter()
-        await fill(db)
+        await fill(db, teams=TEAMS, keys=KEYS, revoked=REVOKED,
+                   digest_of=lambda i: HASHER.digest(secret(i)))
         fill_s = time.perf_counter() - started
         builds = [await timed_build(db) for _ in range(3)]
     finally:

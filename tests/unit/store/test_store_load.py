@@ -10,41 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import time
-from datetime import UTC, datetime
 
-from sqlalchemy import insert
+from tests.support.bulk_identity import fill
 
 from inferenceops.store import Database, repo
-from inferenceops.store.tables import ApiKey, Grant, Membership, Team, User
 
 TEAMS, KEYS, REVOKED = 1_000, 100_000, 1_000
-NOW = datetime(2026, 5, 1, tzinfo=UTC)
 
 
 async def _fill(db: Database) -> None:
-    teams = [{"id": f"team_{i:020}", "name": f"team-{i}", "weight": 1, "created_at": NOW,
-              "updated_at": NOW} for i in range(TEAMS)]
-    users = [{"id": f"usr_{i:020}", "email": f"u{i}@x.io", "display_name": "", "disabled": False,
-              "created_at": NOW} for i in range(TEAMS)]
-    keys = [{"id": f"key_{i:020}", "name": "", "prefix": f"sk-io-{i:06}", "digest": os.urandom(32),
-             "team_id": f"team_{i % TEAMS:020}", "user_id": f"usr_{i % TEAMS:020}",
-             "scopes": ["inference"], "allowed_models": None if i % 2 else ["m0"], "created_at": NOW,
-             "revoked_at": NOW if i >= KEYS else None} for i in range(KEYS + REVOKED)]
-    # Core inserts on the connection (executemany): the ORM bulk path splits batches whenever
-    # a nullable JSON value flips between None and a list, which is 20x slower here.
-    async with db.transaction() as tx:
-        conn = await tx.connection()
-        await conn.execute(insert(Team.__table__), teams)
-        await conn.execute(insert(User.__table__), users)
-        await conn.execute(insert(Membership.__table__), [
-            {"team_id": t["id"], "user_id": u["id"], "role": "member", "created_at": NOW}
-            for t, u in zip(teams, users, strict=True)])
-        await conn.execute(insert(Grant.__table__), [
-            {"team_id": t["id"], "model": f"m{j}", "created_at": NOW} for t in teams for j in range(3)])
-        for start in range(0, len(keys), 20_000):
-            await conn.execute(insert(ApiKey.__table__), keys[start:start + 20_000])
+    await fill(db, teams=TEAMS, keys=KEYS, revoked=REVOKED)
 
 
 async def test_load_100k_keys(db: Database) -> None:
