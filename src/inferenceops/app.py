@@ -67,6 +67,7 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher,
 
 def create_app(settings: Settings | None = None) -> GatewayApp:
     """The serving app: identity comes from the store and is kept fresh by a ``SnapshotFeed``."""
+    from inferenceops.admin.wiring import build_admin
     from inferenceops.control_plane import SnapshotFeed
 
     settings = settings or Settings()
@@ -77,4 +78,6 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     state = build_state(settings, platform, hasher, Identity([], {}))
     state.feeds.append(SnapshotFeed(settings.resolved_database_url, platform.catalog,
                                     refresh_s=settings.snapshot_refresh_s))
+    state.admin_app, admin_db = build_admin(settings, hasher)
+    state.feeds.append(admin_db)
     return GatewayApp(state)

@@ -125,6 +125,37 @@ def db_upgrade() -> None:
     typer.echo(f"{_redacted(settings.resolved_database_url)} is at schema {head}")
 
 
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    anchor: Annotated[str | None, typer.Option(
+        help="'<seq>:<hex hash>' recorded earlier outside the database: also detects a "
+             "deleted tail.")] = None,
+) -> None:
+    """Check the audit log's hash chain: any edited or deleted entry is reported (exit 1)."""
+    from inferenceops.audit import Anchor
+    from inferenceops.audit.check import format_report, verify_store
+    from inferenceops.settings import Settings
+    from inferenceops.store import StoreError
+
+    try:
+        settings = Settings()
+        parsed = Anchor.parse(anchor) if anchor else None
+    except ValidationError as exc:
+        _fail(_settings_errors(exc))
+    except ValueError as exc:
+        _fail(f"--anchor: {exc}")
+    try:
+        report = asyncio.run(verify_store(settings.resolved_database_url, anchor=parsed))
+    except StoreError as exc:
+        _fail(f"store: {exc}")
+    typer.echo(format_report(report))
+    raise typer.Exit(0 if report.ok else 1)
+
+
 def _redacted(url: str) -> str:
     """A database URL fit to print: no password."""
     head, sep, tail = url.partition("@")

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from inferenceops.admin.human_auth import OIDCConfig, ProxyAuthConfig
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -34,6 +36,12 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description="Platform secret (>= 32 bytes) keying API-key hashes; unset = generated "
         "once into the data folder. Every replica must share it."
+    )
+    oidc: OIDCConfig | None = Field(
+        None, description="Admin sign-in with OIDC bearer tokens (INFERENCEOPS_OIDC__ISSUER, …)."
+    )
+    proxy_auth: ProxyAuthConfig | None = Field(
+        None, description="Admin sign-in through a trusted auth proxy's identity headers."
     )
     server: Literal["granian", "uvicorn"] = "granian"
     workers: int = Field(1, ge=1, le=256)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -114,3 +114,24 @@ class IdentityData:
     service_accounts: tuple[ServiceAccountRecord, ...]
     memberships: tuple[MembershipRecord, ...]
     grants: tuple[GrantRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit-log entry as stored, hash-chained to the one before (``inferenceops.audit``).
+
+    ``before``/``after`` are the JSON the caller passed (never secrets or key
+    digests); each record has its own dicts, but treat them as read-only.
+    """
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    source: str | None
+    prev_hash: bytes
+    hash: bytes

@@ -11,9 +11,11 @@ Every mutation that changes what a snapshot would contain bumps the
     keys       API keys: create, revoke, rotate, last use
     grants     per-team model grants
     identity   load_identity (the snapshot read), is_empty
+    audit      the hash-chained audit log: append (never bumps the revision), list, iterate
 """
 
 from inferenceops.store.repo._common import revision
+from inferenceops.store.repo.audit import append_audit, iter_audit, list_audit
 from inferenceops.store.repo.grants import grant, list_grants, revoke_grant
 from inferenceops.store.repo.identity import is_empty, load_identity
 from inferenceops.store.repo.keys import (
@@ -47,6 +49,7 @@ from inferenceops.store.repo.users import (
 )
 
 __all__ = [
+    "append_audit", "iter_audit", "list_audit",
     "create_api_key", "create_service_account", "create_team", "create_user", "delete_team",
     "get_api_key", "get_service_account", "get_team", "get_team_by_name", "get_user",
     "get_user_by_email", "grant", "is_empty", "list_api_keys", "list_grants", "list_memberships",

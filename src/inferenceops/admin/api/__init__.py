@@ -1,0 +1,16 @@
+"""The admin REST API (FastAPI), mounted by the platform at ``/admin/api/v1``.
+
+    app.py                  build_admin_app: the factory (auth everywhere, one error handler)
+    deps.py                 authentication, the RBAC table, ``require(permission)``, ``Access``
+    errors.py               the one exception → OpenAI-error-JSON mapping
+    schemas.py              request/response bodies; explicit conversion from store records
+    services.py             teams, members, users, service accounts, grants, audit (+ audit hook)
+    key_service.py          API keys: create (secret once), revoke, rotate
+    routes_*.py             thin handlers, one module per resource
+
+Never imported by the data plane.
+"""
+
+from inferenceops.admin.api.app import PREFIX, build_admin_app
+
+__all__ = ["PREFIX", "build_admin_app"]

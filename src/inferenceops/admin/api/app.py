@@ -1,0 +1,54 @@
+"""The admin API application factory: ``build_admin_app``.
+
+The app serves full paths under ``/admin/api/v1`` itself (no ``root_path``
+tricks), so the platform mounts it at that prefix and ``/admin/api/v1/openapi.json``
+works as is. Assembled here, in order:
+
+* authentication as an app-wide dependency — every route requires it; the
+  allow-list is ``PUBLIC_PATHS`` (only the OpenAPI document; the docs UI is off);
+* one exception handler (``errors.error_response``) for every failure;
+* one router per resource (``routes_*.py``), each route naming its permission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi import Depends, FastAPI
+
+from inferenceops.admin.api import (
+    routes_audit,
+    routes_grants,
+    routes_keys,
+    routes_service_accounts,
+    routes_teams,
+    routes_users,
+)
+from inferenceops.admin.api.deps import AdminContext, Authenticator, authenticated
+from inferenceops.admin.api.errors import HANDLED, error_response
+from inferenceops.platform.keys import KeyHasher
+from inferenceops.store import Database
+
+PREFIX = "/admin/api/v1"
+OPENAPI_PATH = f"{PREFIX}/openapi.json"
+#: Paths served without authentication. Nothing else.
+PUBLIC_PATHS = frozenset({OPENAPI_PATH})
+ROUTERS = (routes_audit.router, routes_teams.router, routes_users.router,
+           routes_service_accounts.router, routes_keys.router, routes_grants.router)
+
+
+def build_admin_app(db: Database, hasher: KeyHasher, *,
+                    extra_authenticators: Iterable[Authenticator] = ()) -> FastAPI:
+    """The admin REST API over ``db``; ``extra_authenticators`` are tried after API keys, in order."""
+    app = FastAPI(
+        title="InferenceOps admin API", version="1", openapi_url=OPENAPI_PATH,
+        docs_url=None, redoc_url=None,
+        # Authentication on every route; the OpenAPI route is added by FastAPI outside of these.
+        dependencies=[Depends(authenticated)],
+    )
+    app.state.admin = AdminContext(db, hasher, tuple(extra_authenticators))
+    for exc_class in HANDLED:
+        app.add_exception_handler(exc_class, error_response)
+    for router in ROUTERS:
+        app.include_router(router, prefix=PREFIX)
+    return app

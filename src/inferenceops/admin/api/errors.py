@@ -1,0 +1,99 @@
+"""Every admin API failure becomes OpenAI error JSON here, in one handler.
+
+    store NotFound                  → 404 invalid_request_error / not_found
+    store Conflict                  → 409 invalid_request_error / conflict
+    store Invalid                   → 422 invalid_request_error / invalid_value
+    RequestValidationError          → 422 invalid_request_error / invalid_value, param = field path
+    store SchemaOutdated/Unavailable→ 503 service_unavailable / not_ready
+    other StoreError                → 500 server_error (logged)
+    InferenceOpsError (401, 403, …) → its own status/type/code
+    Starlette HTTPException         → its status (unknown path 404, wrong method 405)
+    anything else                   → 500 server_error (logged with traceback)
+
+The body is ``inferenceops.gateway.errors.error_document``'s, so the admin API
+and the data plane answer errors in one shape. Handlers never build error
+dicts themselves; they raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from inferenceops import errors
+from inferenceops.gateway.errors import error_document, internal_error
+from inferenceops.store import errors as store_errors
+
+log = logging.getLogger("inferenceops.admin")
+
+#: What ``error_response`` is registered for (``app.py``).
+HANDLED = (Exception, HTTPException, RequestValidationError, store_errors.StoreError,
+           errors.InferenceOpsError)
+
+
+class Conflict(errors.InvalidRequest):
+    status = 409
+    code = "conflict"
+
+
+class Unprocessable(errors.InvalidRequest):
+    status = 422
+    code = "invalid_value"
+
+
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
+def _validation_error(exc: RequestValidationError) -> errors.InferenceOpsError:
+    problems = exc.errors()
+    first: dict[str, Any] = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+    loc = [str(part) for part in first.get("loc", ())]
+    if loc and loc[0] in _LOCATIONS:
+        loc = loc[1:]
+    if first.get("type") == "json_invalid":
+        return Unprocessable(f"The body is not valid JSON: {first.get('msg')}", code="invalid_json")
+    param = ".".join(loc) or None
+    message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
+                        for e in problems)
+    return Unprocessable(message or "invalid request", param=param)
+
+
+def _http_error(exc: HTTPException) -> errors.InferenceOpsError:
+    if exc.status_code == 404:
+        return errors.NotFound("No such admin API route")
+    if exc.status_code == 405:
+        return errors.MethodNotAllowed("This method is not allowed on this route")
+    return errors.InferenceOpsError(str(exc.detail), status=exc.status_code, code=None)
+
+
+def to_api_error(exc: BaseException) -> errors.InferenceOpsError:
+    """The client-visible error for anything a route raised."""
+    if isinstance(exc, errors.InferenceOpsError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        return _validation_error(exc)
+    if isinstance(exc, store_errors.NotFound):
+        return errors.NotFound(str(exc))
+    if isinstance(exc, store_errors.Conflict):
+        return Conflict(str(exc))
+    if isinstance(exc, store_errors.Invalid):
+        return Unprocessable(str(exc))
+    if isinstance(exc, store_errors.SchemaOutdated | store_errors.StoreUnavailable):
+        log.error("admin API: store unavailable: %s", exc)
+        return errors.Unavailable(str(exc))
+    if isinstance(exc, store_errors.StoreError):
+        log.error("admin API: store error: %s", exc)
+        return errors.InferenceOpsError("The store failed while processing your request.")
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    return internal_error(exc)
+
+
+async def error_response(request: Request, exc: Exception) -> JSONResponse:
+    error = to_api_error(exc)
+    return JSONResponse(error_document(error), status_code=error.status, headers=error.headers or None)

@@ -1,0 +1,220 @@
+"""The admin API's request and response bodies, and their conversion from store records.
+
+API schemas are not table models: each ``*Out`` is built explicitly from a
+store record by its ``of`` constructor, so a column added to the store never
+leaks into the API by accident. Key schemas never carry a digest; only
+``KeyCreated`` carries a secret, and only in the response that made it.
+Request bodies forbid unknown fields, so a typo is a 422 naming the field.
+No I/O here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from inferenceops.admin.principal import AdminPrincipal
+from inferenceops.store.records import (
+    ApiKeyRecord,
+    GrantRecord,
+    MembershipRecord,
+    ServiceAccountRecord,
+    TeamRecord,
+    UserRecord,
+)
+
+T = TypeVar("T")
+PlatformRole = Literal["platform-admin", "auditor", "billing"]
+TeamRole = Literal["owner", "member", "viewer"]
+Scope = Literal["inference", "batch", "admin"]
+Name = Field(min_length=1, max_length=200)
+MAX_OVERLAP_S = 30 * 24 * 3600
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page; pass ``next_after`` back as ``?after=`` for the next (null: last page)."""
+
+    data: list[T]
+    next_after: str | None
+
+
+# ---- teams and members ------------------------------------------------------------------------
+
+class TeamCreate(_Request):
+    name: str = Name
+    weight: int = Field(1, ge=1, le=1_000_000)
+
+
+class TeamOut(BaseModel):
+    id: str
+    name: str
+    weight: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, r: TeamRecord) -> TeamOut:
+        return cls(id=r.id, name=r.name, weight=r.weight, created_at=r.created_at, updated_at=r.updated_at)
+
+
+class MemberSet(_Request):
+    role: TeamRole
+
+
+class MemberOut(BaseModel):
+    team_id: str
+    user_id: str
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: MembershipRecord) -> MemberOut:
+        return cls(team_id=r.team_id, user_id=r.user_id, role=r.role, created_at=r.created_at)
+
+
+# ---- users ------------------------------------------------------------------------------------
+
+class UserCreate(_Request):
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    display_name: str = Field("", max_length=200)
+    platform_role: PlatformRole | None = None
+
+
+class UserPatch(_Request):
+    """Only the fields sent change; ``platform_role: null`` takes the role away."""
+
+    platform_role: PlatformRole | None = None
+    disabled: bool = False
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    display_name: str
+    platform_role: str | None
+    disabled: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: UserRecord) -> UserOut:
+        return cls(id=r.id, email=r.email, display_name=r.display_name, platform_role=r.platform_role,
+                   disabled=r.disabled, created_at=r.created_at)
+
+
+# ---- service accounts -------------------------------------------------------------------------
+
+class ServiceAccountCreate(_Request):
+    team_id: str = Field(min_length=1)
+    name: str = Name
+
+
+class ServiceAccountOut(BaseModel):
+    id: str
+    team_id: str
+    name: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: ServiceAccountRecord) -> ServiceAccountOut:
+        return cls(id=r.id, team_id=r.team_id, name=r.name, created_at=r.created_at)
+
+
+# ---- keys -------------------------------------------------------------------------------------
+
+class KeyCreate(_Request):
+    """Owner: ``user_id`` or ``service_account_id`` (neither: the caller's own user)."""
+
+    name: str = Field(max_length=200)
+    team_id: str | None = None
+    user_id: str | None = None
+    service_account_id: str | None = None
+    scopes: list[Scope] = Field(min_length=1)
+    allowed_models: list[str] | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class KeyRotate(_Request):
+    overlap_s: float = Field(0, ge=0, le=MAX_OVERLAP_S)
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    team_id: str | None
+    user_id: str | None
+    service_account_id: str | None
+    scopes: list[str]
+    allowed_models: list[str] | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    rotated_from_id: str | None
+
+    @classmethod
+    def of(cls, r: ApiKeyRecord) -> KeyOut:
+        return cls(
+            id=r.id, name=r.name, prefix=r.prefix, team_id=r.team_id, user_id=r.user_id,
+            service_account_id=r.service_account_id, scopes=sorted(r.scopes),
+            allowed_models=None if r.allowed_models is None else sorted(r.allowed_models),
+            created_at=r.created_at, expires_at=r.expires_at, revoked_at=r.revoked_at,
+            last_used_at=r.last_used_at, rotated_from_id=r.rotated_from_id)
+
+
+class KeyCreated(KeyOut):
+    secret: str = Field(description="The key itself. Shown in this response only; store it now.")
+
+    @classmethod
+    def with_secret(cls, r: ApiKeyRecord, secret: str) -> KeyCreated:
+        return cls(**KeyOut.of(r).model_dump(), secret=secret)
+
+
+# ---- grants, audit, me ------------------------------------------------------------------------
+
+class GrantOut(BaseModel):
+    team_id: str
+    model: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: GrantRecord) -> GrantOut:
+        return cls(team_id=r.team_id, model=r.model, created_at=r.created_at)
+
+
+class AuditOut(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    source: str | None
+
+    @classmethod
+    def of(cls, r: Any) -> AuditOut:
+        return cls(seq=r.seq, at=r.at, actor=r.actor, action=r.action, target_type=r.target_type,
+                   target_id=r.target_id, before=r.before, after=r.after, source=r.source)
+
+
+class PrincipalOut(BaseModel):
+    actor: str
+    user_id: str | None
+    platform_role: str | None
+    team_roles: dict[str, str]
+    source: str | None
+
+    @classmethod
+    def of(cls, p: AdminPrincipal) -> PrincipalOut:
+        roles: Mapping[str, str] = p.team_roles
+        return cls(actor=p.actor, user_id=p.user_id, platform_role=p.platform_role,
+                   team_roles=dict(roles), source=p.source)

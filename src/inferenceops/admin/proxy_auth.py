@@ -1,0 +1,72 @@
+"""Trusted-proxy header authentication for the admin API: an identity header becomes an ``AdminPrincipal``.
+
+An authenticating reverse proxy (oauth2-proxy, an ingress with external auth)
+logs the person in and forwards the request with their identity in a header.
+Anyone can send such a header, so it counts only when the TCP peer
+(``source``) is one of ``trusted_proxies``; the proxy must overwrite the
+headers on every request. ``source`` must be the socket peer address, never
+an ``X-Forwarded-For`` value (which the client controls).
+
+Pure: a function of (config, headers, source). No I/O, no database.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+from inferenceops.admin.human_auth import HumanIdentity, ProxyAuthConfig, build_principal
+from inferenceops.admin.principal import AdminPrincipal
+from inferenceops.errors import AuthenticationFailed
+
+MAX_USER_CHARS = 256
+MAX_GROUPS_CHARS = 16 * 1024
+
+
+class ProxyHeaderAuthenticator:
+    """Turns trusted identity headers into principals; stateless, safe to share."""
+
+    def __init__(self, config: ProxyAuthConfig) -> None:
+        self.config = config
+        self._networks = config.networks
+
+    def authenticate(self, headers: Mapping[str, str], *, source: str | None) -> AdminPrincipal:
+        return self.identify(headers, source=source).principal
+
+    def identify(self, headers: Mapping[str, str], *, source: str | None) -> HumanIdentity:
+        if not self.is_trusted(source):
+            raise AuthenticationFailed("identity headers are accepted only from trusted proxies",
+                                       code="untrusted_proxy")
+        lowered = {name.lower(): value for name, value in headers.items()}
+        user = lowered.get(self.config.user_header, "").strip()
+        if not user:
+            raise AuthenticationFailed(f"the proxy sent no {self.config.user_header} header",
+                                       code="missing_identity")
+        if len(user) > MAX_USER_CHARS or not user.isprintable():
+            raise AuthenticationFailed(f"the {self.config.user_header} header is not a user name",
+                                       code="missing_identity")
+        groups = self._groups(lowered)
+        principal = build_principal(f"proxy:{user}", groups, self.config.group_mappings, source)
+        return HumanIdentity(principal=principal, subject=user, user=user,
+                             email=user if "@" in user else None, groups=groups)
+
+    def is_trusted(self, source: str | None) -> bool:
+        """Whether ``source`` (an IPv4/IPv6 address, optionally [bracketed]) is a trusted proxy."""
+        if not source:
+            return False
+        try:
+            address = ipaddress.ip_address(source.strip().removeprefix("[").removesuffix("]"))
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # ::ffff:10.0.0.1 from a dual-stack socket is 10.0.0.1
+        return any(address in network for network in self._networks)
+
+    def _groups(self, headers: Mapping[str, str]) -> tuple[str, ...]:
+        if self.config.groups_header is None:
+            return ()
+        raw = headers.get(self.config.groups_header, "")
+        if len(raw) > MAX_GROUPS_CHARS:
+            raise AuthenticationFailed(f"the {self.config.groups_header} header is too large",
+                                       code="missing_identity")
+        return tuple(group for group in (part.strip() for part in raw.split(",")) if group)

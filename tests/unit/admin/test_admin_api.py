@@ -1,0 +1,597 @@
+"""The admin REST API against a real store (SQLite, and PostgreSQL when it answers).
+
+The centre is ``CASES``: every route × every role (plus no credentials), with
+the status each role must get — denials included — and, for every mutation,
+exactly one audit entry with the caller's actor and source (none when refused).
+A test keeps ``CASES`` complete: a new route without a row fails it.
+
+One migrated store and one seeded world per backend for the module (a fresh
+database per case would make PostgreSQL too slow); each case makes its own
+throwaway targets, so the cases do not depend on each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
+from tests.support.postgres import Postgres, probe
+
+from inferenceops.admin.api import build_admin_app
+from inferenceops.admin.api.app import ROUTERS
+from inferenceops.admin.principal import AdminPrincipal
+from inferenceops.platform.keys import KeyHasher, new_secret, visible_prefix
+from inferenceops.store import Database, repo
+from inferenceops.store.migrate import upgrade
+from inferenceops.store.repo.admin_queries import find_api_key_by_digest
+from inferenceops.store.repo.audit import list_audit
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+V1 = "/admin/api/v1"
+CLIENT = "10.9.8.7"
+HASHER = KeyHasher(b"admin-api-test-platform-secret-32+bytes")
+ROLES = ("admin", "auditor", "billing", "ownerA", "memberA", "viewerA", "ownerB", "saA")
+
+
+# ---- a tiny ASGI client -----------------------------------------------------------------------
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body) if self.body else None
+
+
+async def call(app: FastAPI, method: str, path: str, body: Any = None, *, secret: str | None = None,
+               headers: dict[str, str] | None = None, raw: bytes | None = None,
+               client: str = CLIENT) -> Reply:
+    path, _, query = path.partition("?")
+    data = raw if raw is not None else (b"" if body is None else orjson.dumps(body))
+    hdrs = {"content-type": "application/json", **(headers or {})}
+    if secret is not None:
+        hdrs["authorization"] = f"Bearer {secret}"
+    if data:
+        hdrs["content-length"] = str(len(data))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+             "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in hdrs.items()],
+             "client": (client, 40000), "server": ("127.0.0.1", 8080), "scheme": "http",
+             "root_path": ""}
+    sent = False
+    out: dict[str, Any] = {"chunks": []}
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": data, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+            out["headers"] = {k.decode(): v.decode() for k, v in message["headers"]}
+        elif message["type"] == "http.response.body":
+            out["chunks"].append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return Reply(out["status"], out["headers"], b"".join(out["chunks"]))
+
+
+# ---- the world --------------------------------------------------------------------------------
+
+@dataclass
+class World:
+    db: Database
+    app: FastAPI
+    ids: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)  # role -> admin key secret
+    actors: dict[str, str] = field(default_factory=dict)  # role -> "key:<id>"
+
+    def unique(self, stem: str) -> str:
+        return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+    async def fresh_team(self) -> str:
+        async with self.db.transaction() as tx:
+            return (await repo.create_team(tx, self.unique("t"))).id
+
+    async def fresh_user(self, *, member_of: str | None = None, role: str = "member") -> str:
+        async with self.db.transaction() as tx:
+            user = await repo.create_user(tx, f"{self.unique('u')}@example.com")
+            if member_of is not None:
+                await repo.set_membership(tx, member_of, user.id, role)
+            return user.id
+
+    async def fresh_key(self, user: str = "memberA", team: str = "A") -> tuple[str, str]:
+        secret = new_secret()
+        async with self.db.transaction() as tx:
+            key = await repo.create_api_key(
+                tx, name="fresh", prefix=visible_prefix(secret), digest=HASHER.digest(secret),
+                user_id=self.ids[user], team_id=self.ids[team], scopes=("inference", "admin"))
+        return key.id, secret
+
+    async def fresh_grant(self, team: str = "A") -> str:
+        model = self.unique("model")
+        async with self.db.transaction() as tx:
+            await repo.grant(tx, self.ids[team], model)
+        return model
+
+    async def audit_tail(self) -> int:
+        async with self.db.read() as tx:
+            page = await list_audit(tx, limit=1000)
+            while page.next_after is not None:
+                page = await list_audit(tx, after_seq=int(page.next_after), limit=1000)
+        return page.items[-1].seq if page.items else 0
+
+    async def audit_since(self, seq: int) -> list[Any]:
+        async with self.db.read() as tx:
+            return list((await list_audit(tx, after_seq=seq, limit=1000)).items)
+
+
+USERS = {"admin": "platform-admin", "auditor": "auditor", "billing": "billing",
+         "ownerA": None, "memberA": None, "viewerA": None, "ownerB": None}
+MEMBERSHIPS = {"ownerA": ("A", "owner"), "memberA": ("A", "member"), "viewerA": ("A", "viewer"),
+               "ownerB": ("B", "owner")}
+
+
+async def seed(db: Database) -> World:
+    world = World(db, build_admin_app(db, HASHER))
+    async with db.transaction() as tx:
+        for team in ("A", "B"):
+            world.ids[team] = (await repo.create_team(tx, f"team-{team}")).id
+            await repo.grant(tx, world.ids[team], f"model-{team}")
+        account = await repo.create_service_account(tx, world.ids["A"], "bot")
+        world.ids["saA_account"] = account.id
+        for role, platform_role in USERS.items():
+            user = await repo.create_user(tx, f"{role}@example.com", platform_role=platform_role)
+            world.ids[role] = user.id
+            team = None
+            if role in MEMBERSHIPS:
+                team_name, team_role = MEMBERSHIPS[role]
+                team = world.ids[team_name]
+                await repo.set_membership(tx, team, user.id, team_role)
+            secret = new_secret()
+            key = await repo.create_api_key(tx, name=role, prefix=visible_prefix(secret),
+                                            digest=HASHER.digest(secret), user_id=user.id,
+                                            team_id=team, scopes=("inference", "admin"))
+            world.secrets[role], world.actors[role] = secret, f"key:{key.id}"
+            world.ids[f"{role}_key"] = key.id
+        secret = new_secret()
+        key = await repo.create_api_key(tx, name="bot", prefix=visible_prefix(secret),
+                                        digest=HASHER.digest(secret), service_account_id=account.id,
+                                        scopes=("inference", "admin"))
+        world.secrets["saA"], world.actors["saA"] = secret, f"key:{key.id}"
+    return world
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
+async def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                ) -> AsyncIterator[World]:
+    pg: Postgres | None = None
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("admin-api") / "store.db"
+        url = f"sqlite+aiosqlite:///{path}"
+    else:
+        dsn, reason = await probe()
+        if dsn is None:
+            pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432 ({reason})")
+        pg = Postgres(dsn)
+        name = await pg.create()
+        url = pg.url(name)
+    await upgrade(url)
+    db = Database(url)
+    try:
+        yield await seed(db)
+    finally:
+        await db.close()
+        if pg is not None:
+            for name in list(pg.created):
+                await pg.drop(name)
+
+
+# ---- the matrix -------------------------------------------------------------------------------
+
+Make = Callable[[World], Awaitable[tuple[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    method: str
+    route: str  # the route template, to prove every route has a row
+    make: Make  # builds the concrete path and body (with throwaway targets)
+    expect: str  # one status per ROLES entry
+
+    def status(self, role: str) -> int:
+        return 401 if role == "anon" else int(self.expect.split()[ROLES.index(role)])
+
+
+def fixed(path: str, body: Any = None) -> Make:
+    async def make(w: World) -> tuple[str, Any]:
+        return path.format(**w.ids), body
+    return make
+
+
+async def _new_team(w: World) -> tuple[str, Any]:
+    return f"{V1}/teams/{await w.fresh_team()}", None
+
+
+async def _put_member(w: World) -> tuple[str, Any]:
+    return f"{V1}/teams/{w.ids['A']}/members/{await w.fresh_user()}", {"role": "member"}
+
+
+async def _delete_member(w: World) -> tuple[str, Any]:
+    return f"{V1}/teams/{w.ids['A']}/members/{await w.fresh_user(member_of=w.ids['A'])}", None
+
+
+async def _patch_user(w: World) -> tuple[str, Any]:
+    return f"{V1}/users/{await w.fresh_user()}", {"disabled": True}
+
+
+async def _create_team(w: World) -> tuple[str, Any]:
+    return f"{V1}/teams", {"name": w.unique("team"), "weight": 2}
+
+
+async def _create_user(w: World) -> tuple[str, Any]:
+    return f"{V1}/users", {"email": f"{w.unique('new')}@example.com", "display_name": "New"}
+
+
+async def _create_sa(w: World) -> tuple[str, Any]:
+    return f"{V1}/service-accounts", {"team_id": w.ids["A"], "name": w.unique("sa")}
+
+
+async def _revoke(w: World) -> tuple[str, Any]:
+    return f"{V1}/keys/{(await w.fresh_key())[0]}/revoke", None
+
+
+async def _rotate(w: World) -> tuple[str, Any]:
+    return f"{V1}/keys/{(await w.fresh_key())[0]}/rotate", {"overlap_s": 60}
+
+
+async def _delete_grant(w: World) -> tuple[str, Any]:
+    return f"{V1}/grants/{w.ids['A']}/{await w.fresh_grant()}", None
+
+
+async def _put_grant(w: World) -> tuple[str, Any]:
+    return f"{V1}/grants/{w.ids['A']}/{w.unique('org/model')}", None
+
+
+async def _key_for_member(w: World) -> tuple[str, Any]:
+    return f"{V1}/keys", {"name": "k", "team_id": w.ids["A"], "user_id": w.ids["memberA"],
+                          "scopes": ["inference"], "allowed_models": ["model-A"]}
+
+
+async def _key_for_sa(w: World) -> tuple[str, Any]:
+    return f"{V1}/keys", {"name": "k", "service_account_id": w.ids["saA_account"],
+                          "scopes": ["inference", "batch"]}
+
+
+#                                                     admin aud bill ownA memA viewA ownB saA
+CASES = [
+    Case("me", "GET", "/me", fixed(f"{V1}/me"), "200 200 200 200 200 200 200 200"),
+    Case("teams.list", "GET", "/teams", fixed(f"{V1}/teams"), "200 200 200 200 200 200 200 200"),
+    Case("teams.create", "POST", "/teams", _create_team, "201 403 403 403 403 403 403 403"),
+    Case("teams.get A", "GET", "/teams/{team_id}", fixed(V1 + "/teams/{A}"),
+         "200 200 200 200 200 200 404 200"),
+    Case("teams.get B", "GET", "/teams/{team_id}", fixed(V1 + "/teams/{B}"),
+         "200 200 200 404 404 404 200 404"),
+    Case("teams.delete", "DELETE", "/teams/{team_id}", _new_team, "204 403 403 403 403 403 403 403"),
+    Case("members.list", "GET", "/teams/{team_id}/members", fixed(V1 + "/teams/{A}/members"),
+         "200 200 403 200 403 403 404 403"),
+    Case("members.put", "PUT", "/teams/{team_id}/members/{user_id}", _put_member,
+         "200 403 403 200 403 403 404 403"),
+    Case("members.delete", "DELETE", "/teams/{team_id}/members/{user_id}", _delete_member,
+         "204 403 403 204 403 403 404 403"),
+    Case("users.list", "GET", "/users", fixed(f"{V1}/users"), "200 200 403 403 403 403 403 403"),
+    Case("users.create", "POST", "/users", _create_user, "201 403 403 403 403 403 403 403"),
+    Case("users.get", "GET", "/users/{user_id}", fixed(V1 + "/users/{memberA}"),
+         "200 200 403 403 403 403 403 403"),
+    Case("users.patch", "PATCH", "/users/{user_id}", _patch_user, "200 403 403 403 403 403 403 403"),
+    Case("sa.list", "GET", "/service-accounts", fixed(V1 + "/service-accounts?team_id={A}"),
+         "200 200 403 200 403 403 404 403"),
+    Case("sa.create", "POST", "/service-accounts", _create_sa, "201 403 403 201 403 403 404 403"),
+    Case("sa.get", "GET", "/service-accounts/{account_id}",
+         fixed(V1 + "/service-accounts/{saA_account}"), "200 200 403 200 403 403 404 403"),
+    Case("keys.list", "GET", "/keys", fixed(V1 + "/keys?team_id={A}"),
+         "200 200 403 200 200 200 404 200"),
+    Case("keys.create user", "POST", "/keys", _key_for_member, "201 403 403 201 201 403 404 403"),
+    Case("keys.create sa", "POST", "/keys", _key_for_sa, "201 403 403 201 403 403 404 403"),
+    Case("keys.get", "GET", "/keys/{key_id}", fixed(V1 + "/keys/{memberA_key}"),
+         "200 200 403 200 200 404 404 404"),
+    Case("keys.revoke", "POST", "/keys/{key_id}/revoke", _revoke, "200 403 403 200 200 403 404 404"),
+    Case("keys.rotate", "POST", "/keys/{key_id}/rotate", _rotate, "201 403 403 201 201 403 404 404"),
+    Case("grants.list", "GET", "/grants", fixed(V1 + "/grants?team_id={A}"),
+         "200 200 403 200 403 403 404 403"),
+    Case("grants.put", "PUT", "/grants/{team_id}/{model}", _put_grant,
+         "200 403 403 403 403 403 403 403"),
+    Case("grants.delete", "DELETE", "/grants/{team_id}/{model}", _delete_grant,
+         "204 403 403 403 403 403 403 403"),
+    Case("audit.list", "GET", "/audit", fixed(f"{V1}/audit"), "200 200 403 403 403 403 403 403"),
+]
+
+
+@pytest.mark.parametrize("role", (*ROLES, "anon"))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+async def test_route_by_role(world: World, case: Case, role: str) -> None:
+    path, body = await case.make(world)
+    tail = await world.audit_tail()
+    reply = await call(world.app, case.method, path, body, secret=world.secrets.get(role))
+    expected = case.status(role)
+    assert reply.status == expected, (case.name, role, reply.status, reply.body[:300])
+    entries = await world.audit_since(tail)
+    if expected >= 400:
+        error = reply.json()["error"]
+        assert set(error) >= {"message", "type", "param", "code"}
+        assert entries == []
+        if expected == 401:
+            assert reply.headers.get("www-authenticate") == "Bearer"
+    elif case.method == "GET":
+        assert entries == []
+    else:
+        assert len(entries) == 1, entries
+        entry = entries[0]
+        assert entry.actor == world.actors[role] and entry.source == CLIENT
+        assert entry.action.split(".")[0] in {"team", "member", "user", "service_account", "key",
+                                              "grant"}
+        assert "secret" not in orjson.dumps([entry.before, entry.after]).decode()
+
+
+def _api_routes() -> set[tuple[str, str]]:
+    """(method, path under V1) of every route the app serves (its routers: ``app.ROUTERS``)."""
+    return {(method, route.path.replace("{model:path}", "{model}"))
+            for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)
+            for method in route.methods}
+
+
+async def test_every_route_has_a_matrix_row() -> None:
+    assert len(_api_routes()) == 24
+    assert _api_routes() == {(c.method, c.route) for c in CASES}
+
+
+# ---- behaviour beyond the matrix --------------------------------------------------------------
+
+async def test_openapi_lists_every_route_without_auth(world: World) -> None:
+    reply = await call(world.app, "GET", f"{V1}/openapi.json")
+    assert reply.status == 200
+    listed = {(method.upper(), path.removeprefix(V1))
+              for path, item in reply.json()["paths"].items() for method in item}
+    assert listed == _api_routes()
+
+
+async def test_lists_are_scoped_to_the_callers_teams(world: World) -> None:
+    names = lambda r: {t["name"] for t in r.json()["data"]}  # noqa: E731
+    assert names(await call(world.app, "GET", f"{V1}/teams", secret=world.secrets["ownerB"])) == {"team-B"}
+    everything = await call(world.app, "GET", f"{V1}/teams?limit=1000", secret=world.secrets["billing"])
+    assert {"team-A", "team-B"} <= names(everything)
+    keys = await call(world.app, "GET", f"{V1}/keys?team_id={world.ids['A']}",
+                      secret=world.secrets["viewerA"])
+    assert {k["user_id"] for k in keys.json()["data"]} == {world.ids["viewerA"]}
+    owner = await call(world.app, "GET", f"{V1}/keys?team_id={world.ids['A']}&limit=1000",
+                       secret=world.secrets["ownerA"])
+    assert {world.ids["memberA"], world.ids["viewerA"]} <= {k["user_id"] for k in owner.json()["data"]}
+    grants = await call(world.app, "GET", f"{V1}/grants", secret=world.secrets["ownerA"])
+    assert {g["team_id"] for g in grants.json()["data"]} == {world.ids["A"]}
+
+
+async def test_pagination_follows_next_after(world: World) -> None:
+    seen: list[str] = []
+    after = ""
+    while True:
+        reply = await call(world.app, "GET", f"{V1}/users?limit=2{after}", secret=world.secrets["admin"])
+        page = reply.json()
+        assert len(page["data"]) <= 2
+        seen += [u["email"] for u in page["data"]]
+        if page["next_after"] is None:
+            break
+        after = f"&after={page['next_after']}"
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) >= len(USERS)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "param"), [
+    ("POST", "/teams", {"name": "x", "weight": 0}, "weight"),
+    ("POST", "/teams", {"weight": 2}, "name"),
+    ("POST", "/teams", {"name": "x", "colour": "red"}, "colour"),
+    ("POST", "/users", {"email": "not-an-email"}, "email"),
+    ("POST", "/users", {"email": "a@b.c", "platform_role": "god"}, "platform_role"),
+    ("PATCH", "/users/{memberA}", {"disabled": None}, "disabled"),
+    ("PUT", "/teams/{A}/members/{memberA}", {"role": "king"}, "role"),
+    ("POST", "/keys", {"name": "k", "team_id": "{A}", "scopes": ["root"]}, "scopes.0"),
+    ("POST", "/keys", {"name": "k", "team_id": "{A}", "scopes": []}, "scopes"),
+    ("POST", "/keys", {"name": "k", "scopes": ["inference"], "expires_at": "2030-01-01T00:00:00"},
+     "expires_at"),
+    ("POST", "/keys", {"name": "k", "scopes": ["inference"], "expires_at": "2001-01-01T00:00:00Z"},
+     "expires_at"),
+    ("POST", "/keys", {"name": "k", "scopes": ["inference"], "user_id": "{memberA}",
+                       "service_account_id": "{saA_account}"}, "service_account_id"),
+    ("POST", "/keys", {"name": "k", "team_id": "{B}", "user_id": "{memberA}", "scopes": ["inference"]},
+     "user_id"),
+    ("POST", "/keys/{memberA_key}/rotate", {"overlap_s": -1}, "overlap_s"),
+    ("GET", "/teams?limit=0", None, "limit"),
+    ("GET", "/audit?after=abc", None, "after"),
+    ("GET", "/audit?since=yesterday", None, "since"),
+])
+async def test_validation_errors_name_the_field(world: World, method: str, path: str, body: Any,
+                                                param: str) -> None:
+    if body is not None:
+        body = {k: v.format(**world.ids) if isinstance(v, str) else v for k, v in body.items()}
+    reply = await call(world.app, method, V1 + path.format(**world.ids), body,
+                       secret=world.secrets["admin"])
+    assert reply.status == 422, reply.body
+    error = reply.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error", error
+
+
+async def test_malformed_json_is_422(world: World) -> None:
+    reply = await call(world.app, "POST", f"{V1}/teams", raw=b"{nope", secret=world.secrets["admin"])
+    assert reply.status == 422 and reply.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/teams/team_nope", None),
+    ("DELETE", "/teams/team_nope", None),
+    ("GET", "/teams/team_nope/members", None),
+    ("PUT", "/teams/team_nope/members/{memberA}", {"role": "member"}),
+    ("PUT", "/teams/{A}/members/usr_nope", {"role": "member"}),
+    ("DELETE", "/teams/{A}/members/usr_nope", None),
+    ("GET", "/users/usr_nope", None),
+    ("PATCH", "/users/usr_nope", {"disabled": True}),
+    ("GET", "/service-accounts/sa_nope", None),
+    ("GET", "/service-accounts?team_id=team_nope", None),
+    ("POST", "/service-accounts", {"team_id": "team_nope", "name": "x"}),
+    ("GET", "/keys/key_nope", None),
+    ("POST", "/keys/key_nope/revoke", None),
+    ("POST", "/keys/key_nope/rotate", {"overlap_s": 0}),
+    ("POST", "/keys", {"name": "k", "user_id": "usr_nope", "scopes": ["inference"]}),
+    ("POST", "/keys", {"name": "k", "service_account_id": "sa_nope", "scopes": ["inference"]}),
+    ("GET", "/grants?team_id=team_nope", None),
+    ("PUT", "/grants/team_nope/m", None),
+    ("DELETE", "/grants/{A}/no-such-model", None),
+    ("GET", "/no-such-route", None),
+])
+async def test_unknown_ids_are_404(world: World, method: str, path: str, body: Any) -> None:
+    tail = await world.audit_tail()
+    reply = await call(world.app, method, V1 + path.format(**world.ids), body,
+                       secret=world.secrets["admin"])
+    assert reply.status == 404, reply.body
+    assert reply.json()["error"]["code"] == "not_found"
+    assert await world.audit_since(tail) == []
+
+
+async def test_duplicates_are_409(world: World) -> None:
+    admin = world.secrets["admin"]
+    name, email = world.unique("dup"), f"{world.unique('dup')}@example.com"
+    for path, body in ((f"{V1}/teams", {"name": name}), (f"{V1}/users", {"email": email}),
+                       (f"{V1}/service-accounts", {"team_id": world.ids["A"], "name": name})):
+        assert (await call(world.app, "POST", path, body, secret=admin)).status == 201
+        reply = await call(world.app, "POST", path, body, secret=admin)
+        assert reply.status == 409 and reply.json()["error"]["code"] == "conflict", reply.body
+    upper = await call(world.app, "POST", f"{V1}/users", {"email": email.upper()}, secret=admin)
+    assert upper.status == 409
+    key_id, _ = await world.fresh_key()
+    assert (await call(world.app, "POST", f"{V1}/keys/{key_id}/revoke", secret=admin)).status == 200
+    rotated = await call(world.app, "POST", f"{V1}/keys/{key_id}/rotate", {"overlap_s": 0}, secret=admin)
+    assert rotated.status == 409
+
+
+async def test_key_secret_is_shown_once_and_works(world: World) -> None:
+    body = {"name": "ci", "team_id": world.ids["A"], "scopes": ["inference", "admin"]}
+    created = await call(world.app, "POST", f"{V1}/keys", body, secret=world.secrets["memberA"])
+    assert created.status == 201
+    key = created.json()
+    secret = key["secret"]
+    assert secret.startswith("sk-io-") and key["prefix"] == visible_prefix(secret)
+    assert key["user_id"] == world.ids["memberA"] and "digest" not in key
+    async with world.db.read() as tx:  # what the data plane's snapshot looks keys up by
+        stored = await find_api_key_by_digest(tx, HASHER.digest(secret))
+    assert stored is not None and stored.id == key["id"]
+    for path in (f"{V1}/keys/{key['id']}", f"{V1}/keys?team_id={world.ids['A']}&limit=1000"):
+        reply = await call(world.app, "GET", path, secret=world.secrets["admin"])
+        assert reply.status == 200 and secret not in reply.body.decode()
+        assert b'"secret"' not in reply.body and b"digest" not in reply.body
+    audit = await call(world.app, "GET", f"{V1}/audit?target_id={key['id']}", secret=world.secrets["admin"])
+    assert audit.json()["data"][0]["action"] == "key.create"
+    assert secret not in audit.body.decode() and b"digest" not in audit.body
+    me = await call(world.app, "GET", f"{V1}/me", secret=secret)
+    assert me.json()["actor"] == f"key:{key['id']}"
+    assert me.json()["team_roles"] == {world.ids["A"]: "member"} and me.json()["source"] == CLIENT
+
+
+async def test_rotation_overlap_and_revocation(world: World) -> None:
+    key_id, old = await world.fresh_key()
+    admin = world.secrets["admin"]
+    rotated = await call(world.app, "POST", f"{V1}/keys/{key_id}/rotate", {"overlap_s": 0}, secret=admin)
+    assert rotated.status == 201
+    new = rotated.json()
+    assert new["rotated_from_id"] == key_id and new["secret"] != old
+    assert (await call(world.app, "GET", f"{V1}/me", secret=old)).status == 401  # overlap 0: gone
+    assert (await call(world.app, "GET", f"{V1}/me", secret=new["secret"])).status == 200
+    revoked = await call(world.app, "POST", f"{V1}/keys/{new['id']}/revoke", secret=admin)
+    assert revoked.status == 200 and revoked.json()["revoked_at"] is not None
+    assert (await call(world.app, "GET", f"{V1}/me", secret=new["secret"])).status == 401
+    listed = await call(world.app, "GET", f"{V1}/keys?user_id={world.ids['memberA']}&limit=1000",
+                        secret=admin)
+    assert new["id"] not in {k["id"] for k in listed.json()["data"]}
+    listed = await call(world.app, "GET", f"{V1}/keys?user_id={world.ids['memberA']}&include_revoked="
+                        "true&limit=1000", secret=admin)
+    assert new["id"] in {k["id"] for k in listed.json()["data"]}
+
+
+async def test_unusable_credentials_are_401(world: World) -> None:
+    user = await world.fresh_user(member_of=world.ids["A"])
+    secret, no_admin = new_secret(), new_secret()
+    async with world.db.transaction() as tx:
+        await repo.create_api_key(tx, name="x", prefix=visible_prefix(secret), digest=HASHER.digest(secret),
+                                  user_id=user, team_id=world.ids["A"], scopes=("admin",))
+        await repo.create_api_key(tx, name="y", prefix=visible_prefix(no_admin),
+                                  digest=HASHER.digest(no_admin), user_id=user, scopes=("inference",))
+    assert (await call(world.app, "GET", f"{V1}/me", secret=secret)).status == 200
+    assert (await call(world.app, "GET", f"{V1}/me", secret=no_admin)).status == 401
+    assert (await call(world.app, "GET", f"{V1}/me", secret="sk-io-unknown")).status == 401
+    assert (await call(world.app, "GET", f"{V1}/me", headers={"authorization": "Basic eDp5"})).status == 401
+    disabled = await call(world.app, "PATCH", f"{V1}/users/{user}", {"disabled": True},
+                          secret=world.secrets["admin"])
+    assert disabled.status == 200 and disabled.json()["disabled"] is True
+    reply = await call(world.app, "GET", f"{V1}/me", secret=secret)
+    assert reply.status == 401 and reply.json()["error"]["type"] == "authentication_error"
+
+
+async def test_admin_cannot_lock_themselves_out(world: World) -> None:
+    reply = await call(world.app, "PATCH", f"{V1}/users/{world.ids['admin']}", {"platform_role": None},
+                       secret=world.secrets["admin"])
+    assert reply.status == 409
+
+
+async def test_user_patch_changes_only_fields_sent(world: World) -> None:
+    user = await world.fresh_user()
+    admin = world.secrets["admin"]
+    reply = await call(world.app, "PATCH", f"{V1}/users/{user}", {"platform_role": "billing"}, secret=admin)
+    assert reply.json()["platform_role"] == "billing" and reply.json()["disabled"] is False
+    reply = await call(world.app, "PATCH", f"{V1}/users/{user}", {"disabled": True}, secret=admin)
+    assert reply.json()["platform_role"] == "billing" and reply.json()["disabled"] is True
+    reply = await call(world.app, "PATCH", f"{V1}/users/{user}", {"platform_role": None}, secret=admin)
+    assert reply.json()["platform_role"] is None
+    audit = await call(world.app, "GET", f"{V1}/audit?target_id={user}&action=user.update", secret=admin)
+    entries = audit.json()["data"]
+    assert [e["after"]["platform_role"] for e in entries] == ["billing", "billing", None]
+    assert entries[0]["before"]["platform_role"] is None
+
+
+async def test_extra_authenticators_are_consulted_after_keys(world: World) -> None:
+    async def header_auth(request: Request) -> AdminPrincipal | None:
+        if request.headers.get("x-test-user") == "ada":
+            return AdminPrincipal(actor="test:ada", platform_role="auditor")
+        return None
+
+    app = build_admin_app(world.db, HASHER, extra_authenticators=[header_auth])
+    me = await call(app, "GET", f"{V1}/me", headers={"x-test-user": "ada"})
+    assert me.status == 200 and me.json()["actor"] == "test:ada" and me.json()["source"] == CLIENT
+    assert (await call(app, "GET", f"{V1}/users", headers={"x-test-user": "ada"})).status == 200
+    denied = await call(app, "POST", f"{V1}/teams", {"name": "x"}, headers={"x-test-user": "ada"})
+    assert denied.status == 403 and denied.json()["error"]["type"] == "permission_error"
+    assert (await call(app, "GET", f"{V1}/me", headers={"x-test-user": "bob"})).status == 401
+    keyed = await call(app, "GET", f"{V1}/me", secret=world.secrets["ownerA"])
+    assert keyed.json()["actor"] == world.actors["ownerA"]
+
+
+async def test_grant_models_with_slashes_round_trip(world: World) -> None:
+    admin = world.secrets["admin"]
+    path = f"{V1}/grants/{world.ids['B']}/meta-llama/Llama-3.1-8B"
+    put = await call(world.app, "PUT", path, secret=admin)
+    assert put.status == 200 and put.json()["model"] == "meta-llama/Llama-3.1-8B"
+    assert (await call(world.app, "PUT", path, secret=admin)).status == 200  # idempotent
+    listed = await call(world.app, "GET", f"{V1}/grants?team_id={world.ids['B']}", secret=admin)
+    assert "meta-llama/Llama-3.1-8B" in {g["model"] for g in listed.json()["data"]}
+    assert (await call(world.app, "DELETE", path, secret=admin)).status == 204
+    assert (await call(world.app, "DELETE", path, secret=admin)).status == 404
