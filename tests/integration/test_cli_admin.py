@@ -1,0 +1,151 @@
+"""The operator CLI (``inferenceops teams|users|keys|grants``) against a real server.
+
+Each command runs as its own ``python -m inferenceops`` process, configured only
+by ``INFERENCEOPS_URL`` and ``INFERENCEOPS_ADMIN_KEY``, like an operator's shell.
+Proves the whole loop: a team, a user, a grant and a key made through the CLI;
+the key then works on the data plane (and lists the granted model); revoked,
+it stops working within 2 s. Also the failure modes: a conflict, a wrong key,
+no key, a server that is not there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.integration._harness import ADMIN_KEY, Gateway, SpawnGateway
+
+pytestmark = pytest.mark.integration
+
+MODEL = "demo-chat"  # from the embedded default platform
+APPEAR_BOUND_S = 10.0
+REVOCATION_BOUND_S = 2.0
+
+
+def cli(*args: str, url: str, key: str | None = ADMIN_KEY) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCEOPS_")}
+    env["INFERENCEOPS_URL"] = url
+    if key is not None:
+        env["INFERENCEOPS_ADMIN_KEY"] = key
+    return subprocess.run([sys.executable, "-m", "inferenceops", *args], env=env, text=True,
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def ok(gw: Gateway, *args: str) -> str:
+    result = cli(*args, url=gw.origin)
+    assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def ok_json(gw: Gateway, *args: str) -> Any:
+    return json.loads(ok(gw, *args, "--json"))
+
+
+def models_seen(gw: Gateway, secret: str) -> tuple[int, set[str]]:
+    """(HTTP status, model ids) of ``GET /v1/models`` with ``secret``."""
+    req = urllib.request.Request(f"{gw.base_url}/models", headers={"Authorization": f"Bearer {secret}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, {m["id"] for m in json.load(resp)["data"]}
+    except urllib.error.HTTPError as exc:
+        return exc.code, set()
+
+
+def test_team_user_grant_key_lifecycle(spawn_gateway: SpawnGateway) -> None:
+    gw = spawn_gateway(name="cli")
+
+    team = ok_json(gw, "teams", "create", "search", "--weight", "3")
+    assert team["name"] == "search" and team["weight"] == 3
+    user = ok_json(gw, "users", "create", "dev@example.com", "--name", "Dev One")
+    assert user["email"] == "dev@example.com" and user["display_name"] == "Dev One"
+    ok(gw, "teams", "add-member", team["id"], user["id"], "--role", "member")
+    grant = ok_json(gw, "grants", "add", team["id"], MODEL)
+    assert grant == {**grant, "team_id": team["id"], "model": MODEL}
+
+    # Tables for people: aligned, headed, naming what was made.
+    teams_table = ok(gw, "teams", "list")
+    assert teams_table.splitlines()[0].split() == ["ID", "NAME", "WEIGHT", "CREATED"]
+    assert "search" in teams_table and team["id"] in teams_table
+    assert "dev@example.com" in ok(gw, "users", "list")
+    assert MODEL in ok(gw, "grants", "list", "--team", team["id"])
+    assert "search" in ok(gw, "teams", "show", team["id"])
+    # JSON for scripts.
+    assert team["id"] in {t["id"] for t in ok_json(gw, "teams", "list")["data"]}
+    assert ok_json(gw, "teams", "show", team["id"])["name"] == "search"
+
+    created = cli("keys", "create", "--name", "ci", "--user", user["id"], "--team", team["id"],
+                  "--scope", "inference", "--json", url=gw.origin)
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    secret = key["secret"]
+    assert secret and key["team_id"] == team["id"] and key["scopes"] == ["inference"]
+    assert "not be shown again" in created.stderr
+    listed = ok(gw, "keys", "list", "--team", team["id"])
+    assert key["id"] in listed and secret not in listed
+
+    end = time.monotonic() + APPEAR_BOUND_S
+    while (seen := models_seen(gw, secret)) != (200, {MODEL}):
+        assert time.monotonic() < end, f"key not working after {APPEAR_BOUND_S:g}s: {seen}"
+        time.sleep(0.1)
+
+    revoked = ok_json(gw, "keys", "revoke", key["id"])
+    assert revoked["revoked_at"] is not None
+    end = time.monotonic() + REVOCATION_BOUND_S
+    while (status := models_seen(gw, secret)[0]) != 401:
+        assert time.monotonic() < end, f"revoked key still answered {status} after {REVOCATION_BOUND_S:g}s"
+        time.sleep(0.05)
+    assert key["id"] not in ok(gw, "keys", "list", "--team", team["id"])
+    assert key["id"] in ok(gw, "keys", "list", "--team", team["id"], "--include-revoked")
+
+    # The API's own error message, on stderr, exit 1.
+    duplicate = cli("teams", "create", "search", url=gw.origin)
+    assert duplicate.returncode == 1
+    assert duplicate.stderr.startswith("error: ") and "search" in duplicate.stderr
+    assert duplicate.stdout == ""
+
+    wrong = cli("teams", "list", url=gw.origin, key="sk-not-a-real-key")
+    assert wrong.returncode == 1
+    assert "error: Authentication required" in wrong.stderr
+
+    ok(gw, "grants", "remove", team["id"], MODEL)
+    assert ok_json(gw, "grants", "list", "--team", team["id"])["data"] == []
+    assert "deleted" in ok(gw, "teams", "delete", team["id"])
+    gone = cli("teams", "show", team["id"], url=gw.origin)
+    assert gone.returncode == 1 and gone.stderr.startswith("error: ")
+
+
+def test_key_rotate_prints_new_secret(spawn_gateway: SpawnGateway) -> None:
+    gw = spawn_gateway(name="cli-rotate")
+    team = ok_json(gw, "teams", "create", "rotators")
+    user = ok_json(gw, "users", "create", "rot@example.com")
+    ok(gw, "teams", "add-member", team["id"], user["id"])
+    old = ok_json(gw, "keys", "create", "--name", "svc", "--user", user["id"], "--team", team["id"],
+                  "--model", MODEL, "--expires-in-days", "30")
+    assert old["allowed_models"] == [MODEL] and old["expires_at"] is not None
+    rotated = cli("keys", "rotate", old["id"], "--overlap-s", "60", url=gw.origin)
+    assert rotated.returncode == 0, rotated.stderr
+    new_secret = rotated.stdout.split("secret: ", 1)[1].strip()
+    assert new_secret and new_secret != old["secret"]
+    assert "not be shown again" in rotated.stderr
+
+
+def test_server_down_names_the_url(refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}"
+    result = cli("teams", "list", url=url)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and url in result.stderr
+    assert "connection refused" in result.stderr
+
+
+def test_missing_key_is_a_usage_error(refused_port: int) -> None:
+    result = cli("keys", "list", url=f"http://127.0.0.1:{refused_port}", key=None)
+    assert result.returncode == 2
+    assert "INFERENCEOPS_ADMIN_KEY" in result.stderr and "--key" in result.stderr
