@@ -9,7 +9,7 @@ import hmac
 import json
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
@@ -209,10 +209,15 @@ async def test_concurrent_cold_start_fetches_once(auth: OIDCAuthenticator,
 # --- claims ------------------------------------------------------------------------------------
 
 
+def _from_now(seconds: int) -> Callable[[], int]:
+    """A timestamp taken when the test runs, not when it is collected (runs may start minutes later)."""
+    return lambda: int(time.time()) + seconds
+
+
 @pytest.mark.parametrize(("overrides", "expected"), [
-    ({"exp": int(time.time()) - 120}, "token expired"),
-    ({"nbf": int(time.time()) + 120}, "not yet valid"),
-    ({"iat": int(time.time()) + 120}, "not yet valid"),
+    ({"exp": _from_now(-120)}, "token expired"),
+    ({"nbf": _from_now(120)}, "not yet valid"),
+    ({"iat": _from_now(120)}, "not yet valid"),
     ({"iss": "https://evil.example.com"}, "wrong issuer"),
     ({"aud": "another-app"}, "wrong audience"),
     ({"aud": None}, "aud claim"),
@@ -228,7 +233,8 @@ async def test_concurrent_cold_start_fetches_once(auth: OIDCAuthenticator,
 ])
 async def test_bad_claims_are_refused(auth: OIDCAuthenticator, overrides: dict[str, Any],
                                       expected: str) -> None:
-    assert expected in await rejected(auth, bearer(token(**overrides)))
+    resolved = {k: v() if callable(v) else v for k, v in overrides.items()}
+    assert expected in await rejected(auth, bearer(token(**resolved)))
 
 
 async def test_leeway_tolerates_small_skew(auth: OIDCAuthenticator) -> None:
