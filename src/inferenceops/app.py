@@ -77,7 +77,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     hasher = KeyHasher(platform_secret(settings))
     state = build_state(settings, platform, hasher, Identity([], {}))
     state.feeds.append(SnapshotFeed(settings.resolved_database_url, platform.catalog,
-                                    refresh_s=settings.snapshot_refresh_s))
+                                    refresh_s=settings.snapshot_refresh_s,
+                                    flush_s=settings.last_used_flush_s))
     state.admin_app, admin_db = build_admin(settings, hasher)
     state.feeds.append(admin_db)
     return GatewayApp(state)

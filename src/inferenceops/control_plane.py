@@ -9,7 +9,9 @@ embedded default a ``demo`` team granted the demo models.
 start-up, then polls the store's revision counter (one single-row read) every
 ``refresh_s`` and rebuilds and swaps the snapshot when it moved, so a revoked
 key is refused by every replica within about ``refresh_s`` plus build time.
-The hot path only ever sees the swapped snapshot.
+The hot path only ever sees the swapped snapshot. The same feed writes the
+keys' ``last_used_at`` from what the data plane noted (every
+``LAST_USED_FLUSH_S``, and once more at shutdown).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from inferenceops.platform import Catalog, KeyHasher, Snapshot
 from inferenceops.platform.identity import PLATFORM_ADMIN
@@ -32,6 +35,7 @@ BOOTSTRAP_EMAIL = "admin@inferenceops.local"
 DEMO_TEAM = "demo"
 ALL_SCOPES = ("inference", "batch", "admin")
 _RETIRE_SLICE = 2000
+LAST_USED_FLUSH_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,11 @@ async def _ensure_key(db: Database, hasher: KeyHasher, secret: str) -> None:
 class SnapshotFeed:
     """Builds the worker's snapshot from the store and keeps it current."""
 
-    def __init__(self, url: str, catalog: Catalog, *, refresh_s: float = 1.0) -> None:
+    def __init__(self, url: str, catalog: Catalog, *, refresh_s: float = 1.0,
+                 flush_s: float = LAST_USED_FLUSH_S) -> None:
         self._url = url
+        self._flush_s = flush_s
+        self._state: object | None = None
         self._catalog = catalog
         self._refresh_s = refresh_s
         self._db: Database | None = None
@@ -94,7 +101,9 @@ class SnapshotFeed:
         identity = await build_identity(self._db)
         state.snapshot = Snapshot(self._catalog, identity)  # type: ignore[attr-defined]
         log.info("snapshot built: %d keys at revision %d", len(identity), identity.revision)
+        self._state = state
         self._supervisor.spawn("snapshot-refresh", lambda: self._refresh(state))
+        self._supervisor.spawn("key-last-used", self._flush_forever)
 
     async def _refresh(self, state: object) -> None:
         assert self._db is not None
@@ -112,7 +121,27 @@ class SnapshotFeed:
             while old.retire(_RETIRE_SLICE):
                 await asyncio.sleep(0)
 
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_s)
+            await self.flush_last_used()
+
+    async def flush_last_used(self) -> int:
+        """Write the keys used since the last flush; returns how many were recorded."""
+        if self._db is None or self._state is None:
+            return 0
+        ids = self._state.key_uses.drain()  # type: ignore[attr-defined]
+        if not ids:
+            return 0
+        async with self._db.transaction("recording keys' last use") as tx:
+            await repo.touch_last_used(tx, ids, datetime.now(UTC))
+        return len(ids)
+
     async def stop(self) -> None:
         await self._supervisor.stop()
+        try:
+            await self.flush_last_used()
+        except Exception:  # shutting down: log it, the next start loses only this window
+            log.exception("could not record the last use of API keys at shutdown")
         if self._db is not None:
             await self._db.close()

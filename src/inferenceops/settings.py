@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     snapshot_refresh_s: float = Field(
         1.0, gt=0, le=60, description="How often each worker checks the store for changes."
     )
+    last_used_flush_s: float = Field(
+        5.0, gt=0, le=300, description="How often each worker records its keys' last use."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
 

@@ -3,7 +3,8 @@
 Proves, through real server processes sharing one store: a key created in the
 store starts working on every replica; the official SDK gets 401 for a bad key
 and 404 ``model_not_found`` for a model not granted to the key's team (and
-does not see it listed); a revoked key is refused by every replica within 2 s.
+does not see it listed); the key's last use is recorded in the store (off the
+hot path); a revoked key is refused by every replica within 2 s.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class SharedStore:
 def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedStore]:
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'shared' / 'inferenceops.db'}"
-        yield SharedStore(url, {"INFERENCEOPS_DATABASE_URL": url, "INFERENCEOPS_SECRET_KEY": SECRET})
+        yield SharedStore(url, _env(url))
         return
     dsn, reason = run_sync(probe())
     if dsn is None:
@@ -49,8 +50,13 @@ def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sha
     pg = Postgres(dsn)
     name = run_sync(pg.create())
     url = pg.url(name)
-    yield SharedStore(url, {"INFERENCEOPS_DATABASE_URL": url, "INFERENCEOPS_SECRET_KEY": SECRET})
+    yield SharedStore(url, _env(url))
     run_sync(pg.drop(name))
+
+
+def _env(url: str) -> dict[str, str]:
+    return {"INFERENCEOPS_DATABASE_URL": url, "INFERENCEOPS_SECRET_KEY": SECRET,
+            "INFERENCEOPS_LAST_USED_FLUSH_S": "0.2"}
 
 
 def _config(upstreams: FakeUpstreams) -> str:
@@ -77,6 +83,15 @@ async def _team_key(url: str) -> tuple[str, str]:
     finally:
         await db.close()
     return key.id, secret
+
+
+async def _last_used(url: str, key_id: str) -> object:
+    db = Database(url)
+    try:
+        async with db.read() as tx:
+            return (await repo.get_api_key(tx, key_id)).last_used_at
+    finally:
+        await db.close()
 
 
 async def _revoke(url: str, key_id: str) -> None:
@@ -135,6 +150,11 @@ def test_team_key_sees_only_granted_models_and_revocation_reaches_every_replica(
                 pytest.raises(openai.AuthenticationError) as denied:
             bad.models.list()
         assert denied.value.body["code"] == "invalid_api_key"
+
+    deadline = time.monotonic() + 5  # last use is written off the hot path, every 0.2 s here
+    while run_sync(_last_used(shared_store.url, key_id)) is None:
+        assert time.monotonic() < deadline, "last_used_at was never recorded"
+        time.sleep(0.1)
 
     run_sync(_revoke(shared_store.url, key_id))
     took = _wait_for([first, second], secret, 401, deadline_s=REVOCATION_BOUND_S)

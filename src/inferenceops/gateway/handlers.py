@@ -48,6 +48,7 @@ async def inference(state: GatewayState, endpoint: Endpoint, ctx: RequestContext
     snapshot = state.snapshot  # one consistent view for the whole request
     key = authenticate(snapshot.identity, state.hasher, ctx.authorization, time.time())
     require_scope(key, SCOPE_INFERENCE)
+    state.key_uses.note(key.id)
     body = await read_body(receive, ctx, state.max_body_bytes)
     request = parse_inference(body, endpoint, state.max_tokens_limit)
     model = snapshot.visible_model(key, request.model)
@@ -63,6 +64,7 @@ async def inference(state: GatewayState, endpoint: Endpoint, ctx: RequestContext
 async def list_models(state: GatewayState, ctx: RequestContext, send: Send) -> None:
     snapshot = state.snapshot
     key = authenticate(snapshot.identity, state.hasher, ctx.authorization, time.time())
+    state.key_uses.note(key.id)
     await respond(send, ctx, 200, snapshot.models_json(key))
 
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.gateway.http import ASGIApp
+from inferenceops.gateway.key_use import KeyUseRecorder
 from inferenceops.gateway.proxy import Forwarder
 from inferenceops.platform import KeyHasher, Snapshot
 
@@ -34,6 +35,7 @@ class GatewayState:
     max_body_bytes: int
     max_tokens_limit: int
     simulators: Mapping[str, ASGIApp] = field(default_factory=dict)
+    key_uses: KeyUseRecorder = field(default_factory=KeyUseRecorder)
     admin_app: ASGIApp | None = None  # served under /admin/; built by the composition root
     feeds: list[Feed] = field(default_factory=list)
     ready: bool = False
