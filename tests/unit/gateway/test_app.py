@@ -16,6 +16,17 @@ def _body(doc: dict) -> bytes:
     return orjson.dumps(doc)
 
 
+async def chat_via(harness: Harness, served_model: str, doc: dict = CHAT):  # type: ignore[no-untyped-def]
+    """One chat request through a gateway whose chat deployment serves ``served_model``."""
+    yaml = platform_yaml(harness.port).replace("served_model: ok\n    api_key_env",
+                                               f"served_model: {served_model}\n    api_key_env")
+    h = await make_harness(yaml, harness.fake, harness.port)
+    try:
+        return await request(h.app, "POST", "/v1/chat/completions", body=_body(doc), headers=AUTH)
+    finally:
+        await h.app.state.stop()
+
+
 def assert_openai_error(resp, status: int, code: str | None = None) -> dict:
     assert resp.status == status, resp.body
     error = resp.json()["error"]
@@ -142,42 +153,24 @@ async def test_body_over_limit_is_413_even_without_content_length(harness: Harne
 
 @pytest.mark.parametrize("status", [400, 404, 422, 429])
 async def test_upstream_4xx_passes_through_with_its_message(harness: Harness, status: int) -> None:
-    yaml = platform_yaml(harness.port).replace("served_model: ok\n    api_key_env",
-                                               f"served_model: error-{status}\n    api_key_env")
-    h = await make_harness(yaml, harness.fake, harness.port)
-    try:
-        resp = await request(h.app, "POST", "/v1/chat/completions", body=_body(CHAT), headers=AUTH)
-        error = assert_openai_error(resp, status)
-        assert error["message"] == f"upstream says {status}"
-        assert error["type"] == "BadRequestError"
-    finally:
-        await h.app.state.stop()
+    resp = await chat_via(harness, f"error-{status}")
+    error = assert_openai_error(resp, status)
+    assert error["message"] == f"upstream says {status}"
+    assert error["type"] == "BadRequestError"
 
 
 @pytest.mark.parametrize("status", [500, 503])
 async def test_upstream_5xx_is_502_keeping_the_upstream_message(harness: Harness,
                                                               status: int) -> None:
-    yaml = platform_yaml(harness.port).replace("served_model: ok\n    api_key_env",
-                                               f"served_model: error-{status}\n    api_key_env")
-    h = await make_harness(yaml, harness.fake, harness.port)
-    try:
-        resp = await request(h.app, "POST", "/v1/chat/completions", body=_body(CHAT), headers=AUTH)
-        error = assert_openai_error(resp, 502, "upstream_server_error")
-        assert error["upstream"] == {"status": status, "message": f"upstream says {status}"}
-    finally:
-        await h.app.state.stop()
+    resp = await chat_via(harness, f"error-{status}")
+    error = assert_openai_error(resp, 502, "upstream_server_error")
+    assert error["upstream"] == {"status": status, "message": f"upstream says {status}"}
 
 
 async def test_plain_text_upstream_400_becomes_openai_shaped(harness: Harness) -> None:
-    yaml = platform_yaml(harness.port).replace("served_model: ok\n    api_key_env",
-                                               "served_model: plain-400\n    api_key_env")
-    h = await make_harness(yaml, harness.fake, harness.port)
-    try:
-        resp = await request(h.app, "POST", "/v1/chat/completions", body=_body(CHAT), headers=AUTH)
-        error = assert_openai_error(resp, 400, "upstream_rejected")
-        assert "nope" in error["message"]
-    finally:
-        await h.app.state.stop()
+    resp = await chat_via(harness, "plain-400")
+    error = assert_openai_error(resp, 400, "upstream_rejected")
+    assert "nope" in error["message"]
 
 
 async def test_refused_connection_is_502_and_another_replica_is_tried(harness: Harness) -> None:
@@ -214,29 +207,16 @@ async def test_refused_connection_is_502_and_another_replica_is_tried(harness: H
 
 
 async def test_slow_upstream_is_504(harness: Harness) -> None:
-    yaml = platform_yaml(harness.port).replace("served_model: ok\n    api_key_env",
-                                               "served_model: slow-3000\n    api_key_env")
-    h = await make_harness(yaml, harness.fake, harness.port)
-    try:
-        resp = await request(h.app, "POST", "/v1/chat/completions", body=_body(CHAT), headers=AUTH)
-        assert_openai_error(resp, 504, "upstream_timeout")
-    finally:
-        await h.app.state.stop()
+    resp = await chat_via(harness, "slow-3000")
+    assert_openai_error(resp, 504, "upstream_timeout")
 
 
 async def test_stalled_stream_ends_with_an_error_event(harness: Harness) -> None:
-    yaml = platform_yaml(harness.port).replace("served_model: ok\n    api_key_env",
-                                               "served_model: stall\n    api_key_env")
-    h = await make_harness(yaml, harness.fake, harness.port)
-    try:
-        resp = await request(h.app, "POST", "/v1/chat/completions",
-                             body=_body({**CHAT, "stream": True}), headers=AUTH)
-        assert resp.status == 200
-        last = resp.body.strip().split(b"\n\n")[-1]
-        assert last.startswith(b"data: ")
-        assert orjson.loads(last[6:])["error"]["code"] == "upstream_timeout"
-    finally:
-        await h.app.state.stop()
+    resp = await chat_via(harness, "stall", {**CHAT, "stream": True})
+    assert resp.status == 200
+    last = resp.body.strip().split(b"\n\n")[-1]
+    assert last.startswith(b"data: ")
+    assert orjson.loads(last[6:])["error"]["code"] == "upstream_timeout"
 
 
 async def test_client_disconnect_mid_stream_closes_the_upstream(harness: Harness) -> None:
