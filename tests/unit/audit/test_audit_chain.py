@@ -21,25 +21,12 @@ from inferenceops.audit import (
     format_report,
     verify,
 )
+from inferenceops.store.records import AuditEntry
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """A stand-in for store.records.AuditEntry: the chain only needs these attributes."""
-
-    seq: int
-    at: datetime
-    actor: str
-    action: str
-    target_type: str
-    target_id: str
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    source: str | None
-    prev_hash: bytes
-    hash: bytes
+Entry = AuditEntry  # the store's own record: the chain reads only its attributes
 
 
 FIELDS: dict[str, Any] = {
