@@ -1,5 +1,7 @@
 """Operator commands against a running server's admin API: ``teams``, ``users``, ``keys``, ``grants``.
 
+(``limits`` and ``budgets`` live in ``cli_admission``, built on the client and output helpers here.)
+
 Like kubectl: each command is one or a few HTTP calls to ``<url>/admin/api/v1``
 with ``Authorization: Bearer <admin key>``. The server is ``--url`` or
 ``INFERENCEOPS_URL`` (default http://127.0.0.1:8080); the key is ``--key`` or
@@ -37,11 +39,12 @@ SECRET_WARNING = "Store this secret now: it will not be shown again."
 
 
 class CliError(Exception):
-    """A failure to report as ``error: <message>`` with ``exit_code``."""
+    """A failure to report as ``error: <message>`` with ``exit_code`` (``status``: the HTTP one)."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1, status: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.status = status
 
 
 class AdminClient:
@@ -68,7 +71,7 @@ class AdminClient:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 return self._decode(resp.read(), resp.status)
         except urllib.error.HTTPError as exc:
-            raise CliError(self._error_message(exc)) from None
+            raise CliError(self._error_message(exc), status=exc.code) from None
         except urllib.error.URLError as exc:
             raise CliError(self._unreachable(exc.reason)) from None
         except (TimeoutError, ConnectionError) as exc:
@@ -202,7 +205,7 @@ KEY_FIELDS = (("id", "id"), ("name", "name"), ("prefix", "prefix"), ("team_id", 
               ("user_id", "user"), ("service_account_id", "service account"), ("scopes", "scopes"),
               ("allowed_models", "models"), ("created_at", "created"), ("expires_at", "expires"),
               ("revoked_at", "revoked"), ("last_used_at", "last used"),
-              ("rotated_from_id", "rotated from"))
+              ("rotated_from_id", "rotated from"), ("background_only", "background only"))
 GRANT_COLUMNS = (("team_id", "TEAM"), ("model", "MODEL"), ("created_at", "GRANTED"))
 
 # ---- shared options ---------------------------------------------------------------------------
@@ -237,6 +240,20 @@ def _api(url: str, key: str | None, method: str, path: str, body: Any = None,
 
 def _list(url: str, key: str | None, path: str, query: dict[str, Any] | None = None) -> list[Any]:
     return _call(_client(url, key).pages, path, query)
+
+
+def team_id_of(url: str, key: str | None, team: str) -> str:
+    """The id of the team ``team`` names: its id, else its name (people remember names)."""
+    client = _client(url, key)
+    try:
+        return str(client.request("GET", f"/teams/{_quote(team)}")["id"])
+    except CliError as exc:
+        if exc.status != 404:
+            _fail(str(exc), exc.exit_code)
+    for found in _call(client.pages, "/teams"):
+        if found.get("name") == team:
+            return str(found["id"])
+    _fail(f"no team with the id or name {team!r} (see `inferenceops teams list`)")
 
 
 # ---- teams ------------------------------------------------------------------------------------
@@ -277,6 +294,18 @@ def teams_delete(team_id: Annotated[str, typer.Argument(metavar="ID")],
         _emit_json({"id": team_id, "deleted": True})
     else:
         typer.echo(f"deleted team {team_id}")
+
+
+@teams_app.command("set-weight")
+def teams_set_weight(
+    team: Annotated[str, typer.Argument(metavar="TEAM", help="The team's name or id.")],
+    weight: Annotated[int, typer.Argument(metavar="N", help="Fair-share weight, 1 to 1000.")],
+    url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Set a team's fair-share weight: its share of capacity when the queue is contended."""
+    team_id = team_id_of(url, key, team)
+    _emit_one(_api(url, key, "PATCH", f"/teams/{_quote(team_id)}", {"weight": weight}),
+              TEAM_FIELDS, as_json)
 
 
 @teams_app.command("add-member")
@@ -357,6 +386,8 @@ def keys_create(
     model: Annotated[list[str] | None, typer.Option(
         help="Restrict the key to this model; repeat for several (default: all the team's).")] = None,
     expires_in_days: Annotated[float | None, typer.Option(min=0, help="Expire after N days.")] = None,
+    background_only: Annotated[bool, typer.Option(
+        "--background-only", help="Its requests always queue as background work.")] = False,
     url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Create an API key; its secret is printed once and never again."""
@@ -373,6 +404,8 @@ def keys_create(
         body["allowed_models"] = model
     if expires_in_days is not None:
         body["expires_at"] = (datetime.now(UTC) + timedelta(days=expires_in_days)).isoformat()
+    if background_only:
+        body["background_only"] = True
     _emit_secret(_api(url, key, "POST", "/keys", body), as_json)
 
 

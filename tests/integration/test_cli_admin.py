@@ -1,11 +1,13 @@
-"""The operator CLI (``inferenceops teams|users|keys|grants``) against a real server.
+"""The operator CLI (``inferenceops teams|users|keys|grants|limits|budgets``) against a real server.
 
 Each command runs as its own ``python -m inferenceops`` process, configured only
 by ``INFERENCEOPS_URL`` and ``INFERENCEOPS_ADMIN_KEY``, like an operator's shell.
 Proves the whole loop: a team, a user, a grant and a key made through the CLI;
 the key then works on the data plane (and lists the granted model); revoked,
-it stops working within 2 s. Also the failure modes: a conflict, a wrong key,
-no key, a server that is not there.
+it stops working within 2 s. Then the admission rules: limits and budgets set,
+replaced, listed and deleted, a team's weight, a background-only key. Also the
+failure modes: a conflict, a wrong key, no key, a server that is not there,
+usage errors (exit 2) and the server's refusals (exit 1).
 """
 
 from __future__ import annotations
@@ -149,3 +151,64 @@ def test_missing_key_is_a_usage_error(refused_port: int) -> None:
     result = cli("keys", "list", url=f"http://127.0.0.1:{refused_port}", key=None)
     assert result.returncode == 2
     assert "INFERENCEOPS_ADMIN_KEY" in result.stderr and "--key" in result.stderr
+
+
+def test_limits_budgets_weights_and_background_keys(spawn_gateway: SpawnGateway) -> None:
+    gw = spawn_gateway(name="cli-admission")
+    team = ok_json(gw, "teams", "create", "ml")
+    weighted = ok_json(gw, "teams", "set-weight", "ml", "5")  # teams by name or id
+    assert weighted["id"] == team["id"] and weighted["weight"] == 5
+    assert "5" in ok(gw, "teams", "set-weight", team["id"], "5")
+    user = ok_json(gw, "users", "create", "ml@example.com")
+    ok(gw, "teams", "add-member", team["id"], user["id"])
+    key = ok_json(gw, "keys", "create", "--name", "nightly", "--user", user["id"], "--team", team["id"],
+                  "--background-only")
+    assert key["background_only"] is True
+
+    limit = ok_json(gw, "limits", "set", "--team", "ml", "--rpm", "60", "--tpm", "10000")
+    assert (limit["scope"], limit["team_id"], limit["rpm"], limit["tpm"]) == ("team", team["id"], 60, 10000)
+    replaced = ok_json(gw, "limits", "set", "--team", team["id"], "--concurrency", "2")
+    assert replaced["id"] == limit["id"] and replaced["rpm"] is None and replaced["concurrency"] == 2
+    on_model = ok_json(gw, "limits", "set", "--team", "ml", "--model", MODEL, "--rpm", "5")
+    assert on_model["scope"] == "team_model" and on_model["model"] == MODEL
+    on_key = ok_json(gw, "limits", "set", "--key-id", key["id"], "--rpm", "1")
+    assert on_key["scope"] == "key" and on_key["key_id"] == key["id"]
+    model_wide = ok_json(gw, "limits", "set", "--model", MODEL, "--tpm", "100000")
+    assert model_wide["scope"] == "model"
+    table = ok(gw, "limits", "list", "--team", "ml")
+    assert table.splitlines()[0].split() == ["ID", "SCOPE", "TEAM", "KEY", "MODEL", "RPM", "TPM",
+                                             "CONCURRENCY", "UPDATED"]
+    assert all(rule["id"] in table for rule in (limit, on_model, on_key))
+    assert model_wide["id"] not in table  # not about the team
+    assert {r["id"] for r in ok_json(gw, "limits", "list", "--scope", "model")["data"]} == {
+        model_wide["id"]}
+
+    budget = ok_json(gw, "budgets", "set", "--team", "ml", "--amount", "500", "--currency", "USD",
+                     "--period", "monthly", "--mode", "hard")
+    assert (budget["amount"], budget["currency"], budget["period"], budget["mode"]) == (
+        "500", "USD", "monthly", "hard")
+    soft = ok_json(gw, "budgets", "set", "--key-id", key["id"], "--amount", "12.50", "--period", "daily",
+                   "--mode", "soft")
+    assert soft["amount"] == "12.5" and soft["scope"] == "key"
+    budgets = ok(gw, "budgets", "list", "--team", "ml")
+    assert budgets.splitlines()[0].split()[:5] == ["ID", "SCOPE", "TEAM", "KEY", "AMOUNT"]
+    assert budget["id"] in budgets and soft["id"] in budgets and "12.5" in budgets
+
+    # Usage errors are exit 2 before any request; the server's refusals exit 1 with its message.
+    for args in (("limits", "set", "--team", "ml"), ("limits", "set", "--rpm", "1"),
+                 ("limits", "set", "--key-id", key["id"], "--team", "ml", "--rpm", "1"),
+                 ("limits", "set", "--team", "ml", "--rpm", "0"),
+                 ("budgets", "set", "--amount", "5")):
+        assert cli(*args, url=gw.origin).returncode == 2, args
+    euros = cli("budgets", "set", "--team", "ml", "--amount", "5", "--currency", "EUR", url=gw.origin)
+    assert euros.returncode == 1 and "currency" in euros.stderr and "USD" in euros.stderr
+    nothing = cli("budgets", "set", "--team", "ml", "--amount", "0", url=gw.origin)
+    assert nothing.returncode == 1 and "amount" in nothing.stderr
+    unknown = cli("limits", "set", "--team", "no-such-team", "--rpm", "1", url=gw.origin)
+    assert unknown.returncode == 1 and "no-such-team" in unknown.stderr
+
+    assert "deleted limit" in ok(gw, "limits", "delete", limit["id"])
+    assert ok_json(gw, "budgets", "delete", budget["id"]) == {"id": budget["id"], "deleted": True}
+    assert {b["id"] for b in ok_json(gw, "budgets", "list", "--team", "ml")["data"]} == {soft["id"]}
+    gone = cli("limits", "delete", limit["id"], url=gw.origin)
+    assert gone.returncode == 1 and gone.stderr.startswith("error: ")

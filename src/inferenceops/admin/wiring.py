@@ -35,9 +35,12 @@ class AdminDatabase:
         await self.db.close()
 
 
-def build_admin(settings: Settings, hasher: KeyHasher) -> tuple[object, AdminDatabase]:
+def build_admin(settings: Settings, hasher: KeyHasher,
+                currency: str = "USD") -> tuple[object, AdminDatabase]:
+    """The admin app and its database feed; ``currency`` is the platform's (budgets must use it)."""
     db = Database(settings.resolved_database_url)
-    app = build_admin_app(db, hasher, extra_authenticators=human_authenticators(settings, db))
+    app = build_admin_app(db, hasher, extra_authenticators=human_authenticators(settings, db),
+                          currency=currency)
     return app, AdminDatabase(db)
 
 

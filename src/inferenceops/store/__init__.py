@@ -9,7 +9,7 @@ background writers and the snapshot builder — never by the data plane
     migrate.py     upgrade / current, under a cross-process migration lock
     tables.py      the schema (declarative, typed)
     records.py     the plain records that leave the store
-    repo/          async repositories (teams, users, keys, grants, identity)
+    repo/          async repositories (teams, users, keys, grants, admission rules, identity)
     errors.py      StoreError tree; the one translator of library exceptions
     ids.py         prefixed random ids
     migrations/    Alembic environment and revisions (packaged)
@@ -38,8 +38,10 @@ from inferenceops.store.migrate import current, head, upgrade
 from inferenceops.store.records import (
     ActiveKey,
     ApiKeyRecord,
+    BudgetRecord,
     GrantRecord,
     IdentityData,
+    LimitRecord,
     MembershipRecord,
     Page,
     ServiceAccountRecord,
@@ -48,8 +50,9 @@ from inferenceops.store.records import (
 )
 
 __all__ = [
-    "ActiveKey", "ApiKeyRecord", "Backend", "Conflict", "Database", "GrantRecord", "IdentityData",
-    "Invalid", "InvalidDatabaseURL", "MembershipRecord", "NotFound", "Page", "SchemaOutdated",
+    "ActiveKey", "ApiKeyRecord", "Backend", "BudgetRecord", "Conflict", "Database", "GrantRecord",
+    "IdentityData", "Invalid", "InvalidDatabaseURL", "LimitRecord", "MembershipRecord", "NotFound",
+    "Page", "SchemaOutdated",
     "ServiceAccountRecord", "StoreError", "StoreUnavailable", "TeamRecord", "UserRecord",
     "backend_of", "current", "head", "repo", "upgrade",
 ]

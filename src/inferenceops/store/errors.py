@@ -39,7 +39,15 @@ class Conflict(StoreError):
 
 
 class Invalid(StoreError, ValueError):
-    """Values that break a rule of the schema (a CHECK, an allowed value)."""
+    """Values that break a rule of the schema (a CHECK, an allowed value).
+
+    ``field`` names the offending value when the repository knows it (``"rpm"``),
+    so the admin API can point the client at it; None for a rule over several.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SchemaOutdated(StoreError):

@@ -12,6 +12,7 @@ import secrets
 #: Prefix per table; the admin API and the CLI may show them.
 TEAM, USER, SERVICE_ACCOUNT, API_KEY = "team", "usr", "sa", "key"
 PROVIDER, DEPLOYMENT, MODEL = "prov", "dep", "mdl"
+LIMIT, BUDGET = "lim", "bgt"
 
 RANDOM_CHARS = 20
 

@@ -83,6 +83,7 @@ class ApiKeyRecord:
     revoked_at: datetime | None
     last_used_at: datetime | None
     rotated_from_id: str | None
+    background_only: bool = False  # its requests always queue as background work
 
 
 class ActiveKey(NamedTuple):
@@ -101,6 +102,42 @@ class ActiveKey(NamedTuple):
     scopes: frozenset[str]
     allowed_models: frozenset[str] | None
     expires_at: datetime | None
+    background_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRecord:
+    """A rate limit set by an operator; ``scope`` says which of key/team/model ids apply.
+
+    key: ``key_id``; team: ``team_id``; model: ``model``; team_model: ``team_id`` + ``model``.
+    """
+
+    id: str
+    scope: str
+    key_id: str | None
+    team_id: str | None
+    model: str | None
+    rpm: int | None
+    tpm: int | None
+    concurrency: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRecord:
+    """Money a team (``team_id``) or key (``key_id``) may spend per period, in nano-units."""
+
+    id: str
+    scope: str  # "team" | "key"
+    key_id: str | None
+    team_id: str | None
+    amount_nanos: int
+    currency: str
+    period: str  # daily | weekly | monthly | lifetime
+    mode: str  # hard | soft
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +151,8 @@ class IdentityData:
     service_accounts: tuple[ServiceAccountRecord, ...]
     memberships: tuple[MembershipRecord, ...]
     grants: tuple[GrantRecord, ...]
+    limits: tuple[LimitRecord, ...] = ()
+    budgets: tuple[BudgetRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,11 @@ _READ_BATCH = 1000  # rows converted per event-loop turn while reading
 
 
 async def build_identity(db: Database) -> Identity:
+    return (await build_identity_and_rules(db))[0]
+
+
+async def build_identity_and_rules(db: Database) -> tuple[Identity, IdentityData]:
+    """The identity index, plus what the policy is built from (teams, limits, budgets; no keys)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -39,7 +44,7 @@ async def build_identity(db: Database) -> Identity:
         for chunk in _chunks(rows, data):
             index.update(chunk)
             await asyncio.sleep(0)
-        return Identity(index, grants, revision=data.revision)
+        return Identity(index, grants, revision=data.revision), data
     finally:
         # Everything alive now is long-lived: freeze it out of future collections, or the
         # first collection after re-enabling walks all of it at once (~100 ms, measured).
@@ -66,7 +71,8 @@ def _chunks(rows: list[ActiveKey], data: IdentityData) -> Iterator[list[tuple[by
                 continue
             expires = k.expires_at.timestamp() if k.expires_at is not None else None
             chunk.append((k.digest, ApiKey(k.id, k.prefix, principals[owner], k.team_id, k.scopes,
-                                           k.allowed_models, expires)))
+                                           k.allowed_models, expires,
+                                           background_only=k.background_only)))
         del rows[-_CHUNK:]
         yield chunk
 

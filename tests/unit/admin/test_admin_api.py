@@ -128,6 +128,27 @@ class World:
             await repo.grant(tx, self.ids[team], model)
         return model
 
+    async def fresh_limit(self, key_of: str | None = None) -> str:
+        """A limit on a new model for team A, or on a new key of user ``key_of`` in team A."""
+        key_id = None if key_of is None else (await self.fresh_key(user=key_of))[0]
+        async with self.db.transaction() as tx:
+            if key_id is not None:
+                rule, _ = await repo.set_limit(tx, scope="key", key_id=key_id, rpm=10)
+            else:
+                rule, _ = await repo.set_limit(tx, scope="team_model", team_id=self.ids["A"],
+                                               model=self.unique("m"), rpm=10)
+        return rule.id
+
+    async def fresh_budget(self, key_of: str | None = None) -> str:
+        """Team A's monthly budget (set anew), or a budget on a new key of user ``key_of``."""
+        key_id = None if key_of is None else (await self.fresh_key(user=key_of))[0]
+        async with self.db.transaction() as tx:
+            subject = {"scope": "key", "key_id": key_id} if key_id else {
+                "scope": "team", "team_id": self.ids["A"]}
+            rule, _ = await repo.set_budget(tx, **subject, amount_nanos=10**9, currency="USD",
+                                            period="monthly")
+        return rule.id
+
     async def audit_tail(self) -> int:
         async with self.db.read() as tx:
             page = await list_audit(tx, limit=1000)
@@ -278,6 +299,27 @@ async def _key_for_sa(w: World) -> tuple[str, Any]:
                           "scopes": ["inference", "batch"]}
 
 
+async def _patch_team(w: World) -> tuple[str, Any]:
+    return f"{V1}/teams/{await w.fresh_team()}", {"weight": 7}
+
+
+async def _set_limit(w: World) -> tuple[str, Any]:
+    return f"{V1}/limits", {"scope": "team_model", "team_id": w.ids["A"], "model": w.unique("m"),
+                            "rpm": 60, "tpm": 10_000}
+
+
+async def _set_budget(w: World) -> tuple[str, Any]:
+    return f"{V1}/budgets", {"scope": "key", "key_id": (await w.fresh_key())[0], "amount": "12.50",
+                             "currency": "USD", "period": "daily", "mode": "soft"}
+
+
+def _rule(kind: str, key_of: str | None = None) -> Make:
+    async def make(w: World) -> tuple[str, Any]:
+        fresh = w.fresh_limit if kind == "limits" else w.fresh_budget
+        return f"{V1}/{kind}/{await fresh(key_of)}", None
+    return make
+
+
 #                                                     admin aud bill ownA memA viewA ownB saA
 CASES = [
     Case("me", "GET", "/me", fixed(f"{V1}/me"), "200 200 200 200 200 200 200 200"),
@@ -288,6 +330,7 @@ CASES = [
     Case("teams.get B", "GET", "/teams/{team_id}", fixed(V1 + "/teams/{B}"),
          "200 200 200 404 404 404 200 404"),
     Case("teams.delete", "DELETE", "/teams/{team_id}", _new_team, "204 403 403 403 403 403 403 403"),
+    Case("teams.patch", "PATCH", "/teams/{team_id}", _patch_team, "200 403 403 403 403 403 403 403"),
     Case("members.list", "GET", "/teams/{team_id}/members", fixed(V1 + "/teams/{A}/members"),
          "200 200 403 200 403 403 404 403"),
     Case("members.put", "PUT", "/teams/{team_id}/members/{user_id}", _put_member,
@@ -319,6 +362,29 @@ CASES = [
     Case("grants.delete", "DELETE", "/grants/{team_id}/{model}", _delete_grant,
          "204 403 403 403 403 403 403 403"),
     Case("audit.list", "GET", "/audit", fixed(f"{V1}/audit"), "200 200 403 403 403 403 403 403"),
+    # Admission rules: platform admins write; team owners and members only read their team's.
+    Case("limits.list A", "GET", "/limits", fixed(V1 + "/limits?team_id={A}"),
+         "200 200 200 200 200 403 404 200"),
+    Case("limits.list", "GET", "/limits", fixed(V1 + "/limits"), "200 200 200 200 200 403 200 200"),
+    Case("limits.set", "POST", "/limits", _set_limit, "201 403 403 403 403 403 403 403"),
+    Case("limits.get team", "GET", "/limits/{limit_id}", _rule("limits"),
+         "200 200 200 200 200 403 404 200"),
+    Case("limits.get key", "GET", "/limits/{limit_id}", _rule("limits", "memberA"),
+         "200 200 200 200 200 403 404 404"),
+    Case("limits.get other's key", "GET", "/limits/{limit_id}", _rule("limits", "ownerA"),
+         "200 200 200 200 404 403 404 404"),
+    Case("limits.delete", "DELETE", "/limits/{limit_id}", _rule("limits"),
+         "204 403 403 403 403 403 403 403"),
+    Case("budgets.list A", "GET", "/budgets", fixed(V1 + "/budgets?team_id={A}"),
+         "200 200 200 200 200 403 404 200"),
+    Case("budgets.list", "GET", "/budgets", fixed(V1 + "/budgets"), "200 200 200 200 200 403 200 200"),
+    Case("budgets.set", "POST", "/budgets", _set_budget, "201 403 403 403 403 403 403 403"),
+    Case("budgets.get team", "GET", "/budgets/{budget_id}", _rule("budgets"),
+         "200 200 200 200 200 403 404 200"),
+    Case("budgets.get key", "GET", "/budgets/{budget_id}", _rule("budgets", "memberA"),
+         "200 200 200 200 200 403 404 404"),
+    Case("budgets.delete", "DELETE", "/budgets/{budget_id}", _rule("budgets", "memberA"),
+         "204 403 403 403 403 403 403 403"),
 ]
 
 
@@ -344,7 +410,7 @@ async def test_route_by_role(world: World, case: Case, role: str) -> None:
         entry = entries[0]
         assert entry.actor == world.actors[role] and entry.source == CLIENT
         assert entry.action.split(".")[0] in {"team", "member", "user", "service_account", "key",
-                                              "grant"}
+                                              "grant", "limit", "budget"}
         assert "secret" not in orjson.dumps([entry.before, entry.after]).decode()
 
 
@@ -356,7 +422,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 24
+    assert len(_api_routes()) == 33
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 

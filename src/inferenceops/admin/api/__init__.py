@@ -4,8 +4,9 @@
     deps.py                 authentication, the RBAC table, ``require(permission)``, ``Access``
     errors.py               the one exception → OpenAI-error-JSON mapping
     schemas.py              request/response bodies; explicit conversion from store records
-    services.py             teams, members, users, service accounts, grants, audit (+ audit hook)
+    services.py             teams (+ weight), members, users, service accounts, grants, audit (+ audit hook)
     key_service.py          API keys: create (secret once), revoke, rotate
+    admission_service.py    rate limits and budgets: list (scoped to the caller), set, delete
     routes_*.py             thin handlers, one module per resource
 
 Never imported by the data plane.

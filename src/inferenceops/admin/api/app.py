@@ -18,8 +18,10 @@ from fastapi import Depends, FastAPI
 
 from inferenceops.admin.api import (
     routes_audit,
+    routes_budgets,
     routes_grants,
     routes_keys,
+    routes_limits,
     routes_service_accounts,
     routes_teams,
     routes_users,
@@ -27,6 +29,7 @@ from inferenceops.admin.api import (
 from inferenceops.admin.api.deps import AdminContext, Authenticator, authenticated
 from inferenceops.admin.api.errors import HANDLED, error_response
 from inferenceops.platform.keys import KeyHasher
+from inferenceops.platform.policy import CURRENCIES
 from inferenceops.store import Database
 
 PREFIX = "/admin/api/v1"
@@ -34,19 +37,26 @@ OPENAPI_PATH = f"{PREFIX}/openapi.json"
 #: Paths served without authentication. Nothing else.
 PUBLIC_PATHS = frozenset({OPENAPI_PATH})
 ROUTERS = (routes_audit.router, routes_teams.router, routes_users.router,
-           routes_service_accounts.router, routes_keys.router, routes_grants.router)
+           routes_service_accounts.router, routes_keys.router, routes_grants.router,
+           routes_limits.router, routes_budgets.router)
 
 
 def build_admin_app(db: Database, hasher: KeyHasher, *,
-                    extra_authenticators: Iterable[Authenticator] = ()) -> FastAPI:
-    """The admin REST API over ``db``; ``extra_authenticators`` are tried after API keys, in order."""
+                    extra_authenticators: Iterable[Authenticator] = (),
+                    currency: str = "USD") -> FastAPI:
+    """The admin REST API over ``db``; ``extra_authenticators`` are tried after API keys, in order.
+
+    ``currency`` is the platform's (ISO 4217): budgets in any other are refused.
+    """
+    if currency not in CURRENCIES:
+        raise ValueError(f"unknown currency {currency!r}; use an ISO 4217 code such as USD")
     app = FastAPI(
         title="InferenceOps admin API", version="1", openapi_url=OPENAPI_PATH,
         docs_url=None, redoc_url=None,
         # Authentication on every route; the OpenAPI route is added by FastAPI outside of these.
         dependencies=[Depends(authenticated)],
     )
-    app.state.admin = AdminContext(db, hasher, tuple(extra_authenticators))
+    app.state.admin = AdminContext(db, hasher, tuple(extra_authenticators), currency)
     for exc_class in HANDLED:
         app.add_exception_handler(exc_class, error_response)
     for router in ROUTERS:

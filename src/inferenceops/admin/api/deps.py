@@ -48,36 +48,44 @@ PERMISSIONS = (
     "teams:read", "teams:write", "members:read", "members:write", "users:read", "users:write",
     "service_accounts:read", "service_accounts:write", "keys:read", "keys:write",
     "grants:read", "grants:write", "audit:read",
+    "limits:read", "limits:write", "budgets:read", "budgets:write",
 )
 _READS = frozenset(p for p in PERMISSIONS if p.endswith(":read"))
 
 #: Platform roles: permissions held on every team and every object.
-#: billing only reads teams for now; usage and chargeback routes will widen it.
+#: billing reads teams and the admission rules (what may be spent); usage routes will widen it.
 PLATFORM_ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType({
     "platform-admin": frozenset(PERMISSIONS),
     "auditor": _READS,
-    "billing": frozenset({"teams:read"}),
+    "billing": frozenset({"teams:read", "limits:read", "budgets:read"}),
 })
 
 #: Team roles: permission → extent, held on that team only. OWN: keys owned by the caller's user.
+#: For limits/budgets, OWN also covers the team's own rules (team, team on a model): a member
+#: sees what limits the team and their own keys, not the rules of colleagues' keys.
+#: Only platform admins change admission rules: a team must not raise its own limits.
 TEAM_ROLE_PERMISSIONS: Mapping[str, Mapping[str, Extent]] = MappingProxyType({
     "owner": MappingProxyType({
         "teams:read": TEAM, "members:read": TEAM, "members:write": TEAM,
         "service_accounts:read": TEAM, "service_accounts:write": TEAM,
         "keys:read": TEAM, "keys:write": TEAM, "grants:read": TEAM,
+        "limits:read": TEAM, "budgets:read": TEAM,
     }),
-    "member": MappingProxyType({"teams:read": TEAM, "keys:read": OWN, "keys:write": OWN}),
+    "member": MappingProxyType({"teams:read": TEAM, "keys:read": OWN, "keys:write": OWN,
+                                "limits:read": OWN, "budgets:read": OWN}),
     "viewer": MappingProxyType({"teams:read": TEAM, "keys:read": OWN}),
 })
 
 
 @dataclass(frozen=True)
 class AdminContext:
-    """What the routes share: the store, the key hasher and the extra authenticators."""
+    """What the routes share: the store, the key hasher, the extra authenticators, and the
+    platform currency (the only one a budget may be set in)."""
 
     db: Database
     hasher: KeyHasher
     authenticators: tuple[Authenticator, ...] = ()
+    currency: str = "USD"
 
 
 def context(request: Request) -> AdminContext:

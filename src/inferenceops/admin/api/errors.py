@@ -2,7 +2,7 @@
 
     store NotFound                  → 404 invalid_request_error / not_found
     store Conflict                  → 409 invalid_request_error / conflict
-    store Invalid                   → 422 invalid_request_error / invalid_value
+    store Invalid                   → 422 invalid_request_error / invalid_value, param = its field
     RequestValidationError          → 422 invalid_request_error / invalid_value, param = field path
     store SchemaOutdated/Unavailable→ 503 service_unavailable / not_ready
     other StoreError                → 500 server_error (logged)
@@ -82,7 +82,7 @@ def to_api_error(exc: BaseException) -> errors.InferenceOpsError:
     if isinstance(exc, store_errors.Conflict):
         return Conflict(str(exc))
     if isinstance(exc, store_errors.Invalid):
-        return Unprocessable(str(exc))
+        return Unprocessable(str(exc), param=exc.field)
     if isinstance(exc, store_errors.SchemaOutdated | store_errors.StoreUnavailable):
         log.error("admin API: store unavailable: %s", exc)
         return errors.Unavailable(str(exc))

@@ -106,7 +106,7 @@ async def create_key(ctx: AdminContext, access: Access, body: s.KeyCreate) -> s.
             tx, name=body.name, prefix=visible_prefix(secret), digest=ctx.hasher.digest(secret),
             user_id=None if account_id is not None else user_id, service_account_id=account_id,
             team_id=team_id, scopes=body.scopes, allowed_models=body.allowed_models,
-            expires_at=body.expires_at)
+            expires_at=body.expires_at, background_only=body.background_only)
         await audit(tx, principal, "key.create", "api_key", record.id, after=s.KeyOut.of(record))
     return s.KeyCreated.with_secret(record, secret)
 

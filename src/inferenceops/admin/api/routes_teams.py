@@ -33,6 +33,13 @@ async def get_team(team_id: str, ctx: Context,
     return await services.get_team(ctx, access, team_id)
 
 
+@router.patch("/teams/{team_id}", response_model=s.TeamOut)
+async def update_team(team_id: str, body: s.TeamPatch, ctx: Context,
+                      access: Annotated[Access, Depends(require("teams:write"))]) -> s.TeamOut:
+    """Change a team's fair-share weight (1 to 1000): its share of contended capacity."""
+    return await services.update_team(ctx, access, team_id, body)
+
+
 @router.delete("/teams/{team_id}", status_code=204, response_class=Response)
 async def delete_team(team_id: str, ctx: Context,
                       access: Annotated[Access, Depends(require("teams:write"))]) -> Response:

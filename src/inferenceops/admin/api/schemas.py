@@ -12,19 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from inferenceops.admin.principal import AdminPrincipal
+from inferenceops.platform.policy import CURRENCIES, Period, from_nanos, to_nanos
+from inferenceops.platform.policy import Scope as LimitScope
 from inferenceops.store.records import (
     ApiKeyRecord,
+    BudgetRecord,
     GrantRecord,
+    LimitRecord,
     MembershipRecord,
     ServiceAccountRecord,
     TeamRecord,
     UserRecord,
 )
+from inferenceops.store.repo.admission import MAX_BIGINT
 
 T = TypeVar("T")
 PlatformRole = Literal["platform-admin", "auditor", "billing"]
@@ -32,6 +37,9 @@ TeamRole = Literal["owner", "member", "viewer"]
 Scope = Literal["inference", "batch", "admin"]
 Name = Field(min_length=1, max_length=200)
 MAX_OVERLAP_S = 30 * 24 * 3600
+MAX_WEIGHT = 1000
+#: A rate limit: a positive whole number (what a BIGINT column holds).
+LimitValue = Annotated[int, Field(gt=0, le=MAX_BIGINT)]
 
 
 class _Request(BaseModel):
@@ -62,6 +70,20 @@ class TeamOut(BaseModel):
     @classmethod
     def of(cls, r: TeamRecord) -> TeamOut:
         return cls(id=r.id, name=r.name, weight=r.weight, created_at=r.created_at, updated_at=r.updated_at)
+
+
+class TeamPatch(_Request):
+    """Only the fields sent change (``null`` is not a value)."""
+
+    weight: int | None = Field(None, ge=1, le=MAX_WEIGHT,
+                               description="Fair-share weight when the queue is contended")
+
+    @field_validator("weight")
+    @classmethod
+    def _not_null(cls, value: int | None) -> int:
+        if value is None:
+            raise ValueError("must be a whole number, not null")
+        return value
 
 
 class MemberSet(_Request):
@@ -138,6 +160,7 @@ class KeyCreate(_Request):
     scopes: list[Scope] = Field(min_length=1)
     allowed_models: list[str] | None = None
     expires_at: AwareDatetime | None = None
+    background_only: bool = Field(False, description="Its requests always queue as background work")
 
 
 class KeyRotate(_Request):
@@ -158,6 +181,7 @@ class KeyOut(BaseModel):
     revoked_at: datetime | None
     last_used_at: datetime | None
     rotated_from_id: str | None
+    background_only: bool
 
     @classmethod
     def of(cls, r: ApiKeyRecord) -> KeyOut:
@@ -166,7 +190,8 @@ class KeyOut(BaseModel):
             service_account_id=r.service_account_id, scopes=sorted(r.scopes),
             allowed_models=None if r.allowed_models is None else sorted(r.allowed_models),
             created_at=r.created_at, expires_at=r.expires_at, revoked_at=r.revoked_at,
-            last_used_at=r.last_used_at, rotated_from_id=r.rotated_from_id)
+            last_used_at=r.last_used_at, rotated_from_id=r.rotated_from_id,
+            background_only=r.background_only)
 
 
 class KeyCreated(KeyOut):
@@ -175,6 +200,102 @@ class KeyCreated(KeyOut):
     @classmethod
     def with_secret(cls, r: ApiKeyRecord, secret: str) -> KeyCreated:
         return cls(**KeyOut.of(r).model_dump(), secret=secret)
+
+
+# ---- admission: limits and budgets -----------------------------------------------------------
+
+class LimitSet(_Request):
+    """A subject and its limits. ``scope`` says which ids apply: key → ``key_id``; team →
+    ``team_id``; model → ``model``; team_model → ``team_id`` + ``model``. Replaces the
+    subject's limit whole: a value left out is unlimited."""
+
+    scope: LimitScope
+    key_id: str | None = None
+    team_id: str | None = None
+    model: str | None = Field(None, max_length=200)
+    rpm: LimitValue | None = Field(None, description="Requests per minute")
+    tpm: LimitValue | None = Field(None, description="Tokens per minute")
+    concurrency: LimitValue | None = Field(None, description="Requests in flight at once")
+
+
+class LimitOut(BaseModel):
+    id: str
+    scope: str
+    key_id: str | None
+    team_id: str | None
+    model: str | None
+    rpm: int | None
+    tpm: int | None
+    concurrency: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, r: LimitRecord) -> LimitOut:
+        return cls(id=r.id, scope=r.scope, key_id=r.key_id, team_id=r.team_id, model=r.model,
+                   rpm=r.rpm, tpm=r.tpm, concurrency=r.concurrency, created_at=r.created_at,
+                   updated_at=r.updated_at)
+
+
+class BudgetSet(_Request):
+    """A team's or key's budget for one period; replaces the one it has for that period.
+
+    ``amount`` is decimal text (``"12.50"``; a JSON number is read as its decimal text).
+    ``currency`` defaults to the platform's, and must be it.
+    """
+
+    scope: Literal["team", "key"]
+    key_id: str | None = None
+    team_id: str | None = None
+    amount: str = Field(examples=["500", "12.50"])
+    currency: str | None = Field(None, examples=["USD"])
+    period: Period
+    mode: Literal["hard", "soft"] = Field("hard", description="hard refuses requests; soft only alerts")
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount(cls, value: object) -> str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError('give the amount as decimal text, such as "12.50"')
+        nanos = to_nanos(value)  # ValueError names what is wrong
+        if nanos <= 0:
+            raise ValueError("must be more than 0")
+        if nanos > MAX_BIGINT:
+            raise ValueError(f"must be at most {from_nanos(MAX_BIGINT)}")
+        return str(value).strip()
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if code not in CURRENCIES:
+            raise ValueError(f"unknown currency {value!r}: use an ISO 4217 code such as USD")
+        return code
+
+    @property
+    def amount_nanos(self) -> int:
+        return to_nanos(self.amount)
+
+
+class BudgetOut(BaseModel):
+    id: str
+    scope: str
+    key_id: str | None
+    team_id: str | None
+    amount: str = Field(description="Decimal text, e.g. \"12.5\"")
+    currency: str
+    period: str
+    mode: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, r: BudgetRecord) -> BudgetOut:
+        return cls(id=r.id, scope=r.scope, key_id=r.key_id, team_id=r.team_id,
+                   amount=from_nanos(r.amount_nanos), currency=r.currency, period=r.period,
+                   mode=r.mode, created_at=r.created_at, updated_at=r.updated_at)
 
 
 # ---- grants, audit, me ------------------------------------------------------------------------

@@ -85,6 +85,17 @@ async def create_team(ctx: AdminContext, access: Access, body: s.TeamCreate) -> 
     return out
 
 
+async def update_team(ctx: AdminContext, access: Access, team_id: str, body: s.TeamPatch) -> s.TeamOut:
+    access.check(team_id, f"team {team_id!r}")
+    async with ctx.db.transaction("updating a team") as tx:
+        before = s.TeamOut.of(await repo.get_team(tx, team_id))
+        out = before
+        if body.weight is not None:
+            out = s.TeamOut.of(await repo.set_team_weight(tx, team_id, body.weight))
+        await audit(tx, access.principal, "team.update", "team", team_id, before=before, after=out)
+    return out
+
+
 async def delete_team(ctx: AdminContext, access: Access, team_id: str) -> None:
     access.check(team_id, f"team {team_id!r}")
     async with ctx.db.transaction("deleting a team") as tx:

@@ -10,11 +10,24 @@ Every mutation that changes what a snapshot would contain bumps the
     users      users, platform roles, memberships
     keys       API keys: create, revoke, rotate, last use
     grants     per-team model grants
+    admission  operators' rate limits and budgets (per subject); team weights live in teams
     identity   load_identity (the snapshot read), is_empty
     audit      the hash-chained audit log: append (never bumps the revision), list, iterate
 """
 
 from inferenceops.store.repo._common import revision
+from inferenceops.store.repo.admission import (
+    delete_budget,
+    delete_limit,
+    find_budget,
+    find_limit,
+    get_budget,
+    get_limit,
+    list_budgets,
+    list_limits,
+    set_budget,
+    set_limit,
+)
 from inferenceops.store.repo.audit import append_audit, iter_audit, list_audit
 from inferenceops.store.repo.grants import grant, list_grants, revoke_grant
 from inferenceops.store.repo.identity import is_empty, load_identity
@@ -35,6 +48,7 @@ from inferenceops.store.repo.teams import (
     get_team_by_name,
     list_service_accounts,
     list_teams,
+    set_team_weight,
 )
 from inferenceops.store.repo.users import (
     create_user,
@@ -50,6 +64,8 @@ from inferenceops.store.repo.users import (
 
 __all__ = [
     "append_audit", "iter_audit", "list_audit",
+    "delete_budget", "delete_limit", "find_budget", "find_limit", "get_budget", "get_limit",
+    "list_budgets", "list_limits", "set_budget", "set_limit", "set_team_weight",
     "create_api_key", "create_service_account", "create_team", "create_user", "delete_team",
     "get_api_key", "get_service_account", "get_team", "get_team_by_name", "get_user",
     "get_user_by_email", "grant", "is_empty", "list_api_keys", "list_grants", "list_memberships",

@@ -52,16 +52,16 @@ async def page(session: AsyncSession, stmt: Select[Any], order: Any, after: str 
     return Page(items, cursor(items[-1]) if len(items) == limit else None)
 
 
-def check_choice(what: str, value: str, allowed: Sequence[str]) -> str:
+def check_choice(what: str, value: str, allowed: Sequence[str], *, field: str | None = None) -> str:
     if value not in allowed:
-        raise Invalid(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+        raise Invalid(f"{what} must be one of {', '.join(allowed)}; got {value!r}", field=field)
     return value
 
 
-def check_name(what: str, value: str) -> str:
+def check_name(what: str, value: str, *, field: str | None = None) -> str:
     value = value.strip()
     if not value:
-        raise Invalid(f"{what} must not be empty")
+        raise Invalid(f"{what} must not be empty", field=field)
     return value
 
 

@@ -1,7 +1,7 @@
 """Reading the whole identity for the data plane's snapshot, in batches.
 
 ``load_identity`` reads every non-revoked key plus teams, users, service
-accounts, memberships and grants inside one read transaction (one snapshot:
+accounts, memberships, grants, limits and budgets inside one read transaction (one snapshot:
 REPEATABLE READ on PostgreSQL, a single SQLite read transaction), together
 with the revision it corresponds to. Rows are streamed in batches
 (server-side cursor on PostgreSQL, chunked cursor on SQLite) and the event
@@ -22,15 +22,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inferenceops.store.db import Database
 from inferenceops.store.records import (
     ActiveKey,
+    BudgetRecord,
     GrantRecord,
     IdentityData,
+    LimitRecord,
     MembershipRecord,
     ServiceAccountRecord,
     TeamRecord,
     UserRecord,
 )
 from inferenceops.store.repo._common import revision
-from inferenceops.store.tables import ApiKey, Grant, Membership, ServiceAccount, Team, User
+from inferenceops.store.tables import (
+    ApiKey,
+    Budget,
+    Grant,
+    Limit,
+    Membership,
+    ServiceAccount,
+    Team,
+    User,
+)
 
 T = TypeVar("T")
 
@@ -65,20 +76,21 @@ class _KeyBuilder:
         return found
 
     def __call__(self, id: str, prefix: str, digest: bytes, team_id: str | None, user_id: str | None,
-                 sa_id: str | None, scopes: str, allowed: str | None, expires_at: Any) -> ActiveKey:
+                 sa_id: str | None, scopes: str, allowed: str | None, expires_at: Any,
+                 background_only: bool) -> ActiveKey:
         return ActiveKey(id, prefix, digest, team_id, user_id, sa_id, self._set(scopes) or frozenset(),
-                         self._set(allowed), expires_at)
+                         self._set(allowed), expires_at, bool(background_only))
 
 
 async def load_identity(db: Database, batch_size: int = 5000) -> IdentityData:
-    """Every live key, team, user, service account, membership and grant, at one revision."""
+    """Every live key, team, user, service account, membership, grant, limit and budget, at one revision."""
     async with db.read("loading the identity snapshot") as session:
         at = await revision(session)
         k = ApiKey.__table__.c  # Core columns: no ORM row processing for the big table
         # JSON read as text (CAST) and parsed once per distinct value by _KeyBuilder.
         keys = await _stream(session, select(
             k.id, k.prefix, k.digest, k.team_id, k.user_id, k.service_account_id,
-            cast(k.scopes, Text), cast(k.allowed_models, Text), k.expires_at,
+            cast(k.scopes, Text), cast(k.allowed_models, Text), k.expires_at, k.background_only,
         ).where(k.revoked_at.is_(None)), _KeyBuilder(), batch_size)
         teams = await _stream(session, select(
             Team.id, Team.name, Team.weight, Team.created_at, Team.updated_at).order_by(Team.name),
@@ -94,7 +106,15 @@ async def load_identity(db: Database, batch_size: int = 5000) -> IdentityData:
         ).order_by(Membership.team_id, Membership.user_id), MembershipRecord, batch_size)
         grants = await _stream(session, select(Grant.team_id, Grant.model, Grant.created_at)
                                .order_by(Grant.team_id, Grant.model), GrantRecord, batch_size)
-    return IdentityData(at, keys, teams, users, accounts, memberships, grants)
+        limits = await _stream(session, select(
+            Limit.id, Limit.scope, Limit.key_id, Limit.team_id, Limit.model, Limit.rpm, Limit.tpm,
+            Limit.concurrency, Limit.created_at, Limit.updated_at).order_by(Limit.id),
+            LimitRecord, batch_size)
+        budgets = await _stream(session, select(
+            Budget.id, Budget.scope, Budget.key_id, Budget.team_id, Budget.amount_nanos,
+            Budget.currency, Budget.period, Budget.mode, Budget.created_at, Budget.updated_at,
+        ).order_by(Budget.id), BudgetRecord, batch_size)
+    return IdentityData(at, keys, teams, users, accounts, memberships, grants, limits, budgets)
 
 
 async def is_empty(session: AsyncSession) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inferenceops.store.errors import Conflict, Invalid, NotFound, translating
 from inferenceops.store.records import ApiKeyRecord, Page
 from inferenceops.store.repo._common import bump_revision, check_name, page, sorted_unique
+from inferenceops.store.repo.admission import copy_key_rules
 from inferenceops.store.tables import SCOPES, ApiKey, ServiceAccount, utcnow
 
 DIGEST_BYTES = 32
@@ -30,7 +31,8 @@ def api_key_record(row: ApiKey) -> ApiKeyRecord:
         row.id, row.name, row.prefix, bytes(row.digest), row.team_id, row.user_id,
         row.service_account_id, frozenset(row.scopes),
         None if row.allowed_models is None else frozenset(row.allowed_models),
-        row.created_at, row.expires_at, row.revoked_at, row.last_used_at, row.rotated_from_id)
+        row.created_at, row.expires_at, row.revoked_at, row.last_used_at, row.rotated_from_id,
+        row.background_only)
 
 
 def _check_digest(digest: bytes) -> bytes:
@@ -51,12 +53,13 @@ async def create_api_key(
     session: AsyncSession, *, name: str, prefix: str, digest: bytes,
     user_id: str | None = None, service_account_id: str | None = None, team_id: str | None = None,
     scopes: Iterable[str] = ("inference",), allowed_models: Iterable[str] | None = None,
-    expires_at: datetime | None = None, now: datetime | None = None,
+    expires_at: datetime | None = None, now: datetime | None = None, background_only: bool = False,
 ) -> ApiKeyRecord:
     """Store a key owned by exactly one of ``user_id`` / ``service_account_id``.
 
     A service account's key belongs to the account's team (``team_id`` may be
     omitted; a different one is ``Invalid``). ``Conflict`` if the digest exists.
+    A ``background_only`` key's requests always queue as background work.
     """
     if (user_id is None) == (service_account_id is None):
         raise Invalid("a key is owned by exactly one of a user or a service account")
@@ -73,7 +76,7 @@ async def create_api_key(
         user_id=user_id, service_account_id=service_account_id, team_id=team_id,
         scopes=_check_scopes(scopes),
         allowed_models=None if allowed_models is None else sorted_unique(allowed_models),
-        created_at=now or utcnow(), expires_at=expires_at,
+        created_at=now or utcnow(), expires_at=expires_at, background_only=bool(background_only),
     )
     with translating(f"creating key {prefix!r}"):
         session.add(key)
@@ -127,8 +130,9 @@ async def rotate_api_key(
 ) -> ApiKeyRecord:
     """Replace a key with a new secret; both work until ``now + overlap``, then only the new one.
 
-    The new key copies the old one's name, owner, team, scopes, model list and
-    expiry, and records ``rotated_from_id``. The old key's ``expires_at`` is
+    The new key copies the old one's name, owner, team, scopes, model list,
+    expiry and ``background_only``, records ``rotated_from_id``, and gets copies of
+    the old key's limit and budgets (so a rotation never sheds them). The old key's ``expires_at`` is
     pulled in to ``now + overlap`` unless it already ends sooner. A revoked key
     cannot be rotated (``Conflict``).
     """
@@ -144,6 +148,7 @@ async def rotate_api_key(
         scopes=list(old.scopes),
         allowed_models=None if old.allowed_models is None else list(old.allowed_models),
         created_at=now, expires_at=old.expires_at, rotated_from_id=old.id,
+        background_only=old.background_only,
     )
     cutoff = now + overlap
     if old.expires_at is None or old.expires_at > cutoff:
@@ -151,6 +156,7 @@ async def rotate_api_key(
     with translating(f"rotating key {key_id!r}"):
         session.add(new)
         await session.flush()
+    await copy_key_rules(session, old.id, new.id)
     await bump_revision(session)
     return api_key_record(new)
 

@@ -1,4 +1,4 @@
-"""Teams and their service accounts: create, read, list, delete.
+"""Teams and their service accounts: create, read, list, set a team's weight, delete.
 
 Deleting a team deletes (by ON DELETE CASCADE in the schema) its memberships,
 grants, service accounts and every key scoped to it. Functions take the
@@ -29,7 +29,7 @@ async def create_team(session: AsyncSession, name: str, *, weight: int = 1) -> T
     """A new team; ``Conflict`` if the name is taken, ``Invalid`` unless weight > 0."""
     name = check_name("a team name", name)
     if weight < 1:
-        raise Invalid(f"a team's weight must be a positive integer, not {weight}")
+        raise Invalid(f"a team's weight must be a positive integer, not {weight}", field="weight")
     team = Team(name=name, weight=weight)
     with translating(f"creating team {name!r}"):
         session.add(team)
@@ -56,6 +56,21 @@ async def list_teams(session: AsyncSession, *, limit: int = 100,
                      after: str | None = None) -> Page[TeamRecord]:
     """Teams ordered by name; ``after`` is the last name of the previous page."""
     return await page(session, select(Team), Team.name, after, limit, team_record, lambda t: t.name)
+
+
+async def set_team_weight(session: AsyncSession, team_id: str, weight: int) -> TeamRecord:
+    """Change a team's fair-share weight (> 0); setting the weight it has changes nothing."""
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+        raise Invalid(f"a team's weight must be a positive integer, not {weight!r}", field="weight")
+    team = await session.get(Team, team_id, with_for_update=True)
+    if team is None:
+        raise NotFound(f"no team with id {team_id!r}")
+    if team.weight != weight:
+        team.weight = weight
+        with translating(f"setting the weight of team {team_id!r}"):
+            await session.flush()
+        await bump_revision(session)
+    return team_record(team)
 
 
 async def delete_team(session: AsyncSession, team_id: str) -> None:
