@@ -60,6 +60,14 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for key, v in values.items()}
 
 
+_ADMISSION = {
+    "off": "off (no rules)",
+    "memory": "on, in-memory ledger (6 counters and a priced budget per request, usage settled, "
+              "a deployment slot)",
+    "redis": "on, Redis ledger (same rules; one Redis round trip to admit, one to settle)",
+}
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The short table (plus context lines) printed at the end and kept in results/."""
     lat, ttfc, tp, mem = (results["latency"], results["ttfc"], results["throughput"],
@@ -109,6 +117,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['nproc']} cores ({m['cpu_model']}), Python {m['python']}, "
         f"granian {m['packages'].get('granian')}, httptools {m['packages'].get('httptools')}, "
         f"orjson {m['packages'].get('orjson')}; gateway workers: {results['gateway_workers']}; "
+        f"admission: {_ADMISSION.get(results.get('admission', 'off'), 'off')}; "
         f"commit {m['git_commit'][:12]}{' (dirty)' if m['git_dirty'] else ''}; {m['timestamp']}.",
         f"All on one {m['nproc']}-core machine: wrk, the upstream and the gateway share the CPU "
         f"(64-client gateway runs: gateway {g['cpu_share_pct']:.0f}%, upstream "

@@ -55,6 +55,19 @@ BODY: bytes = orjson.dumps(_CHAT)
 STREAM_BODY: bytes = orjson.dumps({**_CHAT, "stream": True})
 
 
+#: With --admission memory|redis every request is checked against 3 key limits, 2 model
+#: limits and a priced key budget (6 counters, usage settled), and takes a deployment slot;
+#: the limits are high enough never to refuse, so the cost of the checks is what is measured.
+ADMISSION_RULES = """\
+    price: {input_per_million: "0.15", output_per_million: "0.60"}
+limits:
+  - {key: "*", rpm: 100000000, tpm: 10000000000, concurrency: 100000}
+  - {model: %s, rpm: 100000000, tpm: 10000000000}
+budgets:
+  - {key: "*", amount: "1000000", currency: USD, period: monthly}
+""" % upstream.MODEL
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """How much of each measurement to do; ``FULL`` is the recorded run, ``QUICK`` a smoke test."""
@@ -101,6 +114,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--noise-threshold", type=float, default=25.0, metavar="PCT",
                         help="a wrk block during which other processes used more than PCT%% "
                         "of all cores is run again (at most twice; 2 retries per block on average)")
+    parser.add_argument("--admission", choices=("memory", "redis", "off"), default="memory",
+                        help="admission control in the gateway: limits, a budget, a deployment "
+                        "capacity and priced usage on every request, with the in-memory ledger "
+                        "(default) or Redis (--redis-url); off = no rules at all")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
+                        help="the Redis for --admission redis")
     parser.add_argument("--results-dir", type=Path, default=RESULTS,
                         help="where the JSON and markdown go (default bench/results)")
     return parser.parse_args(argv)
@@ -139,7 +158,8 @@ class Bench:
              "--data-dir", str(WORK / "data"), "--workers", str(args.gateway_workers),
              "--shutdown-timeout", "2"],
             WORK / "gateway.log", f"http://{HOST}:{self.ports['gateway']}/readyz",
-            env={"INFERENCEOPS_ADMIN_KEY": API_KEY})
+            env={"INFERENCEOPS_ADMIN_KEY": API_KEY,
+                 **({"INFERENCEOPS_REDIS_URL": args.redis_url} if args.admission == "redis" else {})})
         self.reference = procs.ManagedProcess(
             "reference",
             [sys.executable, "-m", "bench.reference", "--port", str(self.ports.get("reference", 0)),
@@ -161,9 +181,11 @@ class Bench:
             f"    served_model: {upstream.MODEL}\n"
             "    replicas:\n"
             f"      - url: http://{HOST}:{self.ports['direct']}/v1\n"
-            "models:\n"
+            + ("    capacity: 10000\n" if self.args.admission != "off" else "")
+            + "models:\n"
             f"  - name: {upstream.MODEL}\n"
-            "    deployment: bench-upstream\n")
+            "    deployment: bench-upstream\n"
+            + (ADMISSION_RULES if self.args.admission != "off" else ""))
         return path
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -590,6 +612,7 @@ def measure(bench: Bench, plan: Plan) -> dict[str, Any]:
         "upstream_interface": bench.args.upstream_interface,
         "reference": bench.args.reference,
         "reference_client": bench.args.reference_client,
+        "admission": bench.args.admission,
         "request_bytes": {"plain": len(BODY), "stream": len(STREAM_BODY),
                           "completion": len(upstream.COMPLETION),
                           "sse_chunks": len(upstream.STREAM_CHUNKS)},
@@ -630,7 +653,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         bench.stop()
-    stem = "foundation-quick" if args.quick else "foundation"
+    stem = {"memory": "foundation", "off": "foundation-admission-off",
+            "redis": "foundation-admission-redis"}[args.admission]
+    if args.quick:
+        stem += "-quick"
     paths = report.write(results, args.results_dir, stem=stem)
     _log(f"done in {results['duration_s']:.0f}s; wrote {', '.join(str(p) for p in paths[:2])}")
     print()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from inferenceops.admission.control import AdmissionControl
+from inferenceops.admission.ledger import Ledger
 from inferenceops.bootstrap import load_or_create_secret
 from inferenceops.config import ConfigError, Platform, load_platform
 from inferenceops.engines.openai_compat import OpenAICompatClient
@@ -20,6 +22,8 @@ from inferenceops.platform.identity import PLATFORM_ADMIN
 from inferenceops.platform.keys import visible_prefix
 from inferenceops.routing import LeastOutstanding
 from inferenceops.settings import Settings
+
+log = logging.getLogger("inferenceops")
 
 
 def build_simulators(platform: Platform) -> dict[str, ASGIApp]:
@@ -51,6 +55,22 @@ def platform_secret(settings: Settings) -> bytes:
     return load_or_create_secret(settings.data_dir)
 
 
+def build_admission(settings: Settings) -> AdmissionControl:
+    """Admission with the ledger the settings ask for: Redis when shared, else this process's memory."""
+    if settings.redis_url:
+        from inferenceops.admission.redis_ledger import RedisLedger
+
+        ledger: Ledger = RedisLedger(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    else:
+        from inferenceops.admission.memory_ledger import MemoryLedger
+
+        if settings.workers > 1:
+            log.warning("%d workers share no admission ledger: every limit and budget is counted "
+                        "per worker; set INFERENCEOPS_REDIS_URL to share them", settings.workers)
+        ledger = MemoryLedger()
+    return AdmissionControl(ledger, fail_open=settings.admission_fail_open)
+
+
 def build_state(settings: Settings, platform: Platform, hasher: KeyHasher,
                 identity: Identity) -> GatewayState:
     client = OpenAICompatClient(platform.catalog.deployments.values())
@@ -62,6 +82,7 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher,
         max_body_bytes=settings.max_body_bytes,
         max_tokens_limit=settings.max_tokens_limit,
         simulators=build_simulators(platform),
+        admission=build_admission(settings),
     )
 
 
@@ -76,9 +97,9 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     platform = load_platform(settings.config, loopback_base_url=settings.loopback_base_url)
     hasher = KeyHasher(platform_secret(settings))
     state = build_state(settings, platform, hasher, Identity([], {}))
-    state.feeds.append(SnapshotFeed(settings.resolved_database_url, platform.catalog,
+    state.feeds.append(SnapshotFeed(settings.resolved_database_url, platform,
                                     refresh_s=settings.snapshot_refresh_s,
                                     flush_s=settings.last_used_flush_s))
-    state.admin_app, admin_db = build_admin(settings, hasher)
+    state.admin_app, admin_db = build_admin(settings, hasher, currency=platform.policy.currency)
     state.feeds.append(admin_db)
     return GatewayApp(state)

@@ -20,9 +20,26 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from inferenceops.platform import Catalog, Deployment, Endpoint, Model, Replica, Timeouts
+from inferenceops.admission.config import (
+    BudgetSpec,
+    LimitSpec,
+    PriceSpec,
+    StaticPolicy,
+    TeamSpec,
+    check_currency,
+)
+from inferenceops.platform import (
+    Catalog,
+    Deployment,
+    Endpoint,
+    Model,
+    QueueSettings,
+    Replica,
+    Timeouts,
+)
+from inferenceops.platform.policy import Price
 
 SIMULATOR_MOUNT = "/_sim"
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
@@ -41,6 +58,12 @@ class TimeoutsSpec(_Strict):
     first_byte_s: float = Field(120.0, gt=0)
     between_chunks_s: float = Field(60.0, gt=0)
     total_s: float = Field(900.0, gt=0)
+
+
+class QueueSpec(_Strict):
+    max_waiting: int = Field(1000, ge=0, le=1_000_000)
+    interactive_max_wait_s: float = Field(30.0, gt=0, le=3600)
+    background_max_wait_s: float = Field(600.0, gt=0, le=86400)
 
 
 class ReplicaSpec(_Strict):
@@ -62,6 +85,9 @@ class DeploymentSpec(_Strict):
     api_key_env: str | None = Field(None, description="environment variable holding the upstream key")
     timeouts: TimeoutsSpec = TimeoutsSpec()
     max_connections: int = Field(256, ge=1, le=100_000)
+    capacity: int | None = Field(None, ge=1, le=100_000, description="requests this gateway "
+                                 "process sends at once; more wait in the fair queue")
+    queue: QueueSpec = QueueSpec()
 
     @model_validator(mode="after")
     def _engine_fields(self) -> DeploymentSpec:
@@ -83,11 +109,20 @@ class ModelSpec(_Strict):
     deployment: Name
     aliases: list[Name] = []
     type: Literal["chat", "embedding"] = "chat"
+    price: PriceSpec | None = None
+    max_output_tokens: int = Field(4096, ge=1, le=10_000_000, description="output tokens "
+                                   "reserved for a request that does not set max_tokens")
 
 
 class PlatformSpec(_Strict):
+    currency: str = "USD"
     deployments: list[DeploymentSpec] = Field(min_length=1)
     models: list[ModelSpec] = Field(min_length=1)
+    teams: list[TeamSpec] = []
+    limits: list[LimitSpec] = []
+    budgets: list[BudgetSpec] = []
+
+    _currency = field_validator("currency")(check_currency)
 
 
 @dataclass(frozen=True)
@@ -105,6 +140,8 @@ class Platform:
     catalog: Catalog
     simulators: tuple[SimulatorMount, ...]
     source: str
+    policy: StaticPolicy = StaticPolicy()
+    prices: dict[str, Price] | None = None
 
 
 EMBEDDED_DEFAULT: dict[str, Any] = {
@@ -188,6 +225,19 @@ def _cross_check(spec: PlatformSpec, environ: dict[str, str]) -> list[Problem]:
                 problems.append((loc, f"model name or alias {public!r} is used by both "
                                  f"{seen[public]!r} and {m.name!r}"))
             seen.setdefault(public, m.name)
+    models = [m.name for m in spec.models]
+    for i, limit in enumerate(spec.limits):
+        if limit.model is not None and limit.model not in models:
+            problems.append((["limits", i, "model"], f"model {limit.model!r} is not defined "
+                             "under models: (use its name, not an alias)"))
+    for i, budget in enumerate(spec.budgets):
+        if budget.currency != spec.currency:
+            problems.append((["budgets", i, "currency"], f"budget in {budget.currency}, but the "
+                             f"platform's currency is {spec.currency}; currencies are not converted"))
+    teams = [t.name for t in spec.teams]
+    for i, team in enumerate(spec.teams):
+        if teams.index(team.name) != i:
+            problems.append((["teams", i, "name"], f"team {team.name!r} is listed twice"))
     return problems
 
 
@@ -240,15 +290,18 @@ def _build(spec: PlatformSpec, loopback: str, environ: dict[str, str], source: s
         deployments[d.name] = Deployment(
             name=d.name, dialect="openai", served_model=d.served_model,
             replicas=tuple(replicas), timeouts=Timeouts(**d.timeouts.model_dump()),
-            api_key=api_key, max_connections=d.max_connections,
+            api_key=api_key, max_connections=d.max_connections, capacity=d.capacity,
+            queue=QueueSettings(**d.queue.model_dump()),
         )
     created = int(time.time())
     models = [
         Model(name=m.name, deployment=deployments[m.deployment], aliases=tuple(m.aliases),
-              endpoints=_ENDPOINTS[m.type], created=created)
+              endpoints=_ENDPOINTS[m.type], created=created, max_output_tokens=m.max_output_tokens)
         for m in spec.models
     ]
-    return Platform(Catalog(models), tuple(mounts), source)
+    prices = {m.name: Price(*m.price.per_token_nanos()) for m in spec.models if m.price is not None}
+    policy = StaticPolicy(spec.currency, tuple(spec.teams), tuple(spec.limits), tuple(spec.budgets))
+    return Platform(Catalog(models), tuple(mounts), source, policy, prices)
 
 
 _ENDPOINTS = {

@@ -5,13 +5,14 @@ starts: migrations (under the store's cross-process lock), then first-start
 bootstrap — a platform-admin user and key (printed once), and for the
 embedded default a ``demo`` team granted the demo models.
 
-``SnapshotFeed`` runs in every worker: it builds the identity snapshot at
-start-up, then polls the store's revision counter (one single-row read) every
-``refresh_s`` and rebuilds and swaps the snapshot when it moved, so a revoked
-key is refused by every replica within about ``refresh_s`` plus build time.
-The hot path only ever sees the swapped snapshot. The same feed writes the
-keys' ``last_used_at`` from what the data plane noted (every
-``LAST_USED_FLUSH_S``, and once more at shutdown).
+``SnapshotFeed`` runs in every worker: it builds the snapshot (identity plus
+admission policy) at start-up, then polls the store's revision counter (one
+single-row read) every ``refresh_s`` and rebuilds and swaps the snapshot when
+it moved, so a revoked key is refused by every replica within about
+``refresh_s`` plus build time. The hot path only ever sees the swapped
+snapshot. The same feed writes, off the hot path, what the data plane queued:
+the keys' ``last_used_at`` (every ``LAST_USED_FLUSH_S``, and once more at
+shutdown) and soft-budget overrun alerts (into the audit log).
 """
 
 from __future__ import annotations
@@ -21,12 +22,25 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from inferenceops.admission.config import StaticPolicy
+from inferenceops.config import Platform
 from inferenceops.platform import Catalog, KeyHasher, Snapshot
 from inferenceops.platform.identity import PLATFORM_ADMIN
 from inferenceops.platform.keys import new_secret, visible_prefix
+from inferenceops.platform.policy import (
+    Budget,
+    BudgetRule,
+    LimitRule,
+    Period,
+    Policy,
+    Price,
+    RateLimit,
+    Scope,
+)
 from inferenceops.store import Conflict, Database, repo, upgrade
 from inferenceops.store.migrate import migration_lock
-from inferenceops.store.snapshot_builder import build_identity, current_revision
+from inferenceops.store.records import IdentityData
+from inferenceops.store.snapshot_builder import build_identity_and_rules, current_revision
 from inferenceops.supervisor import Supervisor
 
 log = logging.getLogger("inferenceops.control")
@@ -83,24 +97,52 @@ async def _ensure_key(db: Database, hasher: KeyHasher, secret: str) -> None:
         pass  # already stored (same digest)
 
 
+def assemble_policy(static: StaticPolicy, prices: dict[str, Price] | None,
+                    data: IdentityData) -> Policy:
+    """The platform YAML's rules and the store's, teams resolved by name (see ``Policy``)."""
+    team_ids = {t.name: t.id for t in data.teams}
+    weights = {t.id: t.weight for t in data.teams}
+    weights.update(static.team_weights(team_ids))
+    limits = list(static.limit_rules(team_ids))
+    for row in data.limits:
+        scope = Scope(row.scope)
+        subject = {Scope.KEY: row.key_id, Scope.TEAM: row.team_id, Scope.MODEL: row.model,
+                   Scope.TEAM_MODEL: (row.team_id, row.model)}[scope]
+        limits.append(LimitRule(scope, subject, RateLimit(row.rpm, row.tpm, row.concurrency)))  # type: ignore[arg-type]
+    budgets = list(static.budget_rules(team_ids))
+    for b in data.budgets:
+        subject = b.team_id if b.scope == "team" else b.key_id
+        budgets.append(BudgetRule(Scope(b.scope), subject,  # type: ignore[arg-type]
+                                  Budget(b.amount_nanos, Period(b.period), b.mode == "hard")))
+    return Policy(currency=static.currency, limits=limits, budgets=budgets, team_weights=weights,
+                  prices=prices, team_names={t.id: t.name for t in data.teams})
+
+
 class SnapshotFeed:
     """Builds the worker's snapshot from the store and keeps it current."""
 
-    def __init__(self, url: str, catalog: Catalog, *, refresh_s: float = 1.0,
+    def __init__(self, url: str, platform: Platform, *, refresh_s: float = 1.0,
                  flush_s: float = LAST_USED_FLUSH_S) -> None:
         self._url = url
         self._flush_s = flush_s
         self._state: object | None = None
-        self._catalog = catalog
+        self._platform = platform
         self._refresh_s = refresh_s
         self._db: Database | None = None
         self._supervisor = Supervisor()
 
+    async def _build(self) -> Snapshot:
+        assert self._db is not None
+        identity, data = await build_identity_and_rules(self._db)
+        platform = self._platform
+        return Snapshot(platform.catalog, identity,
+                        assemble_policy(platform.policy, platform.prices, data))
+
     async def start(self, state: object) -> None:
         self._db = Database(self._url)
-        identity = await build_identity(self._db)
-        state.snapshot = Snapshot(self._catalog, identity)  # type: ignore[attr-defined]
-        log.info("snapshot built: %d keys at revision %d", len(identity), identity.revision)
+        state.snapshot = snapshot = await self._build()  # type: ignore[attr-defined]
+        log.info("snapshot built: %d keys at revision %d", len(snapshot.identity),
+                 snapshot.identity.revision)
         self._state = state
         self._supervisor.spawn("snapshot-refresh", lambda: self._refresh(state))
         self._supervisor.spawn("key-last-used", self._flush_forever)
@@ -112,10 +154,11 @@ class SnapshotFeed:
             seen = state.snapshot.identity.revision  # type: ignore[attr-defined]
             if await current_revision(self._db) == seen:
                 continue
-            identity = await build_identity(self._db)
+            snapshot = await self._build()
             old = state.snapshot.identity  # type: ignore[attr-defined]
-            state.snapshot = Snapshot(self._catalog, identity)  # type: ignore[attr-defined]
-            log.info("snapshot rebuilt: %d keys at revision %d", len(identity), identity.revision)
+            state.snapshot = snapshot  # type: ignore[attr-defined]
+            log.info("snapshot rebuilt: %d keys at revision %d", len(snapshot.identity),
+                     snapshot.identity.revision)
             # Requests authenticate synchronously right after picking a snapshot up, so the old
             # keys can go now; a slice per loop turn keeps the freeing from stalling requests.
             while old.retire(_RETIRE_SLICE):
@@ -125,6 +168,22 @@ class SnapshotFeed:
         while True:
             await asyncio.sleep(self._flush_s)
             await self.flush_last_used()
+            await self.flush_alerts()
+
+    async def flush_alerts(self) -> int:
+        """Record soft-budget overruns the data plane queued as audit entries."""
+        admission = getattr(self._state, "admission", None)
+        if self._db is None or admission is None or not admission.alerts:
+            return 0
+        alerts, admission.alerts[:] = list(admission.alerts), []
+        async with self._db.transaction("auditing soft budget overruns") as tx:
+            for alert in alerts:
+                await repo.append_audit(
+                    tx, actor="system:admission", action="budget.soft_exceeded",
+                    target_type="budget", target_id=alert.counter,
+                    after={"budget": alert.label, "limit_nanos": alert.limit,
+                           "team_id": alert.team_id, "key_id": alert.key_id})
+        return len(alerts)
 
     async def flush_last_used(self) -> int:
         """Write the keys used since the last flush; returns how many were recorded."""
@@ -141,7 +200,8 @@ class SnapshotFeed:
         await self._supervisor.stop()
         try:
             await self.flush_last_used()
+            await self.flush_alerts()
         except Exception:  # shutting down: log it, the next start loses only this window
-            log.exception("could not record the last use of API keys at shutdown")
+            log.exception("could not record key use or budget alerts at shutdown")
         if self._db is not None:
             await self._db.close()

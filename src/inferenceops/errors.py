@@ -15,6 +15,9 @@ routing, gateway) and turned into OpenAI error JSON in exactly one place:
     ├── NotFound                           404 invalid_request_error / not_found
     │   └── ModelNotFound                  404 invalid_request_error / model_not_found
     ├── MethodNotAllowed                   405 invalid_request_error / method_not_allowed
+    ├── RateLimited                        429 rate_limit_error / rate_limit_exceeded (Retry-After)
+    │   ├── BudgetExceeded                 429 insufficient_quota / budget_exceeded
+    │   └── QueueFull                      429 rate_limit_error / queue_full | queue_timeout
     ├── Unavailable                        503 service_unavailable / not_ready
     └── UpstreamError                      502 upstream_error  (base of every engine failure)
         ├── UpstreamUnavailable            502 upstream_error / upstream_unavailable (reset mid-way)
@@ -104,6 +107,23 @@ class MethodNotAllowed(InferenceOpsError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class RateLimited(InferenceOpsError):
+    """A limit, budget or queue refused the request for now; ``Retry-After`` says when to retry."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(RateLimited):
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class QueueFull(RateLimited):
+    code = "queue_full"
 
 
 class Unavailable(InferenceOpsError):

@@ -30,6 +30,15 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy async URL (postgresql+asyncpg://… for production); "
         "unset = SQLite in the data folder."
     )
+    redis_url: str | None = Field(
+        None, description="Redis for limits and budgets shared by every replica (redis://host:6379/0); "
+        "unset = kept in this process's memory (one process only)."
+    )
+    redis_timeout_s: float = Field(0.5, gt=0, le=30, description="Longest wait for one Redis call.")
+    admission_fail_open: bool = Field(
+        False, description="When Redis cannot be reached: false = refuse requests with 503 (fail "
+        "closed); true = admit them unmetered. Either way it is logged and counted."
+    )
     admin_key: SecretStr | None = Field(
         None, description="Bootstrap key; unset = generated once and kept in the data folder."
     )
@@ -70,6 +79,14 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 bytes; generate one with "
                              "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// "
+                             "(e.g. redis://127.0.0.1:6379/0)")
+        return value or None
 
     @field_validator("config")
     @classmethod

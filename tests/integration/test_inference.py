@@ -170,7 +170,9 @@ def test_streamed_alias_reaches_upstream_as_served_model(client: openai.OpenAI,
     stream = client.chat.completions.create(
         model="gpt-alias", messages=[{"role": "user", "content": nonce}], stream=True,
         stream_options={"include_usage": True})
-    assert len([c for c in stream]) == 5
+    chunks = list(stream)
+    assert len(chunks) == 6  # 5 content chunks, then the usage the client asked for
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
     (seen,) = _seen(fake, nonce)
     doc = orjson.loads(seen.body)
     assert doc["model"] == "ok"

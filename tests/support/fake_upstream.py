@@ -4,7 +4,8 @@ Behaviour is chosen by the ``model`` the gateway forwards (so a platform YAML
 can point models at it): ``ok`` answers normally, ``error-<status>`` answers
 with that status, ``slow-<ms>`` waits before the headers, ``stall`` streams
 one chunk then goes silent, ``crash`` streams one chunk then drops the
-connection, ``plain-400`` answers a non-JSON 400. Every request is recorded
+connection, ``plain-400`` answers a non-JSON 400. Streams end with a usage
+chunk when the request asks for one (``stream_options.include_usage``). Every request is recorded
 (path, headers, body) so tests can see exactly what the gateway sent.
 """
 
@@ -58,10 +59,12 @@ class FakeUpstream:
         if model.startswith("slow-"):
             await asyncio.sleep(int(model.split("-")[1]) / 1000)
         if doc.get("stream"):
-            return await self._stream(request, model)
+            options = doc.get("stream_options") or {}
+            return await self._stream(request, model, bool(options.get("include_usage")))
         return web.json_response(_completion(model))
 
-    async def _stream(self, request: web.Request, model: str) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, model: str,
+                      include_usage: bool = False) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         self.active_streams += 1
@@ -79,6 +82,12 @@ class FakeUpstream:
                     return resp
                 if self.chunk_delay_s:
                     await asyncio.sleep(self.chunk_delay_s)
+            if include_usage:  # like OpenAI and vLLM: a last chunk with no choices, usage filled in
+                usage = {"prompt_tokens": 3, "completion_tokens": self.stream_chunks,
+                         "total_tokens": 3 + self.stream_chunks}
+                last = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                        "choices": [], "usage": usage}
+                await resp.write(b"data: " + orjson.dumps(last) + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
             return resp

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "inferenceops"
-HOT_PATH = ("gateway", "routing", "engines", "platform")
+HOT_PATH = ("gateway", "admission", "metering", "routing", "engines", "platform")
 FORBIDDEN = ("inferenceops.store", "inferenceops.admin", "inferenceops.audit",
              "inferenceops.control_plane", "sqlalchemy", "alembic", "asyncpg", "aiosqlite",
              "fastapi", "aiohttp")

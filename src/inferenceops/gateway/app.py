@@ -46,6 +46,16 @@ async def _models(state: GatewayState, ctx: RequestContext, scope: Scope, receiv
     await handlers.list_models(state, ctx, send)
 
 
+async def _quota(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
+                 send: Send) -> None:
+    await handlers.quota(state, ctx, send)
+
+
+async def _metrics(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
+                   send: Send) -> None:
+    await handlers.metrics(state, ctx, send)
+
+
 async def _healthz(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
                    send: Send) -> None:
     await handlers.healthz(ctx, send)
@@ -61,6 +71,8 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/completions": {"POST": _inference(Endpoint.COMPLETIONS)},
     "/v1/embeddings": {"POST": _inference(Endpoint.EMBEDDINGS)},
     "/v1/models": {"GET": _models},
+    "/v1/quota": {"GET": _quota},
+    "/metrics": {"GET": _metrics},
     "/healthz": {"GET": _healthz},
     "/readyz": {"GET": _readyz},
 }

@@ -10,9 +10,13 @@ Inference (``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``):
 4. authorize – the model (name or alias) must exist *and be granted* to the key's team
    (a model the caller may not use is reported exactly like one that does not exist),
    and support this endpoint.
-5. route + forward – ``Forwarder``: replica choice, bytes out, bytes back.
+5. admit     – limits and budgets reserved in one atomic ledger step, then a slot on the
+   deployment (waiting in its fair queue when it is at capacity) — ``admission``.
+6. route + forward – ``Forwarder``: replica choice, bytes out, bytes back.
+7. settle    – whatever way the request ended: the slot goes back and the reservations
+   become what was used (or are released when no engine saw the request).
 
-Admission, guardrails and settlement slot in between 4 and 5 as they arrive.
+Guardrails slot in around 5–6 as they arrive.
 """
 
 from __future__ import annotations
@@ -22,7 +26,16 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from inferenceops.errors import InvalidRequest, ModelNotFound
+from inferenceops.admission.fair_queue import Priority
+from inferenceops.admission.ledger import LedgerUnavailable
+from inferenceops.admission.quota import quota_document
+from inferenceops.errors import (
+    InvalidParameter,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from inferenceops.gateway.auth import authenticate, require_scope
 from inferenceops.gateway.http import (
     Receive,
@@ -32,6 +45,7 @@ from inferenceops.gateway.http import (
     read_body,
     respond,
 )
+from inferenceops.gateway.proxy import Outcome
 from inferenceops.gateway.request import parse_inference
 from inferenceops.platform import Endpoint
 from inferenceops.platform.identity import SCOPE_INFERENCE
@@ -39,7 +53,9 @@ from inferenceops.platform.identity import SCOPE_INFERENCE
 if TYPE_CHECKING:
     from inferenceops.gateway.state import GatewayState
 
-PIPELINE_STAGES = ("size", "authenticate", "parse", "authorize", "route+forward")
+PIPELINE_STAGES = ("size", "authenticate", "parse", "authorize", "admit", "route+forward", "settle")
+_PRIORITIES = {b"interactive": Priority.INTERACTIVE, b"background": Priority.BACKGROUND,
+               b"batch": Priority.BACKGROUND}
 
 
 async def inference(state: GatewayState, endpoint: Endpoint, ctx: RequestContext,
@@ -58,7 +74,37 @@ async def inference(state: GatewayState, endpoint: Endpoint, ctx: RequestContext
     if endpoint not in model.endpoints:
         raise InvalidRequest(f"The model '{request.model}' does not support /v1/{endpoint.value}.",
                              param="model", code="unsupported_endpoint")
-    await state.forwarder.forward(model.deployment, endpoint, request, ctx, receive, send)
+    admission = state.admission
+    ticket = None
+    if admission is not None:
+        priority = _priority(ctx.priority)
+        if key.background_only:
+            if priority is Priority.INTERACTIVE and ctx.priority is not None:
+                raise PermissionDenied(f"This API key ({key.prefix}…) may only send background "
+                                       "requests.")
+            priority = Priority.BACKGROUND
+        ticket = await admission.admit(snapshot, key, model, len(body), request.max_tokens,
+                                       priority, ctx)
+    if ticket is None:
+        await state.forwarder.forward(model.deployment, endpoint, request, ctx, receive, send)
+        return
+    outcome = Outcome()
+    try:
+        await state.forwarder.forward(model.deployment, endpoint, request, ctx, receive, send,
+                                      outcome, track_usage=ticket.plan.needs_usage)
+    finally:
+        await admission.finish(ticket, reached_engine=outcome.reached_engine, usage=outcome.usage,
+                               streamed_events=outcome.streamed_events)
+
+
+def _priority(header: bytes | None) -> Priority:
+    if header is None:
+        return Priority.INTERACTIVE
+    priority = _PRIORITIES.get(header.strip().lower())
+    if priority is None:
+        raise InvalidParameter("The x-inferenceops-priority header must be 'interactive' or "
+                               "'background'.", param="x-inferenceops-priority")
+    return priority
 
 
 async def list_models(state: GatewayState, ctx: RequestContext, send: Send) -> None:
@@ -77,6 +123,28 @@ async def get_model(state: GatewayState, model_id: str, ctx: RequestContext, sen
         raise ModelNotFound(f"The model '{model_id}' does not exist or you do not have access "
                             "to it.", param="model")
     await respond(send, ctx, 200, card)
+
+
+async def quota(state: GatewayState, ctx: RequestContext, send: Send) -> None:
+    """The caller's own limits, use and budgets (``GET /v1/quota``)."""
+    snapshot = state.snapshot
+    key = authenticate(snapshot.identity, state.hasher, ctx.authorization, time.time())
+    if state.admission is None:
+        body = {"object": "quota", "key": {"id": key.id, "prefix": key.prefix},
+                "team_id": key.team_id, "limits": [], "budgets": []}
+    else:
+        try:
+            body = await quota_document(state.admission.ledger, snapshot, key)
+        except LedgerUnavailable:
+            raise Unavailable("Quota information is unavailable right now; try again shortly.",
+                              code="admission_unavailable") from None
+    await respond(send, ctx, 200, orjson.dumps(body))
+
+
+async def metrics(state: GatewayState, ctx: RequestContext, send: Send) -> None:
+    """Prometheus text exposition of this process's counters."""
+    text = "" if state.admission is None else state.admission.render_metrics()
+    await respond(send, ctx, 200, text.encode(), content_type=b"text/plain; version=0.0.4")
 
 
 async def healthz(ctx: RequestContext, send: Send) -> None:

@@ -29,13 +29,15 @@ class RequestContext:
     """Per-request facts the stages share; lives for one request only."""
 
     __slots__ = ("request_id", "started", "upstream_s", "authorization", "content_length",
-                 "response_started")
+                 "priority", "response_started", "extra_headers")
 
     def __init__(self, scope: Scope) -> None:
         self.started = time.perf_counter()
         self.upstream_s = 0.0
         self.response_started = False
-        request_id = authorization = content_length = None
+        #: Set by stages that have something to say on every response (e.g. x-ratelimit-*).
+        self.extra_headers: list[tuple[bytes, bytes]] | None = None
+        request_id = authorization = content_length = priority = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -43,8 +45,11 @@ class RequestContext:
                 request_id = value
             elif name == b"content-length":
                 content_length = value
+            elif name == b"x-inferenceops-priority":
+                priority = value
         self.authorization: bytes | None = authorization
         self.content_length: bytes | None = content_length
+        self.priority: bytes | None = priority
         if request_id and len(request_id) <= _MAX_REQUEST_ID and request_id.isascii() \
                 and all(33 <= c < 127 for c in request_id):
             self.request_id = request_id
@@ -56,8 +61,11 @@ class RequestContext:
         return b"%.3f" % (elapsed * 1000.0)
 
     def headers(self, content_type: bytes) -> list[tuple[bytes, bytes]]:
-        return [(b"content-type", content_type), (b"x-request-id", self.request_id),
-                (b"x-inferenceops-overhead-ms", self.overhead_ms())]
+        headers = [(b"content-type", content_type), (b"x-request-id", self.request_id),
+                   (b"x-inferenceops-overhead-ms", self.overhead_ms())]
+        if self.extra_headers:
+            headers += self.extra_headers
+        return headers
 
 
 def check_declared_size(ctx: RequestContext, limit: int) -> None:

@@ -8,6 +8,11 @@ request. A failure after the stream has started cannot change the status
 (already 200), so it is told to the client as a final SSE ``error`` event.
 A client that goes away mid-stream closes the upstream connection, which
 frees the engine's slot.
+
+What the engine used is written to an ``Outcome`` the caller passed in (it
+survives exceptions): whether the request reached an engine, the usage it
+reported, and for a stream how many events went out. Usage is only looked for
+when the caller asks (``track_usage``): admission needs it to settle.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import suppress
+from dataclasses import dataclass
 
 import orjson
 
@@ -23,8 +29,20 @@ from inferenceops.errors import InferenceOpsError
 from inferenceops.gateway.errors import sse_error_event
 from inferenceops.gateway.http import Receive, RequestContext, Send, respond, start_stream
 from inferenceops.gateway.request import InferenceRequest
+from inferenceops.metering.usage import Usage, UsageTap, request_stream_usage, usage_from_body
 from inferenceops.platform import Deployment, Endpoint
 from inferenceops.routing import LeastOutstanding
+
+_NOTHING_USED = Usage(0, 0)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a forwarded request ended, as far as settlement needs to know."""
+
+    reached_engine: bool = False
+    usage: Usage | None = None  # as reported by the engine; nothing used on an error answer
+    streamed_events: int | None = None  # content events sent, for a stream that started
 
 
 class Forwarder:
@@ -35,11 +53,16 @@ class Forwarder:
         self._balancer = balancer
 
     async def forward(self, deployment: Deployment, endpoint: Endpoint, request: InferenceRequest,
-                      ctx: RequestContext, receive: Receive, send: Send) -> None:
+                      ctx: RequestContext, receive: Receive, send: Send,
+                      outcome: Outcome | None = None, track_usage: bool = False) -> None:
         body = request.body
-        if request.model != deployment.served_model:
-            request.doc["model"] = deployment.served_model
-            body = orjson.dumps(request.doc)
+        doc = request.doc
+        tap = None
+        if track_usage and request.stream:
+            tap = UsageTap(hide_usage_chunk=not request_stream_usage(doc))
+        if request.model != deployment.served_model or (tap is not None and tap.hides):
+            doc["model"] = deployment.served_model
+            body = orjson.dumps(doc)
         client = self._client
         tried: list[str] = []
         while True:  # another replica only when the last one provably never got the request
@@ -56,20 +79,30 @@ class Forwarder:
                 finally:
                     ctx.upstream_s += time.perf_counter() - started
                 if request.stream:
-                    await _stream(upstream, ctx, receive, send)
+                    if outcome is not None:
+                        outcome.reached_engine = True
+                        outcome.streamed_events = 0
+                    await _stream(upstream, ctx, receive, send, tap, outcome)
                 else:
+                    if outcome is not None:
+                        outcome.reached_engine = True
+                        outcome.usage = (_NOTHING_USED if status != 200 else
+                                         usage_from_body(payload) if track_usage else None)
                     await respond(send, ctx, status, payload, content_type=content_type)
                 return
             except InferenceOpsError as exc:
                 tried.append(replica.id)
                 if not (exc.retryable and len(tried) < len(deployment.replicas)):
+                    if outcome is not None and not exc.retryable and not outcome.reached_engine:
+                        outcome.reached_engine = True  # it got there and failed: nothing used
+                        outcome.usage = _NOTHING_USED
                     raise
             finally:
                 self._balancer.release(replica)
 
 
 async def _stream(upstream: UpstreamResponse, ctx: RequestContext, receive: Receive,
-                  send: Send) -> None:
+                  send: Send, tap: UsageTap | None, outcome: Outcome | None) -> None:
     await start_stream(send, ctx, upstream.status, upstream.content_type)
     watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
     watcher.add_done_callback(lambda t: t.cancelled() or upstream.close())
@@ -84,7 +117,17 @@ async def _stream(upstream: UpstreamResponse, ctx: RequestContext, receive: Rece
                             "more_body": True})
                 break
             if not chunk:
+                if tap is not None:
+                    chunk = tap.flush()
+                    if chunk:
+                        with suppress(OSError):
+                            await send({"type": "http.response.body", "body": chunk,
+                                        "more_body": True})
                 break
+            if tap is not None:
+                chunk = tap.feed(chunk)
+                if not chunk:
+                    continue
             try:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except OSError:
@@ -95,6 +138,9 @@ async def _stream(upstream: UpstreamResponse, ctx: RequestContext, receive: Rece
     finally:
         watcher.cancel()
         upstream.release()
+        if tap is not None and outcome is not None:
+            outcome.usage = tap.usage
+            outcome.streamed_events = tap.estimated_completion_tokens()
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from inferenceops.admission.control import AdmissionControl
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.gateway.http import ASGIApp
 from inferenceops.gateway.key_use import KeyUseRecorder
@@ -37,6 +38,7 @@ class GatewayState:
     simulators: Mapping[str, ASGIApp] = field(default_factory=dict)
     key_uses: KeyUseRecorder = field(default_factory=KeyUseRecorder)
     admin_app: ASGIApp | None = None  # served under /admin/; built by the composition root
+    admission: AdmissionControl | None = None
     feeds: list[Feed] = field(default_factory=list)
     ready: bool = False
 
@@ -51,6 +53,8 @@ class GatewayState:
         for feed in self.feeds:
             await feed.stop()
         await self.client.close()
+        if self.admission is not None:
+            await self.admission.ledger.close()
         for app in self.simulators.values():
             aclose = getattr(app, "aclose", None)
             if aclose is not None:

@@ -1,9 +1,17 @@
 """Domain types of the platform: pure data, no I/O, imports nothing of ours."""
 
-from inferenceops.platform.catalog import Catalog, Deployment, Endpoint, Model, Replica, Timeouts
+from inferenceops.platform.catalog import (
+    Catalog,
+    Deployment,
+    Endpoint,
+    Model,
+    QueueSettings,
+    Replica,
+    Timeouts,
+)
 from inferenceops.platform.identity import ApiKey, Identity, Principal
 from inferenceops.platform.keys import KeyHasher
 from inferenceops.platform.snapshot import Snapshot
 
 __all__ = ["ApiKey", "Catalog", "Deployment", "Endpoint", "Identity", "KeyHasher", "Model",
-           "Principal", "Replica", "Snapshot", "Timeouts"]
+           "Principal", "QueueSettings", "Replica", "Snapshot", "Timeouts"]

@@ -33,6 +33,15 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """How requests wait when a deployment is at capacity (see ``admission.fair_queue``)."""
+
+    max_waiting: int = 1000
+    interactive_max_wait_s: float = 30.0
+    background_max_wait_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Replica:
     """One running engine instance; ``base_url`` ends at the API root (``…/v1``)."""
 
@@ -54,6 +63,9 @@ class Deployment:
     timeouts: Timeouts = Timeouts()
     api_key: str | None = field(default=None, repr=False)
     max_connections: int = 256
+    #: Requests this gateway process sends at once; more wait in the fair queue. None = no cap.
+    capacity: int | None = None
+    queue: QueueSettings = QueueSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,8 @@ class Model:
     aliases: tuple[str, ...] = ()
     owned_by: str = "inferenceops"
     created: int = 0
+    #: Output tokens reserved for a request that does not set max_tokens.
+    max_output_tokens: int = 4096
 
     def card(self) -> dict[str, object]:
         return {"id": self.name, "object": "model", "created": self.created,

@@ -39,6 +39,7 @@ class ApiKey:
     scopes: frozenset[str]
     allowed_models: frozenset[str] | None = None  # None: every model the team may use
     expires_at: float | None = None  # epoch seconds
+    background_only: bool = False  # its requests always queue as background work
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at

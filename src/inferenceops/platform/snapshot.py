@@ -1,4 +1,4 @@
-"""The one immutable view the data plane reads per request: catalog + identity.
+"""The one immutable view the data plane reads per request: catalog + identity + policy.
 
 Built off the hot path and swapped whole (one attribute assignment), so a
 request that picked up a snapshot sees one consistent world from start to end.
@@ -10,14 +10,16 @@ import orjson
 
 from inferenceops.platform.catalog import Catalog, Model
 from inferenceops.platform.identity import ApiKey, Identity
+from inferenceops.platform.policy import EMPTY_POLICY, Policy
 
 
 class Snapshot:
-    __slots__ = ("catalog", "identity", "_model_lists")
+    __slots__ = ("catalog", "identity", "policy", "_model_lists")
 
-    def __init__(self, catalog: Catalog, identity: Identity) -> None:
+    def __init__(self, catalog: Catalog, identity: Identity, policy: Policy = EMPTY_POLICY) -> None:
         self.catalog = catalog
         self.identity = identity
+        self.policy = policy
         # /v1/models bodies by what decides them; filled on first use (benign race: same bytes).
         self._model_lists: dict[tuple[object, ...], bytes] = {}
 

@@ -1,0 +1,152 @@
+"""The admission part of the platform YAML: currency, limits, budgets, team weights.
+
+Validated with the rest of the file (errors name the line). Teams are named
+here, not identified: the names are resolved against the store each time the
+snapshot is built (``StaticPolicy.rules``), so a rule for a team that does not
+exist yet starts to apply when the team is created.
+
+    currency: USD
+    teams:
+      - {name: ml, weight: 3}
+    limits:
+      - {key: "*", rpm: 600}                    # every key by itself
+      - {team: ml, tpm: 200000, concurrency: 32}
+      - {model: demo-chat, rpm: 6000}
+      - {team: ml, model: demo-chat, tpm: 50000}
+    budgets:
+      - {team: ml, amount: "500", currency: USD, period: monthly, mode: hard}
+      - {key: "*", amount: "20", currency: USD, period: daily, mode: soft}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from inferenceops.platform.policy import (
+    CURRENCIES,
+    Budget,
+    BudgetRule,
+    LimitRule,
+    Period,
+    RateLimit,
+    Scope,
+    to_nanos,
+)
+
+PositiveInt = Annotated[int, Field(ge=1, le=10**12)]
+Money = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=9)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_currency(value: str) -> str:
+    code = value.upper()
+    if code not in CURRENCIES:
+        raise ValueError(f"unknown currency {value!r}; use an ISO 4217 code such as USD or EUR")
+    return code
+
+
+class TeamSpec(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    weight: int = Field(1, ge=1, le=1000, description="share of a saturated deployment")
+
+
+class LimitSpec(_Strict):
+    key: str | None = Field(None, description='a key id, or "*" for every key by itself')
+    team: str | None = Field(None, description='a team name, or "*" for every team by itself')
+    model: str | None = None
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    concurrency: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> LimitSpec:
+        if self.rpm is None and self.tpm is None and self.concurrency is None:
+            raise ValueError("a limit needs at least one of rpm, tpm, concurrency")
+        if self.scope is None:
+            raise ValueError("a limit applies to one of: key, team, model, or team + model")
+        if self.model is not None and self.team == "*":
+            raise ValueError('team "*" cannot be combined with a model; name the team')
+        return self
+
+    @property
+    def scope(self) -> Scope | None:
+        given = (self.key is not None, self.team is not None, self.model is not None)
+        return {(True, False, False): Scope.KEY, (False, True, False): Scope.TEAM,
+                (False, False, True): Scope.MODEL, (False, True, True): Scope.TEAM_MODEL}.get(given)
+
+
+class BudgetSpec(_Strict):
+    key: str | None = Field(None, description='a key id, or "*" for every key by itself')
+    team: str | None = Field(None, description='a team name, or "*" for every team by itself')
+    amount: Money
+    currency: str
+    period: Period
+    mode: Literal["hard", "soft"] = "hard"
+
+    _currency = field_validator("currency")(check_currency)
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> BudgetSpec:
+        if (self.key is None) == (self.team is None):
+            raise ValueError("a budget belongs to exactly one of: team, key")
+        return self
+
+
+class PriceSpec(_Strict):
+    """Prices per million tokens, in the platform currency."""
+
+    input_per_million: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)] = Decimal(0)
+    output_per_million: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)] = Decimal(0)
+
+    def per_token_nanos(self) -> tuple[int, int]:
+        million = Decimal(1_000_000)
+        return (to_nanos(self.input_per_million / million),
+                to_nanos(self.output_per_million / million))
+
+
+@dataclass(frozen=True)
+class StaticPolicy:
+    """What the YAML declares, with teams still by name."""
+
+    currency: str = "USD"
+    teams: tuple[TeamSpec, ...] = ()
+    limits: tuple[LimitSpec, ...] = ()
+    budgets: tuple[BudgetSpec, ...] = ()
+
+    def team_weights(self, team_ids: Mapping[str, str]) -> dict[str, int]:
+        return {team_ids[t.name]: t.weight for t in self.teams if t.name in team_ids}
+
+    def limit_rules(self, team_ids: Mapping[str, str]) -> Iterator[LimitRule]:
+        """Rules whose teams exist; a rule naming an unknown team waits for it to be created."""
+        for spec in self.limits:
+            scope = spec.scope
+            assert scope is not None
+            limit = RateLimit(spec.rpm, spec.tpm, spec.concurrency)
+            if scope is Scope.KEY:
+                yield LimitRule(scope, spec.key, limit)  # type: ignore[arg-type]
+            elif scope is Scope.MODEL:
+                yield LimitRule(scope, spec.model, limit)  # type: ignore[arg-type]
+            else:
+                team = "*" if spec.team == "*" else team_ids.get(spec.team or "")
+                if team is None:
+                    continue
+                subject = team if scope is Scope.TEAM else (team, spec.model)
+                yield LimitRule(scope, subject, limit)  # type: ignore[arg-type]
+
+    def budget_rules(self, team_ids: Mapping[str, str]) -> Iterator[BudgetRule]:
+        for spec in self.budgets:
+            budget = Budget(to_nanos(spec.amount), spec.period, spec.mode == "hard")
+            if spec.key is not None:
+                yield BudgetRule(Scope.KEY, spec.key, budget)
+            elif spec.team == "*":
+                yield BudgetRule(Scope.TEAM, "*", budget)
+            elif spec.team in team_ids:
+                yield BudgetRule(Scope.TEAM, team_ids[spec.team], budget)  # type: ignore[index]

@@ -1,0 +1,229 @@
+"""Admission control: the pipeline stage between *authorize* and *forward*, and settlement after.
+
+``admit`` (1) plans the counters the request must fit in, (2) checks and
+reserves all of them in one atomic ledger step, (3) waits for a slot on the
+deployment in its fair queue when the deployment is at capacity. A request
+refused at (2) or (3) holds nothing afterwards. ``finish`` gives the slot back
+and settles the reservations to what was used — or releases them when the
+request never reached an engine — whatever way the request ended.
+
+A ledger that cannot be reached is a policy decision (``fail_open``): closed
+(the default) refuses with 503; open lets the request through unmetered.
+Either way it is counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from inferenceops.admission.fair_queue import DeploymentGate, Priority, QueueRejected
+from inferenceops.admission.headers import rate_limit_headers, retry_after_header
+from inferenceops.admission.ledger import Admitted, Check, CheckKind, Ledger, LedgerUnavailable
+from inferenceops.admission.metrics import AdmissionMetrics
+from inferenceops.admission.plan import BUDGET_MARGIN_S, Plan, estimate_prompt_tokens, plan_request
+from inferenceops.errors import BudgetExceeded, InvalidRequest, QueueFull, RateLimited, Unavailable
+from inferenceops.metering.usage import Usage
+from inferenceops.platform.policy import from_nanos
+
+if TYPE_CHECKING:
+    from inferenceops.gateway.http import RequestContext
+    from inferenceops.platform import ApiKey, Deployment, Model, Snapshot
+
+log = logging.getLogger("inferenceops.admission")
+_LEASE_MARGIN_S = 60.0
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What one admitted request holds until ``finish``."""
+
+    request_id: str
+    plan: Plan
+    gate: DeploymentGate | None
+    metered: bool  # the ledger holds reservations for it
+
+
+@dataclass(frozen=True, slots=True)
+class SoftBudgetAlert:
+    """A soft budget went over its limit (reported once per counter and process)."""
+
+    counter: str
+    label: str
+    limit: int
+    team_id: str | None
+    key_id: str
+
+
+class AdmissionControl:
+    __slots__ = ("_ledger", "_fail_open", "_gates", "metrics", "alerts", "_alerted")
+
+    def __init__(self, ledger: Ledger, *, fail_open: bool = False) -> None:
+        self._ledger = ledger
+        self._fail_open = fail_open
+        self._gates: dict[str, DeploymentGate] = {}
+        self.metrics = AdmissionMetrics()
+        self.alerts: list[SoftBudgetAlert] = []  # drained by the control plane into the audit log
+        self._alerted: set[str] = set()
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    def render_metrics(self) -> str:
+        return self.metrics.render(self._gates)
+
+    async def admit(self, snapshot: Snapshot, key: ApiKey, model: Model, body_size: int,
+                    max_tokens: int | None, priority: Priority, ctx: RequestContext) -> Ticket | None:
+        """Reserve everything the request needs, or raise the error that says what refused it."""
+        deployment = model.deployment
+        policy = snapshot.policy
+        gate = self._gate(deployment)
+        if policy.empty and gate is None:
+            return None
+        plan = plan_request(policy, key, model.name, estimate_prompt_tokens(body_size),
+                            max_tokens or model.max_output_tokens, time.time())
+        request_id = os.urandom(9).hex()
+        metered = False
+        if plan.checks:
+            # Leases outlive any legitimate request (queue wait + total timeout); they only
+            # expire when a gateway died holding them.
+            lease_s = (deployment.timeouts.total_s + _LEASE_MARGIN_S + max(
+                deployment.queue.interactive_max_wait_s, deployment.queue.background_max_wait_s))
+            metered = await self._reserve(request_id, plan, key, ctx, lease_s)
+        ticket = Ticket(request_id, plan, None, metered)
+        if gate is not None:
+            try:
+                waited = await gate.acquire(key.team_id or key.id, policy.weight(key.team_id),
+                                            priority)
+            except QueueRejected as exc:
+                await self._undo(ticket)
+                self.metrics.refused("queue_" + exc.reason)
+                code = "queue_timeout" if exc.reason == "wait_exceeded" else "queue_full"
+                raise QueueFull(exc.message, code=code,
+                                headers=retry_after_header(exc.retry_after_s),
+                                extra={"limit": "deployment_capacity",
+                                       "retry_after_s": round(exc.retry_after_s, 3)}) from None
+            except BaseException:  # cancelled while waiting (client left): hold nothing
+                await self._undo(ticket)
+                raise
+            ticket.gate = gate
+            if waited > 0.0:
+                # Waiting for engine capacity is not gateway overhead: keep it out of that header.
+                ctx.upstream_s += waited
+                queued = (b"x-inferenceops-queue-ms", b"%.1f" % (waited * 1000.0))
+                ctx.extra_headers = [*(ctx.extra_headers or ()), queued]
+        self.metrics.admitted += 1
+        return ticket
+
+    async def finish(self, ticket: Ticket, *, reached_engine: bool, usage: Usage | None,
+                     streamed_events: int | None = None) -> None:
+        """Give back the slot, then settle (or release) the reservations. Never raises."""
+        if ticket.gate is not None:
+            ticket.gate.release()
+            ticket.gate = None
+        if not ticket.metered:
+            return
+        ticket.metered = False
+        plan = ticket.plan
+        try:
+            if not reached_engine:
+                await self._ledger.release(ticket.request_id, plan.checks)
+                return
+            if usage is None:  # cut short or not reported: the prompt estimate plus what was sent
+                completion = max(0, streamed_events) if streamed_events is not None else plan.max_output
+                usage = Usage(plan.prompt_estimate, min(completion, plan.max_output))
+            cost = plan.price.cost(usage.prompt_tokens, usage.completion_tokens) if plan.price else 0
+            await self._ledger.settle(ticket.request_id, plan.checks, usage.total, cost)
+        except LedgerUnavailable as exc:
+            self.metrics.ledger_errors += 1
+            log.error("could not settle request %s: %s (its reservations expire with their lease)",
+                      ticket.request_id, exc)
+
+    async def _undo(self, ticket: Ticket) -> None:
+        if ticket.metered:
+            ticket.metered = False
+            try:
+                await self._ledger.release(ticket.request_id, ticket.plan.checks)
+            except LedgerUnavailable as exc:
+                self.metrics.ledger_errors += 1
+                log.error("could not release request %s: %s", ticket.request_id, exc)
+
+    async def _reserve(self, request_id: str, plan: Plan, key: ApiKey, ctx: RequestContext,
+                       lease_s: float) -> bool:
+        checks = plan.checks
+        try:
+            outcome = await self._ledger.admit(request_id, checks, lease_s)
+        except LedgerUnavailable as exc:
+            self.metrics.ledger_errors += 1
+            if self._fail_open:
+                self.metrics.fail_open += 1
+                log.warning("admission ledger unavailable, admitting unmetered (fail open): %s", exc)
+                return False
+            log.error("admission ledger unavailable, refusing (fail closed): %s", exc)
+            raise Unavailable("Admission control is unavailable; try again shortly.",
+                              code="admission_unavailable", headers={"Retry-After": "1"}) from None
+        if isinstance(outcome, Admitted):
+            ctx.extra_headers = rate_limit_headers(checks, outcome.states)
+            for index in outcome.over_soft:
+                self._soft_overrun(checks[index], key)
+            return True
+        check = checks[outcome.index]
+        self.metrics.refused(check.kind.value)
+        raise _refusal(check, outcome.retry_after_s, outcome.state.used)
+
+    def _soft_overrun(self, check: Check, key: ApiKey) -> None:
+        self.metrics.soft_budget_overruns += 1
+        if check.counter in self._alerted:
+            return
+        self._alerted.add(check.counter)
+        log.warning("soft budget exceeded: %s (limit %s)", check.label, from_nanos(check.limit))
+        self.alerts.append(SoftBudgetAlert(check.counter, check.label, check.limit, key.team_id, key.id))
+
+    def _gate(self, deployment: Deployment) -> DeploymentGate | None:
+        gate = self._gates.get(deployment.name)
+        if deployment.capacity is None:
+            return gate if gate is not None and gate.in_flight else None  # draining an old cap
+        queue = deployment.queue
+        if gate is None:
+            gate = self._gates[deployment.name] = DeploymentGate(
+                deployment.name, deployment.capacity, max_queue=queue.max_waiting,
+                max_wait_s={Priority.INTERACTIVE: queue.interactive_max_wait_s,
+                            Priority.BACKGROUND: queue.background_max_wait_s})
+        elif gate.capacity != deployment.capacity:
+            gate.set_capacity(deployment.capacity)
+        return gate
+
+
+def _refusal(check: Check, retry_after_s: float | None, used: int) -> Exception:
+    """The client error for a failed check: 429 when waiting helps, 400 when it never will."""
+    extra = {"limit": check.label, "limit_value": check.limit}
+    if check.kind is CheckKind.BUDGET:
+        limit_text = from_nanos(check.limit)
+        if check.amount > check.limit:
+            return InvalidRequest(
+                f"This request may cost up to {from_nanos(check.amount)}, more than the whole "
+                f"{check.label} ({limit_text}); lower max_tokens.", code="exceeds_budget",
+                param="max_tokens", extra=extra)
+        if retry_after_s is None and check.ttl_s is not None:  # the period's end
+            retry_after_s = max(1.0, check.ttl_s - BUDGET_MARGIN_S)
+        when = (f" It resets in {retry_after_s:.0f} s." if retry_after_s is not None else "")
+        return BudgetExceeded(
+            f"The {check.label} ({limit_text}) has {from_nanos(max(0, check.limit - used))} left; "
+            f"this request may cost up to {from_nanos(check.amount)}.{when}",
+            headers=retry_after_header(retry_after_s), extra={**extra, "retry_after_s": retry_after_s})
+    if retry_after_s is None:
+        param = "max_tokens" if check.kind is CheckKind.TOKENS else None
+        return InvalidRequest(
+            f"This request needs {check.amount} of the {check.label} limit of {check.limit}; it can "
+            "never fit" + ("; lower max_tokens." if param else "."),
+            code="exceeds_limit", param=param, extra=extra)
+    return RateLimited(
+        f"Rate limit reached for {check.label}: limit {check.limit}, used {used}, requested "
+        f"{check.amount}. Try again in {retry_after_s:.2f} s.",
+        headers=retry_after_header(retry_after_s),
+        extra={**extra, "retry_after_s": round(retry_after_s, 3)})
+

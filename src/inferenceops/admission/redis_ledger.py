@@ -1,0 +1,169 @@
+"""The admission ledger on Redis: counters shared by every gateway replica.
+
+Semantics are those of ``ledger.py`` and identical to ``MemoryLedger`` (see that
+module for the decisions beyond ``ledger.py``); this module only owns the
+translation to Redis. Each operation is *one* ``EVALSHA`` of ``lua/ledger.lua``, so
+an admission's check-all-then-reserve-all is atomic across replicas, and the
+time is the Redis server's ``TIME``, so replicas with skewed clocks agree.
+
+Key layout (``P`` = prefix; every key carries the hash tag ``{P}`` so that one
+ledger lives in one Redis Cluster slot and the scripts work there too):
+
+* ``{P}:r:<counter>:z|h``, ``{P}:t:<counter>:z|h`` — REQUESTS / TOKENS windows: a
+  ZSET member → admission time (µs) and a HASH member → amount with the sum
+  under the field ``""``. Expire ``window + margin`` after the last admission.
+* ``{P}:c:<counter>:z|h`` — CONCURRENCY leases, same shape, scored by lease
+  expiry. Expire ``lease + margin`` after the longest outstanding lease.
+* ``{P}:b:<counter>:z|h`` — BUDGET reservations (leases, same shape) and
+  ``{P}:b:<counter>:s`` the spent total (STRING), expiring ``ttl_s`` after its
+  last touch, or never when ``ttl_s`` is None.
+* ``{P}:q:<request id>`` — the request's ticket (its admission time): it makes
+  settle/release act once, and log members ``<request id>@<time>`` unique.
+  Expires ``max(lease, longest window) + margin`` after admission.
+
+Numbers: Lua computes in doubles, so limits, amounts, totals, spent and
+``tokens``/``cost`` must stay below 2**53 (~9.0e15: 9 million currency units of
+budget in nano-units per counter); larger values are refused with ValueError
+before anything is sent.
+
+Errors: every redis-py error, socket error or timeout leaves this module as
+``LedgerUnavailable`` naming the operation; nothing redis-specific escapes. The
+connection pool is bounded and never retries a command by itself: a retried
+admit whose first reply was lost could reserve twice; the caller's
+fail-open/closed policy decides instead. A ``NOSCRIPT`` (Redis restarted or
+flushed its script cache) is answered by loading the script and calling again,
+which is safe because ``NOSCRIPT`` means the script did not run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from inferenceops.admission.ledger import (
+    Admitted,
+    Check,
+    CheckKind,
+    CounterState,
+    LedgerUnavailable,
+    Refused,
+)
+from inferenceops.admission.memory_ledger import EXPIRY_MARGIN_S, ticket_life_s
+from inferenceops.admission.resp import ReplyError, RespClient, RespError
+
+SCRIPT = (Path(__file__).parent / "lua" / "ledger.lua").read_bytes()
+SCRIPT_SHA = hashlib.sha1(SCRIPT).hexdigest()
+EXACT_BOUND = 2**53
+_LETTER = {CheckKind.REQUESTS: "r", CheckKind.TOKENS: "t", CheckKind.CONCURRENCY: "c",
+           CheckKind.BUDGET: "b"}
+_MARGIN_MS = math.ceil(EXPIRY_MARGIN_S * 1000)
+
+
+def _seconds(us: int) -> float:
+    """Script durations are integer µs; -1 means "never" (a budget without ttl)."""
+    return math.inf if us < 0 else us / 1e6
+
+
+class RedisLedger:
+    """A few pipelined connections to one Redis (or one Cluster slot) for the whole process.
+
+    ``timeout_s`` bounds each call and each connect; ``connections`` is how many
+    connections the calls are spread over (each carries many calls at once).
+    """
+
+    def __init__(self, url: str, *, prefix: str = "inferenceops", timeout_s: float = 0.5,
+                 connections: int = 2) -> None:
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError(f"prefix must be non-empty and brace-free (it becomes the hash tag): {prefix!r}")
+        self._tag = "{" + prefix + "}"
+        self._client = RespClient(url, timeout_s=timeout_s, connections=connections)
+
+    async def admit(self, request_id: str, checks: Sequence[Check], lease_s: float) -> Admitted | Refused:
+        if not checks:
+            return Admitted(request_id, ())
+        for check in checks:
+            if not (0 <= check.amount < EXACT_BOUND and check.limit < EXACT_BOUND):
+                raise ValueError(f"{check.label}: limit and amount must be in [0, 2**53)")
+        keys, args = self._frame("admit", request_id, checks, round(lease_s * 1e6),
+                                 math.ceil(ticket_life_s(checks, lease_s) * 1000), _MARGIN_MS)
+        reply = await self._call("admit", keys, args)
+        if reply[0] == -1:
+            raise ValueError(f"request id {request_id!r} is already admitted and not yet settled")
+        if reply[0] == 0:
+            index = reply[1] - 1
+            return Refused(index, None if reply[2] < 0 else reply[2] / 1e6,
+                           CounterState(checks[index].limit, reply[3], _seconds(reply[4])))
+        n = len(checks)
+        states = tuple(CounterState(checks[i].limit, reply[1 + 2 * i], _seconds(reply[2 + 2 * i]))
+                       for i in range(n))
+        return Admitted(request_id, states, tuple(i - 1 for i in reply[1 + 2 * n:]))
+
+    async def settle(self, request_id: str, checks: Sequence[Check], tokens: int, cost: int) -> None:
+        if not (0 <= tokens < EXACT_BOUND and 0 <= cost < EXACT_BOUND):
+            raise ValueError("tokens and cost must be in [0, 2**53)")
+        if checks:
+            await self._call("settle", *self._frame("settle", request_id, checks, tokens, cost, 0))
+
+    async def release(self, request_id: str, checks: Sequence[Check]) -> None:
+        if checks:
+            await self._call("release", *self._frame("release", request_id, checks, 0, 0, 0))
+
+    async def read(self, checks: Sequence[Check]) -> tuple[CounterState, ...]:
+        if not checks:
+            return ()
+        reply = await self._call("read", *self._frame("read", "", checks, 0, 0, 0))
+        return tuple(CounterState(check.limit, reply[2 * i], _seconds(reply[2 * i + 1]))
+                     for i, check in enumerate(checks))
+
+    async def budget_totals(self, counter: str) -> tuple[int, int]:
+        base = f"{self._tag}:b:{counter}"
+        keys = [self._ticket(""), base + ":z", base + ":h", base + ":s"]
+        spent, reserved = await self._call("budget_totals", keys, ["totals", "", 0, 0, 0, 0, ""])
+        return spent, reserved
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def ping(self) -> None:
+        """One plain round trip on the ledger's connections: a readiness probe, and the benchmark's baseline."""
+        try:
+            await self._client.call("PING")
+        except RespError as error:
+            raise LedgerUnavailable(f"redis ledger ping failed: {type(error).__name__}: {error}") from error
+
+    def _ticket(self, request_id: str) -> str:
+        return f"{self._tag}:q:{request_id}"
+
+    def _frame(self, op: str, request_id: str, checks: Sequence[Check], a: int, b: int,
+               c: int) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV in the layout ``lua/ledger.lua`` documents."""
+        tag = self._tag
+        keys = [self._ticket(request_id)]
+        spec = []
+        for check in checks:
+            letter = _LETTER[check.kind]
+            base = f"{tag}:{letter}:{check.counter}"
+            keys.append(base + ":z")
+            keys.append(base + ":h")
+            if letter == "b":
+                keys.append(base + ":s")
+            ttl = -1 if check.ttl_s is None else max(1, math.ceil(check.ttl_s * 1000))
+            spec.append(f"{letter} {check.limit} {check.amount} {round(check.window_s * 1e6)} "
+                        f"{1 if check.hard else 0} {ttl}")
+        return keys, [op, request_id, a, b, c, len(checks), " ".join(spec)]
+
+    async def _call(self, what: str, keys: list[str], args: list[Any]) -> Any:
+        client = self._client
+        try:
+            try:
+                return await client.call("EVALSHA", SCRIPT_SHA, len(keys), *keys, *args)
+            except ReplyError as error:
+                if error.code != "NOSCRIPT":
+                    raise
+            await client.call("SCRIPT", "LOAD", SCRIPT)
+            return await client.call("EVALSHA", SCRIPT_SHA, len(keys), *keys, *args)
+        except RespError as error:
+            raise LedgerUnavailable(f"redis ledger {what} failed: {type(error).__name__}: {error}") from error

@@ -1,0 +1,202 @@
+"""Admission policy: the rate limits, budgets, prices and team weights that apply. Pure data.
+
+A ``Policy`` is part of the snapshot the data plane reads. It merges what the
+platform YAML declares with what operators set through the admin API: where
+both set the same thing for the same scope, the stricter one applies (the
+smaller limit, the smaller budget, hard over soft), so adding a rule can only
+tighten admission, never loosen it.
+
+Money is held as integer nano-units of the platform currency (1e-9), so sums
+are exact; ``to_nanos`` / ``from_nanos`` convert from and to decimal text.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from types import MappingProxyType
+
+NANOS = 1_000_000_000
+
+#: ISO 4217 codes a budget or price may be given in (the platform uses exactly one of them).
+CURRENCIES = frozenset({
+    "AED", "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "IDR",
+    "ILS", "INR", "JPY", "KRW", "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "SAR", "SEK", "SGD",
+    "THB", "TRY", "TWD", "USD", "ZAR",
+})
+
+
+class Period(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    LIFETIME = "lifetime"
+
+
+class Scope(enum.StrEnum):
+    KEY = "key"
+    TEAM = "team"
+    MODEL = "model"
+    TEAM_MODEL = "team_model"
+
+
+def to_nanos(amount: str | int | float | Decimal) -> int:
+    """Decimal money text → nano-units, rounded up (a price is never under-charged)."""
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation:
+        raise ValueError(f"{amount!r} is not a number") from None
+    if not value.is_finite():
+        raise ValueError(f"{amount!r} is not a finite number")
+    return int((value * NANOS).to_integral_value(rounding=ROUND_CEILING))
+
+
+def from_nanos(nanos: int) -> str:
+    """Nano-units → plain decimal text without trailing zeros (``"12.5"``, ``"0"``)."""
+    text = format(Decimal(nanos) / NANOS, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def period_window(period: Period, now: float) -> tuple[str, float | None]:
+    """(id, end) of the UTC period containing ``now``: ``("m2026-11", <epoch of Dec 1>)``.
+
+    Weeks start on Monday (ISO weeks). ``lifetime`` has no end.
+    """
+    if period is Period.LIFETIME:
+        return "life", None
+    at = datetime.fromtimestamp(now, UTC)
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period is Period.DAILY:
+        return f"d{day:%Y-%m-%d}", (day + timedelta(days=1)).timestamp()
+    if period is Period.WEEKLY:
+        start = day - timedelta(days=day.weekday())
+        year, week, _ = start.isocalendar()
+        return f"w{year}-W{week:02d}", (start + timedelta(days=7)).timestamp()
+    first = day.replace(day=1)
+    following = first.replace(year=first.year + 1, month=1) if first.month == 12 \
+        else first.replace(month=first.month + 1)
+    return f"m{first:%Y-%m}", following.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Per-minute request and token limits and a concurrency cap; None = not limited."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+
+    def tighten(self, other: RateLimit) -> RateLimit:
+        return RateLimit(_least(self.rpm, other.rpm), _least(self.tpm, other.tpm),
+                         _least(self.concurrency, other.concurrency))
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Money a team or key may spend per period; hard blocks, soft only alerts."""
+
+    limit: int  # nano-units
+    period: Period
+    hard: bool = True
+
+    def tighten(self, other: Budget) -> Budget:
+        return Budget(min(self.limit, other.limit), self.period, self.hard or other.hard)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """Per-token prices of a model, in nano-units of the platform currency."""
+
+    input: int = 0
+    output: int = 0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> int:
+        return prompt_tokens * self.input + completion_tokens * self.output
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRule:
+    """A rate limit for one scope. ``subject`` is a key id, team id, model name, or
+    ``(team id, model name)``; ``"*"`` for key/team means "each key/team by itself"."""
+
+    scope: Scope
+    subject: str | tuple[str, str]
+    limit: RateLimit
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRule:
+    """A budget of one key or team; ``"*"`` gives every key/team its own budget of this size."""
+
+    scope: Scope  # KEY or TEAM
+    subject: str
+    budget: Budget
+
+
+class Policy:
+    """Every admission rule, indexed for dict lookups on the hot path. Immutable."""
+
+    __slots__ = ("currency", "_limits", "_budgets", "_weights", "prices", "team_names", "empty")
+
+    def __init__(self, *, currency: str = "USD", limits: Iterable[LimitRule] = (),
+                 budgets: Iterable[BudgetRule] = (), team_weights: Mapping[str, int] | None = None,
+                 prices: Mapping[str, Price] | None = None,
+                 team_names: Mapping[str, str] | None = None) -> None:
+        merged: dict[tuple[Scope, object], RateLimit] = {}
+        for rule in limits:
+            at = (rule.scope, rule.subject)
+            merged[at] = merged[at].tighten(rule.limit) if at in merged else rule.limit
+        budgets_by: dict[tuple[Scope, str], dict[Period, Budget]] = {}
+        for rule in budgets:
+            per = budgets_by.setdefault((rule.scope, rule.subject), {})
+            period = rule.budget.period
+            per[period] = per[period].tighten(rule.budget) if period in per else rule.budget
+        self.currency = currency
+        self._limits: Mapping[tuple[Scope, object], RateLimit] = MappingProxyType(merged)
+        self._budgets: Mapping[tuple[Scope, str], tuple[Budget, ...]] = MappingProxyType(
+            {at: tuple(per.values()) for at, per in budgets_by.items()})
+        self._weights: Mapping[str, int] = MappingProxyType(dict(team_weights or {}))
+        self.prices: Mapping[str, Price] = MappingProxyType(dict(prices or {}))
+        self.team_names: Mapping[str, str] = MappingProxyType(dict(team_names or {}))
+        self.empty = not merged and not budgets_by
+
+    def limit(self, scope: Scope, subject: str | tuple[str, str]) -> RateLimit | None:
+        """The limit for exactly this subject, else the ``"*"`` default of key/team scope."""
+        found = self._limits.get((scope, subject))
+        if found is None and scope in (Scope.KEY, Scope.TEAM):
+            found = self._limits.get((scope, "*"))
+        return found
+
+    def budgets(self, scope: Scope, subject: str) -> tuple[Budget, ...]:
+        """The budgets of exactly this key/team, else the ``"*"`` default (each by itself)."""
+        found = self._budgets.get((scope, subject))
+        return found if found is not None else self._budgets.get((scope, "*"), ())
+
+    def weight(self, team_id: str | None) -> int:
+        return self._weights.get(team_id, 1) if team_id is not None else 1
+
+    def price(self, model: str) -> Price | None:
+        return self.prices.get(model)
+
+    def describe(self, scope: Scope, subject: str | tuple[str, str]) -> str:
+        """Human name of a scope for error messages: ``team 'ml'``, ``model 'demo-chat'``."""
+        if scope is Scope.KEY:
+            return "this API key"
+        if scope is Scope.TEAM:
+            return f"team {self.team_names.get(str(subject), subject)!r}"
+        if scope is Scope.MODEL:
+            return f"model {subject!r}"
+        team, model = subject  # type: ignore[misc]
+        return f"team {self.team_names.get(team, team)!r} on model {model!r}"
+
+
+def _least(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+EMPTY_POLICY = Policy()

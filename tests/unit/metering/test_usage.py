@@ -1,0 +1,79 @@
+"""Usage is read from answers without changing what the client receives."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inferenceops.metering.usage import Usage, UsageTap, request_stream_usage, usage_from_body
+
+
+def event(doc: object) -> bytes:
+    return b"data: " + orjson.dumps(doc) + b"\n\n"
+
+
+CONTENT = [event({"choices": [{"index": 0, "delta": {"content": f"t{i}"}}], "usage": None})
+           for i in range(3)]
+USAGE = event({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3,
+                                        "total_tokens": 10}})
+DONE = b"data: [DONE]\n\n"
+
+
+def test_usage_of_a_whole_answer() -> None:
+    body = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
+    assert usage_from_body(body) == Usage(5, 2)
+    assert usage_from_body(b'{"usage": {"prompt_tokens": -1}}') is None
+    assert usage_from_body(b"not json, but says \"usage\"") is None
+    assert usage_from_body(b"{}") is None
+
+
+def test_a_stream_request_is_made_to_ask_for_usage_unless_it_did() -> None:
+    doc: dict = {"stream_options": {"other": 1}}
+    assert request_stream_usage(doc) is False
+    assert doc["stream_options"] == {"other": 1, "include_usage": True}
+    asked: dict = {"stream_options": {"include_usage": True}}
+    assert request_stream_usage(asked) is True
+
+
+def test_chunks_without_usage_pass_through_as_the_same_object() -> None:
+    tap = UsageTap(hide_usage_chunk=True)
+    for chunk in CONTENT:
+        assert tap.feed(chunk) is chunk
+
+
+def test_the_usage_chunk_is_read_and_hidden_when_the_client_did_not_ask() -> None:
+    tap = UsageTap(hide_usage_chunk=True)
+    out = b"".join(tap.feed(c) for c in [*CONTENT, USAGE, DONE]) + tap.flush()
+    assert out == b"".join([*CONTENT, DONE])
+    assert tap.usage == Usage(7, 3)
+
+
+def test_the_usage_chunk_is_kept_when_the_client_asked() -> None:
+    tap = UsageTap(hide_usage_chunk=False)
+    out = b"".join(tap.feed(c) for c in [*CONTENT, USAGE, DONE]) + tap.flush()
+    assert out == b"".join([*CONTENT, USAGE, DONE])
+    assert tap.usage == Usage(7, 3)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), max_size=12), st.booleans())
+def test_any_split_of_the_stream_gives_the_same_bytes_and_usage(cuts: list[int], hide: bool) -> None:
+    stream = b"".join([*CONTENT, USAGE, DONE])
+    pieces, at = [], 0
+    for size in cuts:
+        pieces.append(stream[at:at + size])
+        at += size
+    pieces.append(stream[at:])
+    tap = UsageTap(hide_usage_chunk=hide)
+    out = b"".join(tap.feed(p) for p in pieces if p) + tap.flush()
+    assert out == (b"".join([*CONTENT, DONE]) if hide else stream)
+    assert tap.usage == Usage(7, 3)
+
+
+def test_a_stream_cut_short_is_estimated_from_its_content_events() -> None:
+    tap = UsageTap(hide_usage_chunk=True)
+    role = event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+    for chunk in [role, *CONTENT]:
+        tap.feed(chunk)
+    assert tap.usage is None
+    assert tap.estimated_completion_tokens() == 3  # the role event has no content
