@@ -44,7 +44,7 @@ def plan_request(policy: Policy, key: ApiKey, model: str, prompt_estimate: int, 
     checks: list[Check] = []
     reserve_tokens = prompt_estimate + max_output
     team = key.team_id
-    limit_checks(checks, policy, Scope.KEY, key.id, key.id, reserve_tokens)
+    limit_checks(checks, policy, Scope.KEY, key.id, key.meter, reserve_tokens)
     if team is not None:
         limit_checks(checks, policy, Scope.TEAM, team, team, reserve_tokens)
     limit_checks(checks, policy, Scope.MODEL, model, model, reserve_tokens)
@@ -61,13 +61,14 @@ def plan_request(policy: Policy, key: ApiKey, model: str, prompt_estimate: int, 
 
 def budget_checks(checks: list[Check], policy: Policy, key: ApiKey, amount: int, now: float) -> None:
     """Append a check per budget of the key's team and of the key, for the current periods."""
-    for scope, subject in ((Scope.TEAM, key.team_id), (Scope.KEY, key.id)):
+    for scope, subject, meter in ((Scope.TEAM, key.team_id, key.team_id),
+                                  (Scope.KEY, key.id, key.meter)):
         if subject is None:
             continue
         for budget in policy.budgets(scope, subject):
             period_id, end = period_window(budget.period, now)
             checks.append(Check(
-                CheckKind.BUDGET, f"bud:{scope.value}:{subject}:{period_id}", budget.limit, amount,
+                CheckKind.BUDGET, f"bud:{scope.value}:{meter}:{period_id}", budget.limit, amount,
                 f"{budget.period.value} budget of {policy.describe(scope, subject)}",
                 hard=budget.hard, ttl_s=None if end is None else end - now + BUDGET_MARGIN_S))
 

@@ -34,7 +34,7 @@ async def quota_document(ledger: Ledger, snapshot: Snapshot, key: ApiKey) -> dic
         limit_checks(checks, policy, scope, subject, counter, 0)
         scopes.extend((scope.value, model) for _ in range(len(checks) - before))
 
-    add(Scope.KEY, key.id, key.id, None)
+    add(Scope.KEY, key.id, key.meter, None)
     if key.team_id is not None:
         add(Scope.TEAM, key.team_id, key.team_id, None)
     for model in snapshot.catalog.models:

@@ -40,6 +40,12 @@ class ApiKey:
     allowed_models: frozenset[str] | None = None  # None: every model the team may use
     expires_at: float | None = None  # epoch seconds
     background_only: bool = False  # its requests always queue as background work
+    #: Whose per-key counters it uses: its rotation lineage (rotating never resets use). "" = own id.
+    meter_id: str = ""
+
+    @property
+    def meter(self) -> str:
+        return self.meter_id or self.id
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at

@@ -103,6 +103,7 @@ class ActiveKey(NamedTuple):
     allowed_models: frozenset[str] | None
     expires_at: datetime | None
     background_only: bool = False
+    lineage_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

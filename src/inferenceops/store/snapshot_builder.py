@@ -72,7 +72,8 @@ def _chunks(rows: list[ActiveKey], data: IdentityData) -> Iterator[list[tuple[by
             expires = k.expires_at.timestamp() if k.expires_at is not None else None
             chunk.append((k.digest, ApiKey(k.id, k.prefix, principals[owner], k.team_id, k.scopes,
                                            k.allowed_models, expires,
-                                           background_only=k.background_only)))
+                                           background_only=k.background_only,
+                                           meter_id=k.lineage_id or k.id)))
         del rows[-_CHUNK:]
         yield chunk
 

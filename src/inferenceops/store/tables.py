@@ -186,6 +186,9 @@ class ApiKey(Base):
     rotated_from_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     # Its requests always queue as background work. The server default fills rows written before 0002.
     background_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The first key of its rotation chain (NULL: this key is its own first). Per-key limits and
+    # budgets are counted per lineage, so rotating a key never resets what it has used.
+    lineage_id: Mapped[str | None] = mapped_column(String(40))
 
 
 class Grant(Base):

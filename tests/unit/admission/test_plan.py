@@ -89,3 +89,12 @@ def test_headers_describe_the_tightest_counter_of_each_kind() -> None:
                        b"x-ratelimit-reset-requests": b"30s", b"x-ratelimit-limit-tokens": b"1000",
                        b"x-ratelimit-remaining-tokens": b"950", b"x-ratelimit-reset-tokens": b"59.9s"}
     assert rate_limit_headers(checks[3:], states[3:]) is None
+
+
+def test_per_key_counters_follow_the_rotation_lineage_not_the_key_id() -> None:
+    rotated = ApiKey("k2", "sk-io-new", Principal("u1"), "t1", frozenset({"inference"}),
+                     meter_id="k1")
+    policy = Policy(limits=[LimitRule(Scope.KEY, "k2", RateLimit(rpm=5))],
+                    budgets=[BudgetRule(Scope.KEY, "k2", Budget(10, Period.LIFETIME))])
+    assert [c.counter for c in plan_request(policy, rotated, "m", 1, 1, NOW).checks] == [
+        "rpm:key:k1", "bud:key:k1:life"]

@@ -143,6 +143,26 @@ async def test_rotate_overlap(db: Database, digest: Callable[[], bytes]) -> None
             await repo.rotate_api_key(tx, new.id, prefix="sk-io-q", digest=digest(), overlap=hour)
 
 
+async def test_rotated_keys_share_the_lineage_their_usage_is_counted_under(
+        db: Database, digest: Callable[[], bytes]) -> None:
+    from inferenceops.store.snapshot_builder import build_identity
+
+    _, user = await _owner(db)
+    hour = timedelta(hours=1)
+    first_digest, second_digest, third_digest = digest(), digest(), digest()
+    async with db.transaction() as tx:
+        first = await repo.create_api_key(tx, name="a", prefix="sk-io-a", digest=first_digest,
+                                          user_id=user.id)
+        second = await repo.rotate_api_key(tx, first.id, prefix="sk-io-b", digest=second_digest,
+                                           overlap=hour, now=NOW)
+        third = await repo.rotate_api_key(tx, second.id, prefix="sk-io-c", digest=third_digest,
+                                          overlap=hour, now=NOW)
+    identity = await build_identity(db)
+    meters = {identity.key(d).id: identity.key(d).meter  # type: ignore[union-attr]
+              for d in (first_digest, second_digest, third_digest)}
+    assert meters == {first.id: first.id, second.id: first.id, third.id: first.id}
+
+
 async def test_touch_last_used_in_bulk(db: Database, digest: Callable[[], bytes]) -> None:
     _, user = await _owner(db)
     async with db.transaction() as tx:

@@ -77,9 +77,9 @@ class _KeyBuilder:
 
     def __call__(self, id: str, prefix: str, digest: bytes, team_id: str | None, user_id: str | None,
                  sa_id: str | None, scopes: str, allowed: str | None, expires_at: Any,
-                 background_only: bool) -> ActiveKey:
+                 background_only: bool, lineage_id: str | None) -> ActiveKey:
         return ActiveKey(id, prefix, digest, team_id, user_id, sa_id, self._set(scopes) or frozenset(),
-                         self._set(allowed), expires_at, bool(background_only))
+                         self._set(allowed), expires_at, bool(background_only), lineage_id)
 
 
 async def load_identity(db: Database, batch_size: int = 5000) -> IdentityData:
@@ -90,7 +90,7 @@ async def load_identity(db: Database, batch_size: int = 5000) -> IdentityData:
         # JSON read as text (CAST) and parsed once per distinct value by _KeyBuilder.
         keys = await _stream(session, select(
             k.id, k.prefix, k.digest, k.team_id, k.user_id, k.service_account_id,
-            cast(k.scopes, Text), cast(k.allowed_models, Text), k.expires_at, k.background_only,
+            cast(k.scopes, Text), cast(k.allowed_models, Text), k.expires_at, k.background_only, k.lineage_id,
         ).where(k.revoked_at.is_(None)), _KeyBuilder(), batch_size)
         teams = await _stream(session, select(
             Team.id, Team.name, Team.weight, Team.created_at, Team.updated_at).order_by(Team.name),

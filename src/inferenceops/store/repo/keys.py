@@ -132,7 +132,8 @@ async def rotate_api_key(
 
     The new key copies the old one's name, owner, team, scopes, model list,
     expiry and ``background_only``, records ``rotated_from_id``, and gets copies of
-    the old key's limit and budgets (so a rotation never sheds them). The old key's ``expires_at`` is
+    the old key's limit and budgets (so a rotation never sheds them) and its
+lineage (so their counters carry on rather than restart). The old key's ``expires_at`` is
     pulled in to ``now + overlap`` unless it already ends sooner. A revoked key
     cannot be rotated (``Conflict``).
     """
@@ -148,7 +149,7 @@ async def rotate_api_key(
         scopes=list(old.scopes),
         allowed_models=None if old.allowed_models is None else list(old.allowed_models),
         created_at=now, expires_at=old.expires_at, rotated_from_id=old.id,
-        background_only=old.background_only,
+        background_only=old.background_only, lineage_id=old.lineage_id or old.id,
     )
     cutoff = now + overlap
     if old.expires_at is None or old.expires_at > cutoff:

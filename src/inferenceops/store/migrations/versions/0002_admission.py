@@ -9,7 +9,8 @@ the CHECK texts are spelled out so a later change to the code cannot silently
 change what this revision creates). CHECK names are wrapped in ``op.f`` — already
 final — or the naming convention (``ck_<table>_<name>``) would be applied twice,
 as it was to 0001's CHECKs (``ck_teams_ck_teams_weight_positive``). ``api_keys.background_only`` is added with
-a server default so existing keys become ``false``; SQLite can add such a
+a server default so existing keys become ``false``, and ``api_keys.lineage_id`` (the
+first key of a rotation chain, NULL for a key that is its own first); SQLite can add such a
 column in place, and drops it again in batch mode (a table rebuild).
 """
 
@@ -49,6 +50,7 @@ def _subject_fks(table: str) -> list[sa.ForeignKeyConstraint]:
 def upgrade() -> None:
     op.add_column("api_keys", sa.Column("background_only", sa.Boolean(), nullable=False,
                                         server_default=sa.false()))
+    op.add_column("api_keys", sa.Column("lineage_id", ID, nullable=True))
     op.create_table(
         "limits",
         sa.Column("id", ID, nullable=False),
@@ -105,4 +107,5 @@ def downgrade() -> None:
     op.drop_table("budgets")
     op.drop_table("limits")
     with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("lineage_id")
         batch.drop_column("background_only")
