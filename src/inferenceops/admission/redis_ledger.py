@@ -26,13 +26,20 @@ Numbers: Lua computes in doubles, so limits, amounts, totals, spent and
 budget in nano-units per counter); larger values are refused with ValueError
 before anything is sent.
 
-Errors: every redis-py error, socket error or timeout leaves this module as
-``LedgerUnavailable`` naming the operation; nothing redis-specific escapes. The
-connection pool is bounded and never retries a command by itself: a retried
-admit whose first reply was lost could reserve twice; the caller's
-fail-open/closed policy decides instead. A ``NOSCRIPT`` (Redis restarted or
-flushed its script cache) is answered by loading the script and calling again,
-which is safe because ``NOSCRIPT`` means the script did not run.
+The wire: ``resp.py``, our own pipelined RESP2 client (a few connections shared
+by every caller), because every inference request pays for one admit and one
+settle, and over ``resp.py`` that pair costs 2.5x (one caller) to 5x (64
+concurrent callers) less client CPU than over redis-py's asyncio client
+(``bench/results/ledger-latest.md``).
+
+Errors: every ``resp`` error (cannot connect, timeout, connection lost,
+protocol error, an error reply such as ``WRONGTYPE``) leaves this module as
+``LedgerUnavailable`` naming the operation; nothing redis-specific escapes. No
+command is ever retried by the client: a retried admit whose first reply was
+lost could reserve twice; the caller's fail-open/closed policy decides instead.
+A ``NOSCRIPT`` (Redis restarted or flushed its script cache) is answered by
+loading the script and calling again, which is safe because ``NOSCRIPT`` means
+the script did not run.
 """
 
 from __future__ import annotations
@@ -128,7 +135,7 @@ class RedisLedger:
         await self._client.close()
 
     async def ping(self) -> None:
-        """One plain round trip on the ledger's connections: a readiness probe, and the benchmark's baseline."""
+        """One plain round trip: a readiness probe, and the benchmark's baseline."""
         try:
             await self._client.call("PING")
         except RespError as error:
