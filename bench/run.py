@@ -62,10 +62,10 @@ ADMISSION_RULES = """\
     price: {input_per_million: "0.15", output_per_million: "0.60"}
 limits:
   - {key: "*", rpm: 100000000, tpm: 10000000000, concurrency: 100000}
-  - {model: %s, rpm: 100000000, tpm: 10000000000}
+  - {model: MODEL, rpm: 100000000, tpm: 10000000000}
 budgets:
   - {key: "*", amount: "1000000", currency: USD, period: monthly}
-""" % upstream.MODEL
+""".replace("MODEL", upstream.MODEL)
 
 
 @dataclass(frozen=True, slots=True)
