@@ -66,8 +66,20 @@ class QueueSpec(_Strict):
     background_max_wait_s: float = Field(600.0, gt=0, le=86400)
 
 
+Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+
+
 class ReplicaSpec(_Strict):
-    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+    url: Url
+
+
+class ProviderSpec(_Strict):
+    """An upstream endpoint and how to sign in to it, shared by the deployments that name it."""
+
+    name: Name
+    base_url: Url = Field(description="API root, e.g. https://api.openai.com/v1")
+    dialect: Literal["openai"] = Field("openai", description="the wire protocol it speaks")
+    api_key_env: str | None = Field(None, description="environment variable holding its key")
 
 
 class DeploymentSpec(_Strict):
@@ -77,9 +89,11 @@ class DeploymentSpec(_Strict):
         "server (vLLM, SGLang, llama.cpp, Ollama, TGI, OpenAI)"
     )
     served_model: Name = Field(description="the model name the engine itself answers to")
+    provider: Name | None = Field(None, description="openai: a provider whose base URL and key "
+                                  "it uses (replicas then default to the provider's base URL)")
     profile: str | None = Field(None, description="simulator profile (built-in name or YAML path)")
-    replicas: int | list[ReplicaSpec] = Field(
-        1, description="simulator: how many replicas; openai: a list of {url: ...}"
+    replicas: int | list[ReplicaSpec] | None = Field(
+        None, description="simulator: how many replicas (default 1); openai: a list of {url: ...}"
     )
     seed: int = 0
     api_key_env: str | None = Field(None, description="environment variable holding the upstream key")
@@ -92,12 +106,18 @@ class DeploymentSpec(_Strict):
     @model_validator(mode="after")
     def _engine_fields(self) -> DeploymentSpec:
         if self.engine == "simulator":
-            if not isinstance(self.replicas, int) or not 1 <= self.replicas <= 64:
+            replicas = 1 if self.replicas is None else self.replicas
+            if not isinstance(replicas, int) or not 1 <= replicas <= 64:
                 raise ValueError("a simulator deployment takes 'replicas: N' with 1 <= N <= 64")
             if not self.profile:
                 raise ValueError("a simulator deployment needs 'profile:' (e.g. llama-3.1-8b-h100)")
+            if self.provider:
+                raise ValueError("'provider' is only for openai deployments")
         else:
-            if not isinstance(self.replicas, list) or not self.replicas:
+            if self.replicas is None and self.provider is None:
+                raise ValueError("an openai deployment takes 'replicas:' as a list of "
+                                 "{url: http://host:port/v1}, or a 'provider:'")
+            if self.replicas is not None and (not isinstance(self.replicas, list) or not self.replicas):
                 raise ValueError("an openai deployment takes 'replicas:' as a list of {url: http://host:port/v1}")
             if self.profile:
                 raise ValueError("'profile' is only for simulator deployments")
@@ -116,6 +136,7 @@ class ModelSpec(_Strict):
 
 class PlatformSpec(_Strict):
     currency: str = "USD"
+    providers: list[ProviderSpec] = []
     deployments: list[DeploymentSpec] = Field(min_length=1)
     models: list[ModelSpec] = Field(min_length=1)
     teams: list[TeamSpec] = []
@@ -205,6 +226,14 @@ Problem = tuple[list[Any], str]
 def _cross_check(spec: PlatformSpec, environ: dict[str, str]) -> list[Problem]:
     """What one field alone cannot tell: references, uniqueness, the environment."""
     problems: list[Problem] = []
+    providers = [p.name for p in spec.providers]
+    for i, provider in enumerate(spec.providers):
+        if providers.index(provider.name) != i:
+            problems.append((["providers", i, "name"], f"provider name {provider.name!r} is "
+                             "already used above; names must be unique"))
+        if provider.api_key_env and not environ.get(provider.api_key_env):
+            problems.append((["providers", i, "api_key_env"], f"environment variable "
+                             f"{provider.api_key_env} is not set; export it or remove api_key_env"))
     names = [d.name for d in spec.deployments]
     for i, d in enumerate(spec.deployments):
         if names.index(d.name) != i:
@@ -213,6 +242,10 @@ def _cross_check(spec: PlatformSpec, environ: dict[str, str]) -> list[Problem]:
         if d.api_key_env and not environ.get(d.api_key_env):
             problems.append((["deployments", i, "api_key_env"], f"environment variable "
                              f"{d.api_key_env} is not set; export it or remove api_key_env"))
+        if d.provider is not None and d.provider not in providers:
+            defined = ", ".join(providers) or "none"
+            problems.append((["deployments", i, "provider"], f"deployment {d.name!r} names provider "
+                             f"{d.provider!r}, which is not defined under providers: ({defined})"))
     seen: dict[str, str] = {}
     for i, m in enumerate(spec.models):
         if m.deployment not in names:
@@ -251,7 +284,7 @@ def _describe(problems: list[Problem], root: yaml.Node | None, source: str) -> s
     return "\n".join(lines)
 
 
-_UNION_TAGS = {"int", "list[ReplicaSpec]", "function-after[_engine_fields(), DeploymentSpec]"}
+_UNION_TAGS = {"int", "list[ReplicaSpec]", "function-after[_engine_fields(), DeploymentSpec]", "None"}
 
 
 def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
@@ -274,19 +307,23 @@ def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
 def _build(spec: PlatformSpec, loopback: str, environ: dict[str, str], source: str) -> Platform:
     deployments: dict[str, Deployment] = {}
     mounts: list[SimulatorMount] = []
+    providers = {p.name: p for p in spec.providers}
     for d in spec.deployments:
-        api_key = environ.get(d.api_key_env) if d.api_key_env else None
+        provider = providers.get(d.provider) if d.provider else None
+        key_env = d.api_key_env or (provider.api_key_env if provider else None)
+        api_key = environ.get(key_env) if key_env else None
         if d.engine == "simulator":
-            assert isinstance(d.replicas, int) and d.profile
+            count = 1 if d.replicas is None else d.replicas
+            assert isinstance(count, int) and d.profile
             replicas = []
-            for r in range(d.replicas):
+            for r in range(count):
                 mount = SimulatorMount(f"{d.name}-{r}", d.profile, d.served_model, d.seed + r)
                 mounts.append(mount)
                 replicas.append(Replica(mount.id, f"{loopback}{SIMULATOR_MOUNT}/{mount.id}/v1"))
         else:
-            assert isinstance(d.replicas, list)
-            replicas = [Replica(f"{d.name}-{r}", rs.url.rstrip("/"))
-                        for r, rs in enumerate(d.replicas)]
+            urls = ([rs.url for rs in d.replicas] if isinstance(d.replicas, list)
+                    else [provider.base_url] if provider else [])
+            replicas = [Replica(f"{d.name}-{r}", url.rstrip("/")) for r, url in enumerate(urls)]
         deployments[d.name] = Deployment(
             name=d.name, dialect="openai", served_model=d.served_model,
             replicas=tuple(replicas), timeouts=Timeouts(**d.timeouts.model_dump()),

@@ -99,3 +99,47 @@ def test_example_platform_file_in_the_docs_is_valid() -> None:
     platform = load_platform(Path(__file__).parents[2] / "examples" / "platform.yaml",
                              loopback_base_url=LOOP, environ={"VLLM_API_KEY": "x"})
     assert platform.catalog.model("gpt-4o-mini") is not None
+
+
+PROVIDERS = """\
+providers:
+  - name: openai
+    base_url: https://api.openai.com/v1
+    api_key_env: OPENAI_KEY
+deployments:
+  - name: gpt
+    engine: openai
+    provider: openai
+    served_model: gpt-4o-mini
+  - name: gpt-pinned
+    engine: openai
+    provider: openai
+    served_model: gpt-4o
+    replicas: [{url: "https://eu.example.com/v1"}]
+models:
+  - {name: small, deployment: gpt}
+  - {name: big, deployment: gpt-pinned}
+"""
+
+
+def test_a_provider_gives_deployments_its_base_url_and_key() -> None:
+    platform = parse(PROVIDERS, environ={"OPENAI_KEY": "sk-openai"})
+    small, big = platform.catalog.model("small"), platform.catalog.model("big")
+    assert small is not None and big is not None
+    assert [r.base_url for r in small.deployment.replicas] == ["https://api.openai.com/v1"]
+    assert [r.base_url for r in big.deployment.replicas] == ["https://eu.example.com/v1"]
+    assert small.deployment.api_key == big.deployment.api_key == "sk-openai"
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    (PROVIDERS.replace("provider: openai\n    served_model: gpt-4o-mini",
+                       "provider: nope\n    served_model: gpt-4o-mini"), 8,
+     "names provider 'nope', which is not defined under providers: (openai)"),
+    (PROVIDERS.replace("    provider: openai\n    served_model: gpt-4o-mini",
+                       "    served_model: gpt-4o-mini"), 6, "or a 'provider:'"),
+    (PROVIDERS, 4, "environment variable OPENAI_KEY is not set"),
+])
+def test_bad_providers_are_refused_naming_the_line(text: str, line: int, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(text, environ={})
+    assert f"line {line}" in str(caught.value) and words in str(caught.value), str(caught.value)
