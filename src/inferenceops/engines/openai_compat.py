@@ -74,29 +74,47 @@ class UpstreamResponse:
 
 
 class OpenAICompatClient:
-    """Sends requests to OpenAI-compatible engines, one connection pool per replica."""
+    """Sends requests to OpenAI-compatible engines, one connection pool per replica.
+
+    ``sync`` follows catalog changes: a replica whose address and pool settings
+    are unchanged keeps its pool (and warm connections); new replicas get new
+    pools; pools of removed or changed replicas are closed (requests already
+    on them finish; their connections are then dropped).
+    """
 
     def __init__(self, deployments: Any) -> None:
-        self._deployments: dict[str, Deployment] = {d.name: d for d in deployments}
+        self._deployments: list[Deployment] = list(deployments)
         self._pools: dict[str, Pool] = {}
         self._heads: dict[tuple[str, str], bytes] = {}
 
     async def start(self) -> None:
         """Create the pools and pre-build every request head (no I/O yet)."""
-        for d in self._deployments.values():
+        self.sync(self._deployments)
+
+    def sync(self, deployments: Any) -> None:
+        pools: dict[str, Pool] = {}
+        heads: dict[tuple[str, str], bytes] = {}
+        for d in deployments:
             auth = f"Authorization: Bearer {d.api_key}\r\n" if d.api_key else ""
             for replica in d.replicas:
-                pool = Pool(replica.base_url, max_connections=d.max_connections,
-                            connect_timeout_s=d.timeouts.connect_s)
-                self._pools[replica.id] = pool
+                pool = self._pools.get(replica.id)
+                if pool is None or (pool.base_url, pool.max_connections, pool.connect_timeout_s) \
+                        != (replica.base_url, d.max_connections, d.timeouts.connect_s):
+                    pool = Pool(replica.base_url, max_connections=d.max_connections,
+                                connect_timeout_s=d.timeouts.connect_s)
+                pools[replica.id] = pool
                 root = urlsplit(replica.base_url).path.rstrip("/")
                 for endpoint in _ENDPOINTS:
                     path = f"{root}/{endpoint}"
-                    self._heads[replica.id, endpoint] = (
+                    heads[replica.id, endpoint] = (
                         f"POST {path} HTTP/1.1\r\nHost: {pool.host_header}\r\n"
                         f"User-Agent: inferenceops/{__version__}\r\n"
                         "Content-Type: application/json\r\nAccept: */*\r\n"
                         f"Accept-Encoding: identity\r\n{auth}Content-Length: ").encode("latin-1")
+        retired = [pool for rid, pool in self._pools.items() if pools.get(rid) is not pool]
+        self._pools, self._heads = pools, heads
+        for pool in retired:
+            pool.close()
 
     async def close(self) -> None:
         for pool in self._pools.values():
@@ -104,8 +122,11 @@ class OpenAICompatClient:
         self._pools = {}
 
     async def _exchange(self, replica: Replica, endpoint: str, body: bytes) -> Connection:
+        pool = self._pools.get(replica.id)
+        if pool is None:  # the catalog dropped this replica while the request was being admitted
+            raise ConnectFailed(f"replica {replica.id} was removed", reason="removed from the catalog")
         data = b"%s%d\r\n\r\n%s" % (self._heads[replica.id, endpoint], len(body), body)
-        return await self._pools[replica.id].request(data)
+        return await pool.request(data)
 
     async def complete(self, deployment: Deployment, replica: Replica, endpoint: str,
                        body: bytes) -> tuple[int, bytes, bytes]:
