@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,8 +19,9 @@ from tests.support.asgi import request
 from tests.unit.conftest import TEST_SECRET, Harness, make_harness, platform_yaml
 
 from inferenceops.admission.control import AdmissionControl
-from inferenceops.admission.ledger import Ledger
+from inferenceops.admission.ledger import Check, CheckKind, Ledger
 from inferenceops.admission.memory_ledger import MemoryLedger
+from inferenceops.admission.plan import budget_checks
 from inferenceops.admission.redis_ledger import RedisLedger
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapshot
 from inferenceops.platform.policy import (
@@ -62,8 +64,6 @@ async def redis_ledger() -> RedisLedger:
         await ledger.close()
         pytest.skip(f"no Redis answers at {REDIS_URL}: {exc}")
     return ledger
-
-
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -160,13 +160,9 @@ async def test_zero_overshoot_500_concurrent_requests_on_a_budget_for_exactly_n(
 
 
 def _budget_counters(h: Harness) -> list[str]:
-    from inferenceops.admission.plan import budget_checks
-
     checks: list = []
     snapshot = h.app.state.snapshot
     key = snapshot.identity.key(HASHER.digest(TEAM_KEY))
-    import time
-
     budget_checks(checks, snapshot.policy, key, 0, time.time())
     return [c.counter for c in checks]
 
@@ -209,6 +205,8 @@ async def test_settle_and_release_leave_nothing_reserved_and_charge_exactly_what
     spent, reserved = await ledger.budget_totals(counter)
     assert reserved == 0
     assert spent == expected
+    slots = Check(CheckKind.CONCURRENCY, "con:team:team_ml", 100, 0, "concurrency")
+    assert [s.used for s in await ledger.read([slots])] == [0]
 
 
 async def test_a_soft_budget_admits_past_its_limit_and_raises_one_alert(
@@ -251,11 +249,10 @@ async def test_quota_shows_the_callers_own_limits_use_and_budget(fake, ledger, s
 
 async def test_a_full_deployment_queue_answers_429_queue_full_with_retry_after(
         fake, ledger, stop_later) -> None:  # type: ignore[no-untyped-def]
-    h = await gateway(fake, ledger, Policy(), chat_deployment_extra=(
+    h = await gateway(fake, ledger, Policy(), chat_deployment_extra=(  # 1 slot, nobody may wait
         "    capacity: 1\n    queue: {max_waiting: 0}"))
     stop_later.append(h)
     slow = {**CHAT, "model": "chat-model"}
-    h.app.state.snapshot.catalog.model("chat-model")  # capacity 1, nobody may wait
     upstream, _ = fake
     upstream.chunk_delay_s = 0.2
     first = asyncio.ensure_future(chat(h, {**slow, "stream": True}))
@@ -299,3 +296,24 @@ async def test_an_unreachable_redis_fails_closed_by_default_or_open_when_configu
     assert h.app.state.admission.metrics.ledger_errors == 1
     metrics = (await request(h.app, "GET", "/metrics")).body
     assert b"inferenceops_admission_ledger_errors_total 1" in metrics
+
+
+async def test_a_request_costing_more_than_the_whole_budget_is_a_400_else_429_until_the_period_ends(
+        fake, ledger, stop_later) -> None:  # type: ignore[no-untyped-def]
+    unit = 10**9
+    policy = Policy(budgets=[BudgetRule(Scope.TEAM, "team_ml", Budget(3 * unit, Period.DAILY))],
+                    prices={"chat-model": Price(input=0, output=unit)}, team_names={"team_ml": "ml"})
+    h = await gateway(fake, ledger, policy)
+    stop_later.append(h)
+    never = await chat(h, {**CHAT, "max_tokens": 4})
+    assert never.status == 400
+    error = never.json()["error"]
+    assert error["code"] == "exceeds_budget" and error["param"] == "max_tokens"
+    assert "daily budget of team 'ml'" in error["message"]
+    assert (await chat(h, {**CHAT, "max_tokens": 2})).status == 200  # settles to 1 token: 1 spent
+    assert (await chat(h, {**CHAT, "max_tokens": 2})).status == 200  # 2 spent, 1 left
+    later = await chat(h, {**CHAT, "max_tokens": 2})
+    assert later.status == 429
+    assert later.json()["error"]["code"] == "budget_exceeded"
+    assert "has 1 left; this request may cost up to 2" in later.json()["error"]["message"]
+    assert 1 <= int(later.headers["retry-after"]) <= 86400  # the end of the UTC day
