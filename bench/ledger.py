@@ -7,6 +7,10 @@ of its key, the team's monthly budget; limits high enough that all are admitted)
 - memory ledger: CPU (``process_time``) per admit+settle, over ROUNDS rounds of
   REQUESTS each, median of the rounds; the request ids are made beforehand so
   only the ledger is timed;
+- memory ledger: what it holds (``tracemalloc``) after HELD_SMALL and after
+  HELD_LARGE admit+settle pairs at HELD_RATE requests/s on an injected clock
+  (the gateway at full load, all inside one window): per-request state shows
+  as growth between the two;
 - Redis ledger (local server, ``--redis-url``) over two clients: ``resp`` (the
   ledger's own client, ``admission/resp.py``) and ``redis-py`` (the same
   ledger and script over redis-py's asyncio client, as the ledger was before
@@ -19,7 +23,10 @@ of its key, the team's monthly budget; limits high enough that all are admitted)
 - the floor: CPU per PING over a plain blocking socket (``socket_floor``), in
   every block, and each client's CPU per admit+settle above twice that floor:
   what the client and the ledger's own code cost, without the round trips'
-  sleep and wake-up, which on this VM depend on how idle the machine is.
+  sleep and wake-up, which on this VM depend on how idle the machine is;
+- the server: µs per ``EVALSHA`` from ``INFO commandstats`` (deltas over the
+  blocks, so other users of the server add noise), and the keys and bytes
+  (``MEMORY USAGE``) the bench's prefix holds once every pair has settled.
 
 The event loop is uvloop, as in the gateway. The other processes on this
 2-core machine add noise; medians over alternating blocks are what make the
@@ -37,6 +44,7 @@ import os
 import platform
 import socket
 import time
+import tracemalloc
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +64,7 @@ from inferenceops.admission.resp import Target, parse_url
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 ROUNDS, REQUESTS = 7, 20_000  # memory
+HELD_SMALL, HELD_LARGE, HELD_RATE = 10_000, 200_000, 4_500.0  # memory held, requests/s
 BLOCKS, CALLS = 5, 2_000  # redis, per block and client
 CONCURRENT, CONCURRENT_PAIRS = 64, 8_000  # redis, tasks at once and pairs per block
 LEASE_S = 3600.0
@@ -117,6 +126,29 @@ async def memory_cpu() -> dict[str, Any]:
     return {"rounds": ROUNDS, "requests_per_round": REQUESTS, "checks": len(CHECKS),
             "cpu_us_admit_settle_median": round(median(per_round), 2),
             "cpu_us_admit_settle_rounds": [round(x, 2) for x in per_round]}
+
+
+async def memory_held() -> dict[str, Any]:
+    """Bytes the ledger holds after HELD_SMALL and HELD_LARGE pairs at HELD_RATE a second."""
+    now = [1_000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    tracemalloc.start()
+    try:
+        held = []
+        base = tracemalloc.get_traced_memory()[0]
+        for n, upto in enumerate((HELD_SMALL, HELD_LARGE)):
+            for i in range(HELD_SMALL if n else 0, upto):
+                now[0] += 1 / HELD_RATE
+                request_id = f"h-{i}"
+                assert isinstance(await ledger.admit(request_id, CHECKS, LEASE_S), Admitted)
+                await ledger.settle(request_id, CHECKS, 700, 12_000_000)
+            held.append(tracemalloc.get_traced_memory()[0] - base)
+    finally:
+        tracemalloc.stop()
+    entries = getattr(ledger, "entries", None)
+    return {"rate_per_s": HELD_RATE, "requests": [HELD_SMALL, HELD_LARGE],
+            "held_bytes": held, "growth_bytes": held[1] - held[0],
+            "entries": entries() if entries else None}
 
 
 async def sequential_block(ledger: RedisLedger, tag: str, ping: list[float], admit: list[float],
@@ -186,6 +218,7 @@ async def redis_clients(url: str) -> dict[str, Any]:
     kinds = ("ping", "admit", "settle", "ping_cpu", "pair_cpu", "above_floor", "conc_cpu", "conc_rate")
     samples: dict[str, dict[str, list[float]]] = {name: {kind: [] for kind in kinds} for name in ledgers}
     floors: list[float] = []
+    stats_before = await _evalsha_stats(url)
     try:
         for name, ledger in ledgers.items():  # warm: connections, script cache
             for i in range(500):
@@ -206,10 +239,13 @@ async def redis_clients(url: str) -> dict[str, Any]:
                 conc_cpu, rate = await concurrent_block(ledgers[name], f"{name}-c{block}")
                 samples[name]["conc_cpu"].append(conc_cpu)
                 samples[name]["conc_rate"].append(rate)
+        stats_after = await _evalsha_stats(url)
+        held = await _held(url, prefix)
     finally:
         for ledger in ledgers.values():
             await ledger.close()
         await _delete(url, prefix)
+    calls, usec = (after - before for after, before in zip(stats_after, stats_before, strict=True))
     clients = {name: {"ping": _lat(s["ping"]), "admit": _lat(s["admit"]), "settle": _lat(s["settle"]),
                       "client_cpu_us_ping": round(median(s["ping_cpu"]), 1),
                       "client_cpu_us_admit_settle": round(median(s["pair_cpu"]), 1),
@@ -221,7 +257,30 @@ async def redis_clients(url: str) -> dict[str, Any]:
     return {"url": url, "blocks": BLOCKS, "calls_per_block": CALLS, "concurrent_tasks": CONCURRENT,
             "concurrent_pairs_per_block": CONCURRENT_PAIRS, "server": await _server_version(url),
             "socket_floor_cpu_us_ping": round(median(floors), 1),
+            "server_us_per_evalsha": round(usec / calls, 1) if calls else None, "held": held,
             "socket_floor_cpu_us_ping_blocks": [round(x, 1) for x in floors], "clients": clients}
+
+
+async def _evalsha_stats(url: str) -> tuple[int, int]:
+    """(calls, µs) of EVALSHA since the server's stats were last reset."""
+    client = Redis.from_url(url)
+    try:
+        stat = (await client.info("commandstats")).get("cmdstat_evalsha", {})
+        return int(stat.get("calls", 0)), int(stat.get("usec", 0))
+    finally:
+        await client.aclose()
+
+
+async def _held(url: str, prefix: str) -> dict[str, Any]:
+    """Keys and bytes under the bench's prefix once every request has settled."""
+    client = Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match="{" + prefix + "}:*", count=1000)]
+        sizes = [await client.memory_usage(key, samples=0) or 0 for key in keys]
+        tickets = sum(b":q:" in key for key in keys)
+        return {"keys": len(keys), "ticket_keys": tickets, "bytes": sum(sizes)}
+    finally:
+        await client.aclose()
 
 
 async def _delete(url: str, prefix: str) -> None:
@@ -244,14 +303,23 @@ async def _server_version(url: str) -> str:
 
 def write(doc: dict[str, Any]) -> str:
     mem, red = doc["memory"], doc["redis"]
+    held = doc["memory_held"]
+    small, large = held["requests"]
     rows = ["# Admission ledger: cost per request (5 checks)", "",
             "| ledger | client | measurement | p50 | p99 | p50 ÷ PING p50 |", "|---|---|---|---:|---:|---:|",
             f"| memory | | CPU per admit+settle (median of {mem['rounds']} × {mem['requests_per_round']:,}) "
-            f"| {mem['cpu_us_admit_settle_median']:.1f} µs | | |"]
+            f"| {mem['cpu_us_admit_settle_median']:.1f} µs | | |",
+            f"| memory | | held after {small:,} / {large:,} admit+settle at {held['rate_per_s']:,.0f}/s "
+            f"| {held['held_bytes'][0] / 1e6:.2f} / {held['held_bytes'][1] / 1e6:.2f} MB | | |"]
     if red is not None:
         server = f"redis {red['server']}"
         rows.append(f"| {server} | (none: blocking socket) | CPU per PING: the floor of any round trip "
                     f"| {red['socket_floor_cpu_us_ping']:.1f} µs | | |")
+        rows.append(f"| {server} | (any) | server time per EVALSHA (commandstats) "
+                    f"| {red['server_us_per_evalsha']} µs | | |")
+        rows.append(f"| {server} | (any) | held once every pair settled: keys (tickets), bytes "
+                    f"| {red['held']['keys']} ({red['held']['ticket_keys']}), "
+                    f"{red['held']['bytes'] / 1e3:,.1f} kB | | |")
         for client, r in red["clients"].items():
             base = r["ping"]["p50_ms"]
             for name, label in (("ping", "PING round trip (baseline)"), ("admit", "admit (1 EVALSHA)"),
@@ -276,6 +344,11 @@ def write(doc: dict[str, Any]) -> str:
              "a wake-up, a receive); on this VM it is ~7 µs while the other core is busy and ~24 µs when "
              "the machine is idle, so sequential CPU moves between runs by up to 2 × 17 µs per pair, while "
              "the rows above the floor and the concurrent rows stay put. "
+             "Held: the bytes the memory ledger holds (tracemalloc) after that many pairs on an "
+             "injected clock, all within one 60 s window, so any per-request state shows as growth; "
+             "for Redis, the keys and MEMORY USAGE under the bench's prefix once all pairs settled. "
+             "Server time per EVALSHA is the commandstats delta over the blocks (both clients run the "
+             "same script; other users of the server add noise). "
              f"{doc['loop']} loop, local server. Measured {doc['timestamp']} on {doc['nproc']} cores, "
              "with other processes running: compare clients within one run."]
     if red is None:
@@ -295,7 +368,8 @@ async def main(url: str) -> dict[str, Any]:
                            "redis_py": importlib.metadata.version("redis"),
                            "hiredis": importlib.metadata.version("hiredis"),
                            "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
-                           "memory": await memory_cpu(), "redis": None}
+                           "memory": await memory_cpu(), "memory_held": await memory_held(),
+                           "redis": None}
     try:
         doc["redis"] = await redis_clients(url)
     except (LedgerUnavailable, RedisError, OSError) as error:  # no server: skip that half, say why

@@ -12,12 +12,18 @@ counters instead of allowing N times the limit.
 Counters and their exact semantics (identical in every ledger):
 
 * ``REQUESTS`` / ``TOKENS`` — a sliding window (``window_s``, 60 s for per-minute
-  limits) kept as a log of (time, amount) entries: a request is admitted only
-  if the amounts of the entries younger than ``window_s`` plus its own amount
-  stay <= ``limit``. So *in any window of ``window_s`` seconds no more than
-  ``limit`` is admitted* — exact, with no bucket burst. A TOKENS entry reserves
-  ``prompt tokens + max_tokens`` at admission and is settled to the actual
-  token count (it keeps its admission time); a released entry is removed.
+  limits) of 60 time slots of ``window_s / 60`` (1 s): a slot holds the sum of
+  the amounts admitted in it and leaves the window once its newest admission
+  is ``window_s`` old. A request is admitted only if the amounts in the window
+  plus its own stay <= ``limit``. An amount thus counts for at least
+  ``window_s`` and less than ``window_s + window_s / 60`` after its admission,
+  so *in any window of ``window_s`` seconds no more than ``limit`` is
+  admitted* — exact, with no bucket burst; the slots cost only up to one slot
+  of extra retention (slightly conservative), and bound a counter's memory to
+  61 slots whatever the request rate. TOKENS reserve ``prompt tokens +
+  max_tokens`` at admission and are settled to the actual token count in the
+  admission's slot; a release takes the reservation out of it (for REQUESTS
+  too). Neither changes anything once that slot has left the window.
 * ``CONCURRENCY`` — requests in flight; each holds a leased slot until it
   settles or is released. A lease not settled within ``lease_s`` (a crashed
   gateway) expires and frees its slot.
@@ -73,7 +79,7 @@ class CounterState:
     """A counter after admission, for ``x-ratelimit-*`` headers and ``/v1/quota``.
 
     ``used`` includes this request; ``reset_s`` is the time until the counter is
-    back to its initial state (window counters: the newest entry leaves the window).
+    back to its initial state (window counters: the newest non-zero slot leaves the window).
     """
 
     limit: int
@@ -121,14 +127,14 @@ class Ledger(Protocol):
     async def settle(self, request_id: str, checks: Sequence[Check], tokens: int, cost: int) -> None:
         """The request ended having used ``tokens`` tokens costing ``cost`` nano-units.
 
-        REQUESTS entries stay; TOKENS entries become ``tokens``; CONCURRENCY slots
+        REQUESTS amounts stay; TOKENS amounts become ``tokens``; CONCURRENCY slots
         are freed; BUDGET reservations are dropped and ``cost`` is added to spent.
-        Idempotent per request id.
+        ``checks`` must be the admission's. Idempotent per request id.
         """
         ...
 
     async def release(self, request_id: str, checks: Sequence[Check]) -> None:
-        """The request never reached an engine: undo every reservation (REQUESTS entries too)."""
+        """The request never reached an engine: undo every reservation (REQUESTS amounts too)."""
         ...
 
     async def read(self, checks: Sequence[Check]) -> tuple[CounterState, ...]:

@@ -7,39 +7,55 @@ operation is atomic on its event loop (and cheap: it runs on every request).
 Decisions beyond ``ledger.py``'s docstring, shared by both ledgers:
 
 * **Tickets.** ``admit`` opens a ticket for the request id (``Admitted.ticket`` is
-  the request id); the first ``settle`` or ``release`` closes it and acts, any
-  later call for that id does nothing (so settle-after-release, release-after-
-  settle and repeats are no-ops). A ticket lives ``max(lease_s, longest window)
-  + EXPIRY_MARGIN_S``; a settle or release after that does nothing at all.
-  ``admit`` of an id whose ticket is still open raises ``ValueError`` (a bug in
-  the caller, not a refusal). Once closed, the id may be admitted again.
-* **Settle/release address counters by the checks passed**, which should be
-  the admission's checks; a counter the request holds nothing in is skipped.
+  the request id) holding its admission time, which names the slot it went into
+  in each window counter; the first ``settle`` or ``release`` closes it and
+  acts, any later call for that id does nothing (so settle-after-release,
+  release-after-settle and repeats are no-ops). A ticket lives ``max(lease_s,
+  longest window + its slot) + EXPIRY_MARGIN_S``; a settle or release after that
+  does nothing at all. ``admit`` of an id whose ticket is still open raises
+  ``ValueError`` (a bug in the caller, not a refusal). Once closed, the id may be
+  admitted again. Nothing of a request outlives its ticket but its amounts in
+  window slots.
+* **Settle/release address counters by the checks passed**, which must be the
+  admission's checks: their amounts are what is corrected or undone. A counter
+  the request holds nothing in is skipped.
+* **Window slots.** A window counter of ``window_s`` groups admissions into
+  ``SLOTS`` slots of ``window_s / SLOTS`` on the clock's grid; a slot keeps the
+  sum of its amounts and the time of its newest admission, and counts while
+  ``now < newest + window_s`` (so an amount counts for ``window_s`` to ``window_s
+  + slot`` after its admission). Hence at most ``SLOTS + 1`` slots per counter.
+  Keyed to the newest admission rather than the slot's end, a slot retains at
+  most what the grid forces, and a counter is free again exactly ``window_s``
+  after its last admission (what ``reset_s`` and ``Retry-After`` then say).
+  A counter keeps one ``window_s`` (its name says per minute); should it change,
+  the slots admitted under the old one are merely approximate until they leave
+  (the Redis ledger may restart such a counter).
 * **Leases** (CONCURRENCY slots, BUDGET reservations) expire ``lease_s`` after
-  admission. An expired reservation is dropped, not charged. A settle arriving
-  after its lease expired (but while its ticket is open) still adds ``cost`` to
-  spent: spent is the sum of the actual costs settled, however late.
-* **TOKENS settle** sets the entry to the actual count even when it is larger
-  than the reservation (the window then tells the truth; it may exceed the
-  limit by the underestimate). Settling or releasing an entry that already
-  left the window changes nothing.
-* **Time boundaries.** A window entry counts while ``now - admitted_at <
-  window_s``; a lease while ``now < expiry``.
+  admission, and count while ``now < expiry``. An expired reservation is
+  dropped, not charged. A settle arriving after its lease expired (but while its
+  ticket is open) still adds ``cost`` to spent: spent is the sum of the actual
+  costs settled, however late.
+* **TOKENS settle** adds ``tokens - reserved`` to the admission's slot, also
+  when the request used more than it reserved (the window then tells the truth;
+  it may exceed the limit by the underestimate); **release** takes the reserved
+  amount out of its slot (REQUESTS and TOKENS). Either changes nothing once
+  that slot has left the window.
 * **CounterState.used** after a refusal is the usage without the request.
-  ``reset_s``: windows — until the newest non-zero entry leaves (0 when none);
-  CONCURRENCY — until the latest outstanding lease expires (an upper bound:
-  slots usually free sooner); BUDGET — until the counter expires (``ttl_s``
-  after its last touch; ``math.inf`` when ``ttl_s`` is None; 0 when it has no
-  state).
-* **retry_after_s**: windows — when enough of the oldest entries have left;
-  CONCURRENCY — when enough leases have expired at the latest (an upper bound);
-  hard BUDGET — None if ``spent + amount > limit`` (nothing but a new period
-  helps), else when enough reservation leases have expired at the latest.
+  ``reset_s``: windows — until the newest non-zero slot leaves (``window_s``
+  right after an admission of a non-zero amount; 0 when none); CONCURRENCY —
+  until the latest outstanding lease expires (an upper bound: slots usually free
+  sooner); BUDGET — until the counter expires (``ttl_s`` after its last touch;
+  ``math.inf`` when ``ttl_s`` is None; 0 when it has no state).
+* **retry_after_s**: windows — walking the slots oldest first, when the slot
+  that frees enough leaves; CONCURRENCY — when enough leases have expired at the
+  latest (an upper bound); hard BUDGET — None if ``spent + amount > limit``
+  (nothing but a new period helps), else when enough reservation leases have
+  expired at the latest.
 * **Soft budgets** reserve like hard ones and never refuse; ``over_soft``
   lists every soft budget whose ``spent + reserved`` exceeds its limit after
   this request's reservation (already over counts too, so every request made
   while over is flagged). ``hard`` means nothing for the other kinds.
-* **Expiry of state**: idle window counters go once their newest entry leaves
+* **Expiry of state**: idle window counters go once their newest slot leaves
   the window, lease holders once every lease expired, budgets once ``ttl_s``
   passed since their last touch with no live lease (never when ``ttl_s`` is
   None). Here an amortized sweep (a few counters per admission, a round every
@@ -62,58 +78,78 @@ from inferenceops.admission.ledger import Admitted, Check, CheckKind, CounterSta
 EXPIRY_MARGIN_S = 30.0
 SWEEP_EVERY_S = 10.0
 SWEEP_BATCH = 64
+SLOTS = 60  # slots per window; lua/ledger.lua has the same constant
 
 _REQUESTS, _TOKENS = CheckKind.REQUESTS, CheckKind.TOKENS
 _CONCURRENCY, _BUDGET = CheckKind.CONCURRENCY, CheckKind.BUDGET
 _INF = math.inf
+_SPAN = 1.0 + 1.0 / SLOTS  # the longest an amount counts, in windows
 
 
 def ticket_life_s(checks: Sequence[Check], lease_s: float) -> float:
-    """How long an admission can still be settled: past every lease and window it holds."""
+    """How long an admission can still be settled: past every lease and window slot it holds."""
     life = lease_s
     for check in checks:
-        if (check.kind is _REQUESTS or check.kind is _TOKENS) and check.window_s > life:
-            life = check.window_s
+        if (check.kind is _REQUESTS or check.kind is _TOKENS) and check.window_s * _SPAN > life:
+            life = check.window_s * _SPAN
     return life + EXPIRY_MARGIN_S
 
 
-class _Log:
-    """A sliding window: entries ``[admitted_at, amount, request_id]`` oldest first, their sum,
-    and the newest entry of each request id (for settle/release)."""
+class _Window:
+    """A sliding window in time slots: ``[index, amount, newest admission time]`` per slot that
+    was admitted into, oldest first, and their sum.
 
-    __slots__ = ("entries", "total", "window", "index")
+    An admission at ``t`` goes into slot ``t * SLOTS // window`` (a float, compared only with
+    itself); slots are kept in time order, so the oldest always leaves first.
+    """
+
+    __slots__ = ("slots", "total", "window")
 
     def __init__(self, window: float) -> None:
-        self.entries: deque[list[Any]] = deque()
+        self.slots: deque[list[Any]] = deque()
         self.total = 0
-        self.window = window
-        self.index: dict[str, list[Any]] = {}
+        self.window = window  # for the sweep; every operation uses its check's window_s
 
     def trim(self, cutoff: float) -> None:
-        entries, index, total = self.entries, self.index, self.total
-        while entries and entries[0][0] <= cutoff:
-            entry = entries.popleft()
-            total -= entry[1]
-            if index.get(entry[2]) is entry:
-                del index[entry[2]]
+        slots, total = self.slots, self.total
+        while slots and slots[0][2] <= cutoff:
+            total -= slots.popleft()[1]
         self.total = total
 
+    def add(self, index: float, amount: int, now: float) -> None:
+        slots = self.slots
+        if slots and (slot := slots[-1])[0] == index:
+            slot[1] += amount
+            slot[2] = now
+        else:
+            slots.append([index, amount, now])
+        self.total += amount
+
+    def adjust(self, index: float, delta: int, cutoff: float) -> None:
+        """Add ``delta`` to slot ``index`` if it is still in the window (settles are recent: few steps)."""
+        for slot in reversed(self.slots):
+            if slot[0] <= index:
+                if slot[0] == index and slot[2] > cutoff:
+                    slot[1] += delta
+                    self.total += delta
+                return
+
     def reset(self, window: float, now: float) -> float:
-        for entry in reversed(self.entries):  # released and zero-token entries do not count
-            if entry[1] > 0:
-                return entry[0] + window - now
+        for slot in reversed(self.slots):  # released and zero-token slots do not count
+            if slot[1] > 0:
+                return slot[2] + window - now
         return 0.0
 
     def retry(self, need: int, window: float, now: float) -> float | None:
         freed = 0
-        for entry in self.entries:
-            freed += entry[1]
+        for slot in self.slots:
+            freed += slot[1]
             if freed >= need:
-                return entry[0] + window - now
+                return slot[2] + window - now
         return None
 
     def idle(self, now: float) -> bool:
-        return not self.entries or self.entries[-1][0] <= now - self.window
+        return not self.slots or self.slots[-1][2] <= now - self.window
 
 
 class _Leases:
@@ -193,11 +229,11 @@ class MemoryLedger:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._requests: dict[str, _Log] = {}
-        self._tokens: dict[str, _Log] = {}
+        self._requests: dict[str, _Window] = {}
+        self._tokens: dict[str, _Window] = {}
         self._slots: dict[str, _Leases] = {}
         self._budgets: dict[str, _Budget] = {}
-        self._tickets: dict[str, float] = {}  # request id -> ticket expiry
+        self._tickets: dict[str, tuple[float, float]] = {}  # request id -> (expiry, admitted at)
         self._sweep_at = clock() + SWEEP_EVERY_S
         self._sweep_work: list[tuple[dict[str, Any], list[str]]] = []
 
@@ -207,24 +243,24 @@ class MemoryLedger:
         now = self._clock()
         if now >= self._sweep_at:
             self._sweep(now)
-        open_until = self._tickets.get(request_id)
-        if open_until is not None and open_until > now:
+        ticket = self._tickets.get(request_id)
+        if ticket is not None and ticket[0] > now:
             raise ValueError(f"request id {request_id!r} is already admitted and not yet settled")
         holders: list[Any] = []
         for index, check in enumerate(checks):  # check everything, reserve nothing
             kind = check.kind
             if kind is _REQUESTS or kind is _TOKENS:
-                logs = self._tokens if kind is _TOKENS else self._requests
-                log = logs.get(check.counter)
-                if log is None:
-                    log = logs[check.counter] = _Log(check.window_s)
+                windows = self._tokens if kind is _TOKENS else self._requests
+                window = windows.get(check.counter)
+                if window is None:
+                    window = windows[check.counter] = _Window(check.window_s)
                 else:
                     cutoff = now - check.window_s
-                    if log.entries and log.entries[0][0] <= cutoff:
-                        log.trim(cutoff)
-                if log.total + check.amount > check.limit:
-                    return self._refuse_log(index, check, log, now)
-                holders.append(log)
+                    if window.slots and window.slots[0][2] <= cutoff:
+                        window.trim(cutoff)
+                if window.total + check.amount > check.limit:
+                    return self._refuse_window(index, check, window, now)
+                holders.append(window)
             elif kind is _CONCURRENCY:
                 slots = self._slots.get(check.counter)
                 if slots is None:
@@ -257,13 +293,10 @@ class MemoryLedger:
             kind = check.kind
             if kind is _REQUESTS or kind is _TOKENS:
                 window = check.window_s
-                entry = [now, amount, request_id]
-                holder.entries.append(entry)
-                holder.index[request_id] = entry
-                holder.total += amount
+                holder.add(now * SLOTS // window, amount, now)
                 holder.window = window
-                if window > life:
-                    life = window
+                if window * _SPAN > life:
+                    life = window * _SPAN
                 reset = window if amount > 0 else holder.reset(window, now)
                 states.append(CounterState(check.limit, holder.total, reset))
                 continue
@@ -285,21 +318,21 @@ class MemoryLedger:
                 if not check.hard and used > check.limit:
                     over.append(index)
                 states.append(CounterState(check.limit, used, _INF if ttl is None else ttl))
-        self._tickets[request_id] = now + life + EXPIRY_MARGIN_S
+        self._tickets[request_id] = (now + life + EXPIRY_MARGIN_S, now)
         return Admitted(request_id, tuple(states), tuple(over))
 
     async def settle(self, request_id: str, checks: Sequence[Check], tokens: int, cost: int) -> None:
         now = self._clock()
-        open_until = self._tickets.pop(request_id, None)
-        if open_until is None or open_until <= now:
+        ticket = self._tickets.pop(request_id, None)
+        if ticket is None or ticket[0] <= now:
             return
         for check in checks:
             kind = check.kind
             if kind is _TOKENS:
-                log = self._tokens.get(check.counter)
-                if log is not None and (entry := log.index.get(request_id)) is not None:
-                    log.total += tokens - entry[1]
-                    entry[1] = tokens
+                window = self._tokens.get(check.counter)
+                if window is not None and tokens != check.amount:
+                    window.adjust(ticket[1] * SLOTS // check.window_s, tokens - check.amount,
+                                  now - check.window_s)
             elif kind is _CONCURRENCY:
                 slots = self._slots.get(check.counter)
                 if slots is not None:
@@ -314,16 +347,15 @@ class MemoryLedger:
 
     async def release(self, request_id: str, checks: Sequence[Check]) -> None:
         now = self._clock()
-        open_until = self._tickets.pop(request_id, None)
-        if open_until is None or open_until <= now:
+        ticket = self._tickets.pop(request_id, None)
+        if ticket is None or ticket[0] <= now:
             return
         for check in checks:
             kind = check.kind
             if kind is _REQUESTS or kind is _TOKENS:
-                log = (self._tokens if kind is _TOKENS else self._requests).get(check.counter)
-                if log is not None and (entry := log.index.pop(request_id, None)) is not None:
-                    log.total -= entry[1]  # the entry stays, as 0, until it leaves the window
-                    entry[1] = 0
+                window = (self._tokens if kind is _TOKENS else self._requests).get(check.counter)
+                if window is not None and check.amount:
+                    window.adjust(ticket[1] * SLOTS // check.window_s, -check.amount, now - check.window_s)
             else:
                 holder = (self._slots if kind is _CONCURRENCY else self._budgets).get(check.counter)
                 if holder is not None:
@@ -348,14 +380,21 @@ class MemoryLedger:
         """How many counters and open tickets are held (tests of the sweep, metrics)."""
         return sum(map(len, (self._requests, self._tokens, self._slots, self._budgets, self._tickets)))
 
+    def entries(self) -> int:
+        """How many window slots, leases and open tickets are held: at most ``SLOTS + 1`` per
+        window counter plus one lease and one ticket per request in flight (tests, metrics)."""
+        windows = sum(len(w.slots) for table in (self._requests, self._tokens) for w in table.values())
+        leases = sum(len(h.leases) for table in (self._slots, self._budgets) for h in table.values())
+        return windows + leases + len(self._tickets)
+
     def _state(self, check: Check, now: float) -> CounterState:
         kind = check.kind
         if kind is _REQUESTS or kind is _TOKENS:
-            log = (self._tokens if kind is _TOKENS else self._requests).get(check.counter)
-            if log is None:
+            window = (self._tokens if kind is _TOKENS else self._requests).get(check.counter)
+            if window is None:
                 return CounterState(check.limit, 0, 0.0)
-            log.trim(now - check.window_s)
-            return CounterState(check.limit, log.total, log.reset(check.window_s, now))
+            window.trim(now - check.window_s)
+            return CounterState(check.limit, window.total, window.reset(check.window_s, now))
         if kind is _CONCURRENCY:
             slots = self._slots.get(check.counter)
             if slots is None:
@@ -368,11 +407,12 @@ class MemoryLedger:
         budget.reap(now)
         return CounterState(check.limit, budget.live_spent(now) + budget.used, budget.reset(now))
 
-    def _refuse_log(self, index: int, check: Check, log: _Log, now: float) -> Refused:
+    def _refuse_window(self, index: int, check: Check, window: _Window, now: float) -> Refused:
         retry = None
         if check.amount <= check.limit:
-            retry = log.retry(log.total + check.amount - check.limit, check.window_s, now)
-        return Refused(index, retry, CounterState(check.limit, log.total, log.reset(check.window_s, now)))
+            retry = window.retry(window.total + check.amount - check.limit, check.window_s, now)
+        return Refused(index, retry, CounterState(check.limit, window.total,
+                                                  window.reset(check.window_s, now)))
 
     def _refuse_slots(self, index: int, check: Check, slots: _Leases, now: float) -> Refused:
         retry = None
@@ -402,7 +442,7 @@ class MemoryLedger:
                 key = keys.pop()
                 budget -= 1
                 value = table.get(key)
-                if value is not None and (value <= now if type(value) is float else value.idle(now)):
+                if value is not None and (value[0] <= now if type(value) is tuple else value.idle(now)):
                     del table[key]
             if not keys:
                 work.pop()

@@ -9,17 +9,25 @@ time is the Redis server's ``TIME``, so replicas with skewed clocks agree.
 Key layout (``P`` = prefix; every key carries the hash tag ``{P}`` so that one
 ledger lives in one Redis Cluster slot and the scripts work there too):
 
-* ``{P}:r:<counter>:z|h``, ``{P}:t:<counter>:z|h`` — REQUESTS / TOKENS windows: a
-  ZSET member → admission time (µs) and a HASH member → amount with the sum
-  under the field ``""``. Expire ``window + margin`` after the last admission.
-* ``{P}:c:<counter>:z|h`` — CONCURRENCY leases, same shape, scored by lease
-  expiry. Expire ``lease + margin`` after the longest outstanding lease.
+* ``{P}:r:<counter>:w``, ``{P}:t:<counter>:w`` — REQUESTS / TOKENS windows: one
+  HASH of at most ``SLOTS + 3`` fields, whatever the request rate: per slot
+  (``ceil(window µs / SLOTS)`` µs of server time, numbered from the epoch)
+  admitted into, ``<slot index>`` → ``"<amount> <newest admission time µs>"``;
+  ``n`` → the total; ``e`` → when the oldest slot leaves. Trimmed by the
+  scripts; expires ``window + margin`` after the last admission.
+* ``{P}:c:<counter>:z|h`` — CONCURRENCY leases: a ZSET member → lease expiry
+  (µs) and a HASH member → amount with the sum under the field ``""``. Expire
+  ``lease + margin`` after the longest outstanding lease.
 * ``{P}:b:<counter>:z|h`` — BUDGET reservations (leases, same shape) and
   ``{P}:b:<counter>:s`` the spent total (STRING), expiring ``ttl_s`` after its
   last touch, or never when ``ttl_s`` is None.
-* ``{P}:q:<request id>`` — the request's ticket (its admission time): it makes
-  settle/release act once, and log members ``<request id>@<time>`` unique.
-  Expires ``max(lease, longest window) + margin`` after admission.
+* ``{P}:q:<request id>`` — the request's ticket (its admission time, which names
+  its slot in each window): it makes settle/release act once, and lease members
+  ``<request id>@<time>`` unique. Deleted by the settle or release; expires
+  ``max(lease, longest window + slot) + margin`` after admission otherwise.
+
+Per request, then, only the ticket and its lease members exist while it is in
+flight, and nothing once it is settled or released.
 
 Numbers: Lua computes in doubles, so limits, amounts, totals, spent and
 ``tokens``/``cost`` must stay below 2**53 (~9.0e15: 9 million currency units of
@@ -153,10 +161,13 @@ class RedisLedger:
         for check in checks:
             letter = _LETTER[check.kind]
             base = f"{tag}:{letter}:{check.counter}"
-            keys.append(base + ":z")
-            keys.append(base + ":h")
-            if letter == "b":
-                keys.append(base + ":s")
+            if letter == "r" or letter == "t":
+                keys.append(base + ":w")
+            else:
+                keys.append(base + ":z")
+                keys.append(base + ":h")
+                if letter == "b":
+                    keys.append(base + ":s")
             ttl = -1 if check.ttl_s is None else max(1, math.ceil(check.ttl_s * 1000))
             spec.append(f"{letter} {check.limit} {check.amount} {round(check.window_s * 1e6)} "
                         f"{1 if check.hard else 0} {ttl}")

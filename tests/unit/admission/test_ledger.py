@@ -4,12 +4,15 @@ Every contract test runs against both (``memory``, ``redis``). The Redis variant
 uses the real server at 127.0.0.1:6379 (``INFERENCEOPS_TEST_REDIS_URL``
 overrides) with a prefix of its own, deleted afterwards, and is skipped, with the
 reason, only when no server answers. Windows and leases are a few tenths of a
-second where expiry is the point; nothing else waits on time.
+second where expiry is the point (a 0.6 s window has 10 ms slots), with
+generous margins; nothing else waits on time. The memory ledger's exact time
+behaviour is tested on an injected clock instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import random
 import sys
@@ -31,8 +34,8 @@ from inferenceops.admission.ledger import (
     LedgerUnavailable,
     Refused,
 )
-from inferenceops.admission.memory_ledger import MemoryLedger
-from inferenceops.admission.redis_ledger import RedisLedger
+from inferenceops.admission.memory_ledger import SLOTS, MemoryLedger
+from inferenceops.admission.redis_ledger import SCRIPT, RedisLedger
 
 REDIS_URL = os.environ.get("INFERENCEOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LEASE = 30.0
@@ -177,20 +180,40 @@ async def test_a_later_failing_check_reserves_nothing_in_the_earlier_ones(ledger
     assert [s.used for s in states] == [1, 100, 1, 100]
 
 
-async def test_window_entries_leave_once_window_s_has_passed(ledger: Ledger) -> None:
-    check = rpm(2, window=0.4)
+async def test_window_amounts_leave_once_window_s_has_passed(ledger: Ledger) -> None:
+    check = rpm(2, window=0.6)
     admitted(await ledger.admit("a", [check], LEASE))
     admitted(await ledger.admit("b", [check], LEASE))
     result = refused(await ledger.admit("c", [check], LEASE))
-    assert result.retry_after_s is not None and 0 < result.retry_after_s <= 0.4
-    assert 0 < result.state.reset_s <= 0.4
-    await asyncio.sleep(result.retry_after_s + 0.05)
+    assert result.retry_after_s is not None and 0 < result.retry_after_s <= 0.6
+    assert 0 < result.state.reset_s <= 0.6
+    await asyncio.sleep(result.retry_after_s + 0.02)
     admitted(await ledger.admit("c", [check], LEASE))
-    await asyncio.sleep(0.45)
+    await asyncio.sleep(0.65)
     assert await ledger.read([check]) == (CounterState(2, 0, 0.0),)
 
 
-async def test_tokens_settle_sets_the_entry_to_actual_tokens_and_release_removes_it(ledger: Ledger) -> None:
+async def test_an_amount_is_counted_until_window_s_after_its_admission_and_not_much_longer(
+        ledger: Ledger) -> None:
+    """Real time, so the bounds carry margins: the server's admission time lies between the
+    client's clock readings around the call, and so does its read."""
+    window, clock = 0.6, asyncio.get_running_loop().time
+    for attempt in range(3):
+        check = tpm(1000, 10, window=window, counter=f"tpm:edge:{attempt}")
+        before = clock()
+        admitted(await ledger.admit(f"a{attempt}", [check], LEASE))
+        after = clock()
+        await asyncio.sleep(before + window - 0.04 - clock())
+        used = (await ledger.read([check]))[0].used
+        if clock() < before + window:  # the read surely ran before the amount may leave
+            assert used == 10
+            await asyncio.sleep(after + window + window / SLOTS + 0.02 - clock())
+            assert (await ledger.read([check]))[0].used == 0
+            return
+    pytest.fail("the machine was too slow to read within 40 ms three times")
+
+
+async def test_tokens_settle_sets_the_amount_to_actual_tokens_and_release_removes_it(ledger: Ledger) -> None:
     check = tpm(1000, 600)
     admitted(await ledger.admit("a", [check], LEASE))
     refused(await ledger.admit("b", [check], LEASE))
@@ -204,7 +227,7 @@ async def test_tokens_settle_sets_the_entry_to_actual_tokens_and_release_removes
     assert (await ledger.read([check]))[0].used == 900
 
 
-async def test_requests_entries_stay_after_settle_but_go_on_release(ledger: Ledger) -> None:
+async def test_requests_amounts_stay_after_settle_but_go_on_release(ledger: Ledger) -> None:
     check = rpm(2)
     admitted(await ledger.admit("a", [check], LEASE))
     await ledger.settle("a", [check], tokens=5, cost=0)
@@ -214,6 +237,45 @@ async def test_requests_entries_stay_after_settle_but_go_on_release(ledger: Ledg
     assert (await ledger.read([check]))[0].used == 1
     admitted(await ledger.admit("c", [check], LEASE))
     refused(await ledger.admit("d", [check], LEASE))
+
+
+async def test_settle_and_release_correct_the_admissions_own_slot_not_the_current_one(
+        ledger: Ledger) -> None:
+    tokens, requests = tpm(1000, 100, window=0.6), rpm(10, window=0.6)
+    admitted(await ledger.admit("a", [tokens, requests], LEASE))
+    admitted(await ledger.admit("r", [tokens, requests], LEASE))
+    await asyncio.sleep(0.3)
+    admitted(await ledger.admit("b", [tokens, requests], LEASE))
+    await ledger.settle("a", [tokens, requests], tokens=10, cost=0)
+    await ledger.release("r", [tokens, requests])
+    assert [s.used for s in await ledger.read([tokens, requests])] == [110, 2]
+    await asyncio.sleep(0.4)  # a's and r's slot has left (> 0.61 s), b's has not (< 0.9 s)
+    assert [s.used for s in await ledger.read([tokens, requests])] == [100, 1]
+
+
+async def test_settle_and_release_after_the_slot_left_the_window_change_nothing(ledger: Ledger) -> None:
+    tokens, requests = tpm(1000, 100, window=0.6), rpm(10, window=0.6)
+    admitted(await ledger.admit("a", [tokens, requests], LEASE))
+    admitted(await ledger.admit("b", [tokens, requests], LEASE))
+    await asyncio.sleep(0.65)
+    admitted(await ledger.admit("c", [tokens, requests], LEASE))
+    await ledger.settle("a", [tokens, requests], tokens=900, cost=0)
+    await ledger.release("b", [tokens, requests])
+    assert [s.used for s in await ledger.read([tokens, requests])] == [100, 1]
+    await ledger.settle("c", [tokens, requests], tokens=40, cost=0)  # c's slot is live
+    assert [s.used for s in await ledger.read([tokens, requests])] == [40, 1]
+
+
+async def test_a_window_idle_for_one_or_many_windows_starts_over(ledger: Ledger) -> None:
+    check = rpm(3, window=0.06)  # 1 ms slots: an idle of 0.3 s skips 300 of them
+    for rid in "abc":
+        admitted(await ledger.admit(rid, [check], LEASE))
+    refused(await ledger.admit("d", [check], LEASE))
+    await asyncio.sleep(0.09)
+    assert admitted(await ledger.admit("d", [check], LEASE)).states[0].used == 1
+    await asyncio.sleep(0.3)
+    assert admitted(await ledger.admit("e", [check], LEASE)).states[0].used == 1
+    assert admitted(await ledger.admit("f", [check], LEASE)).states[0].used == 2
 
 
 async def test_concurrency_slots_are_freed_by_settle_and_by_release(ledger: Ledger) -> None:
@@ -311,7 +373,7 @@ async def test_an_open_request_id_cannot_be_admitted_twice_but_can_after_it_ends
         await ledger.admit("a", [check], LEASE)
     await ledger.settle("a", [check], tokens=1, cost=0)
     admitted(await ledger.admit("a", [check], LEASE))
-    assert (await ledger.read([check]))[0].used == 2  # two admissions, two entries
+    assert (await ledger.read([check]))[0].used == 2  # two admissions count twice
 
 
 async def test_integers_up_to_2_53_stay_exact(ledger: Ledger) -> None:
@@ -474,9 +536,77 @@ async def test_every_redis_key_expires_except_the_spent_of_a_budget_without_ttl(
         ttls = {key: await client.pttl(key) for key in keys}
     finally:
         await client.aclose()
-    assert len(keys) == 2 * 5 + 2 + 1  # z+h per counter, two spent keys, b's open ticket
+    # One hash per window, z+h per lease counter, two spent keys, b's open ticket (a's is gone).
+    assert len(keys) == 2 + 2 * 3 + 2 + 1, keys
+    assert [key for key in keys if ":q:" in key] == ["{" + redis_prefix + "}:q:b"]
     persistent = [key for key, ttl in ttls.items() if ttl < 0]
     assert persistent == ["{" + redis_prefix + "}:b:b:forever:s"], ttls
+
+
+async def test_redis_holds_a_bounded_hash_per_window_and_nothing_per_settled_request(
+        redis_prefix: str) -> None:
+    ledger = RedisLedger(REDIS_URL, prefix=redis_prefix)
+    checks = [rpm(10**9, window=0.3), tpm(10**12, 50, window=0.3), slots(1000), budget(10**12, 5)]
+    windows = ["{" + redis_prefix + "}:r:rpm:key:k1:w", "{" + redis_prefix + "}:t:tpm:team:t1:w"]
+    client = raw_redis()
+    clock = asyncio.get_running_loop().time
+    started, batch, fields = clock(), 0, []
+
+    async def one(rid: str) -> None:
+        admitted(await ledger.admit(rid, checks, LEASE))
+        await ledger.settle(rid, checks, tokens=7, cost=1)
+
+    try:
+        while clock() - started < 0.8:  # the window (5 ms slots) turns over more than twice
+            await asyncio.gather(*(one(f"r{batch}-{i}") for i in range(40)))
+            fields += [await client.hlen(key) for key in windows]
+            batch += 1
+        keys = sorted([key.decode() async for key in client.scan_iter(match="{" + redis_prefix + "}:*")])
+    finally:
+        await client.aclose()
+        await ledger.close()
+    assert batch >= 5 and max(fields) <= SLOTS + 3, (batch, max(fields))
+    assert not [key for key in keys if ":q:" in key]  # no ticket outlives its settle
+    base = "{" + redis_prefix + "}"
+    assert set(keys) <= {*windows, f"{base}:c:conc:key:k1:h", f"{base}:b:budget:team:t1:2026-11:h",
+                         f"{base}:b:budget:team:t1:2026-11:s"}, keys
+
+
+async def test_redis_windows_on_the_server_clock_never_forget_early_nor_admit_past_the_limit(
+        redis_prefix: str) -> None:
+    """The injected-clock properties below, on the server's clock: each ticket holds its
+    admission's server time (µs), against which the exact log is kept."""
+    rng = random.Random(11)
+    ledger = RedisLedger(REDIS_URL, prefix=redis_prefix)
+    client = raw_redis()
+    window_us, limit = 300_000, 5_000
+    slot_us = window_us // SLOTS
+    log: list[tuple[int, int]] = []
+    clock = asyncio.get_running_loop().time
+    started, step, refusals = clock(), 0, 0
+    try:
+        while clock() - started < 1.0:
+            check = tpm(limit, rng.randrange(0, 200), window=window_us / 1e6)
+            result = await ledger.admit(f"q{step}", [check], LEASE)
+            if isinstance(result, Admitted):
+                at = int(await client.get("{" + redis_prefix + "}:q:" + f"q{step}"))
+                log.append((at, check.amount))
+                exact = sum(amount for t, amount in log if t > at - window_us)
+                loose = sum(amount for t, amount in log if t > at - window_us - slot_us)
+                assert exact <= limit and exact <= result.states[0].used <= loose, step
+                await ledger.settle(f"q{step}", [check], tokens=check.amount, cost=0)
+            else:
+                refusals += 1
+            step += 1
+            if rng.random() < 0.1:
+                await asyncio.sleep(rng.random() * 0.03)
+    finally:
+        await client.aclose()
+        await ledger.close()
+    assert len(log) > 50 and refusals > 10, (len(log), refusals)
+
+def test_the_script_and_the_memory_ledger_use_the_same_number_of_slots() -> None:
+    assert f"local SLOTS = {SLOTS} ".encode() in SCRIPT
 
 
 async def test_a_flushed_script_cache_is_reloaded_transparently(redis_prefix: str) -> None:
@@ -495,7 +625,7 @@ async def test_a_redis_error_surfaces_as_ledger_unavailable(redis_prefix: str) -
     ledger = RedisLedger(REDIS_URL, prefix=redis_prefix)
     client = raw_redis()
     try:
-        await client.set("{" + redis_prefix + "}:r:rpm:key:k1:z", "not a zset")
+        await client.set("{" + redis_prefix + "}:r:rpm:key:k1:w", "not a hash")
         with pytest.raises(LedgerUnavailable, match="redis ledger admit failed"):
             await ledger.admit("a", [rpm(5)], LEASE)
     finally:
@@ -516,3 +646,59 @@ async def test_the_memory_ledger_sweeps_idle_counters_and_stale_tickets() -> Non
         admitted(await ledger.admit(f"s{i}", [rpm(1000, counter="rpm:live")], lease_s=2))
         await ledger.settle(f"s{i}", [rpm(1000, counter="rpm:live")], tokens=1, cost=0)
     assert ledger.counters() <= 1
+
+
+async def test_the_memory_ledger_holds_at_most_slots_plus_one_per_window_and_nothing_per_settled_request(
+        ) -> None:
+    now = [1000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    checks = [rpm(10**9), tpm(10**12, 500), slots(100), budget(10**15, 9)]
+    most = 0
+    for i in range(100_000):  # 1,000 a second for 100 s: the 60 s window turns over
+        now[0] += 0.001
+        admitted(await ledger.admit(f"r{i}", checks, LEASE))
+        await ledger.settle(f"r{i}", checks, tokens=100, cost=3)
+        if i % 1000 == 0:
+            most = max(most, ledger.entries())
+    assert most <= 2 * (SLOTS + 1)  # two windows' slots; no lease, no ticket
+    requests, tokens = (s.used for s in (await ledger.read(checks))[:2])
+    assert 60_000 <= requests <= 61_000 and tokens == 100 * requests  # the last 60 s, + 1 slot at most
+
+
+async def test_the_memory_ledger_on_a_clock_never_forgets_early_admits_within_the_limit_and_retries_exactly(
+        ) -> None:
+    """Random admissions on an injected clock, against the exact log they stand for:
+    the window counts at least the last window_s of admissions and at most one slot more;
+    no window_s ever admits more than the limit; retry_after_s is exact."""
+    rng = random.Random(7)
+    now = [5000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    window, limit = 60.0, 5_000
+    log: list[tuple[float, int]] = []
+
+    def admitted_since(t: float) -> int:
+        return sum(amount for at, amount in log if at > t)
+
+    for step in range(4000):
+        jump = rng.random() < 0.3
+        now[0] += rng.choice([0.001, 0.05, 0.3, 1.0, 7.0, 200.0]) if jump else rng.random() * 0.2
+        check = tpm(limit, rng.randrange(0, 400), window=window)
+        result = await ledger.admit(f"q{step}", [check], LEASE)
+        if isinstance(result, Admitted):
+            log.append((now[0], check.amount))
+            assert admitted_since(now[0] - window) <= limit
+            used = result.states[0].used
+        else:
+            used = result.state.used
+            assert result.retry_after_s is not None and 0 < result.retry_after_s <= window * (1 + 1 / SLOTS)
+            probe = copy.deepcopy(ledger)  # shares the clock
+            saved = now[0]
+            now[0] = saved + result.retry_after_s - 1e-6
+            assert isinstance(await probe.admit("probe", [check], LEASE), Refused), step
+            probe = copy.deepcopy(ledger)
+            now[0] = saved + result.retry_after_s + 1e-9
+            assert isinstance(await probe.admit("probe", [check], LEASE), Admitted), step
+            now[0] = saved
+        assert admitted_since(now[0] - window) <= used <= admitted_since(now[0] - window - window / SLOTS)
+        await ledger.settle(f"q{step}", [check], tokens=check.amount, cost=0)
+        assert ledger.entries() <= SLOTS + 1

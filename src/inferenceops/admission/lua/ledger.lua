@@ -7,19 +7,26 @@
 --   double up to 2^53 ~ 9.0e15). Every amount, limit and total must stay below 2^53 too.
 -- * Integers are formatted with int() before being handed to Redis, so that no
 --   number ever reaches a command in exponent notation.
--- * A "log" is a ZSET (member -> score) plus a HASH (member -> amount, and the sum
---   of all amounts under the empty field ''). Window counters score an entry by its
---   admission time (it leaves the window when score + window <= now); leases score
---   it by its expiry (it is gone when score <= now). drop_upto() removes both kinds.
--- * KEYS[1] is the request's ticket: its value is the admission time, which also
---   makes the log member "<request id>@<admission time>" unique per admission.
---   Then every check's keys: zset, hash, and for budgets the spent STRING.
+-- * A window (REQUESTS/TOKENS) is one HASH: field 'n' = the total, 'e' = when its oldest
+--   slot leaves, and per slot that was admitted into, field <slot index> = "<amount> <newest
+--   admission time>". A slot counts while now < newest + window. The oldest slot's index
+--   is derived from 'e' (its newest admission is e - window), so trimming starts there
+--   and never scans for it.
+-- * A "lease log" (CONCURRENCY, BUDGET) is a ZSET (member -> expiry) plus a HASH (member ->
+--   amount, and the sum of all amounts under the empty field ''); a lease is gone when
+--   its expiry <= now. drop_upto() removes them.
+-- * KEYS[1] is the request's ticket: its value is the admission time, which names the
+--   request's slot in every window and makes the lease member "<request id>@<admission
+--   time>" unique per admission. Then every check's keys: windows one HASH; leases
+--   zset and hash, and for budgets the spent STRING.
 -- * ARGV[1] = op, ARGV[2] = request id, ARGV[3..6] = op arguments, ARGV[7] = the checks:
 --   six space-separated values per check, kind (r/t/c/b), limit, amount, window_us,
 --   hard (1/0), ttl_ms (-1 = none). One string rather than 6 arguments per check
 --   because encoding arguments is most of the client's CPU per call.
 
 local BATCH = 200
+local SLOTS = 60  -- slots per window: memory_ledger.SLOTS (a test checks they agree)
+local CHUNK = 16  -- slot fields read per HMGET while trimming
 
 local C = {}
 for token in string.gmatch(ARGV[7] or '', '%S+') do C[#C + 1] = token end
@@ -36,6 +43,123 @@ local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+
+-- Window slots -----------------------------------------------------------------------
+
+-- Slot length in whole µs, rounded up so that SLOTS slots always cover the window.
+local function slot_size(window)
+  return math.max(1, math.ceil(window / SLOTS))
+end
+
+-- floor(t / size) exactly: a double quotient can round up to the next integer.
+local function slot_of(t, size)
+  local i = math.floor(t / size)
+  if i * size > t then i = i - 1 end
+  return i
+end
+
+local function parse(v)
+  local sp = string.find(v, ' ', 1, true)
+  return tonumber(string.sub(v, 1, sp - 1)), tonumber(string.sub(v, sp + 1))
+end
+
+local function slot_value(amount, last)
+  return string.format('%d %d', amount, last)
+end
+
+-- Drop the slots that left the window (only called once the oldest has: e <= now) and
+-- return the new total and 'e' (nil: no slot left, the key is gone). Slots lie within
+-- SLOTS + 1 indexes of the oldest (every admission trims first), so the walk reads at
+-- most that many fields; a counter idle for more than two windows is dropped unread.
+local function trim(w, total, e, window, size, now)
+  local o, c = slot_of(e - window, size), slot_of(now, size)
+  if c - o <= 2 * SLOTS then
+    local top = math.min(c, o + SLOTS)
+    local gone = {}
+    for i = o, top, CHUNK do
+      local fields = {}
+      for j = i, math.min(i + CHUNK - 1, top) do fields[#fields + 1] = int(j) end
+      local values = redis.call('HMGET', w, unpack(fields))
+      for x = 1, #fields do
+        if values[x] then
+          local amount, last = parse(values[x])
+          if last + window > now then  -- the oldest slot still in the window
+            if #gone > 0 then redis.call('HDEL', w, unpack(gone)) end
+            redis.call('HSET', w, 'n', int(total), 'e', int(last + window))
+            return total, last + window
+          end
+          gone[#gone + 1] = fields[x]
+          total = total - amount
+        end
+      end
+    end
+  end
+  redis.call('DEL', w)
+  return 0, nil
+end
+
+-- The window after trimming: its total, 'e' (nil: no slots) and the value of slot `i`
+-- (nil: absent, or no `i` given).
+local function window_read(w, i, window, size, now)
+  local got
+  if i then got = redis.call('HMGET', w, 'n', 'e', i) else got = redis.call('HMGET', w, 'n', 'e') end
+  local total, e, value = num(got[1]), tonumber(got[2]), got[3]
+  if e and e <= now then
+    total, e = trim(w, total, e, window, size, now)
+    if not e then value = nil end
+  end
+  return total, e, value
+end
+
+-- Every slot in the window, oldest first: {amount1, last1, amount2, last2, ...}.
+local function window_slots(w, window, size, now)
+  local e = tonumber(redis.call('HGET', w, 'e'))
+  if not e then return {} end
+  local o = slot_of(e - window, size)
+  local fields = {}
+  for i = o, math.min(slot_of(now, size), o + SLOTS + 1) do fields[#fields + 1] = int(i) end
+  local values = redis.call('HMGET', w, unpack(fields))
+  local out = {}
+  for x = 1, #fields do
+    if values[x] then
+      local amount, last = parse(values[x])
+      out[#out + 1] = amount
+      out[#out + 1] = last
+    end
+  end
+  return out
+end
+
+-- A window is back to its initial state when its newest non-zero slot leaves.
+local function window_reset(slots, window, now)
+  for x = #slots - 1, 1, -2 do
+    if slots[x] > 0 then return slots[x + 1] + window - now end
+  end
+  return 0
+end
+
+-- Walk the slots oldest first until `need` has been freed: when that slot leaves.
+local function window_retry(slots, need, window, now)
+  local freed = 0
+  for x = 1, #slots, 2 do
+    freed = freed + slots[x]
+    if freed >= need then return slots[x + 1] + window - now end
+  end
+  return -1
+end
+
+-- Settle and release: add `delta` to slot `i` if it is still in the window.
+local function window_adjust(w, i, delta, window, now)
+  local got = redis.call('HMGET', w, 'n', i)
+  if got[2] then
+    local amount, last = parse(got[2])
+    if last + window > now then
+      redis.call('HSET', w, i, slot_value(amount + delta, last), 'n', int(num(got[1]) + delta))
+    end
+  end
+end
+
+-- Leases -------------------------------------------------------------------------------
 
 local function sum_of(h)
   return num(redis.call('HGET', h, ''))
@@ -72,9 +196,9 @@ local function remove(z, h, member)
   end
 end
 
--- Walk members by ascending score until `need` has been freed; the score at which that
--- happens plus `offset`, relative to now, is when the request would fit. -1: never.
-local function time_to_free(z, h, need, offset, now)
+-- Walk leases by ascending expiry until `need` has been freed; when that happens,
+-- relative to now, is when the request would fit. -1: never.
+local function time_to_free(z, h, need, now)
   local start, freed = 0, 0
   while true do
     local batch = redis.call('ZRANGE', z, start, start + BATCH - 1, 'WITHSCORES')
@@ -84,23 +208,7 @@ local function time_to_free(z, h, need, offset, now)
     local amounts = redis.call('HMGET', h, unpack(members))
     for i = 1, #members do
       freed = freed + num(amounts[i])
-      if freed >= need then return tonumber(batch[2 * i]) + offset - now end
-    end
-    start = start + BATCH
-  end
-end
-
--- Window counters are back to their initial state when the newest non-zero entry leaves.
-local function window_reset(z, h, window, now)
-  local start = 0
-  while true do
-    local batch = redis.call('ZREVRANGE', z, start, start + BATCH - 1, 'WITHSCORES')
-    if #batch == 0 then return 0 end
-    local members = {}
-    for i = 1, #batch, 2 do members[#members + 1] = batch[i] end
-    local amounts = redis.call('HMGET', h, unpack(members))
-    for i = 1, #members do
-      if num(amounts[i]) > 0 then return tonumber(batch[2 * i]) + window - now end
+      if freed >= need then return tonumber(batch[2 * i]) - now end
     end
     start = start + BATCH
   end
@@ -129,14 +237,19 @@ local function refresh_spent(s, spent, ttl)
   end
 end
 
+-- Operations ---------------------------------------------------------------------------
+
 -- State of one counter without reserving anything: {used, reset_us}.
-local function state_of(kind, z, h, s, window, now)
+local function state_of(kind, k, window, now)
   if kind == 'r' or kind == 't' then
-    drop_upto(z, h, now - window)
-    return sum_of(h), window_reset(z, h, window, now)
+    local w, size = KEYS[k], slot_size(window)
+    local used = window_read(w, nil, window, size, now)
+    return used, window_reset(window_slots(w, window, size, now), window, now)
   end
+  local z, h = KEYS[k], KEYS[k + 1]
   drop_upto(z, h, now)
   if kind == 'c' then return sum_of(h), latest_expiry_in(z, now) end
+  local s = KEYS[k + 2]
   return num(redis.call('GET', s)) + sum_of(h), budget_reset(s)
 end
 
@@ -145,39 +258,41 @@ local function admit()
   local rid, lease, ticket_ms, margin_ms = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
   local n = tonumber(ARGV[6])
   local now = clock()
-  local before = {}
+  local before, oldest, current = {}, {}, {}
   local k, a = 2, 1
   for i = 1, n do
     local kind, limit, amount = C[a], tonumber(C[a + 1]), tonumber(C[a + 2])
     local window, hard = tonumber(C[a + 3]), C[a + 4]
-    local z, h = KEYS[k], KEYS[k + 1]
     local used, reset, retry = 0, 0, -1
     local fits = true
     if kind == 'r' or kind == 't' then
-      drop_upto(z, h, now - window)
-      used = sum_of(h)
+      local w, size = KEYS[k], slot_size(window)
+      used, oldest[i], current[i] = window_read(w, int(slot_of(now, size)), window, size, now)
       if used + amount > limit then
         fits = false
-        if amount <= limit then retry = time_to_free(z, h, used + amount - limit, window, now) end
-        reset = window_reset(z, h, window, now)
+        local slots = window_slots(w, window, size, now)
+        if amount <= limit then retry = window_retry(slots, used + amount - limit, window, now) end
+        reset = window_reset(slots, window, now)
       end
-      k = k + 2
+      k = k + 1
     elseif kind == 'c' then
+      local z, h = KEYS[k], KEYS[k + 1]
       drop_upto(z, h, now)
       used = sum_of(h)
       if used + amount > limit then
         fits = false
-        if amount <= limit then retry = time_to_free(z, h, used + amount - limit, 0, now) end
+        if amount <= limit then retry = time_to_free(z, h, used + amount - limit, now) end
         reset = latest_expiry_in(z, now)
       end
       k = k + 2
     else
+      local z, h = KEYS[k], KEYS[k + 1]
       drop_upto(z, h, now)
       local spent = num(redis.call('GET', KEYS[k + 2]))
       used = spent + sum_of(h)
       if hard == '1' and used + amount > limit then
         fits = false
-        if spent + amount <= limit then retry = time_to_free(z, h, used + amount - limit, 0, now) end
+        if spent + amount <= limit then retry = time_to_free(z, h, used + amount - limit, now) end
         reset = budget_reset(KEYS[k + 2])
       end
       before[n + i] = spent
@@ -195,16 +310,29 @@ local function admit()
   for i = 1, n do
     local kind, limit, amount = C[a], tonumber(C[a + 1]), tonumber(C[a + 2])
     local window, hard, ttl = tonumber(C[a + 3]), C[a + 4], tonumber(C[a + 5])
-    local z, h = KEYS[k], KEYS[k + 1]
     local reset
     if kind == 'r' or kind == 't' then
-      add(z, h, member, now, amount)
-      local ms = math.ceil(window / 1000) + margin_ms
-      redis.call('PEXPIRE', z, int(ms))
-      redis.call('PEXPIRE', h, int(ms))
-      if amount > 0 then reset = window else reset = window_reset(z, h, window, now) end
-      k = k + 2
+      local w, size = KEYS[k], slot_size(window)
+      local slot = slot_of(now, size)
+      local total = before[i] + amount
+      local value = slot_value(amount, now)
+      if current[i] then value = slot_value(parse(current[i]) + amount, now) end
+      local e = oldest[i]
+      if not e or slot_of(e - window, size) == slot then
+        -- this slot is (or becomes) the oldest: it now leaves a window after this admission
+        redis.call('HSET', w, int(slot), value, 'n', int(total), 'e', int(now + window))
+      else
+        redis.call('HSET', w, int(slot), value, 'n', int(total))
+      end
+      redis.call('PEXPIRE', w, int(math.ceil(window / 1000) + margin_ms))
+      if amount > 0 then
+        reset = window
+      else
+        reset = window_reset(window_slots(w, window, size, now), window, now)
+      end
+      k = k + 1
     else
+      local z, h = KEYS[k], KEYS[k + 1]
       add(z, h, member, now + lease, amount)
       -- Outlive the latest lease (maybe an older, longer one), never just this one.
       local latest = latest_expiry_in(z, now)
@@ -235,25 +363,21 @@ local function finish(settle)
   if not at then return 0 end
   redis.call('DEL', KEYS[1])
   local member = ARGV[2] .. '@' .. at
+  at = tonumber(at)
   local tokens, cost, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
   local now = clock()
   local k, a = 2, 1
   for _ = 1, n do
-    local kind, window, ttl = C[a], tonumber(C[a + 3]), tonumber(C[a + 5])
-    local z, h = KEYS[k], KEYS[k + 1]
+    local kind, amount, window, ttl = C[a], tonumber(C[a + 2]), tonumber(C[a + 3]), tonumber(C[a + 5])
     if kind == 'r' or kind == 't' then
-      drop_upto(z, h, now - window)
-      if not settle then
-        remove(z, h, member)
-      elseif kind == 't' then
-        local old = redis.call('HGET', h, member)
-        if old then
-          redis.call('HSET', h, member, int(tokens))
-          redis.call('HINCRBY', h, '', int(tokens - tonumber(old)))
-        end
+      local delta = 0
+      if not settle then delta = -amount elseif kind == 't' then delta = tokens - amount end
+      if delta ~= 0 then
+        window_adjust(KEYS[k], int(slot_of(at, slot_size(window))), delta, window, now)
       end
-      k = k + 2
+      k = k + 1
     else
+      local z, h = KEYS[k], KEYS[k + 1]
       drop_upto(z, h, now)
       remove(z, h, member)
       if kind == 'b' then
@@ -278,10 +402,10 @@ local function read()
   local k, a = 2, 1
   for _ = 1, n do
     local kind, window = C[a], tonumber(C[a + 3])
-    local used, reset = state_of(kind, KEYS[k], KEYS[k + 1], KEYS[k + 2], window, now)
+    local used, reset = state_of(kind, k, window, now)
     out[#out + 1] = used
     out[#out + 1] = reset
-    if kind == 'b' then k = k + 3 else k = k + 2 end
+    if kind == 'b' then k = k + 3 elseif kind == 'c' then k = k + 2 else k = k + 1 end
     a = a + 6
   end
   return out
