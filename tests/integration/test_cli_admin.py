@@ -1,11 +1,14 @@
-"""The operator CLI (``inferenceops teams|users|keys|grants|limits|budgets``) against a real server.
+"""The operator CLI (``inferenceops teams|users|keys|grants|limits|budgets|providers|deployments|
+models``) against a real server.
 
 Each command runs as its own ``python -m inferenceops`` process, configured only
 by ``INFERENCEOPS_URL`` and ``INFERENCEOPS_ADMIN_KEY``, like an operator's shell.
 Proves the whole loop: a team, a user, a grant and a key made through the CLI;
 the key then works on the data plane (and lists the granted model); revoked,
 it stops working within 2 s. Then the admission rules: limits and budgets set,
-replaced, listed and deleted, a team's weight, a background-only key. Also the
+replaced, listed and deleted, a team's weight, a background-only key. Then the
+catalog: providers (with a key read from stdin, never stored in plaintext),
+deployments and models from spec files and flags. Also the
 failure modes: a conflict, a wrong key, no key, a server that is not there,
 usage errors (exit 2) and the server's refusals (exit 1).
 """
@@ -19,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,11 +36,15 @@ APPEAR_BOUND_S = 10.0
 REVOCATION_BOUND_S = 2.0
 
 
-def cli(*args: str, url: str, key: str | None = ADMIN_KEY) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, url: str, key: str | None = ADMIN_KEY,
+        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCEOPS_")}
     env["INFERENCEOPS_URL"] = url
     if key is not None:
         env["INFERENCEOPS_ADMIN_KEY"] = key
+    if stdin is not None:
+        return subprocess.run([sys.executable, "-m", "inferenceops", *args], env=env, text=True,
+                              capture_output=True, timeout=60, input=stdin)
     return subprocess.run([sys.executable, "-m", "inferenceops", *args], env=env, text=True,
                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
 
@@ -212,3 +220,73 @@ def test_limits_budgets_weights_and_background_keys(spawn_gateway: SpawnGateway)
     assert {b["id"] for b in ok_json(gw, "budgets", "list", "--team", "ml")["data"]} == {soft["id"]}
     gone = cli("limits", "delete", limit["id"], url=gw.origin)
     assert gone.returncode == 1 and gone.stderr.startswith("error: ")
+
+
+UPSTREAM_SECRET = "sk-upstream-cli-secret-0123456789"
+
+
+def test_catalog_providers_deployments_models(spawn_gateway: SpawnGateway, tmp_path: Path) -> None:
+    gw = spawn_gateway(name="cli-catalog")
+    provider_file = tmp_path / "provider.yaml"
+    provider_file.write_text("name: openai-eu\nbase_url: https://eu.api.example/v1\n", encoding="utf-8")
+    provider = ok_json(gw, "providers", "create", "--file", str(provider_file),
+                       "--api-key-env", "OPENAI_EU_KEY")  # a flag wins over (adds to) the file
+    assert (provider["name"], provider["api_key_env"], provider["has_api_key"]) == (
+        "openai-eu", "OPENAI_EU_KEY", False)
+
+    keyed = cli("providers", "set-key", "openai-eu", "--json", url=gw.origin, stdin=UPSTREAM_SECRET + "\n")
+    assert keyed.returncode == 0, keyed.stderr
+    assert json.loads(keyed.stdout)["has_api_key"] is True
+    assert UPSTREAM_SECRET not in keyed.stdout + keyed.stderr
+    shown = ok(gw, "providers", "show", provider["id"])
+    assert "api key stored" in shown and "yes" in shown and UPSTREAM_SECRET not in shown
+    listed = ok(gw, "providers", "list")
+    assert listed.splitlines()[0].split()[:4] == ["ID", "NAME", "BASE", "URL"]
+    assert "openai-eu" in listed and UPSTREAM_SECRET not in listed
+    for stored in gw.data_dir.rglob("*"):  # the database, its WAL: never the key in plaintext
+        if stored.is_file():
+            assert UPSTREAM_SECRET.encode() not in stored.read_bytes(), stored
+
+    sim_file = tmp_path / "sim.json"  # JSON is YAML too
+    sim_file.write_text(json.dumps({"name": "sim-pool", "engine": "simulator", "profile":
+                                    "llama-3.1-8b-h100", "served_model": "llama", "replicas": 2}))
+    sim = ok_json(gw, "deployments", "create", "-f", str(sim_file))
+    assert (sim["replicas"], sim["provider"]) == (2, None)
+    upstream = ok_json(gw, "deployments", "create", "--name", "eu-mini", "--engine", "openai",
+                       "--served-model", "gpt-4o-mini", "--provider", "openai-eu", "--capacity", "8")
+    assert (upstream["provider_id"], upstream["capacity"]) == (provider["id"], 8)
+    assert "eu-mini" in ok(gw, "deployments", "list", "--provider", "openai-eu")
+    assert ok_json(gw, "deployments", "update", "eu-mini", "--capacity", "16")["capacity"] == 16
+
+    model = ok_json(gw, "models", "create", "--name", "mini", "--deployment", "eu-mini",
+                    "--alias", "mini-latest", "--input-price", "0.15", "--output-price", "0.6")
+    assert model["aliases"] == ["mini-latest"] and model["price"] == {
+        "input_per_million": "0.15", "output_per_million": "0.6"}
+    repriced = ok_json(gw, "models", "update", "mini", "--output-price", "0.9")
+    assert repriced["price"] == {"input_per_million": "0.15", "output_per_million": "0.9"}
+    table = ok(gw, "models", "list")
+    assert table.splitlines()[0].split()[:5] == ["ID", "NAME", "DEPLOYMENT", "TYPE", "ALIASES"]
+    assert "0.15/0.9" in table and "mini-latest" in table
+
+    # The server's refusals, with its message (exit 1); usage errors before any request (exit 2).
+    in_use = cli("providers", "delete", "openai-eu", url=gw.origin)
+    assert in_use.returncode == 1 and "'eu-mini'" in in_use.stderr
+    clash = cli("models", "create", "--name", "mini-latest", "--deployment", "sim-pool", url=gw.origin)
+    assert clash.returncode == 1 and "'mini-latest'" in clash.stderr
+    bad = cli("models", "create", "--name", "x", "--deployment", "sim-pool", "--type", "rerank",
+              url=gw.origin)
+    assert bad.returncode == 1 and "type" in bad.stderr
+    assert cli("providers", "set-key", "openai-eu", url=gw.origin, stdin="").returncode == 2
+    keyfile = tmp_path / "with-key.yaml"
+    keyfile.write_text(f"name: p2\nbase_url: https://x.example/v1\napi_key: {UPSTREAM_SECRET}\n")
+    refused = cli("providers", "create", "-f", str(keyfile), url=gw.origin)
+    assert refused.returncode == 2 and "set-key" in refused.stderr
+    assert cli("providers", "show", "no-such-provider", url=gw.origin).returncode == 1
+
+    assert "deleted model mini" in ok(gw, "models", "delete", "mini")
+    ok(gw, "providers", "clear-key", "openai-eu")
+    assert ok_json(gw, "providers", "show", "openai-eu")["has_api_key"] is False
+    for kind, name in (("deployments", "eu-mini"), ("deployments", "sim-pool"),
+                       ("providers", "openai-eu")):
+        assert ok_json(gw, kind, "delete", name)["deleted"] is True
+    assert ok_json(gw, "providers", "list")["data"] == []

@@ -1,5 +1,7 @@
 """Assembling the admin application for a serving process.
 
+The credentials cipher (provider API keys at rest) is built here from the environment and
+the platform secret (``store.credentials.cipher_from_environment``) unless one is passed in.
 Human authenticators (OIDC bearer tokens, trusted proxy headers) are adapted
 to the admin API's ``Authenticator`` shape here; their team mappings may name
 teams by name, which are resolved to ids against the store per request.
@@ -7,6 +9,7 @@ teams by name, which are resolved to ids against the store per request.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -17,9 +20,10 @@ from inferenceops.admin.api.deps import Authenticator
 from inferenceops.admin.oidc import OIDCAuthenticator, looks_like_jwt
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.admin.proxy_auth import ProxyHeaderAuthenticator
+from inferenceops.app import platform_secret
 from inferenceops.platform import KeyHasher
 from inferenceops.settings import Settings
-from inferenceops.store import Database, NotFound, repo
+from inferenceops.store import CredentialCipher, Database, NotFound, cipher_from_environment, repo
 
 
 class AdminDatabase:
@@ -35,12 +39,18 @@ class AdminDatabase:
         await self.db.close()
 
 
-def build_admin(settings: Settings, hasher: KeyHasher,
-                currency: str = "USD") -> tuple[object, AdminDatabase]:
-    """The admin app and its database feed; ``currency`` is the platform's (budgets must use it)."""
+def build_admin(settings: Settings, hasher: KeyHasher, currency: str = "USD",
+                cipher: CredentialCipher | None = None) -> tuple[object, AdminDatabase]:
+    """The admin app and its database feed; ``currency`` is the platform's (budgets must use it).
+
+    ``cipher`` encrypts provider API keys; None: ``INFERENCEOPS_CREDENTIALS_KEY``, else a key
+    derived from the platform secret (the same on every replica that shares it).
+    """
+    if cipher is None:
+        cipher = cipher_from_environment(os.environ, platform_secret(settings))
     db = Database(settings.resolved_database_url)
     app = build_admin_app(db, hasher, extra_authenticators=human_authenticators(settings, db),
-                          currency=currency)
+                          currency=currency, cipher=cipher)
     return app, AdminDatabase(db)
 
 

@@ -9,7 +9,8 @@ background writers and the snapshot builder — never by the data plane
     migrate.py     upgrade / current, under a cross-process migration lock
     tables.py      the schema (declarative, typed)
     records.py     the plain records that leave the store
-    repo/          async repositories (teams, users, keys, grants, admission rules, identity)
+    repo/          async repositories (teams, users, keys, grants, admission rules, catalog, identity)
+    credentials.py CredentialCipher: provider API keys encrypted at rest (AES-256-GCM)
     errors.py      StoreError tree; the one translator of library exceptions
     ids.py         prefixed random ids
     migrations/    Alembic environment and revisions (packaged)
@@ -24,35 +25,44 @@ Usage::
 """
 
 from inferenceops.store import repo
+from inferenceops.store.credentials import CredentialCipher, cipher_from_environment
 from inferenceops.store.db import Backend, Database, backend_of
 from inferenceops.store.errors import (
     Conflict,
+    CredentialsError,
     Invalid,
     InvalidDatabaseURL,
     NotFound,
     SchemaOutdated,
     StoreError,
     StoreUnavailable,
+    WrongCredentialsKey,
 )
 from inferenceops.store.migrate import current, head, upgrade
 from inferenceops.store.records import (
     ActiveKey,
     ApiKeyRecord,
     BudgetRecord,
+    CatalogData,
+    DeploymentRecord,
     GrantRecord,
     IdentityData,
     LimitRecord,
     MembershipRecord,
+    ModelRecord,
     Page,
+    ProviderRecord,
     ServiceAccountRecord,
     TeamRecord,
     UserRecord,
 )
 
 __all__ = [
-    "ActiveKey", "ApiKeyRecord", "Backend", "BudgetRecord", "Conflict", "Database", "GrantRecord",
-    "IdentityData", "Invalid", "InvalidDatabaseURL", "LimitRecord", "MembershipRecord", "NotFound",
-    "Page", "SchemaOutdated",
+    "ActiveKey", "ApiKeyRecord", "Backend", "BudgetRecord", "CatalogData", "Conflict",
+    "CredentialCipher", "CredentialsError", "Database", "DeploymentRecord", "GrantRecord",
+    "IdentityData", "Invalid", "InvalidDatabaseURL", "LimitRecord", "MembershipRecord",
+    "ModelRecord", "NotFound", "Page", "ProviderRecord", "SchemaOutdated",
     "ServiceAccountRecord", "StoreError", "StoreUnavailable", "TeamRecord", "UserRecord",
-    "backend_of", "current", "head", "repo", "upgrade",
+    "WrongCredentialsKey", "backend_of", "cipher_from_environment", "current", "head", "repo",
+    "upgrade",
 ]

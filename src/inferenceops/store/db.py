@@ -51,8 +51,15 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _loads(value: str | bytes | int | float) -> Any:
+    # SQLite gives a JSON column NUMERIC affinity: a bare JSON number ("3") comes back as a number.
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
+
+
 #: orjson for JSON columns: several times faster than ``json`` when loading 100k keys.
-_JSON: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
+_JSON: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": _loads}
 
 
 def parse_url(url: str | URL) -> URL:

@@ -6,7 +6,10 @@
     ├── Invalid                the values break a rule of the schema (CHECK, allowed values)
     ├── SchemaOutdated         the database has not been migrated to what this code expects
     ├── InvalidDatabaseURL     the URL is malformed or names a backend we do not support
-    └── StoreUnavailable       the database cannot be reached, refused us, or stayed busy/locked
+    ├── StoreUnavailable       the database cannot be reached, refused us, or stayed busy/locked
+    └── CredentialsError       stored provider credentials cannot be sealed or opened: a malformed
+        │                      key, an altered ciphertext, or one bound to another row
+        └── WrongCredentialsKey  they were sealed under another key (both key ids are named)
 
 SQLAlchemy, asyncpg and sqlite3 exceptions never leave ``inferenceops.store``:
 ``translate`` turns them into one of these, and callers (admin API, bootstrap,
@@ -60,6 +63,22 @@ class InvalidDatabaseURL(StoreError):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached, refused the login, or stayed locked too long."""
+
+
+class CredentialsError(StoreError):
+    """Provider credentials cannot be encrypted or decrypted (``store.credentials``).
+
+    The message names the row and what to fix; it never contains a key or a plaintext.
+    """
+
+
+class WrongCredentialsKey(CredentialsError):
+    """The ciphertext was made under another key: set that key (its id is in the message)."""
+
+    def __init__(self, message: str, *, stored_key_id: str, current_key_id: str) -> None:
+        super().__init__(message)
+        self.stored_key_id = stored_key_id
+        self.current_key_id = current_key_id
 
 
 EXAMPLE_URLS = "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host:5432/db"

@@ -3,12 +3,13 @@
 Pure data (frozen, slotted dataclasses; sets are frozensets), no I/O and no
 SQLAlchemy: callers can keep, compare and share them across tasks freely.
 ``IdentityData`` is what the snapshot builder turns into the data plane's
-``platform.identity.Identity``.
+``platform.identity.Identity``; ``CatalogData`` is the stored model catalog (providers,
+deployments, models), whose fields are those of ``config``'s specs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -175,3 +176,83 @@ class AuditEntry:
     source: str | None
     prev_hash: bytes
     hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRecord:
+    """A stored provider (``config.ProviderSpec`` plus bookkeeping).
+
+    ``has_api_key`` says whether an encrypted key is stored. ``api_key`` is that key decrypted,
+    filled only by ``repo.load_catalog(session, cipher)``; it is kept out of ``repr`` and
+    comparisons. ``managed_by``: None for the admin API, ``config:<path>`` for a platform file.
+    """
+
+    id: str
+    name: str
+    base_url: str
+    dialect: str
+    api_key_env: str | None
+    has_api_key: bool
+    managed_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    api_key: str | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRecord:
+    """A stored deployment: every field of ``config.DeploymentSpec``, its provider by id and name.
+
+    ``replicas``: a count (simulators), replica URLs (openai), or None (the spec's default: one
+    simulated replica, or the provider's base URL). ``timeouts`` and ``queue`` hold every value
+    of their spec; treat them as read-only.
+    """
+
+    id: str
+    name: str
+    engine: str
+    served_model: str
+    provider_id: str | None
+    provider: str | None  # the provider's name
+    profile: str | None
+    replicas: int | tuple[str, ...] | None
+    seed: int
+    api_key_env: str | None
+    timeouts: dict[str, Any]
+    max_connections: int
+    capacity: int | None
+    queue: dict[str, Any]
+    managed_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    """A stored model: every field of ``config.ModelSpec``, its deployment by id and name.
+
+    ``price`` is ``PriceSpec``'s JSON — decimal text per million tokens
+    (``{"input_per_million": "0.15", "output_per_million": "0.6"}``) — or None; read-only.
+    """
+
+    id: str
+    name: str
+    deployment_id: str
+    deployment: str  # the deployment's name
+    type: str
+    aliases: tuple[str, ...]
+    price: dict[str, str] | None
+    max_output_tokens: int
+    managed_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogData:
+    """The whole stored catalog, read at one ``revision``; each part ordered by name."""
+
+    revision: int
+    providers: tuple[ProviderRecord, ...]
+    deployments: tuple[DeploymentRecord, ...]
+    models: tuple[ModelRecord, ...]

@@ -33,6 +33,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -263,6 +264,13 @@ class Budget(Base):
 
 
 class Provider(Base):
+    """An upstream endpoint (``config.ProviderSpec``) and its API key, encrypted (``store.credentials``).
+
+    ``credentials_encrypted`` is the AES-GCM blob of the key, bound to this row's id. ``managed_by``
+    says who owns the row: NULL for the admin API, ``config:<path>`` for rows applied from a
+    platform file (which re-applies them).
+    """
+
     __tablename__ = "providers"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.PROVIDER))
@@ -272,10 +280,23 @@ class Provider(Base):
     credentials_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    api_key_env: Mapped[str | None] = mapped_column(Text)
+    managed_by: Mapped[str | None] = mapped_column(Text)
 
 
 class Deployment(Base):
+    """Every field of ``config.DeploymentSpec``; its provider by id.
+
+    The provider FK has no ON DELETE action (NO ACTION, as 0001 made it): a provider cannot be
+    deleted while a deployment names it, like RESTRICT. (Changing it to RESTRICT would rebuild
+    the table on SQLite, which fails under ``foreign_keys=ON`` while models reference it.)
+    ``replicas`` is the spec's value as JSON: a count (simulators), a list of URLs (openai), or
+    JSON ``null`` for the spec's default — it stays NOT NULL, as 0001 made it. ``timeouts`` and
+    ``queue`` hold every value of their spec. Server defaults fill rows written before 0003.
+    """
+
     __tablename__ = "deployments"
+    __table_args__ = (Index(None, "provider_id"),)
 
     id: Mapped[str] = mapped_column(
         String(40), primary_key=True, default=lambda: ids.new_id(ids.DEPLOYMENT))
@@ -283,14 +304,27 @@ class Deployment(Base):
     provider_id: Mapped[str | None] = mapped_column(ForeignKey("providers.id"))
     engine: Mapped[str] = mapped_column(Text)
     served_model: Mapped[str] = mapped_column(Text)
-    replicas: Mapped[list[Any]] = mapped_column(PortableJSON, default=list)
+    replicas: Mapped[int | list[str] | None] = mapped_column(PortableJSON, nullable=False)
     capacity: Mapped[int | None] = mapped_column(Integer)
     timeouts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    profile: Mapped[str | None] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    api_key_env: Mapped[str | None] = mapped_column(Text)
+    max_connections: Mapped[int] = mapped_column(Integer, server_default=text("256"))
+    queue: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    managed_by: Mapped[str | None] = mapped_column(Text)
 
 
 class Model(Base):
+    """Every field of ``config.ModelSpec``; its deployment by id (NO ACTION on delete, as above).
+
+    Names and aliases are unique across all models: the name by a constraint, the aliases by the
+    repository (under the catalog lock). ``price`` is ``PriceSpec``'s JSON (decimal text per
+    million tokens), NULL for none.
+    """
+
     __tablename__ = "models"
     __table_args__ = (Index(None, "deployment_id"),)
 
@@ -301,6 +335,9 @@ class Model(Base):
     aliases: Mapped[list[str]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    price: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
+    max_output_tokens: Mapped[int] = mapped_column(Integer, server_default=text("4096"))
+    managed_by: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditEntry(Base):

@@ -29,7 +29,7 @@ from inferenceops.admin.api import build_admin_app
 from inferenceops.admin.api.app import ROUTERS
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.platform.keys import KeyHasher, new_secret, visible_prefix
-from inferenceops.store import Database, repo
+from inferenceops.store import CredentialCipher, Database, repo
 from inferenceops.store.migrate import upgrade
 from inferenceops.store.repo.admin_queries import find_api_key_by_digest
 from inferenceops.store.repo.audit import list_audit
@@ -39,6 +39,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 V1 = "/admin/api/v1"
 CLIENT = "10.9.8.7"
 HASHER = KeyHasher(b"admin-api-test-platform-secret-32+bytes")
+CIPHER = CredentialCipher.derived_from(b"admin-api-test-platform-secret-32+bytes")
 ROLES = ("admin", "auditor", "billing", "ownerA", "memberA", "viewerA", "ownerB", "saA")
 
 
@@ -149,6 +150,28 @@ class World:
                                             period="monthly")
         return rule.id
 
+    async def fresh_provider(self, *, with_key: bool = False) -> str:
+        async with self.db.transaction() as tx:
+            return (await repo.create_provider(
+                tx, {"name": self.unique("prov"), "base_url": "https://upstream.example/v1"},
+                api_key="sk-upstream-secret" if with_key else None, cipher=CIPHER)).id
+
+    async def fresh_deployment(self) -> str:
+        async with self.db.transaction() as tx:
+            return (await repo.create_deployment(tx, {
+                "name": self.unique("dep"), "engine": "simulator", "served_model": "m",
+                "profile": "llama-3.1-8b-h100"})).id
+
+    async def fresh_model(self, granted_to: str | None = "A") -> str:
+        """A model on a new deployment, granted to team ``granted_to`` (None: to no team)."""
+        deployment = await self.fresh_deployment()
+        async with self.db.transaction() as tx:
+            name = (await repo.get_deployment(tx, deployment)).name
+            model = await repo.create_model(tx, {"name": self.unique("model"), "deployment": name})
+            if granted_to is not None:
+                await repo.grant(tx, self.ids[granted_to], model.name)
+        return model.id
+
     async def audit_tail(self) -> int:
         async with self.db.read() as tx:
             page = await list_audit(tx, limit=1000)
@@ -168,7 +191,7 @@ MEMBERSHIPS = {"ownerA": ("A", "owner"), "memberA": ("A", "member"), "viewerA": 
 
 
 async def seed(db: Database) -> World:
-    world = World(db, build_admin_app(db, HASHER))
+    world = World(db, build_admin_app(db, HASHER, cipher=CIPHER))
     async with db.transaction() as tx:
         for team in ("A", "B"):
             world.ids[team] = (await repo.create_team(tx, f"team-{team}")).id
@@ -313,6 +336,32 @@ async def _set_budget(w: World) -> tuple[str, Any]:
                              "currency": "USD", "period": "daily", "mode": "soft"}
 
 
+def _catalog(kind: str, suffix: str = "", body: Any = None, **options: Any) -> Make:
+    """A path to a fresh provider, deployment or model (``options`` for its maker)."""
+    async def make(w: World) -> tuple[str, Any]:
+        fresh = {"providers": w.fresh_provider, "deployments": w.fresh_deployment,
+                 "models": w.fresh_model}[kind]
+        return f"{V1}/{kind}/{await fresh(**options)}{suffix}", body
+    return make
+
+
+async def _create_provider(w: World) -> tuple[str, Any]:
+    return f"{V1}/providers", {"name": w.unique("prov"), "base_url": "https://x.example/v1",
+                               "api_key": "sk-upstream-secret"}
+
+
+async def _create_deployment(w: World) -> tuple[str, Any]:
+    return f"{V1}/deployments", {"name": w.unique("dep"), "engine": "openai", "served_model": "m",
+                                 "replicas": [{"url": "http://10.0.0.1:8000/v1"}]}
+
+
+async def _create_model(w: World) -> tuple[str, Any]:
+    async with w.db.read() as tx:
+        deployment = (await repo.get_deployment(tx, await w.fresh_deployment())).name
+    return f"{V1}/models", {"name": w.unique("model"), "deployment": deployment, "aliases": [
+        w.unique("alias")]}
+
+
 def _rule(kind: str, key_of: str | None = None) -> Make:
     async def make(w: World) -> tuple[str, Any]:
         fresh = w.fresh_limit if kind == "limits" else w.fresh_budget
@@ -385,6 +434,45 @@ CASES = [
          "200 200 200 200 200 403 404 404"),
     Case("budgets.delete", "DELETE", "/budgets/{budget_id}", _rule("budgets", "memberA"),
          "204 403 403 403 403 403 403 403"),
+    # The catalog: platform roles read it, platform admins change it; team roles read only the
+    # models granted to their teams (others 404), and no provider or deployment.
+    Case("providers.list", "GET", "/providers", fixed(f"{V1}/providers"),
+         "200 200 200 403 403 403 403 403"),
+    Case("providers.create", "POST", "/providers", _create_provider, "201 403 403 403 403 403 403 403"),
+    Case("providers.get", "GET", "/providers/{provider_id}", _catalog("providers"),
+         "200 200 200 404 404 404 404 404"),
+    Case("providers.patch", "PATCH", "/providers/{provider_id}",
+         _catalog("providers", body={"api_key_env": "UPSTREAM_KEY"}), "200 403 403 403 403 403 403 403"),
+    Case("providers.delete", "DELETE", "/providers/{provider_id}", _catalog("providers"),
+         "204 403 403 403 403 403 403 403"),
+    Case("providers.set_key", "PUT", "/providers/{provider_id}/api-key",
+         _catalog("providers", "/api-key", {"api_key": "sk-upstream-secret-2"}),
+         "200 403 403 403 403 403 403 403"),
+    Case("providers.clear_key", "DELETE", "/providers/{provider_id}/api-key",
+         _catalog("providers", "/api-key", with_key=True), "204 403 403 403 403 403 403 403"),
+    Case("deployments.list", "GET", "/deployments", fixed(f"{V1}/deployments"),
+         "200 200 200 403 403 403 403 403"),
+    Case("deployments.create", "POST", "/deployments", _create_deployment,
+         "201 403 403 403 403 403 403 403"),
+    Case("deployments.get", "GET", "/deployments/{deployment_id}", _catalog("deployments"),
+         "200 200 200 404 404 404 404 404"),
+    Case("deployments.patch", "PATCH", "/deployments/{deployment_id}",
+         _catalog("deployments", body={"replicas": 2, "capacity": 8}), "200 403 403 403 403 403 403 403"),
+    Case("deployments.delete", "DELETE", "/deployments/{deployment_id}", _catalog("deployments"),
+         "204 403 403 403 403 403 403 403"),
+    Case("models.list", "GET", "/models", fixed(f"{V1}/models"), "200 200 200 200 200 200 200 200"),
+    Case("models.create", "POST", "/models", _create_model, "201 403 403 403 403 403 403 403"),
+    Case("models.get granted to A", "GET", "/models/{model_id}", _catalog("models"),
+         "200 200 200 200 200 200 404 200"),
+    Case("models.get granted to B", "GET", "/models/{model_id}", _catalog("models", granted_to="B"),
+         "200 200 200 404 404 404 200 404"),
+    Case("models.get granted to none", "GET", "/models/{model_id}", _catalog("models", granted_to=None),
+         "200 200 200 404 404 404 404 404"),
+    Case("models.patch", "PATCH", "/models/{model_id}",
+         _catalog("models", body={"max_output_tokens": 512, "type": "chat"}),
+         "200 403 403 403 403 403 403 403"),
+    Case("models.delete", "DELETE", "/models/{model_id}", _catalog("models"),
+         "204 403 403 403 403 403 403 403"),
 ]
 
 
@@ -410,7 +498,8 @@ async def test_route_by_role(world: World, case: Case, role: str) -> None:
         entry = entries[0]
         assert entry.actor == world.actors[role] and entry.source == CLIENT
         assert entry.action.split(".")[0] in {"team", "member", "user", "service_account", "key",
-                                              "grant", "limit", "budget"}
+                                              "grant", "limit", "budget", "provider", "deployment",
+                                              "model"}
         assert "secret" not in orjson.dumps([entry.before, entry.after]).decode()
 
 
@@ -422,7 +511,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 33
+    assert len(_api_routes()) == 50
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 

@@ -37,7 +37,7 @@ async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]
 async def test_upgrade_creates_every_table_and_is_idempotent(fresh: FreshDatabases) -> None:
     url = await fresh.new()
     assert await current(url) is None
-    assert await upgrade(url) == head() == "0002"
+    assert await upgrade(url) == head() == "0003"
     assert await upgrade(url) == head()  # second run: a no-op
     assert await current(url) == head()
     tables, versions, state = await _schema(url)
@@ -129,6 +129,58 @@ async def test_0002_upgrades_existing_keys_and_downgrades(fresh: FreshDatabases)
             tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
         assert "background_only" not in columns and not {"limits", "budgets"} & tables
         assert await upgrade(url) == head()
+    finally:
+        await db.close()
+
+
+_CATALOG_0002 = (
+    "INSERT INTO providers (id, name, base_url, dialect, created_at, updated_at) "
+    "VALUES ('prov_1', 'p', 'http://h:1/v1', 'openai', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+    "INSERT INTO deployments (id, name, provider_id, engine, served_model, replicas, timeouts, "
+    "created_at, updated_at) VALUES ('dep_1', 'd', 'prov_1', 'openai', 'm', '[]', '{}', "
+    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+    "INSERT INTO models (id, name, deployment_id, type, aliases, created_at, updated_at) "
+    "VALUES ('mdl_1', 'm', 'dep_1', 'chat', '[\"a\"]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+)
+_0003_COLUMNS = {"providers": {"api_key_env", "managed_by"},
+                 "deployments": {"profile", "seed", "api_key_env", "max_connections", "queue",
+                                 "managed_by"},
+                 "models": {"price", "max_output_tokens", "managed_by"}}
+
+
+async def test_0003_fills_existing_catalog_rows_and_downgrades_in_place(fresh: FreshDatabases) -> None:
+    """Rows 0001 could hold get the specs' defaults; the downgrade works while models reference
+    deployments (a SQLite table rebuild would not, under foreign_keys=ON)."""
+    url = await fresh.new()
+    db = Database(url)
+
+    def columns(sync: Connection) -> dict[str, set[str]]:
+        found = inspect(sync)
+        return {t: {c["name"] for c in found.get_columns(t)} for t in _0003_COLUMNS}
+
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_alembic, "upgrade", "0002")
+            for statement in _CATALOG_0002:
+                await conn.execute(text(statement))
+            await conn.run_sync(_alembic, "upgrade", "0003")
+            row = (await conn.execute(text(
+                "SELECT d.seed, d.max_connections, d.queue, d.profile, d.managed_by, "
+                "m.max_output_tokens, m.price FROM deployments d JOIN models m "
+                "ON m.deployment_id = d.id"))).one()
+            assert (row.seed, row.max_connections, row.profile, row.managed_by,
+                    row.max_output_tokens, row.price) == (0, 256, None, None, 4096, None)
+            assert row.queue in ({}, "{}")
+            await conn.run_sync(_alembic, "downgrade", "0002")
+            after = await conn.run_sync(columns)
+            assert all(not (after[t] & added) for t, added in _0003_COLUMNS.items())
+            assert (await conn.execute(text("SELECT count(*) FROM models"))).scalar_one() == 1
+            indexes = await conn.run_sync(lambda sync: {
+                i["name"] for i in inspect(sync).get_indexes("deployments")})
+            assert "ix_deployments_provider_id" not in indexes
+        assert await upgrade(url) == head()
+        async with db.engine.connect() as conn:
+            assert _0003_COLUMNS["deployments"] <= (await conn.run_sync(columns))["deployments"]
     finally:
         await db.close()
 

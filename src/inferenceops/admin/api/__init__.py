@@ -7,6 +7,8 @@
     services.py             teams (+ weight), members, users, service accounts, grants, audit (+ audit hook)
     key_service.py          API keys: create (secret once), revoke, rotate
     admission_service.py    rate limits and budgets: list (scoped to the caller), set, delete
+    catalog_schemas.py      providers, deployments, models: bodies (the YAML's specs) and responses
+    catalog_service.py      the catalog: CRUD, provider API keys (write-only, encrypted)
     routes_*.py             thin handlers, one module per resource
 
 Never imported by the data plane.

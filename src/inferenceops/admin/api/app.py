@@ -19,9 +19,12 @@ from fastapi import Depends, FastAPI
 from inferenceops.admin.api import (
     routes_audit,
     routes_budgets,
+    routes_deployments,
     routes_grants,
     routes_keys,
     routes_limits,
+    routes_models,
+    routes_providers,
     routes_service_accounts,
     routes_teams,
     routes_users,
@@ -30,7 +33,7 @@ from inferenceops.admin.api.deps import AdminContext, Authenticator, authenticat
 from inferenceops.admin.api.errors import HANDLED, error_response
 from inferenceops.platform.keys import KeyHasher
 from inferenceops.platform.policy import CURRENCIES
-from inferenceops.store import Database
+from inferenceops.store import CredentialCipher, Database
 
 PREFIX = "/admin/api/v1"
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
@@ -38,15 +41,18 @@ OPENAPI_PATH = f"{PREFIX}/openapi.json"
 PUBLIC_PATHS = frozenset({OPENAPI_PATH})
 ROUTERS = (routes_audit.router, routes_teams.router, routes_users.router,
            routes_service_accounts.router, routes_keys.router, routes_grants.router,
-           routes_limits.router, routes_budgets.router)
+           routes_limits.router, routes_budgets.router, routes_providers.router,
+           routes_deployments.router, routes_models.router)
 
 
 def build_admin_app(db: Database, hasher: KeyHasher, *,
                     extra_authenticators: Iterable[Authenticator] = (),
-                    currency: str = "USD") -> FastAPI:
+                    currency: str = "USD", cipher: CredentialCipher | None = None) -> FastAPI:
     """The admin REST API over ``db``; ``extra_authenticators`` are tried after API keys, in order.
 
-    ``currency`` is the platform's (ISO 4217): budgets in any other are refused.
+    ``currency`` is the platform's (ISO 4217): budgets in any other are refused. ``cipher``
+    encrypts provider API keys (``admin.wiring`` builds it from the environment); without
+    one, storing a key answers 503.
     """
     if currency not in CURRENCIES:
         raise ValueError(f"unknown currency {currency!r}; use an ISO 4217 code such as USD")
@@ -56,7 +62,7 @@ def build_admin_app(db: Database, hasher: KeyHasher, *,
         # Authentication on every route; the OpenAPI route is added by FastAPI outside of these.
         dependencies=[Depends(authenticated)],
     )
-    app.state.admin = AdminContext(db, hasher, tuple(extra_authenticators), currency)
+    app.state.admin = AdminContext(db, hasher, tuple(extra_authenticators), currency, cipher)
     for exc_class in HANDLED:
         app.add_exception_handler(exc_class, error_response)
     for router in ROUTERS:

@@ -35,7 +35,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.errors import AuthenticationFailed, NotFound, PermissionDenied
 from inferenceops.platform.keys import KeyHasher
-from inferenceops.store import Database, repo
+from inferenceops.store import CredentialCipher, Database, repo
 from inferenceops.store.repo.admin_queries import find_api_key_by_digest
 
 Authenticator = Callable[[Request], Awaitable[AdminPrincipal | None]]
@@ -49,43 +49,49 @@ PERMISSIONS = (
     "service_accounts:read", "service_accounts:write", "keys:read", "keys:write",
     "grants:read", "grants:write", "audit:read",
     "limits:read", "limits:write", "budgets:read", "budgets:write",
+    "catalog:read", "catalog:write",
 )
 _READS = frozenset(p for p in PERMISSIONS if p.endswith(":read"))
 
 #: Platform roles: permissions held on every team and every object.
-#: billing reads teams and the admission rules (what may be spent); usage routes will widen it.
+#: billing reads teams, the admission rules (what may be spent) and the catalog (prices);
+#: usage routes will widen it.
 PLATFORM_ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType({
     "platform-admin": frozenset(PERMISSIONS),
     "auditor": _READS,
-    "billing": frozenset({"teams:read", "limits:read", "budgets:read"}),
+    "billing": frozenset({"teams:read", "limits:read", "budgets:read", "catalog:read"}),
 })
 
 #: Team roles: permission → extent, held on that team only. OWN: keys owned by the caller's user.
 #: For limits/budgets, OWN also covers the team's own rules (team, team on a model): a member
 #: sees what limits the team and their own keys, not the rules of colleagues' keys.
 #: Only platform admins change admission rules: a team must not raise its own limits.
+#: catalog:read held by a team role shows only the models granted to that team, and no
+#: provider or deployment (``catalog_service``); only platform admins change the catalog.
 TEAM_ROLE_PERMISSIONS: Mapping[str, Mapping[str, Extent]] = MappingProxyType({
     "owner": MappingProxyType({
         "teams:read": TEAM, "members:read": TEAM, "members:write": TEAM,
         "service_accounts:read": TEAM, "service_accounts:write": TEAM,
         "keys:read": TEAM, "keys:write": TEAM, "grants:read": TEAM,
-        "limits:read": TEAM, "budgets:read": TEAM,
+        "limits:read": TEAM, "budgets:read": TEAM, "catalog:read": TEAM,
     }),
     "member": MappingProxyType({"teams:read": TEAM, "keys:read": OWN, "keys:write": OWN,
-                                "limits:read": OWN, "budgets:read": OWN}),
-    "viewer": MappingProxyType({"teams:read": TEAM, "keys:read": OWN}),
+                                "limits:read": OWN, "budgets:read": OWN, "catalog:read": TEAM}),
+    "viewer": MappingProxyType({"teams:read": TEAM, "keys:read": OWN, "catalog:read": TEAM}),
 })
 
 
 @dataclass(frozen=True)
 class AdminContext:
-    """What the routes share: the store, the key hasher, the extra authenticators, and the
-    platform currency (the only one a budget may be set in)."""
+    """What the routes share: the store, the key hasher, the extra authenticators, the
+    platform currency (the only one a budget may be set in), and the cipher provider API keys
+    are stored with (None: this app cannot store them)."""
 
     db: Database
     hasher: KeyHasher
     authenticators: tuple[Authenticator, ...] = ()
     currency: str = "USD"
+    cipher: CredentialCipher | None = None
 
 
 def context(request: Request) -> AdminContext:

@@ -4,6 +4,7 @@
     store Conflict                  → 409 invalid_request_error / conflict
     store Invalid                   → 422 invalid_request_error / invalid_value, param = its field
     RequestValidationError          → 422 invalid_request_error / invalid_value, param = field path
+                                      (a cross-field rule: the field its message quotes)
     store SchemaOutdated/Unavailable→ 503 service_unavailable / not_ready
     other StoreError                → 500 server_error (logged)
     InferenceOpsError (401, 403, …) → its own status/type/code
@@ -28,6 +29,7 @@ from starlette.exceptions import HTTPException
 from inferenceops import errors
 from inferenceops.gateway.errors import error_document, internal_error
 from inferenceops.store import errors as store_errors
+from inferenceops.store.repo.catalog_specs import first_field
 
 log = logging.getLogger("inferenceops.admin")
 
@@ -49,15 +51,19 @@ class Unprocessable(errors.InvalidRequest):
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
 
 
+def _unlocated(problem: dict[str, Any]) -> dict[str, Any]:
+    """The problem with its location relative to the body/query/… it is in."""
+    loc = tuple(problem.get("loc", ()))
+    return {**problem, "loc": loc[1:] if loc and loc[0] in _LOCATIONS else loc}
+
+
 def _validation_error(exc: RequestValidationError) -> errors.InferenceOpsError:
     problems = exc.errors()
     first: dict[str, Any] = problems[0] if problems else {"loc": (), "msg": "invalid request"}
-    loc = [str(part) for part in first.get("loc", ())]
-    if loc and loc[0] in _LOCATIONS:
-        loc = loc[1:]
     if first.get("type") == "json_invalid":
         return Unprocessable(f"The body is not valid JSON: {first.get('msg')}", code="invalid_json")
-    param = ".".join(loc) or None
+    # The field: union tags skipped, a rule over several fields by the field it quotes.
+    param = first_field([_unlocated(p) for p in problems]) if problems else None
     message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
                         for e in problems)
     return Unprocessable(message or "invalid request", param=param)

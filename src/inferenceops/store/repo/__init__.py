@@ -11,6 +11,8 @@ Every mutation that changes what a snapshot would contain bumps the
     keys       API keys: create, revoke, rotate, last use
     grants     per-team model grants
     admission  operators' rate limits and budgets (per subject); team weights live in teams
+    catalog    providers (API keys encrypted), deployments, models; load_catalog
+               (catalog_specs: rows/records <-> the platform YAML's specs)
     identity   load_identity (the snapshot read), is_empty
     audit      the hash-chained audit log: append (never bumps the revision), list, iterate
 """
@@ -29,6 +31,32 @@ from inferenceops.store.repo.admission import (
     set_limit,
 )
 from inferenceops.store.repo.audit import append_audit, iter_audit, list_audit
+from inferenceops.store.repo.catalog import (
+    UNCHANGED,
+    clear_provider_key,
+    create_deployment,
+    create_model,
+    create_provider,
+    delete_deployment,
+    delete_model,
+    delete_provider,
+    get_deployment,
+    get_deployment_by_name,
+    get_model,
+    get_model_by_name,
+    get_provider,
+    get_provider_by_name,
+    list_deployments,
+    list_models,
+    list_providers,
+    load_catalog,
+    lock_catalog,
+    set_provider_key,
+    update_deployment,
+    update_model,
+    update_provider,
+)
+from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, provider_spec
 from inferenceops.store.repo.grants import grant, list_grants, revoke_grant
 from inferenceops.store.repo.identity import is_empty, load_identity
 from inferenceops.store.repo.keys import (
@@ -64,6 +92,12 @@ from inferenceops.store.repo.users import (
 
 __all__ = [
     "append_audit", "iter_audit", "list_audit",
+    "UNCHANGED", "clear_provider_key", "create_deployment", "create_model", "create_provider",
+    "delete_deployment", "delete_model", "delete_provider", "deployment_spec", "get_deployment",
+    "get_deployment_by_name", "get_model", "get_model_by_name", "get_provider",
+    "get_provider_by_name", "list_deployments", "list_models", "list_providers", "load_catalog",
+    "lock_catalog", "model_spec", "provider_spec", "set_provider_key", "update_deployment", "update_model",
+    "update_provider",
     "delete_budget", "delete_limit", "find_budget", "find_limit", "get_budget", "get_limit",
     "list_budgets", "list_limits", "set_budget", "set_limit", "set_team_weight",
     "create_api_key", "create_service_account", "create_team", "create_user", "delete_team",

@@ -1,0 +1,158 @@
+"""Request and response bodies of the catalog routes (providers, deployments, models). No I/O.
+
+A create body *is* the platform YAML's spec as JSON (``config.ProviderSpec``, ``DeploymentSpec``,
+``ModelSpec``): the same fields, defaults and rules, so a block of ``platform.yaml`` can be
+POSTed as it is. References are by name, as in the YAML (a deployment's ``provider``, a
+model's ``deployment``). A ``*Patch`` body has the same fields, all optional: only those sent
+change (``null`` sets a field to null), and the result is validated as a whole spec by the
+store — so a PATCH is refused for exactly what the YAML would refuse.
+
+Responses are the spec's JSON plus the row's ``id``, the referenced row's id, ``managed_by``
+and timestamps: what GET returns can be edited and sent back. A provider's API key is
+write-only: accepted by ``ProviderCreate`` and ``ProviderKeySet`` (a ``SecretStr``, so it is
+never in a ``repr`` or a log), never returned — responses say ``has_api_key``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from inferenceops.admission.config import PriceSpec
+from inferenceops.config import (
+    DeploymentSpec,
+    ModelSpec,
+    Name,
+    ProviderSpec,
+    QueueSpec,
+    ReplicaSpec,
+    TimeoutsSpec,
+    Url,
+)
+from inferenceops.store.records import DeploymentRecord, ModelRecord, ProviderRecord
+from inferenceops.store.repo import deployment_spec, model_spec
+from inferenceops.store.repo.catalog import MAX_API_KEY_CHARS
+
+API_KEY_DOC = "The provider's API key. Write-only: stored encrypted, never returned."
+
+
+class _Patch(BaseModel):
+    """Only the fields sent change; the store validates the result as a whole spec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+# ---- providers --------------------------------------------------------------------------------
+
+class ProviderCreate(ProviderSpec):
+    """A provider as in the platform YAML, plus (optionally) its API key."""
+
+    api_key: SecretStr | None = Field(None, min_length=1, max_length=MAX_API_KEY_CHARS,
+                                      description=API_KEY_DOC)
+
+    def spec(self) -> ProviderSpec:
+        return ProviderSpec.model_validate(self.model_dump(exclude={"api_key"}))
+
+
+class ProviderPatch(_Patch):
+    name: Name | None = None
+    base_url: Url | None = None
+    dialect: Literal["openai"] | None = None
+    api_key_env: str | None = None
+
+
+class ProviderKeySet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr = Field(min_length=1, max_length=MAX_API_KEY_CHARS, description=API_KEY_DOC)
+
+
+class ProviderOut(BaseModel):
+    id: str
+    name: str
+    base_url: str
+    dialect: str
+    api_key_env: str | None
+    has_api_key: bool = Field(description="Whether an API key is stored (it is never returned)")
+    managed_by: str | None = Field(description="null: the admin API; config:<path>: a platform file")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, r: ProviderRecord) -> ProviderOut:
+        return cls(id=r.id, name=r.name, base_url=r.base_url, dialect=r.dialect,
+                   api_key_env=r.api_key_env, has_api_key=r.has_api_key, managed_by=r.managed_by,
+                   created_at=r.created_at, updated_at=r.updated_at)
+
+
+# ---- deployments ------------------------------------------------------------------------------
+
+DeploymentCreate = DeploymentSpec
+
+
+class DeploymentPatch(_Patch):
+    name: Name | None = None
+    engine: Literal["simulator", "openai"] | None = None
+    served_model: Name | None = None
+    provider: Name | None = None
+    profile: str | None = None
+    replicas: int | list[ReplicaSpec] | None = None
+    seed: int | None = None
+    api_key_env: str | None = None
+    timeouts: TimeoutsSpec | None = None
+    max_connections: int | None = None
+    capacity: int | None = None
+    queue: QueueSpec | None = None
+
+
+class DeploymentOut(DeploymentSpec):
+    """The deployment's spec, and the row's bookkeeping."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    provider_id: str | None
+    managed_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, r: DeploymentRecord) -> DeploymentOut:
+        return cls(**deployment_spec(r).model_dump(), id=r.id, provider_id=r.provider_id,
+                   managed_by=r.managed_by, created_at=r.created_at, updated_at=r.updated_at)
+
+
+# ---- models -----------------------------------------------------------------------------------
+
+ModelCreate = ModelSpec
+
+
+class ModelPatch(_Patch):
+    name: Name | None = None
+    deployment: Name | None = None
+    aliases: list[Name] | None = None
+    type: Literal["chat", "embedding"] | None = None
+    price: PriceSpec | None = None
+    max_output_tokens: int | None = None
+
+
+class ModelOut(ModelSpec):
+    """The model's spec (prices as decimal text), and the row's bookkeeping."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    deployment_id: str
+    managed_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, r: ModelRecord) -> ModelOut:
+        return cls(**model_spec(r).model_dump(), id=r.id, deployment_id=r.deployment_id,
+                   managed_by=r.managed_by, created_at=r.created_at, updated_at=r.updated_at)

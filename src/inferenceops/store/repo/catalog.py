@@ -1,0 +1,465 @@
+"""The model catalog: providers, deployments and models — create, read, list, update, delete.
+
+What a provider, deployment and model *are* is ``inferenceops.config``'s ``ProviderSpec``,
+``DeploymentSpec`` and ``ModelSpec``: every write is validated by building that spec (so the
+store takes exactly what the platform YAML takes: a simulator deployment needs a profile, an
+openai one replicas or a provider, …), and every record converts back to an equal spec
+(``catalog_specs``). Creating takes a spec (or its JSON as a mapping); updating takes a
+partial mapping of the spec's fields, merged over the stored spec and validated whole.
+
+What one spec alone cannot tell is checked here, in the writer's transaction:
+
+* unique names per kind (``Conflict`` naming the name);
+* references by name resolved to ids — a deployment names its provider, a model its
+  deployment (``NotFound`` naming the missing one);
+* model names and aliases unique across all models (``Conflict`` naming the clash);
+* nothing deleted while another row names it (``Conflict`` naming those rows; the foreign
+  keys refuse it too).
+
+Catalog writes are serialised so those checks cannot race: on PostgreSQL by
+``pg_advisory_xact_lock(CATALOG_LOCK_KEY)`` until the transaction ends; on SQLite every write
+transaction already holds the database's write lock. Mutations that change something bump the
+revision; validation failures are ``Invalid`` naming the field.
+
+A provider's API key is stored only encrypted (``store.credentials``, bound to the provider's
+id): records say ``has_api_key``; the plaintext leaves only through
+``load_catalog(session, cipher)``. ``managed_by`` (None: the admin API; ``config:<path>``: a
+platform file) is set by the caller that owns the row, and left alone by default on update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Final, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import delete, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inferenceops.config import DeploymentSpec, ModelSpec, ProviderSpec
+from inferenceops.store import ids
+from inferenceops.store.credentials import CredentialCipher
+from inferenceops.store.errors import Conflict, CredentialsError, Invalid, NotFound, translating
+from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, Page, ProviderRecord
+from inferenceops.store.repo._common import bump_revision, page, revision
+from inferenceops.store.repo.catalog_specs import (
+    deployment_columns,
+    deployment_record,
+    deployment_spec,
+    model_columns,
+    model_record,
+    model_spec,
+    provider_columns,
+    provider_record,
+    provider_spec,
+    storable_deployment,
+    validated,
+)
+from inferenceops.store.tables import Deployment, Model, Provider
+
+#: Fixed advisory-lock key ("infops" + 0x0003) serialising catalog writes on PostgreSQL.
+CATALOG_LOCK_KEY: Final = 0x696E_666F_7073_0003
+MAX_API_KEY_CHARS = 8192
+S = TypeVar("S", bound=BaseModel)
+Row = TypeVar("Row", Provider, Deployment, Model)
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+#: ``managed_by`` on update: leave it as it is.
+UNCHANGED: Final = _Unchanged()
+ManagedBy = str | None | _Unchanged
+
+
+# ---- shared -----------------------------------------------------------------------------------
+
+async def lock_catalog(session: AsyncSession) -> None:
+    """Serialise catalog writes until the caller's transaction ends (PostgreSQL; SQLite already is)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CATALOG_LOCK_KEY})
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+async def _row(session: AsyncSession, table: type[Row], row_id: str, what: str) -> Row:
+    row = await session.get(table, row_id)
+    if row is None:
+        raise NotFound(f"no {what} with id {row_id!r}")
+    return row
+
+
+async def _check_name_free(session: AsyncSession, table: type[Row], name: str, what: str,
+                           row_id: str | None = None) -> None:
+    stmt = select(table.id).where(table.name == name)
+    if row_id is not None:
+        stmt = stmt.where(table.id != row_id)
+    if (await session.execute(stmt)).first() is not None:
+        raise Conflict(f"a {what} named {name!r} already exists")
+
+
+async def _id_named(session: AsyncSession, table: type[Row], name: str | None, what: str,
+                    referrer: str | None) -> str | None:
+    """The id of the ``what`` called ``name`` (None for None); ``NotFound`` naming who asked."""
+    if name is None:
+        return None
+    found = (await session.execute(select(table.id).where(table.name == name))).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"{referrer} names {what} {name!r}, which does not exist" if referrer
+                       else f"no {what} named {name!r}")
+    return str(found)
+
+
+async def _names(session: AsyncSession, table: type[Row], row_ids: Collection[str | None]) -> dict[str, str]:
+    wanted = {i for i in row_ids if i is not None}
+    if not wanted:
+        return {}
+    rows = await session.execute(select(table.id, table.name).where(table.id.in_(wanted)))
+    return {row.id: row.name for row in rows}
+
+
+def _merged(kind: type[S], current: S, changes: Mapping[str, Any], what: str) -> S:
+    """The stored spec with ``changes`` (top-level fields) applied, validated whole."""
+    if not isinstance(changes, Mapping):
+        raise Invalid(f"{what}: changes must be an object of {kind.__name__} fields")
+    return validated(kind, {**current.model_dump(), **changes}, what)
+
+
+async def _insert(session: AsyncSession, row: Provider | Deployment | Model, doing: str) -> None:
+    with translating(doing):
+        session.add(row)
+        await session.flush()
+    await bump_revision(session)
+
+
+async def _apply(session: AsyncSession, row: Provider | Deployment | Model, columns: dict[str, Any],
+                 managed_by: ManagedBy, doing: str) -> bool:
+    """Write the columns that differ; bump the revision if any did. True if something changed."""
+    if not isinstance(managed_by, _Unchanged):
+        columns = {**columns, "managed_by": managed_by}
+    changed = {k: v for k, v in columns.items() if getattr(row, k) != v}
+    if not changed:
+        return False
+    for name, value in changed.items():
+        setattr(row, name, value)
+    with translating(doing):
+        await session.flush()
+    await bump_revision(session)
+    return True
+
+
+async def _delete(session: AsyncSession, table: type[Row], row_id: str, doing: str) -> None:
+    try:
+        with translating(doing):
+            await session.execute(delete(table).where(table.id == row_id))
+    except NotFound as error:  # a foreign key refused: a row still names it
+        raise Conflict(f"{doing}: other rows still refer to it") from error
+    await bump_revision(session)
+
+
+# ---- providers --------------------------------------------------------------------------------
+
+def _checked_secret(secret: str) -> str:
+    if not isinstance(secret, str) or not secret.strip():
+        raise Invalid("an API key must not be empty", field="api_key")
+    secret = secret.strip()
+    if len(secret) > MAX_API_KEY_CHARS:
+        raise Invalid(f"an API key is at most {MAX_API_KEY_CHARS} characters", field="api_key")
+    if any(c.isspace() or not c.isprintable() for c in secret):
+        raise Invalid("an API key is one line of printable characters without spaces",
+                      field="api_key")
+    return secret
+
+
+async def create_provider(session: AsyncSession, spec: ProviderSpec | Mapping[str, Any], *,
+                          api_key: str | None = None, cipher: CredentialCipher | None = None,
+                          managed_by: str | None = None) -> ProviderRecord:
+    """A new provider, with its API key encrypted when given (which needs ``cipher``)."""
+    spec = validated(ProviderSpec, spec, "a provider")
+    secret = None if api_key is None else _checked_secret(api_key)
+    if secret is not None and cipher is None:
+        raise CredentialsError("storing a provider's API key needs the credentials cipher")
+    await lock_catalog(session)
+    await _check_name_free(session, Provider, spec.name, "provider")
+    row = Provider(id=ids.new_id(ids.PROVIDER), managed_by=managed_by, **provider_columns(spec))
+    if secret is not None and cipher is not None:
+        row.credentials_encrypted = cipher.encrypt(secret, bound_to=row.id)
+    await _insert(session, row, f"creating provider {spec.name!r}")
+    return provider_record(row)
+
+
+async def get_provider(session: AsyncSession, provider_id: str) -> ProviderRecord:
+    return provider_record(await _row(session, Provider, provider_id, "provider"))
+
+
+async def get_provider_by_name(session: AsyncSession, name: str) -> ProviderRecord:
+    row = (await session.execute(select(Provider).where(Provider.name == name))).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no provider named {name!r}")
+    return provider_record(row)
+
+
+async def list_providers(session: AsyncSession, *, name: str | None = None, dialect: str | None = None,
+                         managed_by: str | None = None, limit: int = 100,
+                         after: str | None = None) -> Page[ProviderRecord]:
+    """Providers matching every filter, ordered by name; ``after`` is the previous page's last name."""
+    stmt = select(Provider)
+    for column, value in ((Provider.name, name), (Provider.dialect, dialect),
+                          (Provider.managed_by, managed_by)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    return await page(session, stmt, Provider.name, after, limit, provider_record, lambda r: r.name)
+
+
+async def update_provider(session: AsyncSession, provider_id: str, changes: Mapping[str, Any], *,
+                          managed_by: ManagedBy = UNCHANGED) -> ProviderRecord:
+    """Change the given ``ProviderSpec`` fields (its key: ``set_provider_key``)."""
+    await lock_catalog(session)
+    row = await _row(session, Provider, provider_id, "provider")
+    spec = _merged(ProviderSpec, provider_spec(provider_record(row)), changes, f"provider {row.name!r}")
+    await _check_name_free(session, Provider, spec.name, "provider", row.id)
+    await _apply(session, row, provider_columns(spec), managed_by, f"updating provider {row.name!r}")
+    return provider_record(row)
+
+
+async def delete_provider(session: AsyncSession, provider_id: str) -> None:
+    """Delete a provider no deployment names (``Conflict`` naming those that do)."""
+    await lock_catalog(session)
+    row = await _row(session, Provider, provider_id, "provider")
+    users = (await session.execute(select(Deployment.name).where(Deployment.provider_id == row.id)
+                                   .order_by(Deployment.name))).scalars().all()
+    if users:
+        raise Conflict(f"provider {row.name!r} is used by deployment(s) {_quoted(users)}; delete "
+                       "them or give them another provider first")
+    await _delete(session, Provider, row.id, f"deleting provider {row.name!r}")
+
+
+async def set_provider_key(session: AsyncSession, provider_id: str, secret: str,
+                           cipher: CredentialCipher) -> ProviderRecord:
+    """Store (or replace) a provider's API key, encrypted and bound to the provider's id."""
+    secret = _checked_secret(secret)
+    await lock_catalog(session)
+    row = await _row(session, Provider, provider_id, "provider")
+    row.credentials_encrypted = cipher.encrypt(secret, bound_to=row.id)
+    with translating(f"storing the API key of provider {row.name!r}"):
+        await session.flush()
+    await bump_revision(session)
+    return provider_record(row)
+
+
+async def clear_provider_key(session: AsyncSession, provider_id: str) -> ProviderRecord:
+    """Forget a provider's API key; ``NotFound`` if it has none."""
+    await lock_catalog(session)
+    row = await _row(session, Provider, provider_id, "provider")
+    if row.credentials_encrypted is None:
+        raise NotFound(f"provider {row.name!r} has no stored API key")
+    row.credentials_encrypted = None
+    with translating(f"clearing the API key of provider {row.name!r}"):
+        await session.flush()
+    await bump_revision(session)
+    return provider_record(row)
+
+
+# ---- deployments ------------------------------------------------------------------------------
+
+async def _deployment(session: AsyncSession, row: Deployment) -> DeploymentRecord:
+    return deployment_record(row, (await _names(session, Provider, [row.provider_id])).get(
+        row.provider_id or ""))
+
+
+async def create_deployment(session: AsyncSession, spec: DeploymentSpec | Mapping[str, Any], *,
+                            managed_by: str | None = None) -> DeploymentRecord:
+    """A new deployment; its ``provider`` (a name) must exist."""
+    spec = storable_deployment(validated(DeploymentSpec, spec, "a deployment"))
+    await lock_catalog(session)
+    await _check_name_free(session, Deployment, spec.name, "deployment")
+    provider_id = await _id_named(session, Provider, spec.provider, "provider",
+                                  f"deployment {spec.name!r}")
+    row = Deployment(id=ids.new_id(ids.DEPLOYMENT), managed_by=managed_by,
+                     **deployment_columns(spec, provider_id))
+    await _insert(session, row, f"creating deployment {spec.name!r}")
+    return deployment_record(row, spec.provider)
+
+
+async def get_deployment(session: AsyncSession, deployment_id: str) -> DeploymentRecord:
+    return await _deployment(session, await _row(session, Deployment, deployment_id, "deployment"))
+
+
+async def get_deployment_by_name(session: AsyncSession, name: str) -> DeploymentRecord:
+    row = (await session.execute(select(Deployment).where(Deployment.name == name))).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no deployment named {name!r}")
+    return await _deployment(session, row)
+
+
+async def list_deployments(
+    session: AsyncSession, *, name: str | None = None, engine: str | None = None,
+    provider: str | None = None, managed_by: str | None = None, limit: int = 100,
+    after: str | None = None,
+) -> Page[DeploymentRecord]:
+    """Deployments matching every filter (``provider``: its name; unknown is ``NotFound``), by name."""
+    stmt = select(Deployment)
+    for column, value in ((Deployment.name, name), (Deployment.engine, engine),
+                          (Deployment.managed_by, managed_by)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if provider is not None:
+        stmt = stmt.where(Deployment.provider_id == await _id_named(
+            session, Provider, provider, "provider", None))
+    rows = await page(session, stmt, Deployment.name, after, limit, lambda r: r, lambda r: r.name)
+    names = await _names(session, Provider, [r.provider_id for r in rows.items])
+    return Page(tuple(deployment_record(r, names.get(r.provider_id)) for r in rows.items),
+                rows.next_after)
+
+
+async def update_deployment(session: AsyncSession, deployment_id: str, changes: Mapping[str, Any], *,
+                            managed_by: ManagedBy = UNCHANGED) -> DeploymentRecord:
+    """Change the given ``DeploymentSpec`` fields; the result must be a valid spec as a whole."""
+    await lock_catalog(session)
+    row = await _row(session, Deployment, deployment_id, "deployment")
+    current = deployment_spec(await _deployment(session, row))
+    spec = storable_deployment(_merged(DeploymentSpec, current, changes, f"deployment {row.name!r}"))
+    await _check_name_free(session, Deployment, spec.name, "deployment", row.id)
+    provider_id = await _id_named(session, Provider, spec.provider, "provider",
+                                  f"deployment {spec.name!r}")
+    await _apply(session, row, deployment_columns(spec, provider_id), managed_by,
+                 f"updating deployment {row.name!r}")
+    return deployment_record(row, spec.provider)
+
+
+async def delete_deployment(session: AsyncSession, deployment_id: str) -> None:
+    """Delete a deployment no model uses (``Conflict`` naming the models that do)."""
+    await lock_catalog(session)
+    row = await _row(session, Deployment, deployment_id, "deployment")
+    users = (await session.execute(select(Model.name).where(Model.deployment_id == row.id)
+                                   .order_by(Model.name))).scalars().all()
+    if users:
+        raise Conflict(f"deployment {row.name!r} serves model(s) {_quoted(users)}; delete them or "
+                       "move them to another deployment first")
+    await _delete(session, Deployment, row.id, f"deleting deployment {row.name!r}")
+
+
+# ---- models -----------------------------------------------------------------------------------
+
+async def _check_public_names(session: AsyncSession, spec: ModelSpec, model_id: str | None) -> None:
+    """A model's name and aliases are unique among themselves and across every other model."""
+    own = [spec.name, *spec.aliases]
+    for i, public in enumerate(own):
+        if public in own[:i]:
+            raise Invalid(f"model {spec.name!r} lists {public!r} twice (name and aliases must "
+                          "all differ)", field="aliases")
+    stmt = select(Model.name, Model.aliases)
+    if model_id is not None:
+        stmt = stmt.where(Model.id != model_id)
+    for other in await session.execute(stmt):
+        taken = {other.name: "name", **{alias: "an alias" for alias in other.aliases}}
+        for public in own:
+            if public in taken:
+                role = "the name" if taken[public] == "name" else "an alias"
+                raise Conflict(f"model name or alias {public!r} of model {spec.name!r} is already "
+                               f"{role} of model {other.name!r}")
+
+
+async def _model(session: AsyncSession, row: Model) -> ModelRecord:
+    return model_record(row, (await _names(session, Deployment, [row.deployment_id]))[row.deployment_id])
+
+
+async def create_model(session: AsyncSession, spec: ModelSpec | Mapping[str, Any], *,
+                       managed_by: str | None = None) -> ModelRecord:
+    """A new model; its ``deployment`` (a name) must exist, its name and aliases be free."""
+    spec = validated(ModelSpec, spec, "a model")
+    await lock_catalog(session)
+    await _check_public_names(session, spec, None)
+    deployment_id = await _id_named(session, Deployment, spec.deployment, "deployment",
+                                    f"model {spec.name!r}")
+    assert deployment_id is not None
+    row = Model(id=ids.new_id(ids.MODEL), managed_by=managed_by, **model_columns(spec, deployment_id))
+    await _insert(session, row, f"creating model {spec.name!r}")
+    return model_record(row, spec.deployment)
+
+
+async def get_model(session: AsyncSession, model_id: str) -> ModelRecord:
+    return await _model(session, await _row(session, Model, model_id, "model"))
+
+
+async def get_model_by_name(session: AsyncSession, name: str) -> ModelRecord:
+    row = (await session.execute(select(Model).where(Model.name == name))).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no model named {name!r}")
+    return await _model(session, row)
+
+
+async def list_models(
+    session: AsyncSession, *, name: str | None = None, names: Collection[str] | None = None,
+    deployment: str | None = None, model_type: str | None = None, managed_by: str | None = None,
+    limit: int = 100, after: str | None = None,
+) -> Page[ModelRecord]:
+    """Models matching every filter, by name. ``names``: only these (e.g. a team's grants);
+    ``deployment``: its name (unknown is ``NotFound``)."""
+    stmt = select(Model)
+    for column, value in ((Model.name, name), (Model.type, model_type),
+                          (Model.managed_by, managed_by)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if names is not None:
+        stmt = stmt.where(Model.name.in_(sorted(names)))
+    if deployment is not None:
+        stmt = stmt.where(Model.deployment_id == await _id_named(
+            session, Deployment, deployment, "deployment", None))
+    rows = await page(session, stmt, Model.name, after, limit, lambda r: r, lambda r: r.name)
+    deployments = await _names(session, Deployment, [r.deployment_id for r in rows.items])
+    return Page(tuple(model_record(r, deployments[r.deployment_id]) for r in rows.items),
+                rows.next_after)
+
+
+async def update_model(session: AsyncSession, model_id: str, changes: Mapping[str, Any], *,
+                       managed_by: ManagedBy = UNCHANGED) -> ModelRecord:
+    """Change the given ``ModelSpec`` fields. Grants and limits name models by name: renaming a
+    model does not carry them over (as deleting one does not remove them)."""
+    await lock_catalog(session)
+    row = await _row(session, Model, model_id, "model")
+    spec = _merged(ModelSpec, model_spec(await _model(session, row)), changes, f"model {row.name!r}")
+    await _check_public_names(session, spec, row.id)
+    deployment_id = await _id_named(session, Deployment, spec.deployment, "deployment",
+                                    f"model {spec.name!r}")
+    assert deployment_id is not None
+    await _apply(session, row, model_columns(spec, deployment_id), managed_by,
+                 f"updating model {row.name!r}")
+    return model_record(row, spec.deployment)
+
+
+async def delete_model(session: AsyncSession, model_id: str) -> None:
+    await lock_catalog(session)
+    row = await _row(session, Model, model_id, "model")
+    await _delete(session, Model, row.id, f"deleting model {row.name!r}")
+
+
+# ---- the whole catalog ------------------------------------------------------------------------
+
+async def load_catalog(session: AsyncSession, cipher: CredentialCipher | None = None) -> CatalogData:
+    """Every provider, deployment and model, at the revision read in the same session.
+
+    Pass a ``Database.read()`` session for one consistent snapshot. With ``cipher``, each
+    provider's ``api_key`` is its decrypted key (``CredentialsError`` if one cannot be
+    opened: another key, or altered); without, ``api_key`` is None and ``has_api_key`` tells.
+    """
+    at = await revision(session)
+    providers = (await session.execute(select(Provider).order_by(Provider.name))).scalars().all()
+    deployments = (await session.execute(select(Deployment).order_by(Deployment.name))).scalars().all()
+    models = (await session.execute(select(Model).order_by(Model.name))).scalars().all()
+    provider_names = {p.id: p.name for p in providers}
+    deployment_names = {d.id: d.name for d in deployments}
+
+    def key_of(row: Provider) -> str | None:
+        if cipher is None or row.credentials_encrypted is None:
+            return None
+        return cipher.decrypt(row.credentials_encrypted, bound_to=row.id, what=f"provider {row.name!r}")
+
+    return CatalogData(
+        at, tuple(provider_record(p, key_of(p)) for p in providers),
+        tuple(deployment_record(d, provider_names.get(d.provider_id or "")) for d in deployments),
+        tuple(model_record(m, deployment_names[m.deployment_id]) for m in models))
