@@ -7,14 +7,15 @@ reads ``Settings`` from the environment (the CLI puts its flags there first).
 from __future__ import annotations
 
 import logging
+import os
 
 from inferenceops.admission.control import AdmissionControl
 from inferenceops.admission.ledger import Ledger
 from inferenceops.bootstrap import load_or_create_secret
 from inferenceops.config import ConfigError, Platform, load_platform
 from inferenceops.engines.openai_compat import OpenAICompatClient
+from inferenceops.engines.simulator.mounts import SimulatorMounts
 from inferenceops.gateway.app import GatewayApp
-from inferenceops.gateway.http import ASGIApp
 from inferenceops.gateway.proxy import Forwarder
 from inferenceops.gateway.state import GatewayState
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapshot
@@ -26,19 +27,13 @@ from inferenceops.settings import Settings
 log = logging.getLogger("inferenceops")
 
 
-def build_simulators(platform: Platform) -> dict[str, ASGIApp]:
-    if not platform.simulators:
-        return {}
-    from inferenceops.engines.simulator import build_simulator_app, load_profile
-
-    apps: dict[str, ASGIApp] = {}
-    for mount in platform.simulators:
-        try:
-            profile = load_profile(mount.profile)
-        except ValueError as exc:
-            raise ConfigError(f"{platform.source}: deployment replica {mount.id}: {exc}") from None
-        apps[mount.id] = build_simulator_app(profile, model=mount.served_model, seed=mount.seed)
-    return apps
+def build_simulators(platform: Platform) -> SimulatorMounts:
+    mounts = SimulatorMounts()
+    try:
+        mounts.sync(platform.simulators, strict=True)
+    except ValueError as exc:
+        raise ConfigError(f"{platform.source}: {exc}") from None
+    return mounts
 
 
 def bootstrap_identity(hasher: KeyHasher, admin_key: str) -> Identity:
@@ -90,6 +85,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     """The serving app: identity comes from the store and is kept fresh by a ``SnapshotFeed``."""
     from inferenceops.admin.wiring import build_admin
     from inferenceops.control_plane import SnapshotFeed
+    from inferenceops.store.credentials import cipher_from_environment
 
     settings = settings or Settings()
     logging.basicConfig(level=settings.log_level.upper(),
@@ -97,7 +93,10 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     platform = load_platform(settings.config, loopback_base_url=settings.loopback_base_url)
     hasher = KeyHasher(platform_secret(settings))
     state = build_state(settings, platform, hasher, Identity([], {}))
+    secret = platform_secret(settings)
     state.feeds.append(SnapshotFeed(settings.resolved_database_url, platform,
+                                    loopback_base_url=settings.loopback_base_url,
+                                    cipher=cipher_from_environment(os.environ, secret),
                                     refresh_s=settings.snapshot_refresh_s,
                                     flush_s=settings.last_used_flush_s))
     state.admin_app, admin_db = build_admin(settings, hasher, currency=platform.policy.currency)

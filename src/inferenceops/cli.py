@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from inferenceops import __version__
 from inferenceops.cli_admin import ADMIN_APPS
 from inferenceops.cli_admission import ADMISSION_APPS
+from inferenceops.cli_catalog import CATALOG_APPS
 from inferenceops.config import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -83,15 +84,17 @@ def serve(
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     try:
         prepared = asyncio.run(prepare_store(
-            settings.resolved_database_url, KeyHasher(platform_secret(settings)), platform.catalog,
-            admin_key=admin_key, seed_demo=settings.config is None))
+            settings.resolved_database_url, KeyHasher(platform_secret(settings)), platform,
+            admin_key=admin_key, from_file=settings.config is not None))
     except StoreError as exc:
         _fail(f"store: {exc}")
     base = settings.loopback_base_url
     lines = [f"InferenceOps {__version__} — serving {platform.source}",
              f"  base URL : {base}/v1",
-             f"  models   : {', '.join(m.name for m in platform.catalog.models)}",
+             f"  models   : {', '.join(prepared.models) or '(none yet: add some with the admin API)'}",
              f"  store    : {_redacted(settings.resolved_database_url)} (schema {prepared.revision})"]
+    if prepared.applied is not None and prepared.applied.changes:
+        lines.append("  catalog  : " + prepared.applied.text().replace("\n", "\n             "))
     if prepared.new_admin_key:
         lines.append(f"  admin key: {prepared.new_admin_key}   (shown once: only its hash is stored)")
     elif admin_key:
@@ -129,7 +132,7 @@ def db_upgrade() -> None:
 
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
 app.add_typer(audit_app, name="audit")
-for _name, _sub_app in (*ADMIN_APPS, *ADMISSION_APPS):
+for _name, _sub_app in (*ADMIN_APPS, *ADMISSION_APPS, *CATALOG_APPS):
     app.add_typer(_sub_app, name=_name)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -163,6 +164,7 @@ class Platform:
     source: str
     policy: StaticPolicy = StaticPolicy()
     prices: dict[str, Price] | None = None
+    spec: PlatformSpec | None = None  # what it was built from (``inferenceops.apply`` stores it)
 
 
 EMBEDDED_DEFAULT: dict[str, Any] = {
@@ -304,7 +306,20 @@ def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
     return line
 
 
-def _build(spec: PlatformSpec, loopback: str, environ: dict[str, str], source: str) -> Platform:
+def build_platform(spec: PlatformSpec, *, loopback_base_url: str, environ: Mapping[str, str],
+                   source: str, provider_keys: Mapping[str, str] | None = None,
+                   created: Mapping[str, int] | None = None) -> Platform:
+    """A platform from specs that are each valid already (e.g. the store's catalog).
+
+    ``provider_keys`` are stored provider keys by provider name (they win over
+    ``api_key_env``); ``created`` the models' creation times by name.
+    """
+    return _build(spec, loopback_base_url, environ, source, provider_keys or {}, created or {})
+
+
+def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source: str,
+           provider_keys: Mapping[str, str] | None = None,
+           created_at: Mapping[str, int] | None = None) -> Platform:
     deployments: dict[str, Deployment] = {}
     mounts: list[SimulatorMount] = []
     providers = {p.name: p for p in spec.providers}
@@ -312,6 +327,8 @@ def _build(spec: PlatformSpec, loopback: str, environ: dict[str, str], source: s
         provider = providers.get(d.provider) if d.provider else None
         key_env = d.api_key_env or (provider.api_key_env if provider else None)
         api_key = environ.get(key_env) if key_env else None
+        if provider is not None and provider_keys and provider.name in provider_keys and not d.api_key_env:
+            api_key = provider_keys[provider.name]
         if d.engine == "simulator":
             count = 1 if d.replicas is None else d.replicas
             assert isinstance(count, int) and d.profile
@@ -330,15 +347,17 @@ def _build(spec: PlatformSpec, loopback: str, environ: dict[str, str], source: s
             api_key=api_key, max_connections=d.max_connections, capacity=d.capacity,
             queue=QueueSettings(**d.queue.model_dump()),
         )
-    created = int(time.time())
+    now = int(time.time())
+    created_at = created_at or {}
     models = [
         Model(name=m.name, deployment=deployments[m.deployment], aliases=tuple(m.aliases),
-              endpoints=_ENDPOINTS[m.type], created=created, max_output_tokens=m.max_output_tokens)
+              endpoints=_ENDPOINTS[m.type], created=created_at.get(m.name, now),
+              max_output_tokens=m.max_output_tokens)
         for m in spec.models
     ]
     prices = {m.name: Price(*m.price.per_token_nanos()) for m in spec.models if m.price is not None}
     policy = StaticPolicy(spec.currency, tuple(spec.teams), tuple(spec.limits), tuple(spec.budgets))
-    return Platform(Catalog(models), tuple(mounts), source, policy, prices)
+    return Platform(Catalog(models), tuple(mounts), source, policy, prices, spec)
 
 
 _ENDPOINTS = {

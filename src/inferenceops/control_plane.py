@@ -3,10 +3,13 @@
 ``prepare_store`` runs once in the CLI's main process before any worker
 starts: migrations (under the store's cross-process lock), then first-start
 bootstrap — a platform-admin user and key (printed once), and for the
-embedded default a ``demo`` team granted the demo models.
+embedded default a ``demo`` team granted the demo models — then the catalog:
+``--config FILE`` is applied to the store (``inferenceops.apply``) on every
+start; without one, an empty store gets the embedded default's catalog and a
+non-empty one is served as it is.
 
-``SnapshotFeed`` runs in every worker: it builds the snapshot (identity plus
-admission policy) at start-up, then polls the store's revision counter (one
+``SnapshotFeed`` runs in every worker: it builds the snapshot (the catalog
+from the store, identity, admission policy) at start-up, then polls the store's revision counter (one
 single-row read) every ``refresh_s`` and rebuilds and swaps the snapshot when
 it moved, so a revoked key is refused by every replica within about
 ``refresh_s`` plus build time. The hot path only ever sees the swapped
@@ -19,10 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from inferenceops.admission.config import StaticPolicy
+from inferenceops.apply import ApplyPlan, apply_platform
+from inferenceops.catalog_source import platform_from_store
 from inferenceops.config import Platform
 from inferenceops.platform import Catalog, KeyHasher, Snapshot
 from inferenceops.platform.identity import PLATFORM_ADMIN
@@ -38,6 +46,7 @@ from inferenceops.platform.policy import (
     Scope,
 )
 from inferenceops.store import Conflict, Database, repo, upgrade
+from inferenceops.store.credentials import CredentialCipher
 from inferenceops.store.migrate import migration_lock
 from inferenceops.store.records import IdentityData
 from inferenceops.store.snapshot_builder import build_identity_and_rules, current_revision
@@ -56,33 +65,58 @@ LAST_USED_FLUSH_S = 5.0
 class Prepared:
     revision: str
     new_admin_key: str | None  # set only on the start that created it
+    applied: ApplyPlan | None  # what applying the platform file changed
+    models: tuple[str, ...]  # what the store serves now
 
 
-async def prepare_store(url: str, hasher: KeyHasher, catalog: Catalog, *,
-                        admin_key: str | None, seed_demo: bool) -> Prepared:
+async def prepare_store(url: str, hasher: KeyHasher, platform: Platform, *,
+                        admin_key: str | None, from_file: bool) -> Prepared:
+    """Migrate, bootstrap, and put ``platform``'s catalog in the store (see the module doc)."""
     head = await upgrade(url)
     db = Database(url)
     try:
         # The migration lock also serialises first-start bootstrap across replicas.
-        async with migration_lock(url), db.transaction("bootstrapping the store") as tx:
-            if not await repo.is_empty(tx):
-                created = None
-            else:
-                admin = await repo.create_user(tx, BOOTSTRAP_EMAIL, display_name="Bootstrap admin",
-                                               platform_role=PLATFORM_ADMIN)
-                created = admin_key or new_secret()
-                await repo.create_api_key(tx, name="bootstrap", prefix=visible_prefix(created),
-                                          digest=hasher.digest(created), user_id=admin.id,
-                                          scopes=ALL_SCOPES)
-                if seed_demo:
-                    team = await repo.create_team(tx, DEMO_TEAM)
-                    for model in catalog.models:
-                        await repo.grant(tx, team.id, model.name)
+        async with migration_lock(url):
+            created = await _bootstrap(db, hasher, platform.catalog, admin_key,
+                                       seed_demo=not from_file)
+            applied = await _apply_catalog(db, platform, from_file)
         if admin_key is not None and created is None:
             await _ensure_key(db, hasher, admin_key)
+        async with db.read("listing the served models") as tx:
+            models = tuple(m.name for m in (await repo.load_catalog(tx)).models)
     finally:
         await db.close()
-    return Prepared(head, None if admin_key is not None else created)
+    return Prepared(head, None if admin_key is not None else created, applied, models)
+
+
+async def _bootstrap(db: Database, hasher: KeyHasher, catalog: Catalog, admin_key: str | None, *,
+                     seed_demo: bool) -> str | None:
+    """On an empty store: the platform admin and its key (returned), and the demo team."""
+    async with db.transaction("bootstrapping the store") as tx:
+        if not await repo.is_empty(tx):
+            return None
+        admin = await repo.create_user(tx, BOOTSTRAP_EMAIL, display_name="Bootstrap admin",
+                                       platform_role=PLATFORM_ADMIN)
+        created = admin_key or new_secret()
+        await repo.create_api_key(tx, name="bootstrap", prefix=visible_prefix(created),
+                                  digest=hasher.digest(created), user_id=admin.id,
+                                  scopes=ALL_SCOPES)
+        if seed_demo:
+            team = await repo.create_team(tx, DEMO_TEAM)
+            for model in catalog.models:
+                await repo.grant(tx, team.id, model.name)
+    return created
+
+
+async def _apply_catalog(db: Database, platform: Platform, from_file: bool) -> ApplyPlan | None:
+    assert platform.spec is not None
+    if not from_file:
+        async with db.read("reading the catalog") as tx:
+            current = await repo.load_catalog(tx)
+        if current.providers or current.deployments or current.models:
+            return None  # no file: serve what the store has; only an empty one gets the demo
+    return await apply_platform(db, platform.spec, actor="system:config",
+                                source=platform.source if from_file else "embedded default")
 
 
 async def _ensure_key(db: Database, hasher: KeyHasher, secret: str) -> None:
@@ -121,44 +155,68 @@ def assemble_policy(static: StaticPolicy, prices: dict[str, Price] | None,
 class SnapshotFeed:
     """Builds the worker's snapshot from the store and keeps it current."""
 
-    def __init__(self, url: str, platform: Platform, *, refresh_s: float = 1.0,
-                 flush_s: float = LAST_USED_FLUSH_S) -> None:
+    def __init__(self, url: str, platform: Platform, *, loopback_base_url: str,
+                 cipher: CredentialCipher | None = None, environ: Mapping[str, str] | None = None,
+                 refresh_s: float = 1.0, flush_s: float = LAST_USED_FLUSH_S) -> None:
         self._url = url
         self._flush_s = flush_s
         self._state: object | None = None
-        self._platform = platform
+        self._platform = platform  # the file: its admission rules; the catalog comes from the store
+        self._loopback = loopback_base_url
+        self._cipher = cipher
+        self._environ = os.environ if environ is None else environ
         self._refresh_s = refresh_s
         self._db: Database | None = None
         self._supervisor = Supervisor()
+        self._failed_at: int | None = None
 
-    async def _build(self) -> Snapshot:
+    async def _build(self) -> tuple[Platform, Snapshot]:
         assert self._db is not None
+        async with self._db.read("loading the catalog") as tx:
+            stored = await repo.load_catalog(tx, self._cipher)
+        served = platform_from_store(stored, self._platform.policy,
+                                     loopback_base_url=self._loopback, environ=self._environ)
         identity, data = await build_identity_and_rules(self._db)
-        platform = self._platform
-        return Snapshot(platform.catalog, identity,
-                        assemble_policy(platform.policy, platform.prices, data))
+        return served, Snapshot(served.catalog, identity,
+                                assemble_policy(served.policy, served.prices, data))
+
+    async def _swap(self, state: Any, served: Platform, snapshot: Snapshot) -> None:
+        """Engines first (new pools and simulators exist before any request can pick them)."""
+        state.client.sync(served.catalog.deployments.values())
+        retired = state.simulators.sync(served.simulators)
+        state.snapshot = snapshot
+        for app in retired:
+            await app.aclose()
 
     async def start(self, state: object) -> None:
         self._db = Database(self._url)
-        state.snapshot = snapshot = await self._build()  # type: ignore[attr-defined]
-        log.info("snapshot built: %d keys at revision %d", len(snapshot.identity),
-                 snapshot.identity.revision)
+        served, snapshot = await self._build()
+        await self._swap(state, served, snapshot)
+        log.info("snapshot built: %d models, %d keys at revision %d", len(snapshot.catalog.models),
+                 len(snapshot.identity), snapshot.identity.revision)
         self._state = state
         self._supervisor.spawn("snapshot-refresh", lambda: self._refresh(state))
         self._supervisor.spawn("key-last-used", self._flush_forever)
 
-    async def _refresh(self, state: object) -> None:
+    async def _refresh(self, state: Any) -> None:
         assert self._db is not None
         while True:
             await asyncio.sleep(self._refresh_s)
-            seen = state.snapshot.identity.revision  # type: ignore[attr-defined]
-            if await current_revision(self._db) == seen:
+            seen = state.snapshot.identity.revision
+            revision = await current_revision(self._db)
+            if revision in (seen, self._failed_at):
                 continue
-            snapshot = await self._build()
-            old = state.snapshot.identity  # type: ignore[attr-defined]
-            state.snapshot = snapshot  # type: ignore[attr-defined]
-            log.info("snapshot rebuilt: %d keys at revision %d", len(snapshot.identity),
-                     snapshot.identity.revision)
+            try:
+                served, snapshot = await self._build()
+            except Exception:  # keep serving the last good snapshot; say why once per revision
+                log.exception("snapshot at revision %d could not be built; still serving %d",
+                              revision, seen)
+                self._failed_at = revision
+                continue
+            old = state.snapshot.identity
+            await self._swap(state, served, snapshot)
+            log.info("snapshot rebuilt: %d models, %d keys at revision %d",
+                     len(snapshot.catalog.models), len(snapshot.identity), snapshot.identity.revision)
             # Requests authenticate synchronously right after picking a snapshot up, so the old
             # keys can go now; a slice per loop turn keeps the freeing from stalling requests.
             while old.retire(_RETIRE_SLICE):

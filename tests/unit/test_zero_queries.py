@@ -55,7 +55,7 @@ models:
                         last_used_flush_s=300, admin_key=ADMIN_KEY)
     platform = load_platform(config, loopback_base_url=settings.loopback_base_url)
     await prepare_store(settings.resolved_database_url, KeyHasher(platform_secret(settings)),
-                        platform.catalog, admin_key=ADMIN_KEY, seed_demo=False)
+                        platform, admin_key=ADMIN_KEY, from_file=True)
     app = create_app(settings)
     await app.state.start()
     try:

@@ -7,12 +7,12 @@ needs hangs off this one object.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from inferenceops.admission.control import AdmissionControl
 from inferenceops.engines.openai_compat import OpenAICompatClient
+from inferenceops.engines.simulator.mounts import SimulatorMounts
 from inferenceops.gateway.http import ASGIApp
 from inferenceops.gateway.key_use import KeyUseRecorder
 from inferenceops.gateway.proxy import Forwarder
@@ -35,7 +35,7 @@ class GatewayState:
     forwarder: Forwarder
     max_body_bytes: int
     max_tokens_limit: int
-    simulators: Mapping[str, ASGIApp] = field(default_factory=dict)
+    simulators: SimulatorMounts = field(default_factory=SimulatorMounts)
     key_uses: KeyUseRecorder = field(default_factory=KeyUseRecorder)
     admin_app: ASGIApp | None = None  # served under /admin/; built by the composition root
     admission: AdmissionControl | None = None
