@@ -152,6 +152,10 @@ def assemble_policy(static: StaticPolicy, prices: dict[str, Price] | None,
                   prices=prices, team_names={t.id: t.name for t in data.teams})
 
 
+def _unreadable_key(provider: str, error: Exception) -> None:
+    log.error("provider %r is served without its stored API key: %s", provider, error)
+
+
 class SnapshotFeed:
     """Builds the worker's snapshot from the store and keeps it current."""
 
@@ -173,7 +177,7 @@ class SnapshotFeed:
     async def _build(self) -> tuple[Platform, Snapshot]:
         assert self._db is not None
         async with self._db.read("loading the catalog") as tx:
-            stored = await repo.load_catalog(tx, self._cipher)
+            stored = await repo.load_catalog(tx, self._cipher, unreadable=_unreadable_key)
         served = platform_from_store(stored, self._platform.policy,
                                      loopback_base_url=self._loopback, environ=self._environ)
         identity, data = await build_identity_and_rules(self._db)

@@ -138,6 +138,10 @@ async def test_provider_keys_set_clear_and_fail_typed(db: Database) -> None:
     async with db.read() as session:
         with pytest.raises(CredentialsError, match="provider 'q'.*another row"):
             await repo.load_catalog(session, CIPHER)
+        told: list[str] = []  # the serving path: one unreadable key does not sink the catalog
+        lenient = await repo.load_catalog(session, CIPHER, unreadable=lambda name, _: told.append(name))
+        assert [(p.name, p.api_key) for p in lenient.providers] == [("p", KEY), ("q", None)]
+        assert told == ["q"]
     async with db.transaction() as tx:
         cleared = await repo.clear_provider_key(tx, other.id)
         assert not cleared.has_api_key

@@ -29,7 +29,7 @@ platform file) is set by the caller that owns the row, and left alone by default
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
@@ -440,12 +440,16 @@ async def delete_model(session: AsyncSession, model_id: str) -> None:
 
 # ---- the whole catalog ------------------------------------------------------------------------
 
-async def load_catalog(session: AsyncSession, cipher: CredentialCipher | None = None) -> CatalogData:
+async def load_catalog(session: AsyncSession, cipher: CredentialCipher | None = None, *,
+                       unreadable: Callable[[str, CredentialsError], None] | None = None,
+                       ) -> CatalogData:
     """Every provider, deployment and model, at the revision read in the same session.
 
     Pass a ``Database.read()`` session for one consistent snapshot. With ``cipher``, each
     provider's ``api_key`` is its decrypted key (``CredentialsError`` if one cannot be
-    opened: another key, or altered); without, ``api_key`` is None and ``has_api_key`` tells.
+    opened: another key, or altered — unless ``unreadable`` is given: it is told the
+    provider's name and the error, and that provider's ``api_key`` stays None); without,
+    ``api_key`` is None and ``has_api_key`` tells.
     """
     at = await revision(session)
     providers = (await session.execute(select(Provider).order_by(Provider.name))).scalars().all()
@@ -457,7 +461,14 @@ async def load_catalog(session: AsyncSession, cipher: CredentialCipher | None = 
     def key_of(row: Provider) -> str | None:
         if cipher is None or row.credentials_encrypted is None:
             return None
-        return cipher.decrypt(row.credentials_encrypted, bound_to=row.id, what=f"provider {row.name!r}")
+        try:
+            return cipher.decrypt(row.credentials_encrypted, bound_to=row.id,
+                                  what=f"provider {row.name!r}")
+        except CredentialsError as exc:
+            if unreadable is None:
+                raise
+            unreadable(row.name, exc)
+            return None
 
     return CatalogData(
         at, tuple(provider_record(p, key_of(p)) for p in providers),
