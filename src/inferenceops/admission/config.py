@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from inferenceops.platform.policy import (
     CURRENCIES,
+    MAX_COUNTER,
+    NANOS,
     Budget,
     BudgetRule,
     LimitRule,
@@ -38,8 +40,10 @@ from inferenceops.platform.policy import (
     to_nanos,
 )
 
-PositiveInt = Annotated[int, Field(ge=1, le=10**12)]
-Money = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=9)]
+PositiveInt = Annotated[int, Field(ge=1, le=MAX_COUNTER)]
+#: At most MAX_COUNTER nano-units (about 9 million): what a ledger counts exactly.
+Money = Annotated[Decimal, Field(gt=0, le=Decimal(MAX_COUNTER) / NANOS, max_digits=18,
+                                 decimal_places=9)]
 
 
 class _Strict(BaseModel):

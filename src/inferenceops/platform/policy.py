@@ -20,6 +20,9 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from types import MappingProxyType
 
 NANOS = 1_000_000_000
+#: The largest limit or budget (in nano-units) a ledger counts exactly: Redis's Lua computes in
+#: doubles, exact to 2**53 — about 9 million currency units of budget per counter.
+MAX_COUNTER = 2**53 - 1
 
 #: ISO 4217 codes a budget or price may be given in (the platform uses exactly one of them).
 CURRENCIES = frozenset({

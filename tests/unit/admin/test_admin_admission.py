@@ -32,7 +32,7 @@ def _fill(value: Any, ids: dict[str, str]) -> Any:
 @pytest.mark.parametrize(("method", "path", "body", "param"), [
     ("POST", "/limits", {"scope": "team", "team_id": "{A}", "rpm": 0}, "rpm"),
     ("POST", "/limits", {"scope": "team", "team_id": "{A}", "tpm": -1}, "tpm"),
-    ("POST", "/limits", {"scope": "team", "team_id": "{A}", "concurrency": 2**63}, "concurrency"),
+    ("POST", "/limits", {"scope": "team", "team_id": "{A}", "concurrency": 2**53}, "concurrency"),
     ("POST", "/limits", {"scope": "team", "team_id": "{A}", "rpm": "many"}, "rpm"),
     ("POST", "/limits", {"scope": "team", "team_id": "{A}"}, "rpm"),  # no limit at all
     ("POST", "/limits", {"scope": "user", "team_id": "{A}", "rpm": 1}, "scope"),

@@ -88,3 +88,9 @@ def test_an_unknown_platform_currency_is_refused() -> None:
     with pytest.raises(ConfigError, match="line 1: currency: .*unknown currency 'ABC'"):
         parse_platform(BASE.replace("EUR", "ABC"), source="p.yaml", loopback_base_url="http://x",
                        environ={})
+
+
+def test_a_budget_above_what_a_ledger_counts_exactly_is_refused() -> None:
+    with pytest.raises(ConfigError, match="budgets\\[0\\].amount: Input should be less than or equal to"):
+        parse("budgets:\n  - {team: ml, amount: '10000000', currency: EUR, period: lifetime}\n")
+    assert parse("budgets:\n  - {team: ml, amount: '9000000', currency: EUR, period: lifetime}\n")

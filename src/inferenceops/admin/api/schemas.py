@@ -29,7 +29,7 @@ from inferenceops.store.records import (
     TeamRecord,
     UserRecord,
 )
-from inferenceops.store.repo.admission import MAX_BIGINT
+from inferenceops.store.repo.admission import MAX_VALUE
 
 T = TypeVar("T")
 PlatformRole = Literal["platform-admin", "auditor", "billing"]
@@ -39,7 +39,7 @@ Name = Field(min_length=1, max_length=200)
 MAX_OVERLAP_S = 30 * 24 * 3600
 MAX_WEIGHT = 1000
 #: A rate limit: a positive whole number (what a BIGINT column holds).
-LimitValue = Annotated[int, Field(gt=0, le=MAX_BIGINT)]
+LimitValue = Annotated[int, Field(gt=0, le=MAX_VALUE)]
 
 
 class _Request(BaseModel):
@@ -260,8 +260,8 @@ class BudgetSet(_Request):
         nanos = to_nanos(value)  # ValueError names what is wrong
         if nanos <= 0:
             raise ValueError("must be more than 0")
-        if nanos > MAX_BIGINT:
-            raise ValueError(f"must be at most {from_nanos(MAX_BIGINT)}")
+        if nanos > MAX_VALUE:
+            raise ValueError(f"must be at most {from_nanos(MAX_VALUE)}")
         return str(value).strip()
 
     @field_validator("currency")

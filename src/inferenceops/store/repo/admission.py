@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inferenceops.platform.policy import CURRENCIES
+from inferenceops.platform.policy import CURRENCIES, MAX_COUNTER
 from inferenceops.store.errors import Conflict, Invalid, NotFound, translating
 from inferenceops.store.records import BudgetRecord, LimitRecord, Page
 from inferenceops.store.repo._common import bump_revision, check_choice, check_name, page
@@ -35,8 +35,8 @@ from inferenceops.store.tables import (
     Team,
 )
 
-#: The largest value a BIGINT column holds (limits and nano-amounts).
-MAX_BIGINT = 2**63 - 1
+#: The largest limit or nano-amount: what the ledgers count exactly (below BIGINT's 2**63 - 1).
+MAX_VALUE = MAX_COUNTER
 #: Which subject columns each scope needs; the others must be absent.
 _LIMIT_SUBJECT = {"key": ("key_id",), "team": ("team_id",), "model": ("model",),
                   "team_model": ("team_id", "model")}
@@ -86,8 +86,8 @@ def subject_of(scope: str, key_id: str | None, team_id: str | None, model: str |
 def _positive(field: str, value: int | None) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_BIGINT:
-        raise Invalid(f"{field} must be a whole number from 1 to {MAX_BIGINT}, not {value!r}",
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_VALUE:
+        raise Invalid(f"{field} must be a whole number from 1 to {MAX_VALUE}, not {value!r}",
                       field=field)
     return value
 
