@@ -30,6 +30,10 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	bench/ensure-tools
 	$(BIN)/python -m bench.run --reference $(ARGS)
+	$(BIN)/python -m bench.run --admission redis --quiet-wait 30 $(ARGS)
+	$(BIN)/python -m bench.admission
+	$(BIN)/python -m bench.ledger
+	$(BIN)/python -m bench.fair_queue
 	$(BIN)/python -m bench.identity
 
 lint: $(VENV)/.installed-dev
