@@ -94,11 +94,12 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     hasher = KeyHasher(platform_secret(settings))
     state = build_state(settings, platform, hasher, Identity([], {}))
     secret = platform_secret(settings)
-    state.feeds.append(SnapshotFeed(settings.resolved_database_url, platform,
-                                    loopback_base_url=settings.loopback_base_url,
-                                    cipher=cipher_from_environment(os.environ, secret),
-                                    refresh_s=settings.snapshot_refresh_s,
-                                    flush_s=settings.last_used_flush_s))
+    feed = SnapshotFeed(settings.resolved_database_url, platform,
+                        loopback_base_url=settings.loopback_base_url,
+                        cipher=cipher_from_environment(os.environ, secret),
+                        refresh_s=settings.snapshot_refresh_s, flush_s=settings.last_used_flush_s)
+    state.feeds.append(feed)
     state.admin_app, admin_db = build_admin(settings, hasher, currency=platform.policy.currency)
+    admin_db.db.on_change.append(feed.wake)  # this process's admin changes apply at once
     state.feeds.append(admin_db)
     return GatewayApp(state)

@@ -9,11 +9,14 @@ start; without one, an empty store gets the embedded default's catalog and a
 non-empty one is served as it is.
 
 ``SnapshotFeed`` runs in every worker: it builds the snapshot (the catalog
-from the store, identity, admission policy) at start-up, then polls the store's revision counter (one
-single-row read) every ``refresh_s`` and rebuilds and swaps the snapshot when
-it moved, so a revoked key is refused by every replica within about
-``refresh_s`` plus build time. The hot path only ever sees the swapped
-snapshot. The same feed writes, off the hot path, what the data plane queued:
+from the store, identity, admission policy) at start-up, then rebuilds and
+swaps it whenever the store's revision counter moves. It hears of a change at
+once — PostgreSQL ``LISTEN`` (every replica), or ``Database.on_change`` for
+changes this process made (SQLite's single process) — and also polls the
+counter (one single-row read) every ``refresh_s``, the safety net for a lost
+listener and for other processes on SQLite. So a revoked key is refused by
+every replica within well under ``refresh_s`` plus build time. The hot path
+only ever sees the swapped snapshot. The same feed writes, off the hot path, what the data plane queued:
 the keys' ``last_used_at`` (every ``LAST_USED_FLUSH_S``, and once more at
 shutdown) and soft-budget overrun alerts (into the audit log).
 """
@@ -24,6 +27,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +52,7 @@ from inferenceops.platform.policy import (
 from inferenceops.store import Conflict, Database, repo, upgrade
 from inferenceops.store.credentials import CredentialCipher
 from inferenceops.store.migrate import migration_lock
+from inferenceops.store.notify import RevisionListener
 from inferenceops.store.records import IdentityData
 from inferenceops.store.snapshot_builder import build_identity_and_rules, current_revision
 from inferenceops.supervisor import Supervisor
@@ -59,6 +64,7 @@ DEMO_TEAM = "demo"
 ALL_SCOPES = ("inference", "batch", "admin")
 _RETIRE_SLICE = 2000
 LAST_USED_FLUSH_S = 5.0
+LISTEN_RETRY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,32 @@ class SnapshotFeed:
         self._db: Database | None = None
         self._supervisor = Supervisor()
         self._failed_at: int | None = None
+        self._wake = asyncio.Event()
+        self._listener: RevisionListener | None = None
+        self._listen_retry_at = 0.0
+
+    def wake(self) -> None:
+        """Rebuild now (the store changed); safe to call any number of times."""
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN connection on PostgreSQL; without one, polling alone still works."""
+        assert self._db is not None
+        if self._db.backend != "postgresql" or (self._listener and self._listener.alive):
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._listen_retry_at:
+            return
+        self._listen_retry_at = loop.time() + LISTEN_RETRY_S
+        try:
+            self._listener = await RevisionListener.open(self._url, self.wake, self._lost)
+        except Exception as exc:  # noqa: BLE001 - degrade to polling, say so
+            log.warning("cannot LISTEN for store changes (%s); polling every %gs instead",
+                        exc, self._refresh_s)
+
+    def _lost(self) -> None:
+        log.warning("the LISTEN connection to the store dropped; polling until it is back")
+        self.wake()
 
     async def _build(self) -> tuple[Platform, Snapshot]:
         assert self._db is not None
@@ -199,13 +231,18 @@ class SnapshotFeed:
         log.info("snapshot built: %d models, %d keys at revision %d", len(snapshot.catalog.models),
                  len(snapshot.identity), snapshot.identity.revision)
         self._state = state
+        self._db.on_change.append(self.wake)
+        await self._listen()
         self._supervisor.spawn("snapshot-refresh", lambda: self._refresh(state))
         self._supervisor.spawn("key-last-used", self._flush_forever)
 
     async def _refresh(self, state: Any) -> None:
         assert self._db is not None
         while True:
-            await asyncio.sleep(self._refresh_s)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._refresh_s)
+            self._wake.clear()
+            await self._listen()
             seen = state.snapshot.identity.revision
             revision = await current_revision(self._db)
             if revision in (seen, self._failed_at):
@@ -260,6 +297,8 @@ class SnapshotFeed:
 
     async def stop(self) -> None:
         await self._supervisor.stop()
+        if self._listener is not None:
+            await self._listener.close()
         try:
             await self.flush_last_used()
             await self.flush_alerts()

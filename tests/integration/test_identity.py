@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import openai
+import orjson
 import pytest
 
 from inferenceops.platform import KeyHasher
 from inferenceops.platform.keys import new_secret, visible_prefix
 from inferenceops.store import Database, repo
-from tests.integration._harness import FakeUpstreams, Gateway, SpawnGateway, platform_yaml
+from tests.integration._harness import ADMIN_KEY, FakeUpstreams, Gateway, SpawnGateway, platform_yaml
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.postgres import Postgres, probe, run_sync
 
@@ -159,3 +160,37 @@ def test_team_key_sees_only_granted_models_and_revocation_reaches_every_replica(
     run_sync(_revoke(shared_store.url, key_id))
     took = _wait_for([first, second], secret, 401, deadline_s=REVOCATION_BOUND_S)
     print(f"revocation refused by both replicas after {took:.2f}s")
+
+
+#: A poll interval far beyond the bound: only the change notification can meet the bound.
+SLOW_POLL_S = "30"
+
+
+def _admin(gw: Gateway, method: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{gw.origin}/admin/api/v1{path}", method=method,
+        data=None if body is None else orjson.dumps(body),
+        headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return orjson.loads(resp.read())
+    except urllib.error.HTTPError as error:
+        raise AssertionError(f"{method} {path}: {error.code} {error.read()!r}") from None
+
+
+def test_store_changes_reach_the_data_plane_when_made_not_at_the_next_poll(
+        spawn_gateway: SpawnGateway, upstreams: FakeUpstreams, shared_store: SharedStore) -> None:
+    """PostgreSQL: NOTIFY reaches every replica. SQLite: the process that made the change."""
+    config = _config(upstreams)
+    env = {**shared_store.env, "INFERENCEOPS_SNAPSHOT_REFRESH_S": SLOW_POLL_S}
+    on_pg = shared_store.url.startswith("postgresql")
+    gws = [spawn_gateway(config=config, env=env, name=f"replica-{i}") for i in range(2 if on_pg else 1)]
+    team = _admin(gws[0], "POST", "/teams", {"name": "notify"})
+    user = _admin(gws[0], "POST", "/users", {"email": "notify@example.com"})
+    _admin(gws[0], "PUT", f"/teams/{team['id']}/members/{user['id']}", {"role": "member"})
+    created = _admin(gws[0], "POST", "/keys", {"name": "n", "team_id": team["id"],
+                                               "user_id": user["id"], "scopes": ["inference"]})
+    took = _wait_for(gws, created["secret"], 200, deadline_s=REVOCATION_BOUND_S)
+    _admin(gws[-1], "POST", f"/keys/{created['id']}/revoke")
+    took = max(took, _wait_for(gws, created["secret"], 401, deadline_s=REVOCATION_BOUND_S))
+    print(f"store changes seen by {len(gws)} replica(s) within {took:.2f}s (poll every {SLOW_POLL_S}s)")

@@ -18,7 +18,7 @@ library exceptions into ``StoreError``s. No table knowledge and no queries here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +41,8 @@ Backend = Literal["sqlite", "postgresql"]
 
 #: Execution option telling the SQLite ``begin`` hook to take the write lock up front.
 _WRITE = "inferenceops_write"
+#: ``session.info`` flag: this transaction moved the snapshot revision (set by the repositories).
+REVISION_BUMPED = "inferenceops.revision_bumped"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: Accepted driver names and the async driver each means.
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "sqlite+aiosqlite": "sqlite+aiosqlite",
@@ -151,18 +153,28 @@ class Database:
         if self.backend == "postgresql":
             reader = reader.execution_options(isolation_level="REPEATABLE READ")
         self._reader = async_sessionmaker(reader, expire_on_commit=False)
+        self.on_change: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"Database({self.url.render_as_string(hide_password=True)!r})"
 
     @asynccontextmanager
     async def transaction(self, doing: str = "writing to the store") -> AsyncIterator[AsyncSession]:
-        """A session in a write transaction: committed when the block ends, rolled back on error."""
+        """A session in a write transaction: committed when the block ends, rolled back on error.
+
+        After a commit that moved the snapshot revision, every ``on_change`` callback runs
+        (this process's snapshot feeds rebuild at once instead of at their next poll).
+        """
         try:
-            async with self._writer() as session, session.begin():
-                yield session
+            async with self._writer() as session:
+                async with session.begin():
+                    yield session
+                changed = session.info.pop(REVISION_BUMPED, False)
         except TRANSLATED as error:
             raise translate(error, doing) from error
+        if changed:
+            for callback in list(self.on_change):
+                callback()
 
     @asynccontextmanager
     async def read(self, doing: str = "reading the store") -> AsyncIterator[AsyncSession]:

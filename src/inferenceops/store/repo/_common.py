@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from inferenceops.store.db import REVISION_BUMPED
 from inferenceops.store.errors import Invalid, SchemaOutdated
+from inferenceops.store.notify import REVISION_CHANNEL
 from inferenceops.store.records import Page
 from inferenceops.store.tables import REVISION_KEY, ControlState
 
@@ -22,12 +24,21 @@ MAX_PAGE = 1000
 
 
 async def bump_revision(session: AsyncSession) -> int:
-    """Add one to ``revision`` in the caller's transaction; returns the new value."""
+    """Add one to ``revision`` in the caller's transaction; returns the new value.
+
+    Also tells the serving processes, once the transaction commits: on PostgreSQL a
+    ``NOTIFY`` on ``REVISION_CHANNEL`` (every replica listening rebuilds at once); in this
+    process, ``Database.on_change`` (how SQLite's single process hears of it).
+    """
     new = (await session.execute(
         update(ControlState).where(ControlState.key == REVISION_KEY)
         .values(value=ControlState.value + 1).returning(ControlState.value))).scalar_one_or_none()
     if new is None:
         raise SchemaOutdated("control_state has no 'revision' row; run `inferenceops migrate`")
+    session.info[REVISION_BUMPED] = True
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, :revision)"),
+                              {"channel": REVISION_CHANNEL, "revision": str(new)})
     return new
 
 
