@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from inferenceops import __version__
 from inferenceops.cli_admin import ADMIN_APPS
 from inferenceops.cli_admission import ADMISSION_APPS
+from inferenceops.cli_apply import apply_command
 from inferenceops.cli_catalog import CATALOG_APPS
 from inferenceops.config import ConfigError
 
@@ -134,6 +135,7 @@ audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log
 app.add_typer(audit_app, name="audit")
 for _name, _sub_app in (*ADMIN_APPS, *ADMISSION_APPS, *CATALOG_APPS):
     app.add_typer(_sub_app, name=_name)
+app.command("apply")(apply_command)
 
 
 @audit_app.command("verify")

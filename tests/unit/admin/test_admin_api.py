@@ -2,7 +2,8 @@
 
 The centre is ``CASES``: every route × every role (plus no credentials), with
 the status each role must get — denials included — and, for every mutation,
-exactly one audit entry with the caller's actor and source (none when refused).
+exactly one audit entry with the caller's actor and source (none when refused;
+``POST /apply`` writes one per change it reports).
 A test keeps ``CASES`` complete: a new route without a row fails it.
 
 One migrated store and one seeded world per backend for the module (a fresh
@@ -257,6 +258,7 @@ class Case:
     route: str  # the route template, to prove every route has a row
     make: Make  # builds the concrete path and body (with throwaway targets)
     expect: str  # one status per ROLES entry
+    per_change: bool = False  # a success audits each change it reports, not exactly one entry
 
     def status(self, role: str) -> int:
         return 401 if role == "anon" else int(self.expect.split()[ROLES.index(role)])
@@ -360,6 +362,14 @@ async def _create_model(w: World) -> tuple[str, Any]:
         deployment = (await repo.get_deployment(tx, await w.fresh_deployment())).name
     return f"{V1}/models", {"name": w.unique("model"), "deployment": deployment, "aliases": [
         w.unique("alias")]}
+
+
+async def _apply(w: World) -> tuple[str, Any]:
+    """A platform file with a new deployment and model (earlier file-managed rows then go)."""
+    name = w.unique("applied")
+    text = (f"deployments:\n  - {{name: {name}, engine: simulator, profile: test-fast, "
+            f"served_model: m}}\nmodels:\n  - {{name: {name}, deployment: {name}}}\n")
+    return f"{V1}/apply?dry_run=false", {"file": text, "source": "matrix.yaml"}
 
 
 def _rule(kind: str, key_of: str | None = None) -> Make:
@@ -473,6 +483,8 @@ CASES = [
          "200 403 403 403 403 403 403 403"),
     Case("models.delete", "DELETE", "/models/{model_id}", _catalog("models"),
          "204 403 403 403 403 403 403 403"),
+    # Config as code changes the catalog: platform admins only (catalog:write).
+    Case("apply", "POST", "/apply", _apply, "200 403 403 403 403 403 403 403", per_change=True),
 ]
 
 
@@ -494,13 +506,14 @@ async def test_route_by_role(world: World, case: Case, role: str) -> None:
     elif case.method == "GET":
         assert entries == []
     else:
-        assert len(entries) == 1, entries
-        entry = entries[0]
-        assert entry.actor == world.actors[role] and entry.source == CLIENT
-        assert entry.action.split(".")[0] in {"team", "member", "user", "service_account", "key",
-                                              "grant", "limit", "budget", "provider", "deployment",
-                                              "model"}
-        assert "secret" not in orjson.dumps([entry.before, entry.after]).decode()
+        changes = len(reply.json()["changes"]) if case.per_change else 1
+        assert len(entries) == changes >= 1, entries
+        for entry in entries:
+            assert entry.actor == world.actors[role] and entry.source == CLIENT
+            assert entry.action.split(".")[0] in {
+                "team", "member", "user", "service_account", "key", "grant", "limit", "budget",
+                "provider", "deployment", "model"}
+            assert "secret" not in orjson.dumps([entry.before, entry.after]).decode()
 
 
 def _api_routes() -> set[tuple[str, str]]:
@@ -511,7 +524,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 50
+    assert len(_api_routes()) == 51
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 

@@ -9,6 +9,8 @@
     admission_service.py    rate limits and budgets: list (scoped to the caller), set, delete
     catalog_schemas.py      providers, deployments, models: bodies (the YAML's specs) and responses
     catalog_service.py      the catalog: CRUD, provider API keys (write-only, encrypted)
+    apply_schemas.py        POST /apply: the platform file in, the plan out
+    apply_service.py        config as code: validate a platform file, apply it (inferenceops.apply)
     routes_*.py             thin handlers, one module per resource
 
 Never imported by the data plane.

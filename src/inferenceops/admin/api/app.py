@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from fastapi import Depends, FastAPI
 
 from inferenceops.admin.api import (
+    routes_apply,
     routes_audit,
     routes_budgets,
     routes_deployments,
@@ -42,7 +43,7 @@ PUBLIC_PATHS = frozenset({OPENAPI_PATH})
 ROUTERS = (routes_audit.router, routes_teams.router, routes_users.router,
            routes_service_accounts.router, routes_keys.router, routes_grants.router,
            routes_limits.router, routes_budgets.router, routes_providers.router,
-           routes_deployments.router, routes_models.router)
+           routes_deployments.router, routes_models.router, routes_apply.router)
 
 
 def build_admin_app(db: Database, hasher: KeyHasher, *,

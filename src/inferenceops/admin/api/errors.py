@@ -5,6 +5,8 @@
     store Invalid                   → 422 invalid_request_error / invalid_value, param = its field
     RequestValidationError          → 422 invalid_request_error / invalid_value, param = field path
                                       (a cross-field rule: the field its message quotes)
+    config ConfigError              → 422 invalid_request_error / invalid_value, param null (a platform
+                                      file: its message names the line and the field)
     store SchemaOutdated/Unavailable→ 503 service_unavailable / not_ready
     other StoreError                → 500 server_error (logged)
     InferenceOpsError (401, 403, …) → its own status/type/code
@@ -27,6 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from inferenceops import errors
+from inferenceops.config import ConfigError
 from inferenceops.gateway.errors import error_document, internal_error
 from inferenceops.store import errors as store_errors
 from inferenceops.store.repo.catalog_specs import first_field
@@ -35,7 +38,7 @@ log = logging.getLogger("inferenceops.admin")
 
 #: What ``error_response`` is registered for (``app.py``).
 HANDLED = (Exception, HTTPException, RequestValidationError, store_errors.StoreError,
-           errors.InferenceOpsError)
+           errors.InferenceOpsError, ConfigError)
 
 
 class Conflict(errors.InvalidRequest):
@@ -46,6 +49,11 @@ class Conflict(errors.InvalidRequest):
 class Unprocessable(errors.InvalidRequest):
     status = 422
     code = "invalid_value"
+
+
+class UnsupportedMediaType(errors.InvalidRequest):
+    status = 415
+    code = "unsupported_media_type"
 
 
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
@@ -83,6 +91,8 @@ def to_api_error(exc: BaseException) -> errors.InferenceOpsError:
         return exc
     if isinstance(exc, RequestValidationError):
         return _validation_error(exc)
+    if isinstance(exc, ConfigError):
+        return Unprocessable(str(exc))
     if isinstance(exc, store_errors.NotFound):
         return errors.NotFound(str(exc))
     if isinstance(exc, store_errors.Conflict):
