@@ -12,7 +12,7 @@ This module holds what both share, and nothing that does I/O: the validated,
 frozen settings models (``OIDCConfig``, ``ProxyAuthConfig``), the pure
 ``map_groups`` policy that turns IdP groups into roles, and ``HumanIdentity``,
 the principal plus the identity claims the admin layer needs to link a person
-to a user row later.
+to a user row (``inferenceops.admin.linking`` does that, against the store).
 
 Team mappings name a team by id *or* name, exactly as the operator wrote it;
 ``AdminPrincipal.team_roles`` is keyed by that value. Resolving names to team
@@ -85,6 +85,8 @@ GroupMapping = Annotated[
 
 class _HumanAuthConfig(_Frozen):
     group_mappings: tuple[GroupMapping, ...] = ()
+    provision_users: bool = Field(False, description="Create a user row on the first sign-in "
+                                  "of a verified email that has none (no roles of its own).")
 
 
 class OIDCConfig(_HumanAuthConfig):
@@ -104,6 +106,9 @@ class OIDCConfig(_HumanAuthConfig):
     jwks_cache_s: float = Field(300.0, ge=30, le=86_400, description="How long fetched keys "
                                 "are used before they are fetched again.")
     jwks_timeout_s: float = Field(5.0, gt=0, le=60, description="Timeout of one JWKS fetch.")
+    assume_email_verified: bool = Field(False, description="The IdP only issues verified "
+                                        "emails: link a token without an email_verified claim "
+                                        "to the user with its email (never one that says false).")
 
     @field_validator("audience")
     @classmethod
@@ -223,13 +228,18 @@ def map_groups(groups: Iterable[str], mappings: Iterable[TeamMapping | PlatformM
         if mapping.group not in member_of:
             continue
         if isinstance(mapping, PlatformMapping):
-            platform = _stronger(PLATFORM_ROLES, platform, mapping.platform_role)
+            platform = stronger_role(PLATFORM_ROLES, platform, mapping.platform_role)
         else:
-            teams[mapping.team] = _stronger(TEAM_ROLES, teams.get(mapping.team), mapping.role)
+            teams[mapping.team] = stronger_role(TEAM_ROLES, teams.get(mapping.team), mapping.role)
     return platform, MappingProxyType(teams)
 
 
-def _stronger(ranking: tuple[str, ...], current: str | None, candidate: str) -> str:
+def stronger_role(ranking: tuple[str, ...], current: str | None, candidate: str) -> str:
+    """The stronger of two roles of ``ranking`` (strongest first); ``current`` None is no role.
+
+    Each role in ``PLATFORM_ROLES``, and in ``TEAM_ROLES``, allows everything the ones after
+    it allow (``admin.api.deps``' tables), so the stronger one is the one that allows more.
+    """
     if current is None or ranking.index(candidate) < ranking.index(current):
         return candidate
     return current
@@ -240,18 +250,26 @@ class HumanIdentity:
     """An authenticated person: the principal, and who they are according to the IdP/proxy.
 
     ``user`` is what the operator chose to name users by (the ``user_claim``,
-    e.g. the email, else ``sub``; the proxy's user header). Link to a user row by
-    ``email`` only when ``email_verified`` is not False: an IdP that lets people
-    type any address would otherwise let them take over that user.
+    e.g. the email, else ``sub``; the proxy's user header). Link to a user row
+    only by ``verified_email``: an IdP that lets people type any address would
+    otherwise let them take over the user that has it.
     """
 
     principal: AdminPrincipal
     subject: str  # `sub` (OIDC) or the user header (proxy): stable within its issuer
     user: str
     email: str | None = None
-    email_verified: bool | None = None
+    email_verified: bool | None = None  # True for the proxy: it is trusted to have checked
     issuer: str | None = None  # None for proxy-header identities
     groups: tuple[str, ...] = ()
+    name: str | None = None  # the `name` claim, a display name
+
+    def verified_email(self, *, assume_verified: bool = False) -> str | None:
+        """The email to link by: when ``email_verified`` is true, or absent and ``assume_verified``
+        (the IdP issues only verified emails). An explicit false is never linked."""
+        if self.email is None or self.email_verified is False:
+            return None
+        return self.email if self.email_verified or assume_verified else None
 
 
 def build_principal(actor: str, groups: Iterable[str],

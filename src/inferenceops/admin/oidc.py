@@ -19,7 +19,7 @@ Verification, in order (cheap checks first, so junk never costs a key fetch):
    (``leeway_s`` of clock skew); ``exp``, ``iat``, ``iss`` and ``sub`` are required.
 5. The groups claim is mapped to roles (``human_auth.map_groups``).
 
-No database access here; linking the identity to a user row is the admin layer's job.
+No database access here; linking the identity to a user row is ``admin.linking``'s job.
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ class OIDCAuthenticator:
             _fail("token has an empty sub claim")
         user = claims.get(self.config.user_claim)
         email = claims.get("email")
+        name = claims.get("name")
         groups = _groups(claims, self.config.groups_claim)
         principal = build_principal(f"oidc:{self.config.issuer}#{subject}", groups,
                                     self.config.group_mappings, source)
@@ -121,6 +122,7 @@ class OIDCAuthenticator:
             email=email if isinstance(email, str) and email else None,
             email_verified=_boolean(claims.get("email_verified")),
             issuer=self.config.issuer, groups=groups,
+            name=name if isinstance(name, str) and name else None,
         )
 
 

@@ -47,8 +47,10 @@ class ProxyHeaderAuthenticator:
                                        code="missing_identity")
         groups = self._groups(lowered)
         principal = build_principal(f"proxy:{user}", groups, self.config.group_mappings, source)
-        return HumanIdentity(principal=principal, subject=user, user=user,
-                             email=user if "@" in user else None, groups=groups)
+        # The proxy is trusted to have checked who this is, so an email it names is verified.
+        email = user if "@" in user else None
+        return HumanIdentity(principal=principal, subject=user, user=user, email=email,
+                             email_verified=True if email else None, groups=groups)
 
     def is_trusted(self, source: str | None) -> bool:
         """Whether ``source`` (an IPv4/IPv6 address, optionally [bracketed]) is a trusted proxy."""

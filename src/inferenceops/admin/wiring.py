@@ -3,27 +3,27 @@
 The credentials cipher (provider API keys at rest) is built here from the environment and
 the platform secret (``store.credentials.cipher_from_environment``) unless one is passed in.
 Human authenticators (OIDC bearer tokens, trusted proxy headers) are adapted
-to the admin API's ``Authenticator`` shape here; their team mappings may name
-teams by name, which are resolved to ids against the store per request.
+to the admin API's ``Authenticator`` shape here; ``admin.linking`` then turns
+the verified identity into its principal against the store, per request (team
+names to ids, the person's user row by verified email).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
-from types import MappingProxyType
 
 from starlette.requests import Request
 
 from inferenceops.admin.api import build_admin_app
 from inferenceops.admin.api.deps import Authenticator
+from inferenceops.admin.linking import link_identity
 from inferenceops.admin.oidc import OIDCAuthenticator, looks_like_jwt
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.admin.proxy_auth import ProxyHeaderAuthenticator
 from inferenceops.app import platform_secret
 from inferenceops.platform import KeyHasher
 from inferenceops.settings import Settings
-from inferenceops.store import CredentialCipher, Database, NotFound, cipher_from_environment, repo
+from inferenceops.store import CredentialCipher, Database, cipher_from_environment
 
 
 class AdminDatabase:
@@ -54,10 +54,16 @@ def build_admin(settings: Settings, hasher: KeyHasher, currency: str = "USD",
     return app, AdminDatabase(db)
 
 
-def human_authenticators(settings: Settings, db: Database) -> list[Authenticator]:
+def human_authenticators(settings: Settings, db: Database, *,
+                         oidc: OIDCAuthenticator | None = None) -> list[Authenticator]:
+    """Authenticators for the configured human sign-ins: OIDC tokens, then proxy headers.
+
+    ``oidc`` replaces the one built from ``settings.oidc`` (tests inject a clock or fetcher).
+    """
     found: list[Authenticator] = []
-    if settings.oidc is not None:
-        oidc = OIDCAuthenticator(settings.oidc)
+    oidc_config = settings.oidc
+    if oidc_config is not None:
+        verifier = oidc if oidc is not None else OIDCAuthenticator(oidc_config)
 
         async def by_token(request: Request) -> AdminPrincipal | None:
             header = request.headers.get("authorization")
@@ -65,37 +71,21 @@ def human_authenticators(settings: Settings, db: Database) -> list[Authenticator
             if not looks_like_jwt(token):
                 return None
             source = request.client.host if request.client else None
-            return await _resolve_teams(db, await oidc.authenticate(header, source=source))
+            identity = await verifier.identify(header, source=source)
+            return await link_identity(db, identity, oidc_config)
 
         found.append(by_token)
-    if settings.proxy_auth is not None:
-        proxy = ProxyHeaderAuthenticator(settings.proxy_auth)
-        user_header = settings.proxy_auth.user_header.lower()
+    proxy_config = settings.proxy_auth
+    if proxy_config is not None:
+        proxy = ProxyHeaderAuthenticator(proxy_config)
+        user_header = proxy_config.user_header.lower()
 
         async def by_proxy(request: Request) -> AdminPrincipal | None:
             if user_header not in request.headers:
                 return None
             source = request.client.host if request.client else None
-            principal = proxy.authenticate(dict(request.headers), source=source)
-            return await _resolve_teams(db, principal)
+            identity = proxy.identify(dict(request.headers), source=source)
+            return await link_identity(db, identity, proxy_config)
 
         found.append(by_proxy)
     return found
-
-
-async def _resolve_teams(db: Database, principal: AdminPrincipal) -> AdminPrincipal:
-    """Team mappings may name teams; the RBAC checks work on ids. Unknown names are dropped."""
-    if not principal.team_roles:
-        return principal
-    roles: dict[str, str] = {}
-    async with db.read("resolving mapped teams") as tx:
-        for team, role in principal.team_roles.items():
-            try:
-                record = await repo.get_team(tx, team)
-            except NotFound:
-                try:
-                    record = await repo.get_team_by_name(tx, team)
-                except NotFound:
-                    continue
-            roles[record.id] = role
-    return replace(principal, team_roles=MappingProxyType(roles))

@@ -282,8 +282,25 @@ async def _delete_member(w: World) -> tuple[str, Any]:
     return f"{V1}/teams/{w.ids['A']}/members/{await w.fresh_user(member_of=w.ids['A'])}", None
 
 
+def _add_member(by: str) -> Make:
+    """POST a fresh user (by ``email`` or ``user_id``) into team A."""
+    async def make(w: World) -> tuple[str, Any]:
+        user = await w.fresh_user()
+        async with w.db.read() as tx:
+            email = (await repo.get_user(tx, user)).email
+        named = {"email": email.upper()} if by == "email" else {"user_id": user}
+        return f"{V1}/teams/{w.ids['A']}/members", {**named, "role": "member"}
+    return make
+
+
 async def _patch_user(w: World) -> tuple[str, Any]:
     return f"{V1}/users/{await w.fresh_user()}", {"disabled": True}
+
+
+def _user_path() -> Make:
+    async def make(w: World) -> tuple[str, Any]:
+        return f"{V1}/users/{await w.fresh_user()}", None
+    return make
 
 
 async def _create_team(w: World) -> tuple[str, Any]:
@@ -396,11 +413,26 @@ CASES = [
          "200 403 403 200 403 403 404 403"),
     Case("members.delete", "DELETE", "/teams/{team_id}/members/{user_id}", _delete_member,
          "204 403 403 204 403 403 404 403"),
+    # Owners add people by email, as they cannot read users (an unknown email is 404 to them).
+    Case("members.add by email", "POST", "/teams/{team_id}/members", _add_member("email"),
+         "201 403 403 201 403 403 404 403"),
+    Case("members.add by id", "POST", "/teams/{team_id}/members", _add_member("user_id"),
+         "201 403 403 201 403 403 404 403"),
+    # ownerA is team A's only owner, and ownerB team B's: they stay (409), whoever asks.
+    Case("members.put demotes the last owner", "PUT", "/teams/{team_id}/members/{user_id}",
+         fixed(V1 + "/teams/{A}/members/{ownerA}", {"role": "member"}),
+         "409 403 403 409 403 403 404 403"),
+    Case("members.delete the last owner", "DELETE", "/teams/{team_id}/members/{user_id}",
+         fixed(V1 + "/teams/{A}/members/{ownerA}"), "409 403 403 409 403 403 404 403"),
     Case("users.list", "GET", "/users", fixed(f"{V1}/users"), "200 200 403 403 403 403 403 403"),
     Case("users.create", "POST", "/users", _create_user, "201 403 403 403 403 403 403 403"),
     Case("users.get", "GET", "/users/{user_id}", fixed(V1 + "/users/{memberA}"),
          "200 200 403 403 403 403 403 403"),
+    Case("users.get outside every team", "GET", "/users/{user_id}",
+         _user_path(), "200 200 403 403 403 403 403 403"),
     Case("users.patch", "PATCH", "/users/{user_id}", _patch_user, "200 403 403 403 403 403 403 403"),
+    Case("users.patch disables the last owner", "PATCH", "/users/{user_id}",
+         fixed(V1 + "/users/{ownerB}", {"disabled": True}), "409 403 403 403 403 403 403 403"),
     Case("sa.list", "GET", "/service-accounts", fixed(V1 + "/service-accounts?team_id={A}"),
          "200 200 403 200 403 403 404 403"),
     Case("sa.create", "POST", "/service-accounts", _create_sa, "201 403 403 201 403 403 404 403"),
@@ -524,7 +556,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 51
+    assert len(_api_routes()) == 52
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 
@@ -575,6 +607,11 @@ async def test_pagination_follows_next_after(world: World) -> None:
     ("POST", "/users", {"email": "a@b.c", "platform_role": "god"}, "platform_role"),
     ("PATCH", "/users/{memberA}", {"disabled": None}, "disabled"),
     ("PUT", "/teams/{A}/members/{memberA}", {"role": "king"}, "role"),
+    ("POST", "/teams/{A}/members", {"email": "not-an-email", "role": "member"}, "email"),
+    ("POST", "/teams/{A}/members", {"role": "member"}, "user_id"),
+    ("POST", "/teams/{A}/members", {"user_id": "{memberA}", "email": "a@b.c", "role": "member"},
+     "email"),
+    ("POST", "/teams/{A}/members", {"user_id": "{memberA}", "role": "boss"}, "role"),
     ("POST", "/keys", {"name": "k", "team_id": "{A}", "scopes": ["root"]}, "scopes.0"),
     ("POST", "/keys", {"name": "k", "team_id": "{A}", "scopes": []}, "scopes"),
     ("POST", "/keys", {"name": "k", "scopes": ["inference"], "expires_at": "2030-01-01T00:00:00"},
@@ -613,6 +650,9 @@ async def test_malformed_json_is_422(world: World) -> None:
     ("PUT", "/teams/team_nope/members/{memberA}", {"role": "member"}),
     ("PUT", "/teams/{A}/members/usr_nope", {"role": "member"}),
     ("DELETE", "/teams/{A}/members/usr_nope", None),
+    ("POST", "/teams/{A}/members", {"user_id": "usr_nope", "role": "member"}),
+    ("POST", "/teams/{A}/members", {"email": "nobody@nowhere.example", "role": "member"}),
+    ("POST", "/teams/team_nope/members", {"user_id": "{memberA}", "role": "member"}),
     ("GET", "/users/usr_nope", None),
     ("PATCH", "/users/usr_nope", {"disabled": True}),
     ("GET", "/service-accounts/sa_nope", None),
@@ -635,6 +675,51 @@ async def test_unknown_ids_are_404(world: World, method: str, path: str, body: A
     assert reply.status == 404, reply.body
     assert reply.json()["error"]["code"] == "not_found"
     assert await world.audit_since(tail) == []
+
+
+async def test_owners_add_members_by_email(world: World) -> None:
+    owner, team = world.secrets["ownerA"], world.ids["A"]
+    user = await world.fresh_user()
+    async with world.db.read() as tx:
+        email = (await repo.get_user(tx, user)).email
+    path = f"{V1}/teams/{team}/members"
+    added = await call(world.app, "POST", path, {"email": email.upper(), "role": "viewer"}, secret=owner)
+    assert added.status == 201 and added.json()["user_id"] == user and added.json()["role"] == "viewer"
+    again = await call(world.app, "POST", path, {"email": email, "role": "member"}, secret=owner)
+    assert again.status == 200 and again.json()["role"] == "member"  # already in: the role is set
+    unknown = await call(world.app, "POST", path, {"email": f"{world.unique('nobody')}@example.com",
+                                                   "role": "member"}, secret=owner)
+    assert unknown.status == 404 and "No user has this email" in unknown.json()["error"]["message"]
+    # The owner of another team learns nothing: the same 404 (for the team) either way.
+    other = world.secrets["ownerB"]
+    known = await call(world.app, "POST", path, {"email": email, "role": "member"}, secret=other)
+    unknown = await call(world.app, "POST", path, {"email": "nobody@example.com", "role": "member"},
+                         secret=other)
+    assert known.status == unknown.status == 404 and known.body == unknown.body
+    async with world.db.read() as tx:
+        entries = (await list_audit(tx, target_id=f"{team}/{user}")).items
+    assert [(e.action, e.actor) for e in entries] == [("member.set", world.actors["ownerA"])] * 2
+
+
+async def test_a_team_keeps_an_owner(world: World) -> None:
+    admin, team = world.secrets["admin"], await world.fresh_team()
+    first = await world.fresh_user(member_of=team, role="owner")
+    path = f"{V1}/teams/{team}/members"
+    for method, body in (("PUT", {"role": "viewer"}), ("DELETE", None)):
+        reply = await call(world.app, method, f"{path}/{first}", body, secret=admin)
+        assert reply.status == 409, reply.body
+        assert reply.json()["error"]["code"] == "conflict"
+        assert "last owner of team" in reply.json()["error"]["message"]
+        assert "add another owner first" in reply.json()["error"]["message"]
+    disable = await call(world.app, "PATCH", f"{V1}/users/{first}", {"disabled": True}, secret=admin)
+    assert disable.status == 409
+    second = await world.fresh_user()
+    assert (await call(world.app, "POST", path, {"user_id": second, "role": "owner"},
+                       secret=admin)).status == 201
+    assert (await call(world.app, "PUT", f"{path}/{first}", {"role": "member"},
+                       secret=admin)).status == 200
+    assert (await call(world.app, "DELETE", f"{path}/{second}", secret=admin)).status == 409
+    assert (await call(world.app, "DELETE", f"{V1}/teams/{team}", secret=admin)).status == 204
 
 
 async def test_duplicates_are_409(world: World) -> None:

@@ -163,6 +163,19 @@ async def test_valid_token_maps_groups_to_roles(auth: OIDCAuthenticator) -> None
     assert identity.groups == tuple(groups)
 
 
+@pytest.mark.parametrize(("verified", "assume", "expected"), [
+    (True, False, "ada@example.com"), ("true", False, "ada@example.com"), (False, False, None),
+    ("false", True, None), (None, False, None), (None, True, "ada@example.com"),
+    ("yes", False, None),
+])
+async def test_verified_email(auth: OIDCAuthenticator, verified: Any, assume: bool,
+                              expected: str | None) -> None:
+    """What may link to a user row: never an email the IdP says it has not verified."""
+    identity = await auth.identify(bearer(token(email_verified=verified, name="Ada L.")), source=None)
+    assert identity.verified_email(assume_verified=assume) == expected
+    assert identity.name == "Ada L."
+
+
 async def test_ec_key_and_no_groups(auth: OIDCAuthenticator) -> None:
     principal = await auth.authenticate(bearer(token(EC_KEY, "e1", "ES256", groups=None)),
                                         source=None)

@@ -42,6 +42,8 @@ def test_trusted_source_maps_groups(source: str) -> None:
     assert principal.source == source and principal.user_id is None
     assert identity.groups == ("ml", "auditors", "ml-leads")
     assert identity.email == "ada@example.com" and identity.issuer is None
+    # The proxy is trusted, so the email it names is verified: it links to the user row.
+    assert identity.email_verified is True and identity.verified_email() == "ada@example.com"
 
 
 @pytest.mark.parametrize("source", [None, "", "192.168.1.5", "11.0.0.1", "fd00:2::1", "::1",
@@ -69,6 +71,8 @@ def test_no_groups_header_means_no_roles() -> None:
     principal = AUTH.authenticate({"X-FORWARDED-EMAIL": "bob"}, source="10.0.0.1")
     assert principal.platform_role is None and dict(principal.team_roles) == {}
     assert principal.actor == "proxy:bob"
+    bob = AUTH.identify({"X-FORWARDED-EMAIL": "bob"}, source="10.0.0.1")
+    assert bob.email is None and bob.verified_email(assume_verified=True) is None  # not an email
     only_user = ProxyHeaderAuthenticator(config(groups_header=None))
     assert only_user.authenticate(HEADERS, source="10.0.0.1").platform_role is None
 

@@ -98,8 +98,10 @@ async def test_memberships_and_service_accounts(db: Database) -> None:
         assert [m.role for m in await repo.list_memberships(tx, user_id=user.id)] == ["owner"]
         with pytest.raises(Invalid):
             await repo.set_membership(tx, team.id, user.id, "overlord")
+        other = await repo.create_user(tx, "o@x.io")
+        kept = await repo.set_membership(tx, team.id, other.id, "owner")  # the last owner may not go
         await repo.remove_membership(tx, team.id, user.id)
-        assert await repo.list_memberships(tx, team_id=team.id) == ()
+        assert await repo.list_memberships(tx, team_id=team.id) == (kept,)
         with pytest.raises(NotFound):
             await repo.remove_membership(tx, team.id, user.id)
 

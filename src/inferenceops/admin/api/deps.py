@@ -68,6 +68,7 @@ PLATFORM_ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType({
 #: Only platform admins change admission rules: a team must not raise its own limits.
 #: catalog:read held by a team role shows only the models granted to that team, and no
 #: provider or deployment (``catalog_service``); only platform admins change the catalog.
+#: No team role reads users: owners add members by email (``services.add_member``) instead.
 TEAM_ROLE_PERMISSIONS: Mapping[str, Mapping[str, Extent]] = MappingProxyType({
     "owner": MappingProxyType({
         "teams:read": TEAM, "members:read": TEAM, "members:write": TEAM,

@@ -55,15 +55,30 @@ async def list_members(team_id: str, ctx: Context,
     return await services.list_members(ctx, access, team_id, limit=limit, after=after)
 
 
+@router.post("/teams/{team_id}/members", status_code=201, response_model=s.MemberOut,
+             responses={200: {"description": "The user was a member already; the role is set",
+                              "model": s.MemberOut}})
+async def add_member(team_id: str, body: s.MemberAdd, response: Response, ctx: Context,
+                     access: Annotated[Access, Depends(require("members:write"))]) -> s.MemberOut:
+    """Add a user to the team by `user_id` or `email` (201), or set a member's role (200).
+
+    Team owners add people by email: they cannot list or read users. An unknown email is 404.
+    """
+    out, added = await services.add_member(ctx, access, team_id, body)
+    response.status_code = 201 if added else 200
+    return out
+
+
 @router.put("/teams/{team_id}/members/{user_id}", response_model=s.MemberOut)
 async def set_member(team_id: str, user_id: str, body: s.MemberSet, ctx: Context,
                      access: Annotated[Access, Depends(require("members:write"))]) -> s.MemberOut:
-    """Add a user to the team with a role, or change their role."""
+    """Add a user to the team with a role, or change their role (409 for the last owner)."""
     return await services.set_member(ctx, access, team_id, user_id, body)
 
 
 @router.delete("/teams/{team_id}/members/{user_id}", status_code=204, response_class=Response)
 async def remove_member(team_id: str, user_id: str, ctx: Context,
                         access: Annotated[Access, Depends(require("members:write"))]) -> Response:
+    """Take a user out of the team; 409 for its last owner (add another owner first)."""
     await services.remove_member(ctx, access, team_id, user_id)
     return Response(status_code=204)

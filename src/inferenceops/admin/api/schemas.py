@@ -40,6 +40,7 @@ MAX_OVERLAP_S = 30 * 24 * 3600
 MAX_WEIGHT = 1000
 #: A rate limit: a positive whole number (what a BIGINT column holds).
 LimitValue = Annotated[int, Field(gt=0, le=MAX_VALUE)]
+Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 
 
 class _Request(BaseModel):
@@ -90,6 +91,14 @@ class MemberSet(_Request):
     role: TeamRole
 
 
+class MemberAdd(_Request):
+    """The user to add, by id or by email (exactly one), and their role."""
+
+    user_id: str | None = Field(None, min_length=1, max_length=64)
+    email: Email | None = None
+    role: TeamRole
+
+
 class MemberOut(BaseModel):
     team_id: str
     user_id: str
@@ -104,7 +113,7 @@ class MemberOut(BaseModel):
 # ---- users ------------------------------------------------------------------------------------
 
 class UserCreate(_Request):
-    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: Email
     display_name: str = Field("", max_length=200)
     platform_role: PlatformRole | None = None
 
@@ -333,9 +342,11 @@ class PrincipalOut(BaseModel):
     platform_role: str | None
     team_roles: dict[str, str]
     source: str | None
+    via: str | None = Field(None, description="Who the identity provider or auth proxy said "
+                            "you are, when you act as your user (`actor` is `user:<id>`)")
 
     @classmethod
     def of(cls, p: AdminPrincipal) -> PrincipalOut:
         roles: Mapping[str, str] = p.team_roles
         return cls(actor=p.actor, user_id=p.user_id, platform_role=p.platform_role,
-                   team_roles=dict(roles), source=p.source)
+                   team_roles=dict(roles), source=p.source, via=p.via)

@@ -7,7 +7,9 @@ neither), and return an API schema. Keys live in ``key_service.py``.
 
 Audit ``before``/``after`` are the API schemas as JSON — never secrets or
 digests (the key schemas have neither). The audit source is the principal's
-client address.
+client address, followed by ``via <sign-in identity>`` for a person signed in
+through OIDC or the auth proxy and linked to their user row (whose actor is
+``user:<id>``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from inferenceops.admin.api import schemas as s
 from inferenceops.admin.api.deps import Access, AdminContext
 from inferenceops.admin.api.errors import Conflict, Unprocessable
 from inferenceops.admin.principal import AdminPrincipal
+from inferenceops.errors import NotFound
 from inferenceops.store import errors as store_errors
 from inferenceops.store import repo
 from inferenceops.store.records import GrantRecord
@@ -42,7 +45,7 @@ async def audit(tx: AsyncSession, principal: AdminPrincipal, action: str, target
                        target_id=target_id,
                        before=None if before is None else before.model_dump(mode="json"),
                        after=None if after is None else after.model_dump(mode="json"),
-                       source=principal.source)
+                       source=principal.audit_source)
 
 
 def paginate(records: Iterable[R], cursor: Callable[[R], str], convert: Callable[[R], M],
@@ -126,6 +129,36 @@ async def set_member(ctx: AdminContext, access: Access, team_id: str, user_id: s
         await audit(tx, access.principal, "member.set", "membership", f"{team_id}/{user_id}",
                     before=None if old is None else s.MemberOut.of(old), after=out)
     return out
+
+
+async def add_member(ctx: AdminContext, access: Access, team_id: str,
+                     body: s.MemberAdd) -> tuple[s.MemberOut, bool]:
+    """Add a user, named by id or by email, to the team (or set their role); True if added.
+
+    By email, so a team owner can add a colleague without reading the user list (which
+    only platform roles may): an unknown email is 404 — to a caller who may manage the
+    team's members, and only after that is checked.
+    """
+    access.check(team_id, f"team {team_id!r}", seen_with="teams:read")
+    if (body.user_id is None) == (body.email is None):
+        raise Unprocessable("Name the user by user_id or by email (one of them)",
+                            param="user_id" if body.user_id is None else "email")
+    async with ctx.db.transaction("adding a team member") as tx:
+        await repo.get_team(tx, team_id)
+        if body.email is not None:
+            try:
+                user = await repo.get_user_by_email(tx, body.email)
+            except store_errors.NotFound:
+                raise NotFound("No user has this email; a platform admin can create one "
+                               "(POST /users)") from None
+        else:
+            assert body.user_id is not None
+            user = await repo.get_user(tx, body.user_id)
+        old = await q.get_membership(tx, team_id, user.id)
+        out = s.MemberOut.of(await repo.set_membership(tx, team_id, user.id, body.role))
+        await audit(tx, access.principal, "member.set", "membership", f"{team_id}/{user.id}",
+                    before=None if old is None else s.MemberOut.of(old), after=out)
+    return out, old is None
 
 
 async def remove_member(ctx: AdminContext, access: Access, team_id: str, user_id: str) -> None:
