@@ -184,7 +184,7 @@ class ProviderRecord:
 
     ``has_api_key`` says whether an encrypted key is stored. ``api_key`` is that key decrypted,
     filled only by ``repo.load_catalog(session, cipher)``; it is kept out of ``repr`` and
-    comparisons. ``managed_by``: None for the admin API, ``config:<path>`` for a platform file.
+    comparisons. ``managed_by``: None for the admin API, ``"config"`` for a platform file.
     """
 
     id: str

@@ -267,7 +267,7 @@ class Provider(Base):
     """An upstream endpoint (``config.ProviderSpec``) and its API key, encrypted (``store.credentials``).
 
     ``credentials_encrypted`` is the AES-GCM blob of the key, bound to this row's id. ``managed_by``
-    says who owns the row: NULL for the admin API, ``config:<path>`` for rows applied from a
+    says who owns the row: NULL for the admin API, ``"config"`` for rows applied from a
     platform file (which re-applies them).
     """
 

@@ -79,7 +79,7 @@ class ProviderOut(BaseModel):
     dialect: str
     api_key_env: str | None
     has_api_key: bool = Field(description="Whether an API key is stored (it is never returned)")
-    managed_by: str | None = Field(description="null: the admin API; config:<path>: a platform file")
+    managed_by: str | None = Field(description="null: the admin API; 'config': a platform file (apply)")
     created_at: datetime
     updated_at: datetime
 

@@ -23,7 +23,7 @@ revision; validation failures are ``Invalid`` naming the field.
 
 A provider's API key is stored only encrypted (``store.credentials``, bound to the provider's
 id): records say ``has_api_key``; the plaintext leaves only through
-``load_catalog(session, cipher)``. ``managed_by`` (None: the admin API; ``config:<path>``: a
+``load_catalog(session, cipher)``. ``managed_by`` (None: the admin API; ``"config"``: a
 platform file) is set by the caller that owns the row, and left alone by default on update.
 """
 

@@ -7,7 +7,7 @@ Create Date: 2026-06-01
 Hand-written and self-contained, like 0001 and 0002 (it does not import ``store.tables``).
 0001 made the three tables with a few columns; this adds the rest of ``config.ProviderSpec``,
 ``DeploymentSpec`` and ``ModelSpec``, plus ``managed_by`` (who owns a row: NULL for the admin
-API, ``config:<path>`` for a platform file), and an index on ``deployments.provider_id``.
+API, ``"config"`` for a platform file), and an index on ``deployments.provider_id``.
 
 Only ADD COLUMN and CREATE INDEX, never a table rebuild: SQLite rebuilds a table to alter a
 column or a foreign key, and dropping a table that other rows reference fails under
