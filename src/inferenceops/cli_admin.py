@@ -311,13 +311,15 @@ def teams_set_weight(
 @teams_app.command("add-member")
 def teams_add_member(
     team_id: Annotated[str, typer.Argument(metavar="TEAM_ID")],
-    user_id: Annotated[str, typer.Argument(metavar="USER_ID")],
+    user: Annotated[str, typer.Argument(metavar="USER_ID_OR_EMAIL",
+                                        help="The user's id, or their email (team owners "
+                                             "cannot look users up, but may add them by email).")],
     role: Annotated[str, typer.Option(help="owner, member or viewer.")] = "member",
     url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Add a user to a team (or change their role): a user's key for a team needs this."""
-    member = _api(url, key, "PUT", f"/teams/{_quote(team_id)}/members/{_quote(user_id)}",
-                  {"role": role})
+    who = {"email": user} if "@" in user else {"user_id": user}
+    member = _api(url, key, "POST", f"/teams/{_quote(team_id)}/members", {**who, "role": role})
     _emit_one(member, MEMBER_FIELDS, as_json)
 
 

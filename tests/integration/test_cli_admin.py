@@ -76,6 +76,8 @@ def test_team_user_grant_key_lifecycle(spawn_gateway: SpawnGateway) -> None:
     assert team["name"] == "search" and team["weight"] == 3
     user = ok_json(gw, "users", "create", "dev@example.com", "--name", "Dev One")
     assert user["email"] == "dev@example.com" and user["display_name"] == "Dev One"
+    added = ok_json(gw, "teams", "add-member", team["id"], "DEV@example.com", "--role", "viewer")
+    assert (added["user_id"], added["role"]) == (user["id"], "viewer")  # by email, any case
     ok(gw, "teams", "add-member", team["id"], user["id"], "--role", "member")
     grant = ok_json(gw, "grants", "add", team["id"], MODEL)
     assert grant == {**grant, "team_id": team["id"], "model": MODEL}
