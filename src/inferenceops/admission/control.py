@@ -101,8 +101,8 @@ class AdmissionControl:
                                             priority)
             except QueueRejected as exc:
                 await self._undo(ticket)
-                self.metrics.refused("queue_" + exc.reason)
                 code = "queue_timeout" if exc.reason == "wait_exceeded" else "queue_full"
+                self.metrics.refused(code)
                 raise QueueFull(exc.message, code=code,
                                 headers=retry_after_header(exc.retry_after_s),
                                 extra={"limit": "deployment_capacity",
