@@ -53,7 +53,8 @@ async def _quota(state: GatewayState, ctx: RequestContext, scope: Scope, receive
 
 async def _metrics(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
                    send: Send) -> None:
-    await handlers.metrics(state, ctx, send)
+    client = scope.get("client")
+    await handlers.metrics(state, ctx, send, from_loopback=client is not None and client[0] in _LOOPBACK)
 
 
 async def _healthz(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,

@@ -22,6 +22,7 @@ Guardrails slot in around 5–6 as they arrive.
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import orjson
@@ -30,9 +31,11 @@ from inferenceops.admission.fair_queue import Priority
 from inferenceops.admission.ledger import LedgerUnavailable
 from inferenceops.admission.quota import quota_document
 from inferenceops.errors import (
+    AuthenticationFailed,
     InvalidParameter,
     InvalidRequest,
     ModelNotFound,
+    NotFound,
     PermissionDenied,
     Unavailable,
 )
@@ -48,7 +51,7 @@ from inferenceops.gateway.http import (
 from inferenceops.gateway.proxy import Outcome
 from inferenceops.gateway.request import parse_inference
 from inferenceops.platform import Endpoint
-from inferenceops.platform.identity import SCOPE_INFERENCE
+from inferenceops.platform.identity import SCOPE_ADMIN, SCOPE_INFERENCE
 
 if TYPE_CHECKING:
     from inferenceops.gateway.state import GatewayState
@@ -141,8 +144,22 @@ async def quota(state: GatewayState, ctx: RequestContext, send: Send) -> None:
     await respond(send, ctx, 200, orjson.dumps(body))
 
 
-async def metrics(state: GatewayState, ctx: RequestContext, send: Send) -> None:
-    """Prometheus text exposition of this process's counters."""
+async def metrics(state: GatewayState, ctx: RequestContext, send: Send, *,
+                  from_loopback: bool) -> None:
+    """Prometheus text exposition of this process's counters.
+
+    Its labels name deployments, which a team must not learn of: served to this
+    machine (a sidecar or node scraper) and to keys with the admin scope only;
+    anyone else gets the unknown-URL 404.
+    """
+    if not from_loopback:
+        key = None
+        if ctx.authorization is not None:
+            with suppress(AuthenticationFailed):
+                key = authenticate(state.snapshot.identity, state.hasher, ctx.authorization,
+                                   time.time())
+        if key is None or SCOPE_ADMIN not in key.scopes:
+            raise NotFound("Unknown request URL: GET /metrics.", code="unknown_url")
     text = "" if state.admission is None else state.admission.render_metrics()
     await respond(send, ctx, 200, text.encode(), content_type=b"text/plain; version=0.0.4")
 

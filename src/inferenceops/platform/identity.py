@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 PLATFORM_ADMIN = "platform-admin"
 SCOPE_INFERENCE = "inference"
+SCOPE_ADMIN = "admin"
 
 
 @dataclass(frozen=True, slots=True)

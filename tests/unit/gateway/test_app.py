@@ -257,3 +257,16 @@ async def test_strangers_are_refused_before_their_body_is_read(harness: Harness)
     parts = [b"{" * 40_000, b"x" * 40_000]  # oversize and malformed: auth still answers first
     resp = await request(harness.app, "POST", "/v1/chat/completions", body_parts=parts)
     assert_openai_error(resp, 401, "invalid_api_key")
+
+
+async def test_metrics_are_served_to_this_machine_and_admin_keys_only(harness: Harness) -> None:
+    local = await request(harness.app, "GET", "/metrics")
+    assert local.status == 200 and b"inferenceops_admission_admitted_total" in local.body
+    assert local.headers["content-type"].startswith("text/plain")
+    stranger = await request(harness.app, "GET", "/metrics", client="10.1.2.3")
+    assert_openai_error(stranger, 404, "unknown_url")  # deployment names are not for everyone
+    wrong_key = await request(harness.app, "GET", "/metrics", client="10.1.2.3",
+                              headers={"Authorization": "Bearer nope"})
+    assert_openai_error(wrong_key, 404, "unknown_url")
+    admin = await request(harness.app, "GET", "/metrics", client="10.1.2.3", headers=AUTH)
+    assert admin.status == 200
