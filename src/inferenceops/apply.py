@@ -117,15 +117,16 @@ async def apply_platform(db: Database, spec: PlatformSpec, *, dry_run: bool = Fa
     """Plan, and unless ``dry_run`` carry out, in one transaction under the catalog lock."""
     async with db.transaction("applying the platform file") as tx:
         await repo.lock_catalog(tx)
-        plan = plan_apply(spec, await repo.load_catalog(tx))
+        current = await repo.load_catalog(tx)
+        plan = plan_apply(spec, current)
         if dry_run or not plan.changes:
             return plan
-        await _carry_out(tx, spec, plan, actor, source)
+        await _carry_out(tx, spec, current, plan, actor, source)
     return ApplyPlan(plan.changes, False)
 
 
-async def _carry_out(tx: Any, spec: PlatformSpec, plan: ApplyPlan, actor: str,
-                     source: str | None) -> None:
+async def _carry_out(tx: Any, spec: PlatformSpec, current: CatalogData, plan: ApplyPlan,
+                     actor: str, source: str | None) -> None:
     wanted: dict[tuple[str, str], BaseModel] = {}
     for kind, specs in (("provider", spec.providers), ("deployment", spec.deployments),
                         ("model", spec.models)):
@@ -139,7 +140,6 @@ async def _carry_out(tx: Any, spec: PlatformSpec, plan: ApplyPlan, actor: str,
                                 target_id=target_id, before=_plain(before), after=_plain(after),
                                 source=source)
 
-    current = await repo.load_catalog(tx)
     ids = {("provider", r.name): r for r in current.providers}
     ids.update({("deployment", r.name): r for r in current.deployments})
     ids.update({("model", r.name): r for r in current.models})

@@ -14,7 +14,8 @@ that need it — one bad row never takes the whole catalog down.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from inferenceops.admission.config import StaticPolicy
 from inferenceops.config import (
@@ -30,35 +31,17 @@ from inferenceops.store.records import CatalogData
 from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, provider_spec
 
 log = logging.getLogger("inferenceops.control")
+R = TypeVar("R")
+S = TypeVar("S", ProviderSpec, DeploymentSpec, ModelSpec)
 
 
 def platform_from_store(data: CatalogData, static: StaticPolicy, *, loopback_base_url: str,
                         environ: Mapping[str, str]) -> Platform:
-    providers: list[ProviderSpec] = []
-    for row in data.providers:
-        spec = _spec(provider_spec, row, "provider")
-        if spec is not None:
-            providers.append(spec)
-    known_providers = {p.name for p in providers}
-    deployments: list[DeploymentSpec] = []
-    for row in data.deployments:
-        spec = _spec(deployment_spec, row, "deployment")
-        if spec is None:
-            continue
-        if spec.provider is not None and spec.provider not in known_providers:
-            log.error("deployment %r left out: its provider %r is unusable", spec.name, spec.provider)
-            continue
-        deployments.append(spec)
-    known_deployments = {d.name for d in deployments}
-    models: list[ModelSpec] = []
-    for row in data.models:
-        spec = _spec(model_spec, row, "model")
-        if spec is None:
-            continue
-        if spec.deployment not in known_deployments:
-            log.error("model %r left out: its deployment %r is unusable", spec.name, spec.deployment)
-            continue
-        models.append(spec)
+    providers = _usable(data.providers, provider_spec, "provider", lambda _: None, set())
+    deployments = _usable(data.deployments, deployment_spec, "deployment",
+                          lambda d: d.provider, {p.name for p in providers})
+    models = _usable(data.models, model_spec, "model", lambda m: m.deployment,
+                     {d.name for d in deployments})
     spec = PlatformSpec.model_construct(  # every part was validated on its own
         currency=static.currency, providers=providers, deployments=deployments, models=models,
         teams=list(static.teams), limits=list(static.limits), budgets=list(static.budgets))
@@ -68,9 +51,20 @@ def platform_from_store(data: CatalogData, static: StaticPolicy, *, loopback_bas
                           source="the store", provider_keys=keys, created=created)
 
 
-def _spec(convert, row, what: str):  # type: ignore[no-untyped-def]
-    try:
-        return convert(row)
-    except StoreError as exc:
-        log.error("stored %s %r left out: %s", what, row.name, exc)
-        return None
+def _usable(rows: Iterable[R], convert: Callable[[R], S], what: str,
+            needs: Callable[[S], str | None], usable: set[str]) -> list[S]:
+    """The rows as specs, less those that cannot be served or need something that cannot."""
+    specs: list[S] = []
+    for row in rows:
+        try:
+            spec = convert(row)
+        except StoreError as exc:
+            log.error("stored %s %r left out: %s", what, getattr(row, "name", "?"), exc)
+            continue
+        needed = needs(spec)
+        if needed is not None and needed not in usable:
+            log.error("%s %r left out: it needs %r, which cannot be served", what,
+                      spec.name, needed)  # type: ignore[attr-defined]
+            continue
+        specs.append(spec)
+    return specs

@@ -242,18 +242,23 @@ def _list(url: str, key: str | None, path: str, query: dict[str, Any] | None = N
     return _call(_client(url, key).pages, path, query)
 
 
-def team_id_of(url: str, key: str | None, team: str) -> str:
-    """The id of the team ``team`` names: its id, else its name (people remember names)."""
+def id_of(url: str, key: str | None, kind: str, ref: str) -> str:
+    """The id of the ``kind`` row ``ref`` names (``teams``, ``models``, …): its id, else its name
+    (people remember names)."""
     client = _client(url, key)
     try:
-        return str(client.request("GET", f"/teams/{_quote(team)}")["id"])
+        return str(client.request("GET", f"/{kind}/{_quote(ref)}")["id"])
     except CliError as exc:
         if exc.status != 404:
             _fail(str(exc), exc.exit_code)
-    for found in _call(client.pages, "/teams"):
-        if found.get("name") == team:
+    for found in _call(client.pages, f"/{kind}"):
+        if found.get("name") == ref:
             return str(found["id"])
-    _fail(f"no team with the id or name {team!r} (see `inferenceops teams list`)")
+    _fail(f"no {kind[:-1]} with the id or name {ref!r} (see `inferenceops {kind} list`)")
+
+
+def team_id_of(url: str, key: str | None, team: str) -> str:
+    return id_of(url, key, "teams", team)
 
 
 # ---- teams ------------------------------------------------------------------------------------

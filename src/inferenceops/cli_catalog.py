@@ -23,19 +23,17 @@ import yaml
 
 from inferenceops.cli_admin import (
     DEFAULT_URL,
-    CliError,
     JsonOpt,
     KeyOpt,
     UrlOpt,
     _api,
-    _call,
-    _client,
     _emit_json,
     _emit_list,
     _emit_one,
     _fail,
     _list,
     _quote,
+    id_of,
 )
 
 PROVIDER_COLUMNS = (("id", "ID"), ("name", "NAME"), ("base_url", "BASE URL"), ("dialect", "DIALECT"),
@@ -93,22 +91,8 @@ def _body(path: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
     return {**_spec_file(path), **{k: v for k, v in flags.items() if v is not None}}
 
 
-def _id_of(url: str, key: str | None, kind: str, ref: str) -> str:
-    """The id of the row ``ref`` names: its id, else its name (people remember names)."""
-    client = _client(url, key)
-    try:
-        return str(client.request("GET", f"/{kind}/{_quote(ref)}")["id"])
-    except CliError as exc:
-        if exc.status != 404:
-            _fail(str(exc), exc.exit_code)
-    found = _call(client.request, "GET", f"/{kind}", query={"name": ref})["data"]
-    if not found:
-        _fail(f"no {kind[:-1]} with the id or name {ref!r} (see `inferenceops {kind} list`)")
-    return str(found[0]["id"])
-
-
 def _show(url: str, key: str | None, kind: str, ref: str) -> Any:
-    return _api(url, key, "GET", f"/{kind}/{_quote(_id_of(url, key, kind, ref))}")
+    return _api(url, key, "GET", f"/{kind}/{_quote(id_of(url, key, kind, ref))}")
 
 
 def _deleted(kind: str, ref: str, row_id: str, as_json: bool) -> None:
@@ -199,7 +183,7 @@ def providers_update(ref: Ref, file: FileOpt = None, name: NameOpt = None,
     """Change the fields given (from --file and flags); the rest stay."""
     body = _body(file, {"name": name, "base_url": base_url, "dialect": dialect,
                         "api_key_env": api_key_env})
-    provider_id = _id_of(url, key, "providers", ref)
+    provider_id = id_of(url, key, "providers", ref)
     _emit("providers", _api(url, key, "PATCH", f"/providers/{_quote(provider_id)}", body),
           PROVIDER_FIELDS, as_json)
 
@@ -208,7 +192,7 @@ def providers_update(ref: Ref, file: FileOpt = None, name: NameOpt = None,
 def providers_delete(ref: Ref, url: UrlOpt = DEFAULT_URL, key: KeyOpt = None,
                      as_json: JsonOpt = False) -> None:
     """Delete a provider no deployment uses."""
-    provider_id = _id_of(url, key, "providers", ref)
+    provider_id = id_of(url, key, "providers", ref)
     _api(url, key, "DELETE", f"/providers/{_quote(provider_id)}")
     _deleted("provider", ref, provider_id, as_json)
 
@@ -220,7 +204,7 @@ def providers_set_key(ref: Ref, url: UrlOpt = DEFAULT_URL, key: KeyOpt = None,
 
     The key is never a flag, and never shown again.
     """
-    provider_id = _id_of(url, key, "providers", ref)
+    provider_id = id_of(url, key, "providers", ref)
     secret = read_secret(f"API key for provider {ref}")
     reply = _api(url, key, "PUT", f"/providers/{_quote(provider_id)}/api-key", {"api_key": secret})
     _emit("providers", reply, PROVIDER_FIELDS, as_json)
@@ -230,7 +214,7 @@ def providers_set_key(ref: Ref, url: UrlOpt = DEFAULT_URL, key: KeyOpt = None,
 def providers_clear_key(ref: Ref, url: UrlOpt = DEFAULT_URL, key: KeyOpt = None,
                         as_json: JsonOpt = False) -> None:
     """Forget a provider's stored API key."""
-    provider_id = _id_of(url, key, "providers", ref)
+    provider_id = id_of(url, key, "providers", ref)
     _api(url, key, "DELETE", f"/providers/{_quote(provider_id)}/api-key")
     if as_json:
         _emit_json({"id": provider_id, "has_api_key": False})
@@ -307,7 +291,7 @@ def deployments_update(
     """Change the fields given; the result must still be a valid deployment."""
     body = _body(file, _deployment_flags(name, engine, served_model, provider, profile, replicas,
                                          replica_url, capacity, api_key_env))
-    deployment_id = _id_of(url, key, "deployments", ref)
+    deployment_id = id_of(url, key, "deployments", ref)
     reply = _api(url, key, "PATCH", f"/deployments/{_quote(deployment_id)}", body)
     _emit("deployments", reply, DEPLOYMENT_FIELDS, as_json)
 
@@ -316,7 +300,7 @@ def deployments_update(
 def deployments_delete(ref: Ref, url: UrlOpt = DEFAULT_URL, key: KeyOpt = None,
                        as_json: JsonOpt = False) -> None:
     """Delete a deployment no model uses."""
-    deployment_id = _id_of(url, key, "deployments", ref)
+    deployment_id = id_of(url, key, "deployments", ref)
     _api(url, key, "DELETE", f"/deployments/{_quote(deployment_id)}")
     _deleted("deployment", ref, deployment_id, as_json)
 
@@ -385,7 +369,7 @@ def models_update(
     url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Change the fields given; one price flag keeps the other price as it is."""
-    model_id = _id_of(url, key, "models", ref)
+    model_id = id_of(url, key, "models", ref)
     current = None
     if input_price is not None or output_price is not None:
         current = _api(url, key, "GET", f"/models/{_quote(model_id)}").get("price")
@@ -399,7 +383,7 @@ def models_update(
 def models_delete(ref: Ref, url: UrlOpt = DEFAULT_URL, key: KeyOpt = None,
                   as_json: JsonOpt = False) -> None:
     """Delete a model (grants and limits naming it stay, and apply again if it comes back)."""
-    model_id = _id_of(url, key, "models", ref)
+    model_id = id_of(url, key, "models", ref)
     _api(url, key, "DELETE", f"/models/{_quote(model_id)}")
     _deleted("model", ref, model_id, as_json)
 
