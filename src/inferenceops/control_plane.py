@@ -208,11 +208,14 @@ class SnapshotFeed:
 
     async def _build(self) -> tuple[Platform, Snapshot]:
         assert self._db is not None
+        # Identity first: the snapshot is labelled with its revision, and the catalog read after
+        # it is at least as new. (The other order could label an older catalog with a newer
+        # revision, and that change would never be picked up.)
+        identity, data = await build_identity_and_rules(self._db)
         async with self._db.read("loading the catalog") as tx:
             stored = await repo.load_catalog(tx, self._cipher, unreadable=_unreadable_key)
         served = platform_from_store(stored, self._platform.policy,
                                      loopback_base_url=self._loopback, environ=self._environ)
-        identity, data = await build_identity_and_rules(self._db)
         return served, Snapshot(served.catalog, identity,
                                 assemble_policy(served.policy, served.prices, data))
 
