@@ -6,19 +6,23 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 PYTEST_ARGS ?=
+# Every install takes its versions from the lock, so a fresh machine runs what CI ran.
+# pyproject.toml keeps ranges (for people installing the package); `make lock` re-resolves.
+LOCK   := requirements/dev.lock
+PIP    := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test bench lint clean
+.PHONY: serve test bench lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-base: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(VENV)/.installed-base: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) -e '.[dev]'
 	touch $@ $(VENV)/.installed-base
 
 serve: $(VENV)/.installed-base
@@ -38,6 +42,13 @@ bench: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
+
+# Re-resolve every extra against today's registry into the lock (review the diff, then commit).
+lock: $(VENV)/.installed-dev
+	$(PIP) -e '.[lock]'
+	$(BIN)/pip-compile --quiet --extra dev --extra postgres --extra redis --extra uvicorn \
+		--extra mutation --extra lock --no-emit-index-url --no-emit-find-links --strip-extras \
+		--output-file $(LOCK) pyproject.toml
 
 clean:
 	rm -rf $(VENV) inferenceops-data .pytest_cache

@@ -23,7 +23,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from inferenceops.admission.ledger import (
     Admitted,
