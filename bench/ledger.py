@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
-from redis.asyncio.retry import Retry
 
 from bench.stats import median, percentile
 from inferenceops.admission.ledger import Admitted, Check, CheckKind, Ledger, LedgerUnavailable
