@@ -64,7 +64,7 @@ def _usable(rows: Iterable[R], convert: Callable[[R], S], what: str,
         needed = needs(spec)
         if needed is not None and needed not in usable:
             log.error("%s %r left out: it needs %r, which cannot be served", what,
-                      spec.name, needed)  # type: ignore[attr-defined]
+                      spec.name, needed)
             continue
         specs.append(spec)
     return specs

@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -28,9 +28,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 Server = Literal["granian", "uvicorn"]
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _server(value: str) -> Server:
+    if value == "granian":
+        return "granian"
+    if value == "uvicorn":
+        return "uvicorn"
+    _fail(f"--server must be granian or uvicorn, not {value!r}")
 
 
 _FLAGS = {"host": "--host", "port": "--port", "data_dir": "--data-dir", "config": "--config",
@@ -189,8 +197,7 @@ def simulate(
     from inferenceops.engines.simulator import load_profile
     from inferenceops.serving import SIMULATOR_ENV, run
 
-    if server not in ("granian", "uvicorn"):
-        _fail(f"--server must be granian or uvicorn, not {server!r}")
+    chosen = _server(server)
     try:
         load_profile(profile)
     except ValueError as exc:
@@ -199,7 +206,7 @@ def simulate(
                        SIMULATOR_ENV + "SEED": str(seed)})
     typer.echo(f"InferenceOps simulator ({profile}) serving {model!r} at http://{host}:{port}/v1")
     run("inferenceops.serving:simulator_app", host=host, port=port, workers=1,
-        server=server, shutdown_timeout_s=5)  # type: ignore[arg-type]
+        server=chosen, shutdown_timeout_s=5)
 
 
 @app.command()

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from inferenceops.engines.simulator import SimulatorApp
 
 SIMULATOR_ENV = "INFERENCEOPS_SIMULATE_"
 
@@ -35,7 +38,7 @@ def run(factory: str, *, host: str, port: int, workers: int, server: Literal["gr
     ).serve()
 
 
-def simulator_app():  # type: ignore[no-untyped-def]
+def simulator_app() -> SimulatorApp:
     """ASGI factory for ``inferenceops simulate``: its options arrive through the environment."""
     from inferenceops.engines.simulator import build_simulator_app, load_profile
 

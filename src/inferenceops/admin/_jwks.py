@@ -97,7 +97,8 @@ def parse_jwks(body: bytes, algorithms: tuple[str, ...]) -> dict[str, Mapping[st
                 keys.setdefault(kid, {}).setdefault(alg, PyJWK(jwk, algorithm=alg))
             except (PyJWTError, ValueError, TypeError, KeyError) as exc:
                 log.warning("JWKS key %r unusable for %s: %s", kid, alg, exc)
-    usable = {kid: MappingProxyType(by_alg) for kid, by_alg in keys.items() if by_alg}
+    usable: dict[str, Mapping[str, PyJWK]] = {
+        kid: MappingProxyType(by_alg) for kid, by_alg in keys.items() if by_alg}
     if not usable:
         raise ValueError(f"no usable signing key for {', '.join(algorithms)}")
     return usable
@@ -107,7 +108,10 @@ def _usable_algorithms(jwk: dict[str, Any], algorithms: tuple[str, ...]) -> list
     if jwk.get("use", "sig") != "sig" or "d" in jwk:  # encryption keys, private keys
         return []
     kty = jwk.get("kty")
-    compatible = _COMPATIBLE.get((kty, None) if kty == "RSA" else (kty, jwk.get("crv")), frozenset())
+    crv = None if kty == "RSA" else jwk.get("crv")
+    if not isinstance(kty, str) or not isinstance(crv, str | None):  # a JSON list is unhashable
+        return []
+    compatible = _COMPATIBLE.get((kty, crv), frozenset())
     declared = jwk.get("alg")
     return [alg for alg in algorithms
             if alg in compatible and (declared is None or declared == alg)]

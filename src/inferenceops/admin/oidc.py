@@ -197,7 +197,7 @@ def _claim(claims: Mapping[str, Any], name: str) -> Any:
 def _boolean(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
-    if value in ("true", "false"):  # some IdPs send the JSON boolean as a string
+    if isinstance(value, str) and value in ("true", "false"):  # some IdPs send the boolean as a string
         return value == "true"
     return None
 

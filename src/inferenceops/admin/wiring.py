@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from fastapi import FastAPI
 from starlette.requests import Request
 
 from inferenceops.admin.api import build_admin_app
@@ -40,7 +41,7 @@ class AdminDatabase:
 
 
 def build_admin(settings: Settings, hasher: KeyHasher, currency: str = "USD",
-                cipher: CredentialCipher | None = None) -> tuple[object, AdminDatabase]:
+                cipher: CredentialCipher | None = None) -> tuple[FastAPI, AdminDatabase]:
     """The admin app and its database feed; ``currency`` is the platform's (budgets must use it).
 
     ``cipher`` encrypts provider API keys; None: ``INFERENCEOPS_CREDENTIALS_KEY``, else a key

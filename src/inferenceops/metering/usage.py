@@ -17,7 +17,7 @@ engines send.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -42,7 +42,7 @@ def parse_usage(value: object) -> Usage | None:
     completion = value.get("completion_tokens", 0)
     if not _count(prompt) or not _count(completion):
         return None
-    return Usage(prompt, completion)  # type: ignore[arg-type]
+    return Usage(prompt, completion)
 
 
 def usage_from_body(payload: bytes) -> Usage | None:
@@ -132,5 +132,5 @@ class UsageTap:
         return not (self._hide and usage is not None and not doc.get("choices"))
 
 
-def _count(value: object) -> bool:
+def _count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0

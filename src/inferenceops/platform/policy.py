@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from types import MappingProxyType
+from typing import cast
 
 NANOS = 1_000_000_000
 #: The largest limit or budget (in nano-units) a ledger counts exactly: Redis's Lua computes in
@@ -153,10 +154,10 @@ class Policy:
             at = (rule.scope, rule.subject)
             merged[at] = merged[at].tighten(rule.limit) if at in merged else rule.limit
         budgets_by: dict[tuple[Scope, str], dict[Period, Budget]] = {}
-        for rule in budgets:
-            per = budgets_by.setdefault((rule.scope, rule.subject), {})
-            period = rule.budget.period
-            per[period] = per[period].tighten(rule.budget) if period in per else rule.budget
+        for budget_rule in budgets:
+            per = budgets_by.setdefault((budget_rule.scope, budget_rule.subject), {})
+            period = budget_rule.budget.period
+            per[period] = per[period].tighten(budget_rule.budget) if period in per else budget_rule.budget
         self.currency = currency
         self._limits: Mapping[tuple[Scope, object], RateLimit] = MappingProxyType(merged)
         self._budgets: Mapping[tuple[Scope, str], tuple[Budget, ...]] = MappingProxyType(
@@ -192,7 +193,8 @@ class Policy:
             return f"team {self.team_names.get(str(subject), subject)!r}"
         if scope is Scope.MODEL:
             return f"model {subject!r}"
-        team, model = subject  # type: ignore[misc]
+        # Only TEAM_MODEL is left, and its subject is always a (team id, model name) pair (LimitRule).
+        team, model = cast(tuple[str, str], subject)
         return f"team {self.team_names.get(team, team)!r} on model {model!r}"
 
 

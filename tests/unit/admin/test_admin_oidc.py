@@ -376,6 +376,15 @@ def test_symmetric_and_private_jwks_are_dropped() -> None:
     assert set(keys) == {"e1"} and set(keys["e1"]) == {"ES256"}
 
 
+def test_jwks_keys_with_non_string_kty_or_crv_are_dropped() -> None:
+    keys = parse_jwks(json.dumps({"keys": [
+        {**jwk(EC_KEY, "bad-kty"), "kty": ["EC"]},
+        {**jwk(EC_KEY, "bad-crv"), "crv": {"name": "P-256"}},
+        jwk(EC_KEY, "e1"),
+    ]}).encode(), ("ES256",))
+    assert set(keys) == {"e1"}
+
+
 # --- malformed input ---------------------------------------------------------------------------
 
 

@@ -20,10 +20,15 @@ log = logging.getLogger("inferenceops.simulator")
 
 
 class Mount(Protocol):
-    id: str
-    profile: str
-    served_model: str
-    seed: int
+    # Read-only members, so a frozen dataclass (``config.SimulatorMount``) is a Mount.
+    @property
+    def id(self) -> str: ...
+    @property
+    def profile(self) -> str: ...
+    @property
+    def served_model(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
 
 
 class SimulatorMounts:

@@ -106,8 +106,8 @@ def prompt_of(data: dict[str, Any], *, chat: bool) -> tuple[str, list[int]]:
         if not ids:
             raise BadRequest("The prompt cannot be empty.", param="prompt")
         return prompt, ids
-    if isinstance(prompt, list) and (ids := _token_list(prompt)) is not None:
-        return " ".join(map(str, ids)), ids
+    if isinstance(prompt, list) and (token_ids := _token_list(prompt)) is not None:
+        return " ".join(map(str, token_ids)), token_ids
     raise BadRequest(
         "'prompt' must be a non-empty string, a list of token ids, or a list holding one "
         "of those (the simulator serves one prompt per request)",

@@ -14,7 +14,7 @@ snapshot); reads never do. Money is integer nano-units (``platform.policy``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, delete, or_, select
@@ -56,7 +56,7 @@ def budget_record(row: Budget) -> BudgetRecord:
 
 # ---- validation -------------------------------------------------------------------------------
 
-def _subject_columns(kind: str, scope: str, needs: dict[str, tuple[str, ...]],
+def _subject_columns(kind: str, scope: str, needs: Mapping[str, tuple[str, ...]],
                      given: dict[str, str | None]) -> dict[str, str | None]:
     """The subject columns for ``scope``: required ones present, the others absent."""
     check_choice(f"a {kind} scope", scope, tuple(needs), field="scope")

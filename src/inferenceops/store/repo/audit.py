@@ -29,7 +29,7 @@ credentials or tokens — raw ``bytes`` anywhere in them are refused.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,7 +161,7 @@ async def list_audit(
 
 
 async def iter_audit(db: Database, *, batch: int = 1000,
-                     after_seq: int = 0) -> AsyncIterator[AuditEntry]:
+                     after_seq: int = 0) -> AsyncGenerator[AuditEntry, None]:
     """Every entry after ``after_seq`` in seq order, read in batches from one read snapshot.
 
     Close it if you stop early (``contextlib.aclosing``) so the read transaction ends promptly.
