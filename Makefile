@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 LOCK   := requirements/dev.lock
 PIP    := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test bench lint lock clean
+.PHONY: serve test bench lint typecheck lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+# mypy --strict over src/ with the pydantic plugin; the whole configuration is [tool.mypy].
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
 
 # Re-resolve every extra against today's registry into the lock (review the diff, then commit).
 lock: $(VENV)/.installed-dev
