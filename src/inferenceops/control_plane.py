@@ -30,7 +30,9 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.admission.config import StaticPolicy
 from inferenceops.apply import ApplyPlan, apply_platform
@@ -57,9 +59,13 @@ from inferenceops.store.records import IdentityData
 from inferenceops.store.snapshot_builder import build_identity_and_rules, current_revision
 from inferenceops.supervisor import Supervisor
 
+if TYPE_CHECKING:
+    from inferenceops.gateway.state import GatewayState
+
 log = logging.getLogger("inferenceops.control")
 
 BOOTSTRAP_EMAIL = "admin@inferenceops.local"
+BOOTSTRAP_ACTOR = "system:bootstrap"
 DEMO_TEAM = "demo"
 ALL_SCOPES = ("inference", "batch", "admin")
 _RETIRE_SLICE = 2000
@@ -97,21 +103,43 @@ async def prepare_store(url: str, hasher: KeyHasher, platform: Platform, *,
 
 async def _bootstrap(db: Database, hasher: KeyHasher, catalog: Catalog, admin_key: str | None, *,
                      seed_demo: bool) -> str | None:
-    """On an empty store: the platform admin and its key (returned), and the demo team."""
+    """On an empty store: the platform admin and its key (returned), and the demo team.
+
+    Audited like any other change, by ``system:bootstrap``, in the same transaction.
+    """
     async with db.transaction("bootstrapping the store") as tx:
         if not await repo.is_empty(tx):
             return None
         admin = await repo.create_user(tx, BOOTSTRAP_EMAIL, display_name="Bootstrap admin",
                                        platform_role=PLATFORM_ADMIN)
+        await _audit(tx, "user.create", "user", admin.id, admin)
         created = admin_key or new_secret()
-        await repo.create_api_key(tx, name="bootstrap", prefix=visible_prefix(created),
-                                  digest=hasher.digest(created), user_id=admin.id,
-                                  scopes=ALL_SCOPES)
+        await _bootstrap_key(tx, hasher, created, admin.id, "bootstrap")
         if seed_demo:
             team = await repo.create_team(tx, DEMO_TEAM)
+            await _audit(tx, "team.create", "team", team.id, team)
             for model in catalog.models:
                 await repo.grant(tx, team.id, model.name)
+                await _audit(tx, "grant.put", "grant", f"{team.id}/{model.name}",
+                             {"team_id": team.id, "model": model.name})
     return created
+
+
+async def _audit(tx: AsyncSession, action: str, target_type: str, target_id: str,
+                 after: Any) -> None:
+    await repo.append_audit(tx, actor=BOOTSTRAP_ACTOR, action=action, target_type=target_type,
+                            target_id=target_id, after=after, source="inferenceops serve")
+
+
+async def _bootstrap_key(tx: AsyncSession, hasher: KeyHasher, secret: str, admin_id: str,
+                         name: str) -> None:
+    """The bootstrap admin's platform key (no team: it carries the platform-admin role)."""
+    key = await repo.create_api_key(tx, name=name, prefix=visible_prefix(secret),
+                                    digest=hasher.digest(secret), user_id=admin_id,
+                                    scopes=ALL_SCOPES, created_by=BOOTSTRAP_ACTOR)
+    await _audit(tx, "key.create", "api_key", key.id, {  # never the digest
+        "id": key.id, "name": key.name, "prefix": key.prefix, "user_id": key.user_id,
+        "team_id": key.team_id, "scopes": sorted(key.scopes), "created_by": key.created_by})
 
 
 async def _apply_catalog(db: Database, platform: Platform, from_file: bool) -> ApplyPlan | None:
@@ -130,9 +158,7 @@ async def _ensure_key(db: Database, hasher: KeyHasher, secret: str) -> None:
     try:
         async with db.transaction("registering INFERENCEOPS_ADMIN_KEY") as tx:
             admin = await repo.get_user_by_email(tx, BOOTSTRAP_EMAIL)
-            await repo.create_api_key(tx, name="bootstrap (environment)",
-                                      prefix=visible_prefix(secret), digest=hasher.digest(secret),
-                                      user_id=admin.id, scopes=ALL_SCOPES)
+            await _bootstrap_key(tx, hasher, secret, admin.id, "bootstrap (environment)")
     except Conflict:
         pass  # already stored (same digest)
 
@@ -143,16 +169,19 @@ def assemble_policy(static: StaticPolicy, prices: dict[str, Price] | None,
     team_ids = {t.name: t.id for t in data.teams}
     weights = {t.id: t.weight for t in data.teams}
     weights.update(static.team_weights(team_ids))
+    # The casts are sound: each table's ``subject_columns`` CHECK constraint (store.tables)
+    # guarantees that the columns a row's scope names are set.
     limits = list(static.limit_rules(team_ids))
     for row in data.limits:
         scope = Scope(row.scope)
-        subject = {Scope.KEY: row.key_id, Scope.TEAM: row.team_id, Scope.MODEL: row.model,
-                   Scope.TEAM_MODEL: (row.team_id, row.model)}[scope]
-        limits.append(LimitRule(scope, subject, RateLimit(row.rpm, row.tpm, row.concurrency)))  # type: ignore[arg-type]
+        subject = cast(str | tuple[str, str], {
+            Scope.KEY: row.key_id, Scope.TEAM: row.team_id, Scope.MODEL: row.model,
+            Scope.TEAM_MODEL: (row.team_id, row.model)}[scope])
+        limits.append(LimitRule(scope, subject, RateLimit(row.rpm, row.tpm, row.concurrency)))
     budgets = list(static.budget_rules(team_ids))
     for b in data.budgets:
-        subject = b.team_id if b.scope == "team" else b.key_id
-        budgets.append(BudgetRule(Scope(b.scope), subject,  # type: ignore[arg-type]
+        owner = cast(str, b.team_id if b.scope == "team" else b.key_id)
+        budgets.append(BudgetRule(Scope(b.scope), owner,
                                   Budget(b.amount_nanos, Period(b.period), b.mode == "hard")))
     return Policy(currency=static.currency, limits=limits, budgets=budgets, team_weights=weights,
                   prices=prices, team_names={t.id: t.name for t in data.teams})
@@ -170,7 +199,7 @@ class SnapshotFeed:
                  refresh_s: float = 1.0, flush_s: float = LAST_USED_FLUSH_S) -> None:
         self._url = url
         self._flush_s = flush_s
-        self._state: object | None = None
+        self._state: GatewayState | None = None
         self._platform = platform  # the file: its admission rules; the catalog comes from the store
         self._loopback = loopback_base_url
         self._cipher = cipher
@@ -219,7 +248,7 @@ class SnapshotFeed:
         return served, Snapshot(served.catalog, identity,
                                 assemble_policy(served.policy, served.prices, data))
 
-    async def _swap(self, state: Any, served: Platform, snapshot: Snapshot) -> None:
+    async def _swap(self, state: GatewayState, served: Platform, snapshot: Snapshot) -> None:
         """Engines first (new pools and simulators exist before any request can pick them)."""
         state.client.sync(served.catalog.deployments.values())
         retired = state.simulators.sync(served.simulators)
@@ -227,7 +256,7 @@ class SnapshotFeed:
         for app in retired:
             await app.aclose()
 
-    async def start(self, state: object) -> None:
+    async def start(self, state: GatewayState) -> None:
         self._db = Database(self._url)
         served, snapshot = await self._build()
         await self._swap(state, served, snapshot)
@@ -239,7 +268,7 @@ class SnapshotFeed:
         self._supervisor.spawn("snapshot-refresh", lambda: self._refresh(state))
         self._supervisor.spawn("key-last-used", self._flush_forever)
 
-    async def _refresh(self, state: Any) -> None:
+    async def _refresh(self, state: GatewayState) -> None:
         assert self._db is not None
         while True:
             with suppress(TimeoutError):
@@ -274,7 +303,7 @@ class SnapshotFeed:
 
     async def flush_alerts(self) -> int:
         """Record soft-budget overruns the data plane queued as audit entries."""
-        admission = getattr(self._state, "admission", None)
+        admission = None if self._state is None else self._state.admission
         if self._db is None or admission is None or not admission.alerts:
             return 0
         alerts, admission.alerts[:] = list(admission.alerts), []
@@ -291,7 +320,7 @@ class SnapshotFeed:
         """Write the keys used since the last flush; returns how many were recorded."""
         if self._db is None or self._state is None:
             return 0
-        ids = self._state.key_uses.drain()  # type: ignore[attr-defined]
+        ids = self._state.key_uses.drain()
         if not ids:
             return 0
         async with self._db.transaction("recording keys' last use") as tx:

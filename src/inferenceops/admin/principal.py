@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-PLATFORM_ROLES = ("platform-admin", "auditor", "billing")
-TEAM_ROLES = ("owner", "member", "viewer")
+from inferenceops.platform.identity import PLATFORM_ROLES, TEAM_ROLES
+
+__all__ = ["PLATFORM_ROLES", "TEAM_ROLES", "AdminPrincipal"]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import secrets
 TEAM, USER, SERVICE_ACCOUNT, API_KEY = "team", "usr", "sa", "key"
 PROVIDER, DEPLOYMENT, MODEL = "prov", "dep", "mdl"
 LIMIT, BUDGET = "lim", "bgt"
+INVITATION = "inv"
 
 RANDOM_CHARS = 20
 

@@ -60,6 +60,21 @@ class MembershipRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class InvitationRecord:
+    """An offer to join a team with a role; ``state``: pending, accepted, declined, withdrawn."""
+
+    id: str
+    team_id: str
+    user_id: str
+    role: str
+    state: str
+    invited_by: str
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class GrantRecord:
     team_id: str
     model: str
@@ -85,6 +100,7 @@ class ApiKeyRecord:
     last_used_at: datetime | None
     rotated_from_id: str | None
     background_only: bool = False  # its requests always queue as background work
+    created_by: str | None = None  # the actor that created it; None for keys older than 0004
 
 
 class ActiveKey(NamedTuple):

@@ -1,7 +1,10 @@
 """Turns the stored identity into the data plane's in-memory ``Identity`` index.
 
 Runs off the hot path, in each serving process, at start and whenever the
-store's revision moves. Keys of disabled users are left out (as if revoked).
+store's revision moves. Each key enters with the power ``key_power`` gives it
+from its owner's standing at this revision: a key whose owner is disabled, has
+left the key's team or holds no role there that can use any of its scopes is
+left out (as if revoked); the others keep only the scopes that role allows.
 Work is chunked with event-loop turns in between, so 100,000 keys never hold
 the loop for long while requests are being served. The cyclic garbage
 collector is paused meanwhile (allocating 100,000 objects otherwise triggers
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from inferenceops.platform import ApiKey, Identity, Principal
+from inferenceops.platform.identity import key_power
 from inferenceops.store import repo
 from inferenceops.store.db import Database
 from inferenceops.store.records import ActiveKey, IdentityData
@@ -56,21 +60,36 @@ async def build_identity_and_rules(db: Database) -> tuple[Identity, IdentityData
 def _chunks(rows: list[ActiveKey], data: IdentityData) -> Iterator[list[tuple[bytes, ApiKey]]]:
     """Index ``rows`` a slice at a time, dropping each slice once indexed."""
     users = {u.id: u for u in data.users}
-    principals: dict[str, Principal] = {}
-    for u in data.users:
-        principals[u.id] = Principal(u.id, "user", u.platform_role)
-    for sa in data.service_accounts:
-        principals[sa.id] = Principal(sa.id, "service_account")
+    accounts = {sa.id for sa in data.service_accounts}
+    roles = {(m.team_id, m.user_id): m.role for m in data.memberships}
+    # Keys share a few principals and scope sets: build each once.
+    principals: dict[tuple[str, str | None], Principal] = {}
+    scope_sets: dict[frozenset[str], frozenset[str]] = {}
     while rows:
         chunk: list[tuple[bytes, ApiKey]] = []
         for k in rows[-_CHUNK:]:
-            owner = k.user_id or k.service_account_id
-            if owner is None or owner not in principals:
+            if k.user_id is not None:
+                user = users.get(k.user_id)
+                if user is None:
+                    continue
+                power = key_power(k.scopes, k.team_id, service_account=False,
+                                  owner_enabled=not user.disabled, platform_role=user.platform_role,
+                                  team_role=roles.get((k.team_id, k.user_id)) if k.team_id else None)
+                owner, kind = user.id, "user"
+            elif k.service_account_id in accounts:
+                power = key_power(k.scopes, k.team_id, service_account=True)
+                owner, kind = k.service_account_id, "service_account"
+            else:
                 continue
-            if k.user_id is not None and users[k.user_id].disabled:
+            if power is None:
                 continue
+            principal = principals.get((owner, power.platform_role))
+            if principal is None:
+                principal = principals[owner, power.platform_role] = Principal(
+                    owner, kind, power.platform_role)
+            scopes = scope_sets.setdefault(power.scopes, power.scopes)
             expires = k.expires_at.timestamp() if k.expires_at is not None else None
-            chunk.append((k.digest, ApiKey(k.id, k.prefix, principals[owner], k.team_id, k.scopes,
+            chunk.append((k.digest, ApiKey(k.id, k.prefix, principal, k.team_id, scopes,
                                            k.allowed_models, expires,
                                            background_only=k.background_only,
                                            meter_id=k.lineage_id or k.id)))

@@ -51,6 +51,7 @@ NAMING_CONVENTION = {
 PLATFORM_ROLES = ("platform-admin", "auditor", "billing")
 TEAM_ROLES = ("owner", "member", "viewer")
 SCOPES = ("inference", "batch", "admin")
+INVITATION_STATES = ("pending", "accepted", "declined", "withdrawn")
 # Admission values. Spelled out (not derived from ``platform.policy``): a CHECK is part of the
 # schema and changes only with a migration; a test keeps these equal to the policy's enums.
 LIMIT_SCOPES = ("key", "team", "model", "team_model")
@@ -190,6 +191,32 @@ class ApiKey(Base):
     # The first key of its rotation chain (NULL: this key is its own first). Per-key limits and
     # budgets are counted per lineage, so rotating a key never resets what it has used.
     lineage_id: Mapped[str | None] = mapped_column(String(40))
+    # The actor that created it ("user:<id>", "key:<id>", "system:bootstrap"); NULL before 0004.
+    created_by: Mapped[str | None] = mapped_column(Text)
+
+
+class Invitation(Base):
+    """An offer to join a team with a role; the person joins by accepting it.
+
+    ``state`` is ``pending`` until it is accepted, declined or withdrawn; a pending
+    invitation past ``expires_at`` can no longer be accepted.
+    """
+
+    __tablename__ = "invitations"
+    __table_args__ = (CheckConstraint(_in("role", TEAM_ROLES), name="role"),
+                      CheckConstraint(_in("state", INVITATION_STATES), name="state"),
+                      Index(None, "team_id"), Index(None, "user_id"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True,
+                                    default=lambda: ids.new_id(ids.INVITATION))
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, default="pending")
+    invited_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column()
 
 
 class Grant(Base):

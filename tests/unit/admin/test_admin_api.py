@@ -14,6 +14,7 @@ throwaway targets, so the cases do not depend on each other.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,10 @@ from inferenceops.platform.keys import KeyHasher, new_secret, visible_prefix
 from inferenceops.store import CredentialCipher, Database, repo
 from inferenceops.store.migrate import upgrade
 from inferenceops.store.repo.admin_queries import find_api_key_by_digest
+from inferenceops.store.repo import admin_queries as q
+from inferenceops.store.repo import invitations
 from inferenceops.store.repo.audit import list_audit
+from inferenceops.store.tables import utcnow
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -278,6 +282,35 @@ async def _put_member(w: World) -> tuple[str, Any]:
     return f"{V1}/teams/{w.ids['A']}/members/{await w.fresh_user()}", {"role": "member"}
 
 
+async def _put_existing_member(w: World) -> tuple[str, Any]:
+    return (f"{V1}/teams/{w.ids['A']}/members/{await w.fresh_user(member_of=w.ids['A'])}",
+            {"role": "viewer"})
+
+
+async def _invite(w: World) -> tuple[str, Any]:
+    user = await w.fresh_user()
+    async with w.db.read() as tx:
+        email = (await repo.get_user(tx, user)).email
+    return f"{V1}/teams/{w.ids['A']}/invitations", {"email": email, "role": "member"}
+
+
+async def _fresh_invitation(w: World) -> str:
+    async with w.db.transaction() as tx:
+        return (await invitations.invite(tx, w.ids["A"], await w.fresh_user(), "member",
+                                         invited_by="test", expires_at=utcnow() + timedelta(days=1))).id
+
+
+async def _withdraw(w: World) -> tuple[str, Any]:
+    return f"{V1}/teams/{w.ids['A']}/invitations/{await _fresh_invitation(w)}/withdraw", None
+
+
+def _answer(verb: str) -> Make:
+    """Accept or decline someone else's invitation: it is nobody's but theirs (404)."""
+    async def make(w: World) -> tuple[str, Any]:
+        return f"{V1}/invitations/{await _fresh_invitation(w)}/{verb}", None
+    return make
+
+
 async def _delete_member(w: World) -> tuple[str, Any]:
     return f"{V1}/teams/{w.ids['A']}/members/{await w.fresh_user(member_of=w.ids['A'])}", None
 
@@ -409,15 +442,31 @@ CASES = [
     Case("teams.patch", "PATCH", "/teams/{team_id}", _patch_team, "200 403 403 403 403 403 403 403"),
     Case("members.list", "GET", "/teams/{team_id}/members", fixed(V1 + "/teams/{A}/members"),
          "200 200 403 200 403 403 404 403"),
+    # Only platform admins put people in a team directly; owners invite, and change the role of
+    # those who are members already.
     Case("members.put", "PUT", "/teams/{team_id}/members/{user_id}", _put_member,
-         "200 403 403 200 403 403 404 403"),
+         "200 403 403 403 403 403 404 403"),
+    Case("members.put a member's role", "PUT", "/teams/{team_id}/members/{user_id}",
+         _put_existing_member, "200 403 403 200 403 403 404 403"),
     Case("members.delete", "DELETE", "/teams/{team_id}/members/{user_id}", _delete_member,
          "204 403 403 204 403 403 404 403"),
-    # Owners add people by email, as they cannot read users (an unknown email is 404 to them).
     Case("members.add by email", "POST", "/teams/{team_id}/members", _add_member("email"),
-         "201 403 403 201 403 403 404 403"),
+         "201 403 403 403 403 403 404 403"),
     Case("members.add by id", "POST", "/teams/{team_id}/members", _add_member("user_id"),
+         "201 403 403 403 403 403 404 403"),
+    # Owners invite people by email, as they cannot read users (an unknown email is 404 to them).
+    Case("invitations.create", "POST", "/teams/{team_id}/invitations", _invite,
          "201 403 403 201 403 403 404 403"),
+    Case("invitations.list team", "GET", "/teams/{team_id}/invitations",
+         fixed(V1 + "/teams/{A}/invitations"), "200 200 403 200 403 403 404 403"),
+    Case("invitations.withdraw", "POST", "/teams/{team_id}/invitations/{invitation_id}/withdraw",
+         _withdraw, "200 403 403 200 403 403 404 403"),
+    Case("invitations.mine", "GET", "/invitations", fixed(f"{V1}/invitations"),
+         "200 200 200 200 200 200 200 200"),
+    Case("invitations.accept another's", "POST", "/invitations/{invitation_id}/accept",
+         _answer("accept"), "404 404 404 404 404 404 404 404"),
+    Case("invitations.decline another's", "POST", "/invitations/{invitation_id}/decline",
+         _answer("decline"), "404 404 404 404 404 404 404 404"),
     # ownerA is team A's only owner, and ownerB team B's: they stay (409), whoever asks.
     Case("members.put demotes the last owner", "PUT", "/teams/{team_id}/members/{user_id}",
          fixed(V1 + "/teams/{A}/members/{ownerA}", {"role": "member"}),
@@ -440,12 +489,16 @@ CASES = [
          fixed(V1 + "/service-accounts/{saA_account}"), "200 200 403 200 403 403 404 403"),
     Case("keys.list", "GET", "/keys", fixed(V1 + "/keys?team_id={A}"),
          "200 200 403 200 200 200 404 200"),
-    Case("keys.create user", "POST", "/keys", _key_for_member, "201 403 403 201 201 403 404 403"),
+    # A key speaks for its owner: people create keys for themselves (or a platform admin for
+    # anyone); owners also for their team's service accounts.
+    Case("keys.create user", "POST", "/keys", _key_for_member, "201 403 403 403 201 403 404 403"),
     Case("keys.create sa", "POST", "/keys", _key_for_sa, "201 403 403 201 403 403 404 403"),
     Case("keys.get", "GET", "/keys/{key_id}", fixed(V1 + "/keys/{memberA_key}"),
          "200 200 403 200 200 404 404 404"),
     Case("keys.revoke", "POST", "/keys/{key_id}/revoke", _revoke, "200 403 403 200 200 403 404 404"),
-    Case("keys.rotate", "POST", "/keys/{key_id}/rotate", _rotate, "201 403 403 201 201 403 404 404"),
+    # Rotating hands out a new secret with the key's power: the same rule as creating it.
+    # Owners may still revoke their members' keys.
+    Case("keys.rotate", "POST", "/keys/{key_id}/rotate", _rotate, "201 403 403 403 201 403 404 404"),
     Case("grants.list", "GET", "/grants", fixed(V1 + "/grants?team_id={A}"),
          "200 200 403 200 403 403 404 403"),
     Case("grants.put", "PUT", "/grants/{team_id}/{model}", _put_grant,
@@ -544,7 +597,7 @@ async def test_route_by_role(world: World, case: Case, role: str) -> None:
             assert entry.actor == world.actors[role] and entry.source == CLIENT
             assert entry.action.split(".")[0] in {
                 "team", "member", "user", "service_account", "key", "grant", "limit", "budget",
-                "provider", "deployment", "model"}
+                "provider", "deployment", "model", "invitation"}
             assert "secret" not in orjson.dumps([entry.before, entry.after]).decode()
 
 
@@ -556,7 +609,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 52
+    assert len(_api_routes()) == 58
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 
@@ -661,7 +714,7 @@ async def test_malformed_json_is_422(world: World) -> None:
     ("GET", "/keys/key_nope", None),
     ("POST", "/keys/key_nope/revoke", None),
     ("POST", "/keys/key_nope/rotate", {"overlap_s": 0}),
-    ("POST", "/keys", {"name": "k", "user_id": "usr_nope", "scopes": ["inference"]}),
+    ("POST", "/keys", {"name": "k", "user_id": "usr_nope", "team_id": "{A}", "scopes": ["inference"]}),
     ("POST", "/keys", {"name": "k", "service_account_id": "sa_nope", "scopes": ["inference"]}),
     ("GET", "/grants?team_id=team_nope", None),
     ("PUT", "/grants/team_nope/m", None),
@@ -677,16 +730,46 @@ async def test_unknown_ids_are_404(world: World, method: str, path: str, body: A
     assert await world.audit_since(tail) == []
 
 
-async def test_owners_add_members_by_email(world: World) -> None:
+async def test_owners_invite_by_email_and_people_join_by_accepting(world: World) -> None:
     owner, team = world.secrets["ownerA"], world.ids["A"]
-    user = await world.fresh_user()
-    async with world.db.read() as tx:
+    user = await world.fresh_user(member_of=world.ids["B"])
+    secret = new_secret()
+    async with world.db.transaction() as tx:
         email = (await repo.get_user(tx, user)).email
-    path = f"{V1}/teams/{team}/members"
-    added = await call(world.app, "POST", path, {"email": email.upper(), "role": "viewer"}, secret=owner)
-    assert added.status == 201 and added.json()["user_id"] == user and added.json()["role"] == "viewer"
-    again = await call(world.app, "POST", path, {"email": email, "role": "member"}, secret=owner)
-    assert again.status == 200 and again.json()["role"] == "member"  # already in: the role is set
+        invitee = await repo.create_api_key(tx, name="invitee", prefix=visible_prefix(secret),
+                                  digest=HASHER.digest(secret), user_id=user,
+                                  team_id=world.ids["B"], scopes=("admin",))
+    members = f"{V1}/teams/{team}/members"
+    refused = await call(world.app, "POST", members, {"email": email, "role": "owner"}, secret=owner)
+    assert refused.status == 403 and "invite them" in refused.json()["error"]["message"]
+    path = f"{V1}/teams/{team}/invitations"
+    invited = await call(world.app, "POST", path, {"email": email.upper(), "role": "viewer"},
+                         secret=owner)
+    assert invited.status == 201, invited.body
+    offer = invited.json()
+    assert (offer["user_id"], offer["role"], offer["state"], offer["team_name"]) == (
+        user, "viewer", "pending", "team-A")
+    renewed = await call(world.app, "POST", path, {"email": email, "role": "member"}, secret=owner)
+    assert renewed.json()["id"] == offer["id"] and renewed.json()["role"] == "member"
+    assert (await call(world.app, "GET", members, secret=owner)).json()["data"] == [
+        m for m in (await call(world.app, "GET", members, secret=owner)).json()["data"]
+        if m["user_id"] != user]  # not a member until they accept
+    mine = await call(world.app, "GET", f"{V1}/invitations", secret=secret)
+    assert [i["id"] for i in mine.json()["data"]] == [offer["id"]]
+    # Nobody else can answer it for them, the team's owner included.
+    for other in ("ownerA", "admin", "memberA"):
+        taken = await call(world.app, "POST", f"{V1}/invitations/{offer['id']}/accept",
+                           secret=world.secrets[other])
+        assert taken.status == 404
+    accepted = await call(world.app, "POST", f"{V1}/invitations/{offer['id']}/accept", secret=secret)
+    assert accepted.status == 200 and accepted.json()["state"] == "accepted"
+    async with world.db.read() as tx:
+        assert (await q.get_membership(tx, team, user)).role == "member"
+    again = await call(world.app, "POST", f"{V1}/invitations/{offer['id']}/accept", secret=secret)
+    assert again.status == 409
+    # Once in, the owner manages their role.
+    assert (await call(world.app, "PUT", f"{members}/{user}", {"role": "viewer"},
+                       secret=owner)).status == 200
     unknown = await call(world.app, "POST", path, {"email": f"{world.unique('nobody')}@example.com",
                                                    "role": "member"}, secret=owner)
     assert unknown.status == 404 and "No user has this email" in unknown.json()["error"]["message"]
@@ -697,8 +780,37 @@ async def test_owners_add_members_by_email(world: World) -> None:
                          secret=other)
     assert known.status == unknown.status == 404 and known.body == unknown.body
     async with world.db.read() as tx:
-        entries = (await list_audit(tx, target_id=f"{team}/{user}")).items
-    assert [(e.action, e.actor) for e in entries] == [("member.set", world.actors["ownerA"])] * 2
+        entries = (await list_audit(tx, target_id=offer["id"])).items
+    assert [(e.action, e.actor) for e in entries] == [
+        ("invitation.create", world.actors["ownerA"])] * 2 + [("invitation.accept", f"key:{invitee.id}")]
+
+
+async def test_invitations_can_be_declined_withdrawn_and_expire(world: World) -> None:
+    owner, team = world.secrets["ownerA"], world.ids["A"]
+    user = await world.fresh_user(member_of=world.ids["B"])
+    secret = new_secret()
+    async with world.db.transaction() as tx:
+        await repo.create_api_key(tx, name="invitee", prefix=visible_prefix(secret),
+                                  digest=HASHER.digest(secret), user_id=user,
+                                  team_id=world.ids["B"], scopes=("admin",))
+    path = f"{V1}/teams/{team}/invitations"
+    first = (await call(world.app, "POST", path, {"user_id": user, "role": "owner"}, secret=owner)).json()
+    declined = await call(world.app, "POST", f"{V1}/invitations/{first['id']}/decline", secret=secret)
+    assert declined.status == 200 and declined.json()["state"] == "declined"
+    second = (await call(world.app, "POST", path, {"user_id": user, "role": "owner"}, secret=owner)).json()
+    assert second["id"] != first["id"]
+    withdrawn = await call(world.app, "POST", f"{path}/{second['id']}/withdraw", secret=owner)
+    assert withdrawn.status == 200 and withdrawn.json()["state"] == "withdrawn"
+    late = await call(world.app, "POST", f"{V1}/invitations/{second['id']}/accept", secret=secret)
+    assert late.status == 409
+    async with world.db.transaction() as tx:
+        expired = await invitations.invite(tx, team, user, "owner", invited_by="test",
+                                           expires_at=utcnow() - timedelta(seconds=1))
+    assert (await call(world.app, "GET", f"{V1}/invitations", secret=secret)).json()["data"] == []
+    stale = await call(world.app, "POST", f"{V1}/invitations/{expired.id}/accept", secret=secret)
+    assert stale.status == 409 and "expired" in stale.json()["error"]["message"]
+    async with world.db.read() as tx:
+        assert await q.get_membership(tx, team, user) is None
 
 
 async def test_a_team_keeps_an_owner(world: World) -> None:

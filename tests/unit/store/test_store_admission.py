@@ -24,6 +24,7 @@ async def _world(db: Database, digest: Callable[[], bytes]) -> tuple[TeamRecord,
     async with db.transaction() as tx:
         team = await repo.create_team(tx, "t")
         user = await repo.create_user(tx, "u@x.io")
+        await repo.set_membership(tx, team.id, user.id, "member")
         key = await repo.create_api_key(tx, name="k", prefix="sk-io-k", digest=digest(),
                                         user_id=user.id, team_id=team.id)
     return team, key
@@ -204,8 +205,9 @@ async def test_load_identity_reads_rules_and_background_keys(
     team, key = await _world(db, digest)
     async with db.transaction() as tx:
         user = await repo.create_user(tx, "bg@x.io")
+        await repo.set_membership(tx, team.id, user.id, "member")
         background = await repo.create_api_key(tx, name="bg", prefix="sk-io-bg", digest=digest(),
-                                               user_id=user.id, background_only=True)
+                                               user_id=user.id, team_id=team.id, background_only=True)
         limit, _ = await repo.set_limit(tx, scope="team", team_id=team.id, tpm=100)
         budget, _ = await repo.set_budget(tx, scope="key", key_id=key.id, amount_nanos=5,
                                           currency="EUR", period="daily")

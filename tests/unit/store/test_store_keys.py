@@ -147,12 +147,13 @@ async def test_rotated_keys_share_the_lineage_their_usage_is_counted_under(
         db: Database, digest: Callable[[], bytes]) -> None:
     from inferenceops.store.snapshot_builder import build_identity
 
-    _, user = await _owner(db)
+    team_id, user = await _owner(db)
     hour = timedelta(hours=1)
     first_digest, second_digest, third_digest = digest(), digest(), digest()
     async with db.transaction() as tx:
+        await repo.set_membership(tx, team_id, user.id, "member")
         first = await repo.create_api_key(tx, name="a", prefix="sk-io-a", digest=first_digest,
-                                          user_id=user.id)
+                                          user_id=user.id, team_id=team_id)
         second = await repo.rotate_api_key(tx, first.id, prefix="sk-io-b", digest=second_digest,
                                            overlap=hour, now=NOW)
         third = await repo.rotate_api_key(tx, second.id, prefix="sk-io-c", digest=third_digest,

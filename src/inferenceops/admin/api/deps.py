@@ -34,9 +34,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.errors import AuthenticationFailed, NotFound, PermissionDenied
+from inferenceops.platform.identity import key_power
 from inferenceops.platform.keys import KeyHasher
 from inferenceops.store import CredentialCipher, Database, repo
-from inferenceops.store.repo.admin_queries import find_api_key_by_digest
+from inferenceops.store.repo.admin_queries import find_api_key_by_digest, get_membership
 
 Authenticator = Callable[[Request], Awaitable[AdminPrincipal | None]]
 Extent = Literal["team", "own"]
@@ -128,7 +129,12 @@ Principal = Annotated[AdminPrincipal, Depends(authenticated)]
 
 async def principal_for_key(db: Database, hasher: KeyHasher, secret: str,
                             source: str | None) -> AdminPrincipal | None:
-    """The principal of a stored key; None if no key has this digest (maybe another kind of token)."""
+    """The principal of a stored key; None if no key has this digest (maybe another kind of token).
+
+    The key acts with what ``key_power`` gives it *now*: its owner's current role in
+    the key's team only (a service account's key: ``member`` of its team), or, for a
+    key without a team, its owner's current platform role — read afresh on every call.
+    """
     async with db.read("authenticating an admin API key") as tx:
         key = await find_api_key_by_digest(tx, hasher.digest(secret))
         if key is None:
@@ -138,18 +144,28 @@ async def principal_for_key(db: Database, hasher: KeyHasher, secret: str,
             raise AuthenticationFailed("This API key is revoked or expired", headers=_CHALLENGE)
         if ADMIN_SCOPE not in key.scopes:
             raise AuthenticationFailed("This API key does not have the admin scope", headers=_CHALLENGE)
+        user_id = None
         if key.service_account_id is not None:
-            account = await repo.get_service_account(tx, key.service_account_id)
-            return AdminPrincipal(actor=f"key:{key.id}", team_roles=MappingProxyType(
-                {account.team_id: "member"}), source=source)
-        assert key.user_id is not None  # a key has exactly one owner
-        user = await repo.get_user(tx, key.user_id)
-        if user.disabled:
-            raise AuthenticationFailed("The owner of this API key is disabled", headers=_CHALLENGE)
-        memberships = await repo.list_memberships(tx, user_id=user.id)
-    return AdminPrincipal(actor=f"key:{key.id}", user_id=user.id, platform_role=user.platform_role,
-                          team_roles=MappingProxyType({m.team_id: m.role for m in memberships}),
-                          source=source)
+            await repo.get_service_account(tx, key.service_account_id)
+            power = key_power(key.scopes, key.team_id, service_account=True)
+        else:
+            assert key.user_id is not None  # a key has exactly one owner
+            user = await repo.get_user(tx, key.user_id)
+            if user.disabled:
+                raise AuthenticationFailed("The owner of this API key is disabled", headers=_CHALLENGE)
+            user_id = user.id
+            membership = (None if key.team_id is None
+                          else await get_membership(tx, key.team_id, user.id))
+            power = key_power(key.scopes, key.team_id, service_account=False,
+                              platform_role=user.platform_role,
+                              team_role=None if membership is None else membership.role)
+    if power is None or ADMIN_SCOPE not in power.scopes:
+        raise AuthenticationFailed(
+            "This API key's owner no longer holds a role that can use it (they left its team, "
+            "or their role changed)", headers=_CHALLENGE)
+    roles = {} if power.team_role is None or key.team_id is None else {key.team_id: power.team_role}
+    return AdminPrincipal(actor=f"key:{key.id}", user_id=user_id, platform_role=power.platform_role,
+                          team_roles=MappingProxyType(roles), source=source)
 
 
 def _reach(principal: AdminPrincipal, permission: str) -> tuple[bool, Mapping[str, Extent]]:

@@ -6,9 +6,17 @@ visible prefix and the keyed digest (``KeyHasher``), which is exactly what the
 data plane's snapshot looks keys up by. Audit entries carry ``KeyOut`` (no
 secret, no digest).
 
-Who may do what to a key (see ``deps``): team owners act on every key of
-their team; members on keys they own themselves (``OWN``); platform admins
-on all. A user's key for a team requires the user to be a member of it.
+Who may do what to a key (see ``deps``): team owners read and revoke every
+key of their team; members their own keys (``OWN``); platform admins all.
+
+Issuing a key — creating one, or rotating one (which hands out a new secret
+with the same power) — is narrower (``_check_may_issue``), because a key
+speaks for its owner: a person issues keys only for themselves or for a
+service account of a team they own; a platform admin for anyone. A key
+without a team carries its owner's platform role, so only a platform admin
+issues one, for themselves. A user's key for a team requires the user to be a
+member of it. What the key may then do is decided at every use, from its
+owner's standing at that moment (``platform.identity.key_power``).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from inferenceops.admin.api import schemas as s
 from inferenceops.admin.api.deps import Access, AdminContext
 from inferenceops.admin.api.errors import Unprocessable
 from inferenceops.admin.api.services import audit, page_of
+from inferenceops.errors import PermissionDenied
 from inferenceops.platform.keys import new_secret, visible_prefix
 from inferenceops.store import repo
 from inferenceops.store.records import ApiKeyRecord
@@ -36,6 +45,23 @@ class KeyRotation(BaseModel):
 
 def _check_key(access: Access, key: ApiKeyRecord) -> None:
     access.check(key.team_id, f"API key {key.id!r}", owner_user_id=key.user_id, whole_team=False)
+
+
+def _check_may_issue(access: Access, *, user_id: str | None, team_id: str | None) -> None:
+    """Refuse (403) issuing a secret that would speak for someone the caller may not speak for.
+
+    ``user_id`` is the key's owning user (None: a service account's key, whose team the
+    caller must manage whole — checked by the caller with ``access.check``).
+    """
+    me = access.principal.user_id
+    if user_id is None:
+        return
+    if team_id is None and user_id != me:
+        raise PermissionDenied("A key without a team carries its owner's platform role: only "
+                               "its owner can create or rotate it. Give the key a team_id.")
+    if not access.principal.is_platform_admin and user_id != me:
+        raise PermissionDenied("You may create or rotate keys only for yourself or for a "
+                               "service account of a team you own")
 
 
 async def list_keys(ctx: AdminContext, access: Access, *, team_id: str | None, user_id: str | None,
@@ -96,6 +122,7 @@ async def create_key(ctx: AdminContext, access: Access, body: s.KeyCreate) -> s.
             access.check(team_id, "team" if team_id is None else f"team {team_id!r}",
                          owner_user_id=user_id, whole_team=False, seen_with="teams:read")
             assert user_id is not None
+            _check_may_issue(access, user_id=user_id, team_id=team_id)
             await repo.get_user(tx, user_id)
             if team_id is not None:
                 await repo.get_team(tx, team_id)
@@ -106,7 +133,8 @@ async def create_key(ctx: AdminContext, access: Access, body: s.KeyCreate) -> s.
             tx, name=body.name, prefix=visible_prefix(secret), digest=ctx.hasher.digest(secret),
             user_id=None if account_id is not None else user_id, service_account_id=account_id,
             team_id=team_id, scopes=body.scopes, allowed_models=body.allowed_models,
-            expires_at=body.expires_at, background_only=body.background_only)
+            expires_at=body.expires_at, background_only=body.background_only,
+            created_by=principal.actor)
         await audit(tx, principal, "key.create", "api_key", record.id, after=s.KeyOut.of(record))
     return s.KeyCreated.with_secret(record, secret)
 
@@ -126,9 +154,11 @@ async def rotate_key(ctx: AdminContext, access: Access, key_id: str, body: s.Key
     async with ctx.db.transaction("rotating an API key") as tx:
         old = await repo.get_api_key(tx, key_id)
         _check_key(access, old)
+        _check_may_issue(access, user_id=old.user_id, team_id=old.team_id)
         new = await repo.rotate_api_key(tx, key_id, prefix=visible_prefix(secret),
                                         digest=ctx.hasher.digest(secret),
-                                        overlap=timedelta(seconds=body.overlap_s))
+                                        overlap=timedelta(seconds=body.overlap_s),
+                                        created_by=access.principal.actor)
         old_after = await repo.get_api_key(tx, key_id)
         await audit(tx, access.principal, "key.rotate", "api_key", key_id, before=s.KeyOut.of(old),
                     after=KeyRotation(old=s.KeyOut.of(old_after), new=s.KeyOut.of(new)))

@@ -25,10 +25,10 @@ from inferenceops.admin.api import schemas as s
 from inferenceops.admin.api.deps import Access, AdminContext
 from inferenceops.admin.api.errors import Conflict, Unprocessable
 from inferenceops.admin.principal import AdminPrincipal
-from inferenceops.errors import NotFound
+from inferenceops.errors import NotFound, PermissionDenied
 from inferenceops.store import errors as store_errors
 from inferenceops.store import repo
-from inferenceops.store.records import GrantRecord
+from inferenceops.store.records import GrantRecord, UserRecord
 from inferenceops.store.records import Page as StorePage
 from inferenceops.store.repo import admin_queries as q
 from inferenceops.store.repo.audit import append_audit, list_audit
@@ -118,13 +118,24 @@ async def list_members(ctx: AdminContext, access: Access, team_id: str, *, limit
     return paginate(members, lambda m: m.user_id, s.MemberOut.of, after, limit)
 
 
+def _refuse_unconsented(access: Access, team_id: str) -> None:
+    """Only a platform admin puts someone in a team without their consent; owners invite."""
+    if not access.everywhere:
+        raise PermissionDenied(
+            "Only a platform admin adds people to a team directly: invite them instead "
+            f"(POST /admin/api/v1/teams/{team_id}/invitations); they join when they accept")
+
+
 async def set_member(ctx: AdminContext, access: Access, team_id: str, user_id: str,
                      body: s.MemberSet) -> s.MemberOut:
+    """Change a member's role; adding someone new this way is for platform admins only."""
     access.check(team_id, f"team {team_id!r}", seen_with="teams:read")
     async with ctx.db.transaction("setting a team member") as tx:
         await repo.get_team(tx, team_id)
         await repo.get_user(tx, user_id)
         old = await q.get_membership(tx, team_id, user_id)
+        if old is None:
+            _refuse_unconsented(access, team_id)
         out = s.MemberOut.of(await repo.set_membership(tx, team_id, user_id, body.role))
         await audit(tx, access.principal, "member.set", "membership", f"{team_id}/{user_id}",
                     before=None if old is None else s.MemberOut.of(old), after=out)
@@ -135,30 +146,40 @@ async def add_member(ctx: AdminContext, access: Access, team_id: str,
                      body: s.MemberAdd) -> tuple[s.MemberOut, bool]:
     """Add a user, named by id or by email, to the team (or set their role); True if added.
 
-    By email, so a team owner can add a colleague without reading the user list (which
-    only platform roles may): an unknown email is 404 — to a caller who may manage the
-    team's members, and only after that is checked.
+    Adding someone new is for platform admins; a team owner may set the role of
+    someone who is a member already, and invites anyone else (``invitation_service``).
     """
     access.check(team_id, f"team {team_id!r}", seen_with="teams:read")
-    if (body.user_id is None) == (body.email is None):
-        raise Unprocessable("Name the user by user_id or by email (one of them)",
-                            param="user_id" if body.user_id is None else "email")
     async with ctx.db.transaction("adding a team member") as tx:
         await repo.get_team(tx, team_id)
-        if body.email is not None:
-            try:
-                user = await repo.get_user_by_email(tx, body.email)
-            except store_errors.NotFound:
-                raise NotFound("No user has this email; a platform admin can create one "
-                               "(POST /users)") from None
-        else:
-            assert body.user_id is not None
-            user = await repo.get_user(tx, body.user_id)
+        user = await find_user(tx, user_id=body.user_id, email=body.email)
         old = await q.get_membership(tx, team_id, user.id)
+        if old is None:
+            _refuse_unconsented(access, team_id)
         out = s.MemberOut.of(await repo.set_membership(tx, team_id, user.id, body.role))
         await audit(tx, access.principal, "member.set", "membership", f"{team_id}/{user.id}",
                     before=None if old is None else s.MemberOut.of(old), after=out)
     return out, old is None
+
+
+async def find_user(tx: AsyncSession, *, user_id: str | None, email: str | None) -> UserRecord:
+    """A user named by id or by email (exactly one).
+
+    By email, so a team owner can name a colleague without reading the user list (which
+    only platform roles may): an unknown email is 404 — to a caller who may manage the
+    team's members, and only after that is checked.
+    """
+    if (user_id is None) == (email is None):
+        raise Unprocessable("Name the user by user_id or by email (one of them)",
+                            param="user_id" if user_id is None else "email")
+    if email is None:
+        assert user_id is not None
+        return await repo.get_user(tx, user_id)
+    try:
+        return await repo.get_user_by_email(tx, email)
+    except store_errors.NotFound:
+        raise NotFound("No user has this email; a platform admin can create one "
+                       "(POST /users)") from None
 
 
 async def remove_member(ctx: AdminContext, access: Access, team_id: str, user_id: str) -> None:

@@ -32,7 +32,7 @@ def api_key_record(row: ApiKey) -> ApiKeyRecord:
         row.service_account_id, frozenset(row.scopes),
         None if row.allowed_models is None else frozenset(row.allowed_models),
         row.created_at, row.expires_at, row.revoked_at, row.last_used_at, row.rotated_from_id,
-        row.background_only)
+        row.background_only, row.created_by)
 
 
 def _check_digest(digest: bytes) -> bytes:
@@ -54,12 +54,14 @@ async def create_api_key(
     user_id: str | None = None, service_account_id: str | None = None, team_id: str | None = None,
     scopes: Iterable[str] = ("inference",), allowed_models: Iterable[str] | None = None,
     expires_at: datetime | None = None, now: datetime | None = None, background_only: bool = False,
+    created_by: str | None = None,
 ) -> ApiKeyRecord:
     """Store a key owned by exactly one of ``user_id`` / ``service_account_id``.
 
     A service account's key belongs to the account's team (``team_id`` may be
     omitted; a different one is ``Invalid``). ``Conflict`` if the digest exists.
     A ``background_only`` key's requests always queue as background work.
+    ``created_by`` names the actor creating it (for operators; the audit log has it too).
     """
     if (user_id is None) == (service_account_id is None):
         raise Invalid("a key is owned by exactly one of a user or a service account")
@@ -77,6 +79,7 @@ async def create_api_key(
         scopes=_check_scopes(scopes),
         allowed_models=None if allowed_models is None else sorted_unique(allowed_models),
         created_at=now or utcnow(), expires_at=expires_at, background_only=bool(background_only),
+        created_by=created_by,
     )
     with translating(f"creating key {prefix!r}"):
         session.add(key)
@@ -126,7 +129,7 @@ async def revoke_api_key(session: AsyncSession, key_id: str, *, now: datetime | 
 
 async def rotate_api_key(
     session: AsyncSession, key_id: str, *, prefix: str, digest: bytes, overlap: timedelta,
-    now: datetime | None = None,
+    now: datetime | None = None, created_by: str | None = None,
 ) -> ApiKeyRecord:
     """Replace a key with a new secret; both work until ``now + overlap``, then only the new one.
 
@@ -135,7 +138,7 @@ async def rotate_api_key(
     the old key's limit and budgets (so a rotation never sheds them) and its
 lineage (so their counters carry on rather than restart). The old key's ``expires_at`` is
     pulled in to ``now + overlap`` unless it already ends sooner. A revoked key
-    cannot be rotated (``Conflict``).
+    cannot be rotated (``Conflict``). ``created_by`` is the actor rotating it.
     """
     if overlap < timedelta(0):
         raise Invalid(f"the rotation overlap must not be negative, not {overlap}")
@@ -150,6 +153,7 @@ lineage (so their counters carry on rather than restart). The old key's ``expire
         allowed_models=None if old.allowed_models is None else list(old.allowed_models),
         created_at=now, expires_at=old.expires_at, rotated_from_id=old.id,
         background_only=old.background_only, lineage_id=old.lineage_id or old.id,
+        created_by=created_by,
     )
     cutoff = now + overlap
     if old.expires_at is None or old.expires_at > cutoff:
