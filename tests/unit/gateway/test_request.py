@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from inferenceops.errors import InvalidJSON, InvalidParameter, InvalidRequest
-from inferenceops.gateway.request import parse_inference
+from inferenceops.gateway.request import MAX_JSON_DEPTH, ORJSON_WRITE_DEPTH, parse_inference
 from inferenceops.platform import Endpoint
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -63,3 +63,52 @@ def test_non_object_json_is_refused(body: bytes) -> None:
     assert info.value.status == 400
     assert info.value.code == "invalid_json"
     assert isinstance(info.value, InvalidJSON) or not body
+
+
+def _nested(depth: int, siblings: int = 0) -> bytes:
+    """A chat body ``depth`` levels deep (the top-level object is level 1).
+
+    ``siblings`` adds shallow arrays, so the body has more brackets than the
+    limit even when it is not deep (the cheap bracket count cannot decide it).
+    """
+    chain = b"[" * (depth - 1) + b"]" * (depth - 1)
+    return (b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "deep": ' + chain
+            + b', "wide": [' + b",".join([b"[]"] * siblings) + b"]}")
+
+
+@pytest.mark.parametrize("siblings", [0, MAX_JSON_DEPTH + 1])
+def test_nesting_up_to_the_limit_is_accepted_and_can_be_written_again(siblings: int) -> None:
+    request = parse_inference(_nested(MAX_JSON_DEPTH, siblings), Endpoint.CHAT, 10)
+    request.doc["model"] = "rewritten"  # what the proxy does before writing it again
+    assert orjson.loads(orjson.dumps(request.doc))["model"] == "rewritten"
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 200, 254, 255, 256, 600, 1023, 1024, 1025])
+def test_nesting_past_the_limit_is_invalid_json(depth: int) -> None:
+    """254–1,023 deep used to parse and then fail to be written again: a 500."""
+    with pytest.raises(InvalidJSON) as info:
+        parse_inference(_nested(depth), Endpoint.CHAT, 10)
+    assert (info.value.status, info.value.code) == (400, "invalid_json")
+    if depth <= 1024:  # orjson reads up to 1,024 levels; past that its own error says so
+        assert f"more than {MAX_JSON_DEPTH} levels" in info.value.message
+
+
+def test_depth_is_checked_before_the_fields() -> None:
+    body = b'{"model": 5, "x": ' + b"[" * 300 + b"]" * 300 + b"}"
+    with pytest.raises(InvalidJSON):
+        parse_inference(body, Endpoint.CHAT, 10)
+
+
+def test_orjson_writes_exactly_the_depth_the_limit_relies_on() -> None:
+    """``check_depth`` pads by ORJSON_WRITE_DEPTH - MAX_JSON_DEPTH; an orjson upgrade
+    that moves its write limit must fail here, not silently shift ours."""
+    def nested(depth: int) -> object:
+        value: object = []
+        for _ in range(depth - 1):
+            value = [value]
+        return value
+
+    assert MAX_JSON_DEPTH <= ORJSON_WRITE_DEPTH
+    orjson.dumps(nested(ORJSON_WRITE_DEPTH))
+    with pytest.raises(orjson.JSONEncodeError):
+        orjson.dumps(nested(ORJSON_WRITE_DEPTH + 1))
