@@ -68,7 +68,8 @@ def build_admission(settings: Settings) -> AdmissionControl:
 
 def build_state(settings: Settings, platform: Platform, hasher: KeyHasher,
                 identity: Identity) -> GatewayState:
-    client = OpenAICompatClient(platform.catalog.deployments.values())
+    client = OpenAICompatClient(platform.catalog.deployments.values(),
+                                max_response_bytes=settings.max_response_bytes)
     return GatewayState(
         snapshot=Snapshot(platform.catalog, identity),
         hasher=hasher,

@@ -24,7 +24,16 @@ routing, gateway) and turned into OpenAI error JSON in exactly one place:
         │   └── UpstreamConnectFailed      502 upstream_error / upstream_unavailable (retryable)
         ├── UpstreamTimeout                504 timeout_error / upstream_timeout
         ├── UpstreamServerError            502 upstream_error / upstream_server_error (upstream 5xx)
+        ├── UpstreamInvalidResponse        502 upstream_error / upstream_invalid_response
+        │   │                                  (a redirect, or a 2xx body that is not JSON)
+        │   └── UpstreamResponseTooLarge   502 upstream_error / upstream_response_too_large
         └── UpstreamClientError            4xx passed through (upstream rejected the request)
+            └── UpstreamRateLimited        429 passed through, always with Retry-After
+
+What an engine said is never shown to tenants raw: ``UpstreamError.detail``
+holds it, already redacted of secrets, for the log and for platform admins
+(docs/errors.md); an ``UpstreamClientError``'s message and body are redacted
+before they are built.
 """
 
 from __future__ import annotations
@@ -133,11 +142,22 @@ class Unavailable(InferenceOpsError):
 
 
 class UpstreamError(InferenceOpsError):
-    """An engine failed us; ``deployment`` names which one (never its URL or credentials)."""
+    """An engine failed us; ``deployment`` names which one (never its URL or credentials).
+
+    ``detail`` is what happened upstream (its status and words, the replica, the
+    transport's cause), redacted of secrets but possibly naming hosts, paths or
+    carrying a traceback: it goes to the log and to platform admins, never to a
+    tenant, so it is kept apart from ``extra`` (which every caller sees).
+    """
 
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+
+    def __init__(self, message: str, *, detail: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.detail = detail
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -158,8 +178,20 @@ class UpstreamServerError(UpstreamError):
     code = "upstream_server_error"
 
 
+class UpstreamInvalidResponse(UpstreamError):
+    """The engine answered something that is not an answer: a redirect, or a body that is not JSON."""
+
+    code = "upstream_invalid_response"
+
+
+class UpstreamResponseTooLarge(UpstreamInvalidResponse):
+    """A non-streamed answer past ``INFERENCEOPS_MAX_RESPONSE_BYTES``: cut, never read whole."""
+
+    code = "upstream_response_too_large"
+
+
 class UpstreamClientError(UpstreamError):
-    """The upstream refused the request (4xx); its status and OpenAI body pass through."""
+    """The upstream refused the request (4xx); its status and OpenAI body pass through, redacted."""
 
     type = "invalid_request_error"
     code = "upstream_rejected"
@@ -168,3 +200,10 @@ class UpstreamClientError(UpstreamError):
                  **kwargs: Any) -> None:
         super().__init__(message, status=status, **kwargs)
         self.body = body
+
+
+class UpstreamRateLimited(UpstreamClientError):
+    """The engine or provider said 429: the client is told so, with a ``Retry-After``."""
+
+    type = "rate_limit_error"
+    code = "upstream_rate_limited"

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     max_tokens_limit: int = Field(
         1_048_576, ge=1, description="Largest max_tokens accepted before reaching an engine."
     )
+    max_response_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest non-streamed answer read from an engine; "
+        "a larger one is cut off (the connection dropped) and the caller gets 502."
+    )
     snapshot_refresh_s: float = Field(
         1.0, gt=0, le=60, description="How often each worker checks the store for changes."
     )

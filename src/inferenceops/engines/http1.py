@@ -71,7 +71,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = ("_pool", "_transport", "_parser", "_head", "_waiter", "_chunks", "_buffered",
                  "_paused", "_complete", "_error", "_got_bytes", "status", "content_type",
-                 "idle_since", "closed", "_counted", "_keep_alive")
+                 "retry_after", "idle_since", "closed", "_counted", "_keep_alive")
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -94,6 +94,7 @@ class Connection(asyncio.Protocol):
         self._keep_alive = False
         self.status = 0
         self.content_type = b"application/json"
+        self.retry_after: bytes | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -118,6 +119,8 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) == 12 and name.lower() == b"content-type":
             self.content_type = value
+        elif len(name) == 11 and name.lower() == b"retry-after":  # an engine's 429 says when
+            self.retry_after = value
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
@@ -182,6 +185,24 @@ class Connection(asyncio.Protocol):
             parts.append(chunk)
         return b"".join(parts)
 
+    async def read_at_most(self, limit: int) -> tuple[bytes, bool]:
+        """The rest of the body, but no more than ``limit`` bytes; and whether that was all.
+
+        Stops at the limit instead of buffering an answer of any size (the socket
+        is paused past the read-ahead, so the rest stays in the engine). When it
+        was not all, the caller must ``abort()``: on HTTP/1.1 dropping the
+        connection is the only way to stop a peer mid-body.
+        """
+        parts = []
+        size = 0
+        while chunk := await self.next_chunk():
+            size += len(chunk)
+            if size > limit:
+                parts.append(chunk[:len(chunk) - (size - limit)])
+                return b"".join(parts), False
+            parts.append(chunk)
+        return b"".join(parts), True
+
     def release(self) -> None:
         """Give the connection back: pooled if the exchange finished cleanly, else closed."""
         if self._complete and self._keep_alive and self._error is None and not self.closed:
@@ -201,9 +222,11 @@ class Connection(asyncio.Protocol):
 
 
 def _connect_reason(exc: OSError) -> str:
-    """A short cause with no address in it (asyncio's messages embed the address)."""
+    """A short cause with no address in it (asyncio's and ssl's messages embed it)."""
     if isinstance(exc, socket.gaierror):
         return "name resolution failed"
+    if isinstance(exc, ssl.SSLError):  # its errno is OpenSSL's, not the OS's
+        return "TLS handshake failed"
     if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
         return "connection refused"
     if exc.errno:

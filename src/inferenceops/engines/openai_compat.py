@@ -2,31 +2,34 @@
 
 Sends the original request bytes to a replica over a pooled keep-alive
 connection (``engines.http1``, one pool per replica) and hands the response
-back unparsed. Every transport and timeout failure is translated here into
-the typed errors of ``inferenceops.errors``; nothing above this module sees a
-socket error. Knows nothing of teams or keys.
+back unparsed (a non-streamed answer is parsed once, to check it is one and
+for its usage). Every transport and timeout failure, and every answer that is
+not one (an error status, a redirect, a body that is not JSON or is larger
+than ``max_response_bytes``) is translated here into the typed errors of
+``inferenceops.errors``, redacted of secrets (``engines.redaction``); nothing
+above this module sees a socket error or an engine's raw words. Messages name
+the deployment, never a replica's address. Knows nothing of teams or keys.
 """
 
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-import orjson
-
 from inferenceops import __version__
+from inferenceops.engines import upstream_errors
 from inferenceops.engines.http1 import (
     ConnectFailed,
     Connection,
+    ConnectionLost,
     HTTPClientError,
     Pool,
 )
+from inferenceops.engines.redaction import Redactor
 from inferenceops.errors import (
-    UpstreamClientError,
     UpstreamConnectFailed,
-    UpstreamServerError,
+    UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -35,34 +38,60 @@ from inferenceops.platform import Deployment, Replica
 _ENDPOINTS = ("chat/completions", "completions", "embeddings")
 
 
+class UpstreamAnswer(NamedTuple):
+    """A whole non-streamed answer: 2xx, its body a JSON object (``doc``, parsed once)."""
+
+    status: int
+    content_type: bytes
+    body: bytes
+    doc: dict[str, Any]
+
+
 class UpstreamResponse:
     """A streamed upstream response whose head arrived; the body is read on demand."""
 
-    __slots__ = ("_conn", "_deadline", "_between", "_deployment", "status", "content_type")
+    __slots__ = ("_conn", "_deadline", "_between", "_total", "_deployment", "replica",
+                 "status", "content_type")
 
-    def __init__(self, conn: Connection, deployment: Deployment, deadline: float) -> None:
+    def __init__(self, conn: Connection, deployment: Deployment, replica: Replica,
+                 deadline: float) -> None:
         self._conn = conn
         self._deadline = deadline
         self._between = deployment.timeouts.between_chunks_s
+        self._total = deployment.timeouts.total_s
         self._deployment = deployment.name
+        self.replica = replica.id
         self.status = conn.status
         self.content_type = conn.content_type
 
     async def next_chunk(self) -> bytes:
-        """The next piece of the body as it arrives; ``b""`` at the end."""
-        loop = asyncio.get_running_loop()
+        """The next piece of the body as it arrives; ``b""`` at the end.
+
+        Two clocks run: ``between_chunks_s`` since the last piece and ``total_s``
+        since the request was sent; whichever ends first cuts the stream, and
+        the error says which one it was.
+        """
+        idle_deadline = asyncio.get_running_loop().time() + self._between
+        total_ends_first = self._deadline <= idle_deadline
         try:
-            async with asyncio.timeout_at(min(self._deadline, loop.time() + self._between)):
+            async with asyncio.timeout_at(self._deadline if total_ends_first else idle_deadline):
                 return await self._conn.next_chunk()
         except TimeoutError:
             self.close()
-            raise UpstreamTimeout(f"deployment {self._deployment!r} sent nothing for "
-                                  f"{self._between:g}s mid-stream",
-                                  extra={"deployment": self._deployment}) from None
+            name = self._deployment
+            if total_ends_first:
+                raise UpstreamTimeout(f"deployment {name!r} did not finish the stream within its "
+                                      f"total timeout of {self._total:g}s",
+                                      extra={"deployment": name},
+                                      detail={"timeout": "total_s"}) from None
+            raise UpstreamTimeout(f"deployment {name!r} sent nothing for {self._between:g}s "
+                                  "mid-stream", extra={"deployment": name},
+                                  detail={"timeout": "between_chunks_s"}) from None
         except HTTPClientError as exc:
             self.close()
             raise UpstreamUnavailable(f"deployment {self._deployment!r} broke off the stream: "
-                                      f"{exc}", extra={"deployment": self._deployment}) from None
+                                      f"{_cause(exc)}", extra={"deployment": self._deployment},
+                                      detail={"cause": str(exc)}) from None
 
     def close(self) -> None:
         """Abandon the response (client went away, or we failed): drop the connection."""
@@ -79,13 +108,22 @@ class OpenAICompatClient:
     ``sync`` follows catalog changes: a replica whose address and pool settings
     are unchanged keeps its pool (and warm connections); new replicas get new
     pools; pools of removed or changed replicas are closed (requests already
-    on them finish; their connections are then dropped).
+    on them finish; their connections are then dropped). Every provider key it
+    is given joins ``redactor`` for good: a request sent before a rotation may
+    still come back echoing the old key.
+
+    ``max_response_bytes`` bounds a non-streamed answer (``Settings``): past it
+    the connection is dropped and the caller gets a 502, so one engine's
+    runaway answer cannot take the gateway's memory.
     """
 
-    def __init__(self, deployments: Any) -> None:
+    def __init__(self, deployments: Any, *, max_response_bytes: int) -> None:
         self._deployments: list[Deployment] = list(deployments)
         self._pools: dict[str, Pool] = {}
         self._heads: dict[tuple[str, str], bytes] = {}
+        self._max_response_bytes = max_response_bytes
+        self._error_body_bytes = min(max_response_bytes, upstream_errors.ERROR_BODY_BYTES)
+        self.redactor = Redactor()
 
     async def start(self) -> None:
         """Create the pools and pre-build every request head (no I/O yet)."""
@@ -94,8 +132,11 @@ class OpenAICompatClient:
     def sync(self, deployments: Any) -> None:
         pools: dict[str, Pool] = {}
         heads: dict[tuple[str, str], bytes] = {}
+        keys: list[str] = []
         for d in deployments:
             auth = f"Authorization: Bearer {d.api_key}\r\n" if d.api_key else ""
+            if d.api_key:
+                keys.append(d.api_key)
             for replica in d.replicas:
                 pool = self._pools.get(replica.id)
                 if pool is None or (pool.base_url, pool.max_connections, pool.connect_timeout_s) \
@@ -111,6 +152,8 @@ class OpenAICompatClient:
                         f"User-Agent: inferenceops/{__version__}\r\n"
                         "Content-Type: application/json\r\nAccept: */*\r\n"
                         f"Accept-Encoding: identity\r\n{auth}Content-Length: ").encode("latin-1")
+        # Known before any request can carry them.
+        self.redactor = self.redactor.with_secrets(keys)
         retired = [pool for rid, pool in self._pools.items() if pools.get(rid) is not pool]
         self._pools, self._heads = pools, heads
         for pool in retired:
@@ -129,37 +172,45 @@ class OpenAICompatClient:
         return await pool.request(data)
 
     async def complete(self, deployment: Deployment, replica: Replica, endpoint: str,
-                       body: bytes) -> tuple[int, bytes, bytes]:
+                       body: bytes) -> UpstreamAnswer:
         """POST ``body`` and read the whole answer (non-streaming requests).
 
         One deadline, ``first_byte_s`` (capped by ``total_s``), covers both: an
-        engine sends a non-streamed answer only once it is complete. Returns
-        (status, content type, body); a 4xx/5xx is raised as a typed error.
+        engine sends a non-streamed answer only once it is complete. Anything
+        but a 2xx whose body is a JSON object of at most ``max_response_bytes``
+        is raised as a typed error.
         """
         timeouts = deployment.timeouts
+        name = deployment.name
         try:
             async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)):
                 conn = await self._exchange(replica, endpoint, body)
+                status, content_type = conn.status, conn.content_type
+                await self._refuse_failures(conn, name)
                 try:
-                    payload = await conn.read()
+                    payload, whole = await conn.read_at_most(self._max_response_bytes)
                 except BaseException:
                     conn.abort()
                     raise
         except (TimeoutError, HTTPClientError) as exc:
-            raise _translate(exc, deployment, replica) from None
-        status, content_type = conn.status, conn.content_type
+            raise _translate(exc, deployment) from None
+        if not whole:
+            conn.abort()
+            raise upstream_errors.too_large(status, self._max_response_bytes, name)
         conn.release()
-        if status >= 400:
-            raise _http_error(status, payload, deployment.name)
-        return status, content_type, payload
+        doc = upstream_errors.json_object(payload)
+        if doc is None:
+            raise upstream_errors.not_json(status, payload, content_type, name, self.redactor)
+        return UpstreamAnswer(status, content_type, payload, doc)
 
     async def open_stream(self, deployment: Deployment, replica: Replica, endpoint: str,
                           body: bytes) -> UpstreamResponse:
         """POST ``body``; returns once the status and headers are in, body unread.
 
-        A 4xx/5xx is raised as a typed error (its body read and kept). A refused
-        connection raises ``UpstreamConnectFailed`` (retryable): the request
-        provably never reached the engine.
+        A 3xx/4xx/5xx is raised as a typed error (an error's body read, at most
+        ``ERROR_BODY_BYTES``). A refused connection raises
+        ``UpstreamConnectFailed`` (retryable): the request provably never
+        reached the engine.
         """
         loop = asyncio.get_running_loop()
         timeouts = deployment.timeouts
@@ -168,51 +219,51 @@ class OpenAICompatClient:
         try:
             async with asyncio.timeout_at(min(deadline, now + timeouts.first_byte_s)):
                 conn = await self._exchange(replica, endpoint, body)
-                if conn.status >= 400:  # an error answer: read it whole, under the same deadline
-                    status = conn.status
-                    try:
-                        payload = await conn.read()
-                    except BaseException:
-                        conn.abort()
-                        raise
-                    conn.release()
-                    raise _http_error(status, payload, deployment.name)
+                await self._refuse_failures(conn, deployment.name)
         except (TimeoutError, HTTPClientError) as exc:
-            raise _translate(exc, deployment, replica) from None
-        return UpstreamResponse(conn, deployment, deadline)
+            raise _translate(exc, deployment) from None
+        return UpstreamResponse(conn, deployment, replica, deadline)
+
+    async def _refuse_failures(self, conn: Connection, deployment: str) -> None:
+        """Raise the typed error for an answer that is not a success; the connection then
+        goes back (error read whole) or is dropped. Runs under the caller's deadline."""
+        status = conn.status
+        if status < 300:
+            return
+        if status < 400:  # a redirect: its body is of no use
+            conn.abort()
+            raise upstream_errors.redirected(status, deployment)
+        retry_after = conn.retry_after
+        try:
+            payload, whole = await conn.read_at_most(self._error_body_bytes)
+        except BaseException:
+            conn.abort()
+            raise
+        if whole:
+            conn.release()
+        else:
+            conn.abort()
+        raise upstream_errors.http_error(status, payload, complete=whole, deployment=deployment,
+                                         retry_after=retry_after, redactor=self.redactor)
 
 
-def _translate(exc: BaseException, deployment: Deployment, replica: Replica) -> Exception:
-    """Transport failures, in our terms."""
+def _translate(exc: BaseException, deployment: Deployment) -> UpstreamError:
+    """Transport failures, in our terms: the deployment named, its replicas' addresses never."""
     name = deployment.name
+    timeouts = deployment.timeouts
     if isinstance(exc, ConnectFailed):
-        return UpstreamConnectFailed(f"deployment {name!r} is unreachable (replica {replica.id}: "
-                                     f"{exc.reason})", extra={"deployment": name})
+        return UpstreamConnectFailed(f"deployment {name!r} is unreachable ({exc.reason})",
+                                     extra={"deployment": name}, detail={"cause": exc.reason})
     if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"deployment {name!r} did not answer within "
-                               f"{deployment.timeouts.first_byte_s:g}s", extra={"deployment": name})
-    return UpstreamUnavailable(f"deployment {name!r} failed: {exc}", extra={"deployment": name})
+                               f"{min(timeouts.first_byte_s, timeouts.total_s):g}s",
+                               extra={"deployment": name}, detail={"timeout": "first_byte_s"})
+    return UpstreamUnavailable(f"deployment {name!r} failed: {_cause(exc)}",
+                               extra={"deployment": name}, detail={"cause": str(exc)})
 
 
-def _http_error(status: int, body: bytes, deployment: str) -> Exception:
-    """Map an upstream error response to our tree, keeping the upstream's own words."""
-    parsed: Any = None
-    with suppress(orjson.JSONDecodeError):
-        parsed = orjson.loads(body)
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        message = error["message"]
-    elif isinstance(error, str):
-        message = error
-    elif isinstance(parsed, dict) and isinstance(parsed.get("detail"), str):
-        message = parsed["detail"]
-    else:
-        message = body[:500].decode("utf-8", "replace").strip() or f"HTTP {status}"
-    if 400 <= status < 500:
-        openai_shaped = isinstance(error, dict) and isinstance(error.get("message"), str)
-        return UpstreamClientError(message, status=status,
-                                   body=parsed if openai_shaped else None,
-                                   extra={"deployment": deployment})
-    return UpstreamServerError(f"deployment {deployment!r} failed with HTTP {status}",
-                               extra={"deployment": deployment,
-                                      "upstream": {"status": status, "message": message}})
+def _cause(exc: BaseException) -> str:
+    """A fixed description of a transport failure: never the peer's bytes or address."""
+    if isinstance(exc, ConnectionLost):
+        return "the engine closed the connection"
+    return "the engine's answer was not valid HTTP/1.1"

@@ -1,8 +1,12 @@
 """Exceptions become OpenAI error JSON here, and only here.
 
 Shape: ``{"error": {"message", "type", "param", "code", ...}}`` with the
-status the exception class carries. An upstream's own 4xx keeps its message,
-type and code (the client called a real engine and should see what it said).
+status the exception class carries, plus the exception's ``extra`` members.
+An upstream's own 4xx keeps its message, type, param and code (the client
+called a real engine and should see what it said), all already redacted of
+secrets by the engine adapter. An upstream failure's ``detail`` is never
+rendered from here: the forwarder copies it into ``extra["upstream"]`` for
+callers allowed to see it (``gateway.proxy.sees_upstream_detail``).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from inferenceops.gateway.http import (
     read_body,
     respond,
 )
-from inferenceops.gateway.proxy import Outcome
+from inferenceops.gateway.proxy import Outcome, sees_upstream_detail
 from inferenceops.gateway.request import parse_inference
 from inferenceops.platform import Endpoint
 from inferenceops.platform.identity import SCOPE_ADMIN, SCOPE_INFERENCE
@@ -88,13 +88,16 @@ async def inference(state: GatewayState, endpoint: Endpoint, ctx: RequestContext
             priority = Priority.BACKGROUND
         ticket = await admission.admit(snapshot, key, model, len(body), request.max_tokens,
                                        priority, ctx)
+    reveal = sees_upstream_detail(key)
     if ticket is None:
-        await state.forwarder.forward(model.deployment, endpoint, request, ctx, receive, send)
+        await state.forwarder.forward(model.deployment, endpoint, request, ctx, receive, send,
+                                      reveal_upstream=reveal)
         return
     outcome = Outcome()
     try:
         await state.forwarder.forward(model.deployment, endpoint, request, ctx, receive, send,
-                                      outcome, track_usage=ticket.plan.needs_usage)
+                                      outcome, track_usage=ticket.plan.needs_usage,
+                                      reveal_upstream=reveal)
     finally:
         await admission.finish(ticket, reached_engine=outcome.reached_engine, usage=outcome.usage,
                                streamed_events=outcome.streamed_events)

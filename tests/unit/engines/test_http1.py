@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from inferenceops.engines.http1 import ConnectFailed, ConnectionLost, Pool, ProtocolError
+from inferenceops.engines.http1 import (
+    ConnectFailed,
+    ConnectionLost,
+    Pool,
+    ProtocolError,
+    _connect_reason,
+)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 REQUEST = b"POST /v1/x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"
@@ -216,3 +223,25 @@ async def test_slow_reader_pauses_the_socket_and_loses_nothing(serve) -> None:
         received += chunk
     assert bytes(received) == payload
     assert not conn._paused
+
+
+def test_a_tls_failure_is_described_without_the_host_it_names() -> None:
+    error = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
+                                            "failed: Hostname mismatch, certificate is not valid "
+                                            "for 'gpu-7.corp.internal'")
+    assert _connect_reason(error) == "TLS handshake failed"
+
+
+async def test_read_at_most_stops_at_the_limit_and_says_so(serve) -> None:  # type: ignore[no-untyped-def]
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok(b"x" * 100))
+        await writer.drain()
+
+    _, pool = await serve(handler)
+    conn = await pool.request(REQUEST)
+    assert await conn.read_at_most(40) == (b"x" * 40, False)
+    conn.abort()
+    conn = await pool.request(REQUEST)
+    assert await conn.read_at_most(100) == (b"x" * 100, True)
+    conn.release()
