@@ -28,6 +28,11 @@ of its key, the team's monthly budget; limits high enough that all are admitted)
   blocks, so other users of the server add noise), and the keys and bytes
   (``MEMORY USAGE``) the bench's prefix holds once every pair has settled.
 
+Each Redis ledger runs as in the gateway: a live instance with its heartbeat
+task (``admission/instance.py``, every 2 s), so the admissions pay for the
+liveness checks their leases need (the beats themselves are off the hot path,
+and land in the measured blocks as they would in a gateway).
+
 The event loop is uvloop, as in the gateway. The other processes on this
 2-core machine add noise; medians over alternating blocks are what make the
 clients comparable. Results: ``bench/results/ledger-latest.{json,md}`` and a
@@ -56,6 +61,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from bench.stats import median, percentile
+from inferenceops.admission.instance import InstanceHeartbeat
 from inferenceops.admission.ledger import Admitted, Check, CheckKind, Ledger, LedgerUnavailable
 from inferenceops.admission.memory_ledger import MemoryLedger
 from inferenceops.admission.redis_ledger import SCRIPT, SCRIPT_SHA, RedisLedger
@@ -92,6 +98,8 @@ class RedisPyLedger(RedisLedger):
         self._redis = Redis(connection_pool=self._pool)
 
     async def _call(self, what: str, keys: list[str], args: list[Any]) -> Any:
+        if what == "heartbeat":  # not measured: over the ledger's own client, never a full pool
+            return await super()._call(what, keys, args)
         try:
             return await self._redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
         except NoScriptError:
@@ -218,6 +226,9 @@ async def redis_clients(url: str) -> dict[str, Any]:
     kinds = ("ping", "admit", "settle", "ping_cpu", "pair_cpu", "above_floor", "conc_cpu", "conc_rate")
     samples: dict[str, dict[str, list[float]]] = {name: {kind: [] for kind in kinds} for name in ledgers}
     floors: list[float] = []
+    heartbeats = [InstanceHeartbeat(ledger) for ledger in ledgers.values()]
+    for heartbeat in heartbeats:
+        await heartbeat.start(None)
     stats_before = await _evalsha_stats(url)
     try:
         for name, ledger in ledgers.items():  # warm: connections, script cache
@@ -242,6 +253,8 @@ async def redis_clients(url: str) -> dict[str, Any]:
         stats_after = await _evalsha_stats(url)
         held = await _held(url, prefix)
     finally:
+        for heartbeat in heartbeats:
+            await heartbeat.stop()
         for ledger in ledgers.values():
             await ledger.close()
         await _delete(url, prefix)
@@ -278,7 +291,9 @@ async def _held(url: str, prefix: str) -> dict[str, Any]:
         keys = [key async for key in client.scan_iter(match="{" + prefix + "}:*", count=1000)]
         sizes = [await client.memory_usage(key, samples=0) or 0 for key in keys]
         tickets = sum(b":q:" in key for key in keys)
-        return {"keys": len(keys), "ticket_keys": tickets, "bytes": sum(sizes)}
+        lease_sets = sum(b":o:" in key for key in keys)
+        return {"keys": len(keys), "ticket_keys": tickets, "lease_set_keys": lease_sets,
+                "bytes": sum(sizes)}
     finally:
         await client.aclose()
 
@@ -346,7 +361,9 @@ def write(doc: dict[str, Any]) -> str:
              "the rows above the floor and the concurrent rows stay put. "
              "Held: the bytes the memory ledger holds (tracemalloc) after that many pairs on an "
              "injected clock, all within one 60 s window, so any per-request state shows as growth; "
-             "for Redis, the keys and MEMORY USAGE under the bench's prefix once all pairs settled. "
+             "for Redis, the keys and MEMORY USAGE under the bench's prefix once all pairs settled "
+             "(with the per-instance keys: each client's heartbeat, the registry, the walk flag). "
+             "Each Redis ledger is a live instance with its heartbeat task running, as in the gateway. "
              "Server time per EVALSHA is the commandstats delta over the blocks (both clients run the "
              "same script; other users of the server add noise). "
              f"{doc['loop']} loop, local server. Measured {doc['timestamp']} on {doc['nproc']} cores, "

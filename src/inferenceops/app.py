@@ -10,6 +10,7 @@ import logging
 import os
 
 from inferenceops.admission.control import AdmissionControl
+from inferenceops.admission.instance import instance_heartbeat
 from inferenceops.admission.ledger import Ledger
 from inferenceops.bootstrap import load_or_create_secret
 from inferenceops.config import ConfigError, Platform, load_platform
@@ -53,9 +54,12 @@ def platform_secret(settings: Settings) -> bytes:
 def build_admission(settings: Settings) -> AdmissionControl:
     """Admission with the ledger the settings ask for: Redis when shared, else this process's memory."""
     if settings.redis_url:
+        from inferenceops.admission.instance import Liveness
         from inferenceops.admission.redis_ledger import RedisLedger
 
-        ledger: Ledger = RedisLedger(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        liveness = Liveness(settings.admission_heartbeat_s, settings.admission_heartbeat_ttl_s)
+        ledger: Ledger = RedisLedger(settings.redis_url, timeout_s=settings.redis_timeout_s,
+                                     liveness=liveness)
     else:
         from inferenceops.admission.memory_ledger import MemoryLedger
 
@@ -70,6 +74,8 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher,
                 identity: Identity) -> GatewayState:
     client = OpenAICompatClient(platform.catalog.deployments.values(),
                                 max_response_bytes=settings.max_response_bytes)
+    admission = build_admission(settings)
+    heartbeat = instance_heartbeat(admission)  # a shared ledger's leases need a live instance
     return GatewayState(
         snapshot=Snapshot(platform.catalog, identity),
         hasher=hasher,
@@ -78,7 +84,8 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher,
         max_body_bytes=settings.max_body_bytes,
         max_tokens_limit=settings.max_tokens_limit,
         simulators=build_simulators(platform),
-        admission=build_admission(settings),
+        admission=admission,
+        feeds=[] if heartbeat is None else [heartbeat],
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inferenceops.admin.human_auth import OIDCConfig, ProxyAuthConfig
@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     admission_fail_open: bool = Field(
         False, description="When Redis cannot be reached: false = refuse requests with 503 (fail "
         "closed); true = admit them unmetered. Either way it is logged and counted."
+    )
+    admission_heartbeat_s: float = Field(
+        2.0, ge=0.05, le=5, description="With Redis: how often this process proves to the shared "
+        "ledger that it is alive (its concurrency slots and budget reservations depend on it)."
+    )
+    admission_heartbeat_ttl_s: float = Field(
+        6.0, ge=0.1, le=10, description="With Redis: how long after its last heartbeat a process "
+        "counts as dead, so other replicas free its slots and reservations (at least twice the "
+        "heartbeat interval). Meanwhile the process itself refuses admissions that need them."
     )
     admin_key: SecretStr | None = Field(
         None, description="Bootstrap key; unset = generated once and kept in the data folder."
@@ -91,6 +100,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix:// "
                              "(e.g. redis://127.0.0.1:6379/0)")
         return value or None
+
+    @model_validator(mode="after")
+    def _heartbeat_survives_one_loss(self) -> Settings:
+        if self.admission_heartbeat_ttl_s < 2 * self.admission_heartbeat_s:
+            raise ValueError("admission_heartbeat_ttl_s must be at least twice admission_heartbeat_s "
+                             "(one lost heartbeat must not make a live process count as dead)")
+        return self
 
     @field_validator("config")
     @classmethod

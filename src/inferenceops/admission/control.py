@@ -89,8 +89,9 @@ class AdmissionControl:
         request_id = os.urandom(9).hex()
         metered = False
         if plan.checks:
-            # Leases outlive any legitimate request (queue wait + total timeout); they only
-            # expire when a gateway died holding them.
+            # Leases outlive any legitimate request (queue wait + total timeout): they expire
+            # only when a settle was lost. A gateway that died holding them is found by its
+            # missing heartbeat much sooner (instance.py).
             lease_s = (deployment.timeouts.total_s + _LEASE_MARGIN_S + max(
                 deployment.queue.interactive_max_wait_s, deployment.queue.background_max_wait_s))
             metered = await self._reserve(request_id, plan, key, ctx, lease_s)

@@ -25,8 +25,10 @@ Counters and their exact semantics (identical in every ledger):
   admission's slot; a release takes the reservation out of it (for REQUESTS
   too). Neither changes anything once that slot has left the window.
 * ``CONCURRENCY`` — requests in flight; each holds a leased slot until it
-  settles or is released. A lease not settled within ``lease_s`` (a crashed
-  gateway) expires and frees its slot.
+  settles or is released. A lease not settled within ``lease_s`` expires and
+  frees its slot. A shared ledger also ties each lease to the live process that
+  took it: once that process's heartbeat is gone (a crashed gateway), its leases
+  are freed within seconds, long before ``lease_s`` (``instance.py``).
 * ``BUDGET`` — money for one period, in integer nano-units of the currency
   (1e-9; exact, no float drift). Admission reserves the request's maximum
   cost (``spent + reserved + amount <= limit``, hard budgets only; soft budgets
@@ -117,6 +119,15 @@ class Refused:
 
 class LedgerUnavailable(Exception):
     """The shared ledger cannot be reached; the caller applies the fail-open/closed policy."""
+
+
+class HeartbeatLost(LedgerUnavailable):
+    """This process's instance is not (or may no longer be) live in the shared ledger.
+
+    Its leases may already have been freed by other replicas, so new ones would not be
+    safe either; admissions that take leases are refused until a heartbeat gets through
+    again (``instance.py``). A ``LedgerUnavailable``, so the same fail-open/closed policy applies.
+    """
 
 
 class Ledger(Protocol):

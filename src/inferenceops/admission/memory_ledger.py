@@ -34,7 +34,10 @@ Decisions beyond ``ledger.py``'s docstring, shared by both ledgers:
   admission, and count while ``now < expiry``. An expired reservation is
   dropped, not charged. A settle arriving after its lease expired (but while its
   ticket is open) still adds ``cost`` to spent: spent is the sum of the actual
-  costs settled, however late.
+  costs settled, however late. The Redis ledger also frees a lease early when the
+  instance that took it has lost its heartbeat (``instance.py``), with the same
+  consequences (freed once, dropped uncharged, a late settle still charged); here
+  the only instance is this process, and its leases die with it.
 * **TOKENS settle** adds ``tokens - reserved`` to the admission's slot, also
   when the request used more than it reserved (the window then tells the truth;
   it may exceed the limit by the underestimate); **release** takes the reserved
@@ -137,7 +140,7 @@ class _Window:
     def reset(self, window: float, now: float) -> float:
         for slot in reversed(self.slots):  # released and zero-token slots do not count
             if slot[1] > 0:
-                return slot[2] + window - now
+                return float(slot[2] + window - now)
         return 0.0
 
     def retry(self, need: int, window: float, now: float) -> float | None:
@@ -145,7 +148,7 @@ class _Window:
         for slot in self.slots:
             freed += slot[1]
             if freed >= need:
-                return slot[2] + window - now
+                return float(slot[2] + window - now)
         return None
 
     def idle(self, now: float) -> bool:
@@ -186,7 +189,7 @@ class _Leases:
         for expiry, amount in sorted(self.leases.values()):
             freed += amount
             if freed >= need:
-                return expiry - now
+                return float(expiry - now)
         return None
 
     def drop(self, request_id: str) -> None:
@@ -378,7 +381,9 @@ class MemoryLedger:
 
     def counters(self) -> int:
         """How many counters and open tickets are held (tests of the sweep, metrics)."""
-        return sum(map(len, (self._requests, self._tokens, self._slots, self._budgets, self._tickets)))
+        tables: tuple[dict[str, Any], ...] = (self._requests, self._tokens, self._slots, self._budgets,
+                                              self._tickets)
+        return sum(len(table) for table in tables)
 
     def entries(self) -> int:
         """How many window slots, leases and open tickets are held: at most ``SLOTS + 1`` per

@@ -12,7 +12,8 @@ from inferenceops.admission.fair_queue import DeploymentGate
 
 
 class AdmissionMetrics:
-    __slots__ = ("admitted", "refusals", "ledger_errors", "fail_open", "soft_budget_overruns")
+    __slots__ = ("admitted", "refusals", "ledger_errors", "fail_open", "soft_budget_overruns",
+                 "heartbeat_failures")
 
     def __init__(self) -> None:
         self.admitted = 0
@@ -20,6 +21,7 @@ class AdmissionMetrics:
         self.ledger_errors = 0
         self.fail_open = 0
         self.soft_budget_overruns = 0
+        self.heartbeat_failures = 0  # instance.py: heartbeats of this instance that failed
 
     def refused(self, reason: str) -> None:
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
@@ -40,6 +42,10 @@ class AdmissionMetrics:
             "ledger was unreachable (fail open).",
             "# TYPE inferenceops_admission_fail_open_total counter",
             f"inferenceops_admission_fail_open_total {self.fail_open}",
+            "# HELP inferenceops_admission_heartbeat_failures_total Heartbeats of this process's "
+            "admission instance that did not reach Redis.",
+            "# TYPE inferenceops_admission_heartbeat_failures_total counter",
+            f"inferenceops_admission_heartbeat_failures_total {self.heartbeat_failures}",
             "# HELP inferenceops_budget_soft_overruns_total Requests admitted past a soft budget.",
             "# TYPE inferenceops_budget_soft_overruns_total counter",
             f"inferenceops_budget_soft_overruns_total {self.soft_budget_overruns}",

@@ -45,9 +45,9 @@ async def quota_document(ledger: Ledger, snapshot: Snapshot, key: ApiKey) -> dic
                     model.name)
     states = await ledger.read(checks) if checks else ()
     limits = []
-    for check, state, (scope, model) in zip(checks, states, scopes, strict=True):
+    for check, state, (scope, model_name) in zip(checks, states, scopes, strict=True):
         name, unit = _UNITS[check.kind]
-        limits.append({"scope": scope, "model": model, "limit": name, "description": check.label,
+        limits.append({"scope": scope, "model": model_name, "limit": name, "description": check.label,
                        "unit": unit, "value": check.limit, "used": state.used,
                        "remaining": state.remaining, "reset_seconds": round(state.reset_s, 3)})
     budgets = []

@@ -528,6 +528,7 @@ async def test_every_redis_key_expires_except_the_spent_of_a_budget_without_ttl(
         admitted(await ledger.admit("a", checks, LEASE))
         admitted(await ledger.admit("b", checks, LEASE))
         await ledger.settle("a", checks, tokens=3, cost=4)
+        await ledger.beat()  # an instance's new lease set gets its TTL with the next heartbeat
     finally:
         await ledger.close()
     client = raw_redis()
@@ -536,9 +537,13 @@ async def test_every_redis_key_expires_except_the_spent_of_a_budget_without_ttl(
         ttls = {key: await client.pttl(key) for key in keys}
     finally:
         await client.aclose()
-    # One hash per window, z+h per lease counter, two spent keys, b's open ticket (a's is gone).
-    assert len(keys) == 2 + 2 * 3 + 2 + 1, keys
-    assert [key for key in keys if ":q:" in key] == ["{" + redis_prefix + "}:q:b"]
+    # One hash per window, z+h per lease counter, two spent keys, b's open ticket (a's is gone),
+    # and the instance's heartbeat, its lease set and the registry (and, for a second after a
+    # walk of the registry, the "walked recently" flag).
+    base, instance = "{" + redis_prefix + "}", ledger.instance_id
+    assert len([key for key in keys if key != f"{base}:live"]) == 2 + 2 * 3 + 2 + 1 + 3, keys
+    assert [key for key in keys if ":q:" in key] == [f"{base}:q:b"]
+    assert {f"{base}:i:{instance}", f"{base}:o:{instance}", f"{base}:instances"} <= set(keys)
     persistent = [key for key, ttl in ttls.items() if ttl < 0]
     assert persistent == ["{" + redis_prefix + "}:b:b:forever:s"], ttls
 
@@ -568,8 +573,9 @@ async def test_redis_holds_a_bounded_hash_per_window_and_nothing_per_settled_req
     assert batch >= 5 and max(fields) <= SLOTS + 3, (batch, max(fields))
     assert not [key for key in keys if ":q:" in key]  # no ticket outlives its settle
     base = "{" + redis_prefix + "}"
+    per_instance = {f"{base}:i:{ledger.instance_id}", f"{base}:instances", f"{base}:live"}
     assert set(keys) <= {*windows, f"{base}:c:conc:key:k1:h", f"{base}:b:budget:team:t1:2026-11:h",
-                         f"{base}:b:budget:team:t1:2026-11:s"}, keys
+                         f"{base}:b:budget:team:t1:2026-11:s", *per_instance}, keys
 
 
 async def test_redis_windows_on_the_server_clock_never_forget_early_nor_admit_past_the_limit(

@@ -15,18 +15,29 @@
 -- * A "lease log" (CONCURRENCY, BUDGET) is a ZSET (member -> expiry) plus a HASH (member ->
 --   amount, and the sum of all amounts under the empty field ''); a lease is gone when
 --   its expiry <= now. drop_upto() removes them.
--- * KEYS[1] is the request's ticket: its value is the admission time, which names the
---   request's slot in every window and makes the lease member "<request id>@<admission
---   time>" unique per admission. Then every check's keys: windows one HASH; leases
---   zset and hash, and for budgets the spent STRING.
+-- * KEYS[1] is the request's ticket: its value starts with the admission time, which names
+--   the request's slot in every window and makes the lease member "<request id>@<admission
+--   time>" unique per admission (then, if it holds leases, its instance and lease counters).
+--   Then every check's keys: windows one HASH; leases zset and hash, and for budgets the
+--   spent STRING.
 -- * ARGV[1] = op, ARGV[2] = request id, ARGV[3..6] = op arguments, ARGV[7] = the checks:
 --   six space-separated values per check, kind (r/t/c/b), limit, amount, window_us,
 --   hard (1/0), ttl_ms (-1 = none). One string rather than 6 arguments per check
---   because encoding arguments is most of the client's CPU per call.
+--   because encoding arguments is most of the client's CPU per call. ARGV[8] (admit
+--   with leases, read, totals) = "<instance id> <check_ms>": the caller's instance and
+--   how often the registry of instances is walked (0 = on every call).
+-- * Liveness (admission/instance.py): a lease also belongs to the instance that took it.
+--   {tag}:i:<id> is an instance's heartbeat, {tag}:o:<id> its leased requests (ZSET
+--   member -> lease expiry), {tag}:instances the registry of ids, {tag}:live the "walked
+--   recently" flag. These keys (and, when freeing, the counters a ticket names) are
+--   derived from the hash tag of KEYS[1], not passed in KEYS: they are only known here.
+--   Same hash tag, same Cluster slot.
 
 local BATCH = 200
 local SLOTS = 60  -- slots per window: memory_ledger.SLOTS (a test checks they agree)
 local CHUNK = 16  -- slot fields read per HMGET while trimming
+local REAP = 100  -- leases of dead instances freed per call at most; the rest on the next calls
+local DAY_MS = 86400000  -- the registry and lease sets outlive their last heartbeat by this much
 
 local C = {}
 for token in string.gmatch(ARGV[7] or '', '%S+') do C[#C + 1] = token end
@@ -220,6 +231,63 @@ local function latest_expiry_in(z, now)
   return tonumber(last[2]) - now
 end
 
+-- Liveness ----------------------------------------------------------------------------
+
+local TAG = string.match(KEYS[1] or '', '^(%b{})')
+
+-- Free up to `budget` leases of the dead instance `id`; returns how many requests it
+-- looked at (fewer than `budget`: none are left). A request's ticket names the lease
+-- counters it holds; a lease that is already gone (settled, expired, freed) frees nothing,
+-- so nothing is ever freed twice. Reservations are dropped, not charged; the tickets stay,
+-- so a late settle still charges what the request really cost.
+local function reap(id, budget)
+  local o = TAG .. ':o:' .. id
+  local members = redis.call('ZRANGE', o, 0, budget - 1)
+  for _, member in ipairs(members) do
+    local rid, at = string.match(member, '^(.*)@(%d+)$')
+    local ticket = rid and redis.call('GET', TAG .. ':q:' .. rid)
+    if ticket and string.match(ticket, '^%d+') == at then
+      for base in string.gmatch(ticket, '%z([^%z]+)') do
+        remove(base .. ':z', base .. ':h', member)
+      end
+    end
+  end
+  if #members > 0 then redis.call('ZREM', o, unpack(members)) end
+  return #members
+end
+
+-- At most once per check_ms (per prefix): every registered instance without a heartbeat
+-- has its leases freed and leaves the registry; live ones have their expired (leaked)
+-- entries trimmed. O(instances) plus at most REAP freed leases per call. `walked`: whether
+-- the flag saying it ran less than check_ms ago is set (nil: not known yet).
+local function check_liveness(check_ms, now, walked)
+  local flag = TAG .. ':live'
+  if check_ms > 0 then
+    if walked == nil then walked = redis.call('EXISTS', flag) == 1 end
+    if walked then return end
+    redis.call('SET', flag, '1', 'PX', check_ms)
+  end
+  local registry = TAG .. ':instances'
+  local budget = REAP
+  for _, id in ipairs(redis.call('SMEMBERS', registry)) do
+    if redis.call('EXISTS', TAG .. ':i:' .. id) == 1 then
+      redis.call('ZREMRANGEBYSCORE', TAG .. ':o:' .. id, '-inf', int(now))
+    else
+      budget = budget - reap(id, budget)
+      if budget <= 0 then  -- maybe more to free: let the next call go on at once
+        if check_ms > 0 then redis.call('DEL', flag) end
+        return
+      end
+      redis.call('SREM', registry, id)
+    end
+  end
+end
+
+local function instance_arg()
+  local id, check_ms = string.match(ARGV[8] or '', '^(%S+) (%d+)$')
+  return id, tonumber(check_ms)
+end
+
 -- A budget is reset when its spent key expires; -1 = never.
 local function budget_reset(s)
   local ms = redis.call('PTTL', s)
@@ -257,7 +325,18 @@ local function admit()
   if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
   local rid, lease, ticket_ms, margin_ms = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
   local n = tonumber(ARGV[6])
-  local now = clock()
+  local id, check_ms = instance_arg()
+  local now
+  if id then
+    -- Leases only for a live instance: one without its heartbeat key would have them freed
+    -- by the next caller that looks. (One MGET also tells whether the registry was walked.)
+    local got = redis.call('MGET', TAG .. ':i:' .. id, TAG .. ':live')
+    if not got[1] then return {-2} end
+    now = clock()
+    check_liveness(check_ms, now, got[2] ~= false)
+  else
+    now = clock()
+  end
   local before, oldest, current = {}, {}, {}
   local k, a = 2, 1
   for i = 1, n do
@@ -303,8 +382,28 @@ local function admit()
     a = a + 6
   end
 
-  redis.call('SET', KEYS[1], int(now), 'PX', ticket_ms)
   local member = rid .. '@' .. int(now)
+  if id then
+    -- "<time> <instance id>" and, after a NUL each (names may hold spaces, never a NUL), the
+    -- lease counters' key bases, so that a reaper can free them.
+    local ticket = {int(now) .. ' ' .. id}
+    k, a = 2, 1
+    for _ = 1, n do
+      local kind = C[a]
+      if kind == 'r' or kind == 't' then
+        k = k + 1
+      else
+        ticket[#ticket + 1] = string.sub(KEYS[k], 1, -3)
+        if kind == 'c' then k = k + 2 else k = k + 3 end
+      end
+      a = a + 6
+    end
+    redis.call('SET', KEYS[1], table.concat(ticket, '\0'), 'PX', ticket_ms)
+    -- Its TTL comes with the instance's next heartbeat (beat()), not on every admission.
+    redis.call('ZADD', TAG .. ':o:' .. id, int(now + lease), member)
+  else
+    redis.call('SET', KEYS[1], int(now), 'PX', ticket_ms)
+  end
   local out, over = {1}, {}
   k, a = 2, 1
   for i = 1, n do
@@ -359,10 +458,12 @@ end
 
 -- settle and release: the first one for a ticket acts, later ones find no ticket.
 local function finish(settle)
-  local at = redis.call('GET', KEYS[1])
-  if not at then return 0 end
+  local ticket = redis.call('GET', KEYS[1])
+  if not ticket then return 0 end
   redis.call('DEL', KEYS[1])
+  local at, id = string.match(ticket, '^(%d+) ?([^%z]*)')
   local member = ARGV[2] .. '@' .. at
+  if id ~= '' then redis.call('ZREM', TAG .. ':o:' .. id, member) end
   at = tonumber(at)
   local tokens, cost, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
   local now = clock()
@@ -398,6 +499,12 @@ end
 local function read()
   local n = tonumber(ARGV[6])
   local now = clock()
+  local id, check_ms = instance_arg()
+  if id then
+    for a = 1, #C, 6 do
+      if C[a] == 'c' or C[a] == 'b' then check_liveness(check_ms, now) break end
+    end
+  end
   local out = {}
   local k, a = 2, 1
   for _ = 1, n do
@@ -412,12 +519,28 @@ local function read()
 end
 
 local function totals()
-  drop_upto(KEYS[2], KEYS[3], clock())
+  local now = clock()
+  local id, check_ms = instance_arg()
+  if id then check_liveness(check_ms, now) end
+  drop_upto(KEYS[2], KEYS[3], now)
   return {num(redis.call('GET', KEYS[4])), sum_of(KEYS[3])}
+end
+
+-- KEYS = {heartbeat, registry, the instance's lease set}, ARGV = {'beat', id, ttl_ms}: the
+-- instance is live for ttl_ms. The registry and the lease set expire a day after the last
+-- heartbeat: never while the instance beats; a dead instance's set is emptied (and so
+-- deleted) by the walk within seconds, the day is only for when nobody walks any more.
+local function beat()
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[3])
+  redis.call('SADD', KEYS[2], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], DAY_MS)
+  redis.call('PEXPIRE', KEYS[3], DAY_MS)
+  return 1
 end
 
 local op = ARGV[1]
 if op == 'admit' then return admit() end
+if op == 'beat' then return beat() end
 if op == 'settle' then return finish(true) end
 if op == 'release' then return finish(false) end
 if op == 'read' then return read() end
