@@ -30,7 +30,7 @@ read and never changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import orjson
@@ -119,22 +119,59 @@ def one_of(*choices: str) -> Rule:
 
 boolean = of_type(bool, "a boolean")
 string = of_type(str, "a string")
-obj = of_type(dict, "an object")
 
 
-def _optional(rule: Rule, name: str, container: Mapping[str, Any], key: str) -> None:
-    """Check ``container[key]`` with ``rule`` when it is present and not null."""
+#: One member of a JSON object a rule looks into: (key, JSON type, what is allowed, required).
+Member = tuple[str, type, str, bool]
+#: Where a member sits, as parts joined only for an error: ("tools", 0, "function").
+Path = tuple[str | int, ...]
+
+
+def path_name(path: Path) -> str:
+    """``("tools", 0, "function", "name")`` → ``"tools[0].function.name"`` (OpenAI's way)."""
+    name = str(path[0])
+    for part in path[1:]:
+        name += f"[{part}]" if type(part) is int else f".{part}"
+    return name
+
+
+def _missing(path: Path) -> InvalidParameter:
+    name = path_name(path)
+    return InvalidParameter(f"Missing required parameter: '{name}'.", param=name,
+                            code="missing_required_parameter")
+
+
+def _object(value: Any, path: Path, allowed: str = "an object") -> dict[str, Any]:
+    if type(value) is not dict:
+        if value is None:
+            raise _missing(path)
+        raise wrong_type(path_name(path), allowed, value)
+    return value
+
+
+def _members(container: dict[str, Any], members: tuple[Member, ...], *path: str | int) -> None:
+    """Type-check ``container``'s members; a name is built only when one is wrong."""
+    for key, kind, allowed, required in members:
+        value = container.get(key)
+        if value is None:
+            if required:
+                raise _missing((*path, key))
+        elif type(value) is not kind:
+            raise wrong_type(path_name((*path, key)), allowed, value)
+
+
+def _choice(container: dict[str, Any], key: str, choices: Collection[str],
+            *path: str | int) -> str:
+    """``container[key]``, which must be one of ``choices`` (a required string member)."""
     value = container.get(key)
-    if value is not None:
-        rule(f"{name}.{key}", value, container)
-
-
-def _required(rule: Rule, name: str, container: Mapping[str, Any], key: str) -> None:
-    value = container.get(key)
+    if type(value) is str and value in choices:
+        return value
     if value is None:
-        raise InvalidParameter(f"Missing required parameter: '{name}.{key}'.",
-                               param=f"{name}.{key}", code="missing_required_parameter")
-    rule(f"{name}.{key}", value, container)
+        raise _missing((*path, key))
+    allowed = "one of " + ", ".join(f"'{c}'" for c in choices)
+    if type(value) is not str:
+        raise wrong_type(path_name((*path, key)), allowed, value)
+    raise wrong_value(path_name((*path, key)), allowed, value)
 
 
 # --- field rules ----------------------------------------------------------------------------
@@ -229,43 +266,28 @@ def logit_bias(name: str, value: Any, doc: Mapping[str, Any]) -> None:
 
 _FORMATS = ("text", "json_object", "json_schema",
             "structural_tag")  # the last is vLLM's (and SGLang's); harmless to the others
-
-
-_format_type = one_of(*_FORMATS)
+_STRING, _OBJECT, _BOOLEAN = "a string", "an object", "a boolean"
+_JSON_SCHEMA: tuple[Member, ...] = (("name", str, _STRING, False),
+                                    ("description", str, _STRING, False),
+                                    ("schema", dict, _OBJECT, False),
+                                    ("strict", bool, _BOOLEAN, False))
 
 
 def response_format(name: str, value: Any, doc: Mapping[str, Any]) -> None:
-    if type(value) is not dict:
-        raise wrong_type(name, "an object such as {\"type\": \"json_object\"}", value)
-    _required(_format_type, name, value, "type")
-    if value["type"] == "json_schema":
-        _required(obj, name, value, "json_schema")
-        schema = value["json_schema"]
-        where = f"{name}.json_schema"
-        _optional(string, where, schema, "name")
-        _optional(string, where, schema, "description")
-        _optional(obj, where, schema, "schema")
-        _optional(boolean, where, schema, "strict")
+    _object(value, (name,), "an object such as {\"type\": \"json_object\"}")
+    if _choice(value, "type", _FORMATS, name) == "json_schema":
+        schema = _object(value.get("json_schema"), (name, "json_schema"))
+        _members(schema, _JSON_SCHEMA, name, "json_schema")
 
 
-def _function(name: str, value: Any, doc: Mapping[str, Any]) -> None:
-    """``{name, description?, parameters?, strict?}`` — ``parameters`` is a JSON Schema."""
-    if type(value) is not dict:
-        raise wrong_type(name, "an object", value)
-    _required(string, name, value, "name")
-    _optional(string, name, value, "description")
-    _optional(obj, name, value, "parameters")
-    _optional(boolean, name, value, "strict")
-
-
-def _named(name: str, value: Any, doc: Mapping[str, Any]) -> None:
-    if type(value) is not dict:
-        raise wrong_type(name, "an object", value)
-    _required(string, name, value, "name")
-
-
-_TOOL_TYPES = {"function": _function, "custom": _named}
-_tool_type = one_of(*_TOOL_TYPES)
+#: The members of a tool (or a named tool choice) of each type; ``parameters``
+#: is a JSON Schema, checked as an object and never as a schema.
+_TOOL_TYPES: dict[str, tuple[Member, ...]] = {
+    "function": (("name", str, _STRING, True), ("description", str, _STRING, False),
+                 ("parameters", dict, _OBJECT, False), ("strict", bool, _BOOLEAN, False)),
+    "custom": (("name", str, _STRING, True), ("description", str, _STRING, False),
+               ("format", dict, _OBJECT, False)),
+}
 
 
 def tools(name: str, value: Any, doc: Mapping[str, Any]) -> None:
@@ -273,33 +295,19 @@ def tools(name: str, value: Any, doc: Mapping[str, Any]) -> None:
     if type(value) is not list:
         raise wrong_type(name, "an array of tools", value)
     for i, tool in enumerate(value):
-        where = f"{name}[{i}]"
-        if type(tool) is not dict:
-            raise wrong_type(where, "a tool object", tool)
-        kind = tool.get("type")
-        if kind is None:
-            kind = "function"  # vLLM's default; OpenAI itself says so with its own 400
-        else:
-            _tool_type(f"{where}.type", kind, tool)
-        _required(_TOOL_TYPES[kind], where, tool, kind)
+        _object(tool, (name, i), "a tool object")
+        # no type: a function, as vLLM reads it (OpenAI says otherwise with its own 400)
+        kind = "function" if tool.get("type") is None else _choice(tool, "type", _TOOL_TYPES,
+                                                                    name, i)
+        _members(_object(tool.get(kind), (name, i, kind)), _TOOL_TYPES[kind], name, i, kind)
 
 
 _CHOICE = "'none', 'auto', 'required' or an object naming a tool"
 _CHOICE_MODES = frozenset({"none", "auto", "required"})
-_mode = one_of("auto", "required")
-_tool_list = of_type(list, "an array of tools")
-
-
-def _allowed_tools(name: str, value: Any, doc: Mapping[str, Any]) -> None:
-    if type(value) is not dict:
-        raise wrong_type(name, "an object", value)
-    _required(_mode, name, value, "mode")
-    _required(_tool_list, name, value, "tools")
-
-
-_CHOICE_TYPES: dict[str, Rule] = {"function": _named, "custom": _named,
-                                  "allowed_tools": _allowed_tools}
-_choice_type = one_of(*_CHOICE_TYPES)
+_NAMED: tuple[Member, ...] = (("name", str, _STRING, True),)
+_ALLOWED: tuple[Member, ...] = (("tools", list, "an array of tools", True),)
+_CHOICE_TYPES = ("function", "custom", "allowed_tools")
+_ALLOWED_MODES = ("auto", "required")
 
 
 def tool_choice(name: str, value: Any, doc: Mapping[str, Any]) -> None:
@@ -309,9 +317,13 @@ def tool_choice(name: str, value: Any, doc: Mapping[str, Any]) -> None:
         return
     if type(value) is not dict:
         raise wrong_type(name, _CHOICE, value)
-    _required(_choice_type, name, value, "type")
-    kind = value["type"]
-    _required(_CHOICE_TYPES[kind], name, value, kind)
+    kind = _choice(value, "type", _CHOICE_TYPES, name)
+    member = _object(value.get(kind), (name, kind))
+    if kind == "allowed_tools":
+        _choice(member, "mode", _ALLOWED_MODES, name, kind)
+        _members(member, _ALLOWED, name, kind)
+    else:
+        _members(member, _NAMED, name, kind)
 
 
 def stream_options(name: str, value: Any, doc: Mapping[str, Any]) -> None:
