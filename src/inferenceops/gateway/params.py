@@ -190,12 +190,10 @@ def _bad_message(name: str, value: list[Any]) -> None:
     for i, message in enumerate(value):
         if type(message) is not dict:
             raise wrong_type(f"{name}[{i}]", "a message object", message)
-        role = message.get("role")
-        if role is None:
-            raise InvalidParameter(f"Missing required parameter: '{name}[{i}].role'.",
-                                   param=f"{name}[{i}].role", code="missing_required_parameter")
-        if type(role) is not str:
-            raise wrong_type(f"{name}[{i}].role", "a string", role)
+        _members(message, _ROLE, name, i)
+
+
+_ROLE: tuple[Member, ...] = (("role", str, "a string", True),)
 
 
 _STR, _INT, _LIST = frozenset({str}), frozenset({int}), frozenset({list})
