@@ -194,3 +194,36 @@ def test_store_changes_reach_the_data_plane_when_made_not_at_the_next_poll(
     _admin(gws[-1], "POST", f"/keys/{created['id']}/revoke")
     took = max(took, _wait_for(gws, created["secret"], 401, deadline_s=REVOCATION_BOUND_S))
     print(f"store changes seen by {len(gws)} replica(s) within {took:.2f}s (poll every {SLOW_POLL_S}s)")
+
+
+async def _set_standing(url: str, email: str, *, role: str | None = None,
+                        disabled: bool | None = None) -> None:
+    """Change a user's membership of ``search`` (None: take it away) or disable them."""
+    db = Database(url)
+    try:
+        async with db.transaction() as tx:
+            user = await repo.get_user_by_email(tx, email)
+            team = await repo.get_team_by_name(tx, "search")
+            if disabled is not None:
+                await repo.set_user_disabled(tx, user.id, disabled)
+            elif role is None:
+                await repo.remove_membership(tx, team.id, user.id)
+            else:
+                await repo.set_membership(tx, team.id, user.id, role)
+    finally:
+        await db.close()
+
+
+def test_leaving_the_team_or_a_lower_role_disables_the_key_on_every_replica(
+        spawn_gateway: SpawnGateway, upstreams: FakeUpstreams, shared_store: SharedStore) -> None:
+    """A key speaks for its owner in its team: no revocation needed when the owner's standing goes."""
+    config = _config(upstreams)
+    gws = [spawn_gateway(config=config, env=shared_store.env, name=f"replica-{i}") for i in range(2)]
+    _, secret = run_sync(_team_key(shared_store.url))
+    _wait_for(gws, secret, 200, deadline_s=5)
+    for change, status in (({"role": None}, 401), ({"role": "member"}, 200),
+                           ({"role": "viewer"}, 401),  # a viewer may not spend the team's capacity
+                           ({"role": "member"}, 200), ({"disabled": True}, 401)):
+        run_sync(_set_standing(shared_store.url, "dev@example.com", **change))
+        took = _wait_for(gws, secret, status, deadline_s=REVOCATION_BOUND_S)
+        print(f"{change} -> {status} on both replicas after {took:.2f}s")
