@@ -21,7 +21,7 @@ aliases change drops them first, so names can move between models.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from inferenceops.config import PlatformSpec
 from inferenceops.store import Database, repo
-from inferenceops.store.records import CatalogData
+from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, ProviderRecord
 from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, provider_spec
 
 MANAGED_BY = "config"
@@ -130,7 +130,7 @@ async def _carry_out(tx: Any, spec: PlatformSpec, current: CatalogData, plan: Ap
     wanted: dict[tuple[str, str], BaseModel] = {}
     for kind, specs in (("provider", spec.providers), ("deployment", spec.deployments),
                         ("model", spec.models)):
-        wanted.update({(kind, s.name): s for s in specs})  # type: ignore[attr-defined]
+        wanted.update({(kind, s.name): s for s in specs})
 
     def of(kind: Kind, action: Action) -> list[Change]:
         return [c for c in plan.changes if c.kind == kind and c.action == action]
@@ -140,15 +140,20 @@ async def _carry_out(tx: Any, spec: PlatformSpec, current: CatalogData, plan: Ap
                                 target_id=target_id, before=_plain(before), after=_plain(after),
                                 source=source)
 
-    ids = {("provider", r.name): r for r in current.providers}
+    ids: dict[tuple[str, str], ProviderRecord | DeploymentRecord | ModelRecord] = {
+        ("provider", r.name): r for r in current.providers}
     ids.update({("deployment", r.name): r for r in current.deployments})
     ids.update({("model", r.name): r for r in current.models})
-    creators = {"provider": repo.create_provider, "deployment": repo.create_deployment,
-                "model": repo.create_model}
-    updaters = {"provider": repo.update_provider, "deployment": repo.update_deployment,
-                "model": repo.update_model}
-    deleters = {"provider": repo.delete_provider, "deployment": repo.delete_deployment,
-                "model": repo.delete_model}
+    # One signature per role across the three kinds; the repositories check their own arguments.
+    creators: dict[str, Callable[..., Awaitable[Any]]] = {
+        "provider": repo.create_provider, "deployment": repo.create_deployment,
+        "model": repo.create_model}
+    updaters: dict[str, Callable[..., Awaitable[Any]]] = {
+        "provider": repo.update_provider, "deployment": repo.update_deployment,
+        "model": repo.update_model}
+    deleters: dict[str, Callable[..., Awaitable[Any]]] = {
+        "provider": repo.delete_provider, "deployment": repo.delete_deployment,
+        "model": repo.delete_model}
 
     async def upsert(kind: Kind) -> None:
         for change in of(kind, "update"):

@@ -51,7 +51,8 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/NaN: stored as JSON they become null, and the row no longer reads back as a spec.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TimeoutsSpec(_Strict):
@@ -96,7 +97,7 @@ class DeploymentSpec(_Strict):
     replicas: int | list[ReplicaSpec] | None = Field(
         None, description="simulator: how many replicas (default 1); openai: a list of {url: ...}"
     )
-    seed: int = 0
+    seed: int = Field(0, ge=-(2**63), le=2**63 - 1)  # stored as JSON: a 64-bit integer
     api_key_env: str | None = Field(None, description="environment variable holding the upstream key")
     timeouts: TimeoutsSpec = TimeoutsSpec()
     max_connections: int = Field(256, ge=1, le=100_000)
@@ -200,8 +201,7 @@ def load_platform(path: Path | None, *, loopback_base_url: str,
 def parse_platform(text: str, *, source: str, loopback_base_url: str,
                    environ: dict[str, str]) -> Platform:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "somewhere"
@@ -223,6 +223,88 @@ def parse_platform(text: str, *, source: str, loopback_base_url: str,
 
 
 Problem = tuple[list[Any], str]
+
+#: A platform file nests about six levels. PyYAML composes recursively, so without a bound a
+#: few kilobytes of ``[[[[…`` exhaust Python's stack (RecursionError) before any validation.
+MAX_YAML_DEPTH = 64
+#: Values once aliases are expanded. ``*alias`` costs nothing to parse but validation walks
+#: every use: nine anchors each listing the previous one nine times is 9**9 values.
+MAX_YAML_NODES = 100_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses to nest deeper than ``MAX_YAML_DEPTH`` (a ``ComposerError``)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """(the document's node tree, for line numbers; its data), parsed once, bounded.
+
+    ``yaml.YAMLError`` (with the line) for invalid YAML, for a document nested deeper than
+    ``MAX_YAML_DEPTH`` or larger than ``MAX_YAML_NODES`` values once its aliases are expanded,
+    and for a NUL character (a ``"\\0"`` escape) in a value: no name, URL or path has a use for
+    one, and PostgreSQL cannot store it.
+    """
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_nodes(node)
+        return node, loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_nodes(root: yaml.Node) -> None:
+    """Refuse a NUL in a value, and a node graph that aliases expand past the bounds or into a
+    cycle. Iterative depth-first walk, each node measured once (an alias is the node it names).
+    """
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once expanded
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            below = [measured[id(child)] for child in _children(node)]
+            values, depth = 1 + sum(v for v, _ in below), 1 + max((d for _, d in below), default=0)
+            if values > MAX_YAML_NODES or depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"its aliases expand to more than {MAX_YAML_NODES} values or "
+                    f"{MAX_YAML_DEPTH} levels", node.start_mark)
+            measured[key] = (values, depth)
+            on_path.discard(key)
+            continue
+        if key in measured:
+            continue
+        if key in on_path:
+            raise yaml.composer.ComposerError(None, None, "an alias refers to a node that "
+                                              "contains it", node.start_mark)
+        if isinstance(node, yaml.ScalarNode) and "\x00" in node.value:
+            raise yaml.composer.ComposerError(None, None, "a NUL character (\\0) in a value",
+                                              node.start_mark)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
 
 
 def _cross_check(spec: PlatformSpec, environ: dict[str, str]) -> list[Problem]:

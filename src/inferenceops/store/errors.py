@@ -3,7 +3,8 @@
     StoreError                 anything the store could not do (base; message says what to fix)
     ├── NotFound               the row asked for (or a row it references) does not exist
     ├── Conflict               a uniqueness rule or the row's current state forbids the change
-    ├── Invalid                the values break a rule of the schema (CHECK, allowed values)
+    ├── Invalid                the values break a rule of the schema (CHECK, allowed values), or
+    │                          the database cannot hold them (out of range, a NUL character)
     ├── SchemaOutdated         the database has not been migrated to what this code expects
     ├── InvalidDatabaseURL     the URL is malformed or names a backend we do not support
     ├── StoreUnavailable       the database cannot be reached, refused us, or stayed busy/locked
@@ -42,7 +43,8 @@ class Conflict(StoreError):
 
 
 class Invalid(StoreError, ValueError):
-    """Values that break a rule of the schema (a CHECK, an allowed value).
+    """Values that break a rule of the schema (a CHECK, an allowed value), or that the database
+    cannot hold (a number out of its range, a NUL character in PostgreSQL text).
 
     ``field`` names the offending value when the repository knows it (``"rpm"``),
     so the admin API can point the client at it; None for a rule over several.
@@ -86,6 +88,13 @@ EXAMPLE_URLS = "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user
 # SQLSTATE classes (PostgreSQL) that mean "cannot talk to the database" rather than "bad data".
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "28", "3D", "53", "57", "58")
 _SQLITE_BUSY = ("database is locked", "database table is locked", "unable to open database")
+#: SQLSTATE class 22, "data exception": the value itself is wrong (22003 out of range, 22021 a
+#: character not in the encoding — NUL —, 22P05 untranslatable, 22008 datetime overflow, …;
+#: asyncpg reports an argument it cannot encode, such as an int past 64 bits, as 22000).
+_DATA_SQLSTATE_CLASS = "22"
+#: What a column type raises binding a value it cannot hold (``UTCDateTime``: a datetime past
+#: the calendar once made UTC raises OverflowError).
+_BIND_ERRORS = (ValueError, TypeError, OverflowError)
 
 
 def _sqlstate(error: BaseException | None) -> str | None:
@@ -137,13 +146,15 @@ def translate(error: BaseException, doing: str) -> StoreError:
         if state in ("42P01", "42703") or "no such table" in detail or "no such column" in detail:
             return SchemaOutdated(f"{doing}: the schema is missing or old ({detail}); "
                                   "run `inferenceops migrate` against this database")
+        if state is not None and state.startswith(_DATA_SQLSTATE_CLASS):
+            return Invalid(f"{doing}: the database cannot store a value ({detail})")
         if (state is not None and state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)) or (
                 state is None and isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
                 and any(s in detail for s in _SQLITE_BUSY)) or error.connection_invalidated:
             return StoreUnavailable(f"{doing}: the database is unavailable ({detail}); check that "
                                     "it is running, reachable and that the URL's user/database exist")
         return StoreError(f"{doing}: {detail}")
-    if isinstance(error, sa_exc.StatementError) and isinstance(error.orig, ValueError | TypeError):
+    if isinstance(error, sa_exc.StatementError) and isinstance(error.orig, _BIND_ERRORS):
         return Invalid(f"{doing}: {error.orig}")  # a value our column types refused to bind
     if isinstance(error, sa_exc.TimeoutError):
         return StoreUnavailable(f"{doing}: no free database connection in time ({detail}); "
@@ -154,11 +165,14 @@ def translate(error: BaseException, doing: str) -> StoreError:
                                 "SQLite data folder exists and is writable")
     if isinstance(error, sa_exc.SQLAlchemyError):
         return StoreError(f"{doing}: {detail}")
+    if isinstance(error, OverflowError):  # sqlite3 binding an int past 64 bits raises it bare
+        return Invalid(f"{doing}: a number is out of the database's range ({detail})")
     raise TypeError(f"not a database error: {error!r}")  # pragma: no cover - programming error
 
 
-#: What ``translating`` catches: the library's errors and the socket errors a driver may leak.
-TRANSLATED = (sa_exc.SQLAlchemyError, OSError, TimeoutError)
+#: What ``translating`` catches: the library's errors, the socket errors a driver may leak, and
+#: the ``OverflowError`` sqlite3 raises, unwrapped, for an integer it cannot bind.
+TRANSLATED = (sa_exc.SQLAlchemyError, OSError, TimeoutError, OverflowError)
 
 
 @contextmanager

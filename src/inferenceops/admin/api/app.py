@@ -6,13 +6,17 @@ works as is. Assembled here, in order:
 
 * authentication as an app-wide dependency — every route requires it; the
   allow-list is ``PUBLIC_PATHS`` (only the OpenAPI document; the docs UI is off);
-* one exception handler (``errors.error_response``) for every failure;
+* then, app-wide too, ``_input.reject_nul``: no NUL character in any parameter or body
+  reaches the store (PostgreSQL cannot hold one);
+* one exception handler (``errors.error_response``) for every failure, and an OpenAPI
+  document that says so (``_openapi``: every error response is ``Error``);
 * one router per resource (``routes_*.py``), each route naming its permission.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -22,6 +26,7 @@ from inferenceops.admin.api import (
     routes_budgets,
     routes_deployments,
     routes_grants,
+    routes_invitations,
     routes_keys,
     routes_limits,
     routes_models,
@@ -30,6 +35,8 @@ from inferenceops.admin.api import (
     routes_teams,
     routes_users,
 )
+from inferenceops.admin.api._input import reject_nul
+from inferenceops.admin.api._openapi import document_errors
 from inferenceops.admin.api.deps import AdminContext, Authenticator, authenticated
 from inferenceops.admin.api.errors import HANDLED, error_response
 from inferenceops.platform.keys import KeyHasher
@@ -43,7 +50,17 @@ PUBLIC_PATHS = frozenset({OPENAPI_PATH})
 ROUTERS = (routes_audit.router, routes_teams.router, routes_users.router,
            routes_service_accounts.router, routes_keys.router, routes_grants.router,
            routes_limits.router, routes_budgets.router, routes_providers.router,
-           routes_deployments.router, routes_models.router, routes_apply.router)
+           routes_deployments.router, routes_models.router, routes_apply.router,
+           routes_invitations.router)
+
+
+class AdminApp(FastAPI):
+    """FastAPI, with an OpenAPI document that describes this API's errors (``_openapi``)."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = document_errors(super().openapi())
+        return self.openapi_schema
 
 
 def build_admin_app(db: Database, hasher: KeyHasher, *,
@@ -57,11 +74,12 @@ def build_admin_app(db: Database, hasher: KeyHasher, *,
     """
     if currency not in CURRENCIES:
         raise ValueError(f"unknown currency {currency!r}; use an ISO 4217 code such as USD")
-    app = FastAPI(
+    app = AdminApp(
         title="InferenceOps admin API", version="1", openapi_url=OPENAPI_PATH,
         docs_url=None, redoc_url=None,
-        # Authentication on every route; the OpenAPI route is added by FastAPI outside of these.
-        dependencies=[Depends(authenticated)],
+        # Authentication on every route, then the input check, in this order (so a caller
+        # without credentials learns nothing); the OpenAPI route is added by FastAPI outside.
+        dependencies=[Depends(authenticated), Depends(reject_nul)],
     )
     app.state.admin = AdminContext(db, hasher, tuple(extra_authenticators), currency, cipher)
     for exc_class in HANDLED:

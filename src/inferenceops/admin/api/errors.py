@@ -3,19 +3,24 @@
     store NotFound                  → 404 invalid_request_error / not_found
     store Conflict                  → 409 invalid_request_error / conflict
     store Invalid                   → 422 invalid_request_error / invalid_value, param = its field
+                                      (also a value the database itself refused: out of range,
+                                      a character it cannot store)
     RequestValidationError          → 422 invalid_request_error / invalid_value, param = field path
                                       (a cross-field rule: the field its message quotes)
+    a body FastAPI could not decode → 422 invalid_request_error / invalid_json (nested too deep for
+                                      the parser, a number too long, not UTF-8)
     config ConfigError              → 422 invalid_request_error / invalid_value, param null (a platform
                                       file: its message names the line and the field)
     store SchemaOutdated/Unavailable→ 503 service_unavailable / not_ready
     other StoreError                → 500 server_error (logged)
     InferenceOpsError (401, 403, …) → its own status/type/code
-    Starlette HTTPException         → its status (unknown path 404, wrong method 405)
+    Starlette HTTPException         → its status (unknown path 404, wrong method 405, any other
+                                      4xx invalid_request_error, 5xx server_error)
     anything else                   → 500 server_error (logged with traceback)
 
 The body is ``inferenceops.gateway.errors.error_document``'s, so the admin API
-and the data plane answer errors in one shape. Handlers never build error
-dicts themselves; they raise.
+and the data plane answer errors in one shape (``_openapi`` documents it on every
+operation). Handlers never build error dicts themselves; they raise.
 """
 
 from __future__ import annotations
@@ -78,11 +83,19 @@ def _validation_error(exc: RequestValidationError) -> errors.InferenceOpsError:
 
 
 def _http_error(exc: HTTPException) -> errors.InferenceOpsError:
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         return errors.NotFound("No such admin API route")
     if exc.status_code == 405:
         return errors.MethodNotAllowed("This method is not allowed on this route")
-    return errors.InferenceOpsError(str(exc.detail), status=exc.status_code, code=None)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+        # FastAPI's "There was an error parsing the body": JSON nested deeper than the parser
+        # goes, an integer longer than Python converts, bytes that are not UTF-8.
+        return Unprocessable(f"The body is not JSON this API can read ({type(exc.__cause__).__name__}: "
+                             f"{str(exc.__cause__)[:200]})", code="invalid_json")
+    if 400 <= exc.status_code < 500:
+        return errors.InvalidRequest(str(exc.detail), status=exc.status_code, headers=headers)
+    return errors.InferenceOpsError(str(exc.detail), status=exc.status_code, headers=headers)
 
 
 def to_api_error(exc: BaseException) -> errors.InferenceOpsError:

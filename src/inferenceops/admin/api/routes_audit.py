@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import AwareDatetime
 
 from inferenceops.admin.api import schemas as s
 from inferenceops.admin.api import services
-from inferenceops.admin.api._params import DEFAULT_LIMIT, After, Limit
+from inferenceops.admin.api._params import DEFAULT_LIMIT, Limit, SeqAfter
+from inferenceops.admin.api._values import Timestamp
 from inferenceops.admin.api.deps import Access, Context, Principal, require
 
 router = APIRouter()
@@ -19,13 +19,13 @@ router = APIRouter()
 async def list_audit(
     ctx: Context, access: Annotated[Access, Depends(require("audit:read"))],
     actor: str | None = None, action: str | None = None, target_type: str | None = None,
-    target_id: str | None = None, since: AwareDatetime | None = None, until: AwareDatetime | None = None,
-    limit: Limit = DEFAULT_LIMIT, after: After = None,
+    target_id: str | None = None, since: Timestamp | None = None, until: Timestamp | None = None,
+    limit: Limit = DEFAULT_LIMIT, after: SeqAfter = None,
 ) -> s.Page[s.AuditOut]:
     """Audit entries oldest first; ``after`` is a sequence number (``next_after``)."""
     return await services.list_audit_entries(
-        ctx, access, limit=limit, after=after, actor=actor, action=action, target_type=target_type,
-        target_id=target_id, since=since, until=until)
+        ctx, access, limit=limit, after=None if after is None else str(after), actor=actor,
+        action=action, target_type=target_type, target_id=target_id, since=since, until=until)
 
 
 @router.get("/me", response_model=s.PrincipalOut, tags=["me"])

@@ -16,8 +16,9 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from inferenceops.admin.api import _values
 from inferenceops.admin.principal import AdminPrincipal
-from inferenceops.platform.policy import CURRENCIES, Period, from_nanos, to_nanos
+from inferenceops.platform.policy import CURRENCIES, Period, from_nanos
 from inferenceops.platform.policy import Scope as LimitScope
 from inferenceops.store.records import (
     ApiKeyRecord,
@@ -266,11 +267,7 @@ class BudgetSet(_Request):
     def _amount(cls, value: object) -> str:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ValueError('give the amount as decimal text, such as "12.50"')
-        nanos = to_nanos(value)  # ValueError names what is wrong
-        if nanos <= 0:
-            raise ValueError("must be more than 0")
-        if nanos > MAX_VALUE:
-            raise ValueError(f"must be at most {from_nanos(MAX_VALUE)}")
+        _values.amount_nanos(value)  # ValueError names what is wrong: not a number, <= 0, too large
         return str(value).strip()
 
     @field_validator("currency")
@@ -285,7 +282,7 @@ class BudgetSet(_Request):
 
     @property
     def amount_nanos(self) -> int:
-        return to_nanos(self.amount)
+        return _values.amount_nanos(self.amount)
 
 
 class BudgetOut(BaseModel):
