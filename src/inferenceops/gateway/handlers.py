@@ -51,12 +51,13 @@ from inferenceops.gateway.http import (
 from inferenceops.gateway.proxy import Outcome, sees_upstream_detail
 from inferenceops.gateway.request import parse_inference
 from inferenceops.platform import Endpoint
-from inferenceops.platform.identity import SCOPE_ADMIN, SCOPE_INFERENCE
+from inferenceops.platform.identity import PLATFORM_ADMIN, SCOPE_ADMIN, SCOPE_INFERENCE
 
 if TYPE_CHECKING:
     from inferenceops.gateway.state import GatewayState
 
 PIPELINE_STAGES = ("size", "authenticate", "parse", "authorize", "admit", "route+forward", "settle")
+_READ_EVERYTHING = (PLATFORM_ADMIN, "auditor")
 _PRIORITIES = {b"interactive": Priority.INTERACTIVE, b"background": Priority.BACKGROUND,
                b"batch": Priority.BACKGROUND}
 
@@ -152,8 +153,9 @@ async def metrics(state: GatewayState, ctx: RequestContext, send: Send, *,
     """Prometheus text exposition of this process's counters.
 
     Its labels name deployments, which a team must not learn of: served to this
-    machine (a sidecar or node scraper) and to keys with the admin scope only;
-    anyone else gets the unknown-URL 404.
+    machine (a sidecar or node scraper) and to platform keys (no team) with the
+    admin scope whose owner is a platform admin or auditor; anyone else gets the
+    unknown-URL 404.
     """
     if not from_loopback:
         key = None
@@ -161,7 +163,8 @@ async def metrics(state: GatewayState, ctx: RequestContext, send: Send, *,
             with suppress(AuthenticationFailed):
                 key = authenticate(state.snapshot.identity, state.hasher, ctx.authorization,
                                    time.time())
-        if key is None or SCOPE_ADMIN not in key.scopes:
+        if key is None or SCOPE_ADMIN not in key.scopes or \
+                key.principal.platform_role not in _READ_EVERYTHING:
             raise NotFound("Unknown request URL: GET /metrics.", code="unknown_url")
     text = "" if state.admission is None else state.admission.render_metrics()
     await respond(send, ctx, 200, text.encode(), content_type=b"text/plain; version=0.0.4")

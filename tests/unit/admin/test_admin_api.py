@@ -14,9 +14,9 @@ throwaway targets, so the cases do not depend on each other.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,9 @@ from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.platform.keys import KeyHasher, new_secret, visible_prefix
 from inferenceops.store import CredentialCipher, Database, repo
 from inferenceops.store.migrate import upgrade
-from inferenceops.store.repo.admin_queries import find_api_key_by_digest
 from inferenceops.store.repo import admin_queries as q
 from inferenceops.store.repo import invitations
+from inferenceops.store.repo.admin_queries import find_api_key_by_digest
 from inferenceops.store.repo.audit import list_audit
 from inferenceops.store.tables import utcnow
 

@@ -9,6 +9,8 @@ import pytest
 from tests.support.asgi import request
 from tests.unit.conftest import AUTH, Harness, make_harness, platform_yaml
 
+from inferenceops.platform import ApiKey, Identity, Principal, Snapshot
+
 CHAT = {"model": "chat-model", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -270,3 +272,22 @@ async def test_metrics_are_served_to_this_machine_and_admin_keys_only(harness: H
     assert_openai_error(wrong_key, 404, "unknown_url")
     admin = await request(harness.app, "GET", "/metrics", client="10.1.2.3", headers=AUTH)
     assert admin.status == 200
+
+
+async def test_metrics_are_not_for_a_teams_admin_keys(harness: Harness) -> None:
+    """A team's admin-scoped key reads its team, not the platform's deployments."""
+    state, hasher = harness.app.state, harness.app.state.hasher
+    keys = {"sk-team-admin": ApiKey("key_t", "sk-team", Principal("usr_t"), "team_a",
+                                    frozenset({"inference", "admin"})),
+            "sk-auditor": ApiKey("key_a", "sk-aud", Principal("usr_a", platform_role="auditor"),
+                                 None, frozenset({"admin"}))}
+    old = state.snapshot
+    state.snapshot = Snapshot(old.catalog, Identity(
+        [(hasher.digest(secret), key) for secret, key in keys.items()], {"team_a": ["chat-model"]}),
+        old.policy)
+    team = await request(harness.app, "GET", "/metrics", client="10.1.2.3",
+                         headers={"Authorization": "Bearer sk-team-admin"})
+    assert_openai_error(team, 404, "unknown_url")
+    auditor = await request(harness.app, "GET", "/metrics", client="10.1.2.3",
+                            headers={"Authorization": "Bearer sk-auditor"})
+    assert auditor.status == 200
