@@ -20,6 +20,7 @@ from inferenceops.cli_admin import ADMIN_APPS
 from inferenceops.cli_admission import ADMISSION_APPS
 from inferenceops.cli_apply import apply_command
 from inferenceops.cli_catalog import CATALOG_APPS
+from inferenceops.cli_invitations import INVITATION_APPS
 from inferenceops.config import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -141,7 +142,7 @@ def db_upgrade() -> None:
 
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
 app.add_typer(audit_app, name="audit")
-for _name, _sub_app in (*ADMIN_APPS, *ADMISSION_APPS, *CATALOG_APPS):
+for _name, _sub_app in (*ADMIN_APPS, *ADMISSION_APPS, *CATALOG_APPS, *INVITATION_APPS):
     app.add_typer(_sub_app, name=_name)
 app.command("apply")(apply_command)
 

@@ -326,7 +326,7 @@ def teams_add_member(
     role: Annotated[str, typer.Option(help="owner, member or viewer.")] = "member",
     url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Add a user to a team (or change their role): a user's key for a team needs this."""
+    """Add a user to a team (platform admins), or change a member's role; owners invite instead."""
     who = {"email": user} if "@" in user else {"user_id": user}
     member = _api(url, key, "POST", f"/teams/{_quote(team_id)}/members", {**who, "role": role})
     _emit_one(member, MEMBER_FIELDS, as_json)

@@ -292,3 +292,47 @@ def test_catalog_providers_deployments_models(spawn_gateway: SpawnGateway, tmp_p
                        ("providers", "openai-eu")):
         assert ok_json(gw, kind, "delete", name)["deleted"] is True
     assert ok_json(gw, "providers", "list")["data"] == []
+
+
+def test_an_owner_invites_and_the_invitee_accepts(spawn_gateway: SpawnGateway) -> None:
+    gw = spawn_gateway(name="cli-invite")
+
+    def person(email: str, team_id: str, role: str) -> str:
+        """A user in a team with an admin-scoped key of their own: the key's secret."""
+        user = ok_json(gw, "users", "create", email)
+        ok(gw, "teams", "add-member", team_id, user["id"], "--role", role)
+        made = cli("keys", "create", "--name", "me", "--user", user["id"], "--team", team_id,
+                   "--scope", "admin", "--json", url=gw.origin)
+        assert made.returncode == 0, made.stderr
+        return str(json.loads(made.stdout)["secret"])
+
+    search = ok_json(gw, "teams", "create", "search")
+    ads = ok_json(gw, "teams", "create", "ads")
+    owner = person("lead@example.com", search["id"], "owner")
+    invitee = person("dev@example.com", ads["id"], "member")
+
+    direct = cli("teams", "add-member", search["id"], "dev@example.com", url=gw.origin, key=owner)
+    assert direct.returncode == 1 and "invite them" in direct.stderr
+    offer = cli("teams", "invite", "search", "dev@example.com", "--role", "viewer", "--json",
+                url=gw.origin, key=owner)
+    assert offer.returncode == 0, offer.stderr
+    invitation = json.loads(offer.stdout)
+    assert (invitation["team_name"], invitation["role"], invitation["state"]) == (
+        "search", "viewer", "pending")
+    assert invitation["id"] in cli("teams", "invitations", "search", url=gw.origin, key=owner).stdout
+
+    mine = cli("invitations", "list", url=gw.origin, key=invitee)
+    assert mine.returncode == 0 and invitation["id"] in mine.stdout and "search" in mine.stdout
+    assert cli("invitations", "accept", invitation["id"], url=gw.origin, key=owner).returncode == 1
+    accepted = cli("invitations", "accept", invitation["id"], "--json", url=gw.origin, key=invitee)
+    assert accepted.returncode == 0 and json.loads(accepted.stdout)["state"] == "accepted"
+    still_open = json.loads(cli("teams", "invitations", "search", "--json", url=gw.origin,
+                                key=owner).stdout)["data"]
+    assert still_open == []  # accepted: no longer open
+    request = urllib.request.Request(f"{gw.origin}/admin/api/v1/teams/{search['id']}/members",
+                                     headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        roles = {m["user_id"]: m["role"] for m in json.load(resp)["data"]}
+    assert roles[invitation["user_id"]] == "viewer"
+    # Their key for ads still acts in ads only: it does not reach the team they joined.
+    assert "search" not in cli("teams", "list", url=gw.origin, key=invitee).stdout
