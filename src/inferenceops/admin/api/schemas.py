@@ -192,6 +192,8 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
     rotated_from_id: str | None
     background_only: bool
+    created_by: str | None = Field(None, description="The actor that created it (null: unknown, "
+                                   "for keys older than this field)")
 
     @classmethod
     def of(cls, r: ApiKeyRecord) -> KeyOut:
@@ -201,7 +203,7 @@ class KeyOut(BaseModel):
             allowed_models=None if r.allowed_models is None else sorted(r.allowed_models),
             created_at=r.created_at, expires_at=r.expires_at, revoked_at=r.revoked_at,
             last_used_at=r.last_used_at, rotated_from_id=r.rotated_from_id,
-            background_only=r.background_only)
+            background_only=r.background_only, created_by=r.created_by)
 
 
 class KeyCreated(KeyOut):
