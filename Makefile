@@ -28,7 +28,8 @@ $(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(BIN)/python
 serve: $(VENV)/.installed-base
 	$(BIN)/inferenceops serve $(ARGS)
 
-test: $(VENV)/.installed-dev
+# Lint and type-check first (ruff, mypy --strict over src/), then the whole suite.
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev

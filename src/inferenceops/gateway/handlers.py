@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -90,7 +90,7 @@ async def inference(state: GatewayState, endpoint: Endpoint, ctx: RequestContext
         ticket = await admission.admit(snapshot, key, model, len(body), request.max_tokens,
                                        priority, ctx)
     reveal = sees_upstream_detail(key)
-    if ticket is None:
+    if ticket is None or admission is None:  # a ticket is only ever issued by admission
         await state.forwarder.forward(model.deployment, endpoint, request, ctx, receive, send,
                                       reveal_upstream=reveal)
         return
@@ -137,7 +137,7 @@ async def quota(state: GatewayState, ctx: RequestContext, send: Send) -> None:
     snapshot = state.snapshot
     key = authenticate(snapshot.identity, state.hasher, ctx.authorization, time.time())
     if state.admission is None:
-        body = {"object": "quota", "key": {"id": key.id, "prefix": key.prefix},
+        body: dict[str, Any] = {"object": "quota", "key": {"id": key.id, "prefix": key.prefix},
                 "team_id": key.team_id, "limits": [], "budgets": []}
     else:
         try:

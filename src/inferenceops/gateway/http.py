@@ -82,7 +82,7 @@ def check_declared_size(ctx: RequestContext, limit: int) -> None:
 async def read_body(receive: Receive, ctx: RequestContext, limit: int) -> bytes:
     """The whole request body, refused with 413 as soon as it exceeds ``limit``."""
     message = await receive()
-    body = message.get("body", b"")
+    body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         if len(body) > limit:
             raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")

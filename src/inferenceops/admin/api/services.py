@@ -38,7 +38,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def audit(tx: AsyncSession, principal: AdminPrincipal, action: str, target_type: str,
-                target_id: str | None, *, before: BaseModel | None = None,
+                target_id: str, *, before: BaseModel | None = None,
                 after: BaseModel | None = None) -> None:
     """Record one mutation in the caller's transaction."""
     await append_audit(tx, actor=principal.actor, action=action, target_type=target_type,

@@ -46,7 +46,7 @@ from inferenceops.store.tables import (
 T = TypeVar("T")
 
 
-async def _stream(session: AsyncSession, stmt: Select[Any], build: Callable[..., T],
+async def _stream(session: AsyncSession, stmt: Select[*tuple[Any, ...]], build: Callable[..., T],
                   batch_size: int) -> tuple[T, ...]:
     out: list[T] = []
     result = await session.stream(stmt.execution_options(yield_per=batch_size))

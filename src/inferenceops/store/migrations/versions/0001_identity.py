@@ -12,6 +12,8 @@ names follow the naming convention of ``store.tables`` so later revisions
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
@@ -25,7 +27,7 @@ ID = sa.String(40)
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
-def _ts(name: str, nullable: bool = False) -> sa.Column:
+def _ts(name: str, nullable: bool = False) -> sa.Column[Any]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 

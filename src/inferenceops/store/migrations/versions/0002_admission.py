@@ -16,6 +16,8 @@ column in place, and drops it again in batch mode (a table rebuild).
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -36,7 +38,7 @@ BUDGET_SUBJECT = (
     "(scope = 'key' AND key_id IS NOT NULL AND team_id IS NULL)")
 
 
-def _ts(name: str) -> sa.Column:
+def _ts(name: str) -> sa.Column[Any]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=False)
 
 

@@ -23,6 +23,8 @@ written before this revision stay valid. The downgrade drops the columns in plac
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
@@ -34,7 +36,7 @@ depends_on: str | None = None
 
 JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
-COLUMNS: dict[str, list[sa.Column]] = {
+COLUMNS: dict[str, list[sa.Column[Any]]] = {
     "providers": [
         sa.Column("api_key_env", sa.Text(), nullable=True),
         sa.Column("managed_by", sa.Text(), nullable=True),
