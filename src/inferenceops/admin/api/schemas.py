@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inferenceops.admin.api import _values
 from inferenceops.admin.principal import AdminPrincipal
@@ -169,7 +169,7 @@ class KeyCreate(_Request):
     service_account_id: str | None = None
     scopes: list[Scope] = Field(min_length=1)
     allowed_models: list[str] | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: _values.Timestamp | None = None
     background_only: bool = Field(False, description="Its requests always queue as background work")
 
 
