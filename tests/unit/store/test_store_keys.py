@@ -141,6 +141,11 @@ async def test_rotate_overlap(db: Database, digest: Callable[[], bytes]) -> None
     with pytest.raises(Conflict, match="revoked"):
         async with db.transaction() as tx:
             await repo.rotate_api_key(tx, new.id, prefix="sk-io-q", digest=digest(), overlap=hour)
+    # A key past its expiry stays lapsed: its successor would be born expired.
+    with pytest.raises(Conflict, match="expired"):
+        async with db.transaction() as tx:
+            await repo.rotate_api_key(tx, no_expiry.id, prefix="sk-io-r", digest=digest(),
+                                      overlap=hour, now=NOW + 2 * hour)
 
 
 async def test_rotated_keys_share_the_lineage_their_usage_is_counted_under(

@@ -137,8 +137,8 @@ async def rotate_api_key(
     expiry and ``background_only``, records ``rotated_from_id``, and gets copies of
     the old key's limit and budgets (so a rotation never sheds them) and its
 lineage (so their counters carry on rather than restart). The old key's ``expires_at`` is
-    pulled in to ``now + overlap`` unless it already ends sooner. A revoked key
-    cannot be rotated (``Conflict``). ``created_by`` is the actor rotating it.
+    pulled in to ``now + overlap`` unless it already ends sooner. A revoked or
+    expired key cannot be rotated (``Conflict``). ``created_by`` is the actor rotating it.
     """
     if overlap < timedelta(0):
         raise Invalid(f"the rotation overlap must not be negative, not {overlap}")
@@ -146,6 +146,9 @@ lineage (so their counters carry on rather than restart). The old key's ``expire
     old = await _get(session, key_id, lock=True)
     if old.revoked_at is not None:
         raise Conflict(f"key {key_id!r} is revoked and cannot be rotated; create a new key instead")
+    if old.expires_at is not None and old.expires_at <= now:
+        # Its successor would copy the expiry and be born dead; a lapsed key stays lapsed.
+        raise Conflict(f"key {key_id!r} has expired and cannot be rotated; create a new key instead")
     new = ApiKey(
         name=old.name, prefix=check_name("a key prefix", prefix), digest=_check_digest(digest),
         team_id=old.team_id, user_id=old.user_id, service_account_id=old.service_account_id,
