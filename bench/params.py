@@ -36,7 +36,7 @@ import orjson
 
 from bench.stats import median
 from inferenceops.gateway import request as request_module
-from inferenceops.gateway.request import parse_inference
+from inferenceops.pipeline.request import parse_inference
 from inferenceops.platform import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@
 Every failure a client can see is one of these classes; each knows its HTTP
 status and its OpenAI ``type`` / ``code``. They are raised anywhere (engines,
 routing, gateway) and turned into OpenAI error JSON in exactly one place:
-``inferenceops.gateway.errors.error_response``. Nothing here does I/O.
+``inferenceops.error_shape``. Nothing here does I/O.
 
     InferenceOpsError                      500 server_error / internal_error
     ├── InvalidRequest                     400 invalid_request_error

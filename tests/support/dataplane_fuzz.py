@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from inferenceops.gateway.params import RULES
+from inferenceops.pipeline.params import RULES
 from inferenceops.platform import Endpoint
 
 ROUTES = {"/v1/chat/completions": Endpoint.CHAT, "/v1/completions": Endpoint.COMPLETIONS,

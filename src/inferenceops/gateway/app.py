@@ -4,7 +4,7 @@ Outermost → innermost for an HTTP request:
 
 1. ``RequestContext`` – request id (client's or new) and the overhead clock start
    first, so every response, errors included, carries both headers.
-2. error boundary – typed errors become OpenAI error JSON (``gateway.errors``);
+2. error boundary – typed errors become OpenAI error JSON (``error_shape``);
    anything unexpected is logged and becomes a plain 500, never a hang.
 3. router – exact-path dict lookup, then the prefixes (``/v1/models/``,
    ``/_sim/``, ``/admin/``); wrong method → 405, unknown path → 404, both
@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from inferenceops.error_shape import internal_error, sse_error_event
 from inferenceops.errors import InferenceOpsError, MethodNotAllowed, NotFound
 from inferenceops.gateway import handlers
-from inferenceops.gateway.errors import internal_error, sse_error_event
 from inferenceops.gateway.http import Receive, RequestContext, Scope, Send, respond_error
 from inferenceops.gateway.state import GatewayState
 from inferenceops.platform import Endpoint

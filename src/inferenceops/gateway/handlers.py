@@ -49,7 +49,7 @@ from inferenceops.gateway.http import (
     respond,
 )
 from inferenceops.gateway.proxy import Outcome, sees_upstream_detail
-from inferenceops.gateway.request import parse_inference
+from inferenceops.pipeline.request import parse_inference
 from inferenceops.platform import Endpoint
 from inferenceops.platform.identity import PLATFORM_ADMIN, SCOPE_ADMIN, SCOPE_INFERENCE
 

@@ -12,8 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from inferenceops.error_shape import error_json
 from inferenceops.errors import InferenceOpsError, InvalidRequest, PayloadTooLarge
-from inferenceops.gateway.errors import error_json
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -36,11 +36,11 @@ import orjson
 
 from inferenceops.engines.openai_compat import OpenAICompatClient, UpstreamResponse
 from inferenceops.engines.redaction import SSEErrorScrubber
+from inferenceops.error_shape import sse_error_event
 from inferenceops.errors import InferenceOpsError, UpstreamClientError, UpstreamError
-from inferenceops.gateway.errors import sse_error_event
 from inferenceops.gateway.http import Receive, RequestContext, Send, respond, start_stream
-from inferenceops.gateway.request import InferenceRequest
 from inferenceops.metering.usage import Usage, UsageTap, parse_usage, request_stream_usage
+from inferenceops.pipeline.request import InferenceRequest
 from inferenceops.platform import ApiKey, Deployment, Endpoint
 from inferenceops.platform.identity import PLATFORM_ADMIN, SCOPE_ADMIN
 from inferenceops.routing import LeastOutstanding

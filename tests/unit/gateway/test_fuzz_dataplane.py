@@ -36,7 +36,7 @@ from tests.support.dataplane_fuzz import ROUTES, bodies, documents, dumps, neste
 from tests.unit.conftest import ADMIN_KEY, Harness, make_harness
 
 from inferenceops.errors import InvalidRequest
-from inferenceops.gateway.request import MAX_JSON_DEPTH, parse_inference
+from inferenceops.pipeline.request import MAX_JSON_DEPTH, parse_inference
 from inferenceops.platform import Endpoint
 
 GOOD_AUTH = f"Bearer {ADMIN_KEY}".encode()

@@ -30,7 +30,7 @@ from inferenceops.admission.memory_ledger import MemoryLedger
 from inferenceops.admission.plan import budget_checks
 from inferenceops.engines.redaction import Redactor
 from inferenceops.engines.upstream_errors import http_error
-from inferenceops.gateway.errors import error_json, sse_error_event
+from inferenceops.error_shape import error_json, sse_error_event
 from inferenceops.gateway.http import RequestContext
 from inferenceops.gateway.proxy import _tell
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapshot

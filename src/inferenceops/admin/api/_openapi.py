@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 ERROR_REF = "#/components/schemas/Error"
-#: ``{"error": {"message", "type", "param", "code"}}`` (``gateway.errors.error_document``).
+#: ``{"error": {"message", "type", "param", "code"}}`` (``error_shape.error_document``).
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "Error",
     "type": "object",

@@ -18,7 +18,7 @@
                                       4xx invalid_request_error, 5xx server_error)
     anything else                   → 500 server_error (logged with traceback)
 
-The body is ``inferenceops.gateway.errors.error_document``'s, so the admin API
+The body is ``inferenceops.error_shape.error_document``'s, so the admin API
 and the data plane answer errors in one shape (``_openapi`` documents it on every
 operation). Handlers never build error dicts themselves; they raise.
 """
@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException
 
 from inferenceops import errors
 from inferenceops.config import ConfigError
-from inferenceops.gateway.errors import error_document, internal_error
+from inferenceops.error_shape import error_document, internal_error
 from inferenceops.store import errors as store_errors
 from inferenceops.store.repo.catalog_specs import first_field
 

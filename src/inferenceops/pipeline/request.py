@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from inferenceops.errors import InvalidJSON, InvalidParameter, InvalidRequest
-from inferenceops.gateway.params import check_params, wrong_type
+from inferenceops.pipeline.params import check_params, wrong_type
 from inferenceops.platform import Endpoint
 
 _INPUT_FIELD = {

@@ -17,8 +17,8 @@ import pydantic
 import pytest
 
 from inferenceops.errors import InvalidParameter
-from inferenceops.gateway.params import MAX_N, RULES
-from inferenceops.gateway.request import InferenceRequest, parse_inference
+from inferenceops.pipeline.params import MAX_N, RULES
+from inferenceops.pipeline.request import InferenceRequest, parse_inference
 from inferenceops.platform import Endpoint
 
 USER = [{"role": "user", "content": "hi"}]

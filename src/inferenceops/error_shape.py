@@ -18,7 +18,7 @@ import orjson
 
 from inferenceops.errors import InferenceOpsError, UpstreamClientError
 
-log = logging.getLogger("inferenceops.gateway")
+log = logging.getLogger("inferenceops.errors")
 
 
 def error_document(exc: InferenceOpsError) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from inferenceops.errors import InvalidJSON, InvalidParameter, InvalidRequest
-from inferenceops.gateway.request import MAX_JSON_DEPTH, ORJSON_WRITE_DEPTH, parse_inference
+from inferenceops.pipeline.request import MAX_JSON_DEPTH, ORJSON_WRITE_DEPTH, parse_inference
 from inferenceops.platform import Endpoint
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
