@@ -58,7 +58,9 @@ REDIS_URL = os.environ.get("INFERENCEOPS_TEST_REDIS_URL", "redis://127.0.0.1:637
 HASHER = KeyHasher(TEST_SECRET.encode())
 TEAM_KEY, OTHER_KEY, BATCH_KEY = "sk-cl-team-key", "sk-cl-other-key", "sk-cl-batch-key"
 VIEWER_KEY, BATCH_SCOPE_KEY = "sk-cl-viewer-key", "sk-cl-batchscope-key"
-MODELS = ("chat-model", "unterminated-model", "dead-model", "broken-model")
+OPS_KEY, SOLO_KEY, SOLO_KEY_2 = "sk-cl-ops-key", "sk-cl-solo-key", "sk-cl-solo2-key"
+MODELS = ("chat-model", "unterminated-model", "dead-model", "broken-model", "no-usage-model",
+          "empty-cut-model")
 CHAT = {"model": "chat-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 UNIT = 1000  # nano-units per input token; output tokens cost ten times that
 #: What one answered non-streamed request costs: the fake engine reports 3 prompt + 1 completion.
@@ -76,10 +78,11 @@ MAX_BODY = 4096
 
 def identity() -> Identity:
     member, viewer = Principal("usr_member"), Principal("usr_viewer")
+    root = Principal("usr_root", platform_role="platform-admin")
 
     def key(secret: str, key_id: str, principal: Principal, scopes: frozenset[str],
-            **extra: Any) -> tuple[bytes, ApiKey]:
-        return HASHER.digest(secret), ApiKey(key_id, secret[:8], principal, "team_ml", scopes, **extra)
+            team: str | None = "team_ml", **extra: Any) -> tuple[bytes, ApiKey]:
+        return HASHER.digest(secret), ApiKey(key_id, secret[:8], principal, team, scopes, **extra)
 
     inference = frozenset({"inference"})
     # A team viewer's key made with every scope keeps only what a viewer may do: no inference.
@@ -90,24 +93,45 @@ def identity() -> Identity:
             key(OTHER_KEY, "key_other", member, inference),
             key(BATCH_KEY, "key_batch", member, inference, background_only=True),
             key(VIEWER_KEY, "key_viewer", viewer, viewer_power.scopes),
-            key(BATCH_SCOPE_KEY, "key_batchscope", member, frozenset({"batch"}))]
-    return Identity(keys, {"team_ml": list(MODELS)})
+            key(BATCH_SCOPE_KEY, "key_batchscope", member, frozenset({"batch"})),
+            key(OPS_KEY, "key_ops", member, inference, team="team_ops"),
+            key(SOLO_KEY, "key_solo", root, inference, team=None),
+            key(SOLO_KEY_2, "key_solo2", root, inference, team=None)]
+    return Identity(keys, {"team_ml": list(MODELS), "team_ops": list(MODELS)})
 
 
 class EdgeUpstream(FakeUpstream):
-    """The fake engine, plus ``unterminated``: a stream whose last event has no blank line after it.
+    """The fake engine, plus three answers at the edges of what settlement must handle.
 
-    Three content deltas, the usage chunk (when asked for), then ``data: [DONE]`` and
-    end of stream — the tail is only ever passed on by the taps' final ``flush``.
+    * ``unterminated``: a stream whose last event has no blank line after it — three
+      content deltas, the usage chunk (when asked for), then ``data: [DONE]`` and end of
+      stream; the tail is only ever passed on by the taps' final ``flush``;
+    * ``no-usage``: a whole answer with no ``usage`` (engines that do not report it);
+    * ``empty-crash``: a stream that sends the assistant's role with empty content, then
+      drops the connection — cut before the first token.
     """
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         doc = orjson.loads(await request.read())  # aiohttp keeps the body: the parent reads it again
-        if doc.get("model") != "unterminated":
+        model = doc.get("model")
+        if model not in ("unterminated", "no-usage", "empty-crash"):
             return await super()._chat(request)
         self.requests.append(fake_upstream.Seen(request.path, dict(request.headers),
                                                 await request.read()))
+        if model == "no-usage":
+            answer = fake_upstream._completion(model)
+            del answer["usage"]
+            return web.json_response(answer)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        if model == "empty-crash":
+            await resp.prepare(request)
+            role = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                 "finish_reason": None}]}
+            await resp.write(b"data: " + orjson.dumps(role) + b"\n\n")
+            assert request.transport is not None
+            request.transport.close()
+            return resp
         await resp.prepare(request)
         for i in range(3):
             chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
@@ -175,11 +199,21 @@ deployments:
     engine: openai
     served_model: error-500
     replicas: [{{url: "http://127.0.0.1:{port}/v1"}}]
+  - name: no-usage
+    engine: openai
+    served_model: no-usage
+    replicas: [{{url: "http://127.0.0.1:{port}/v1"}}]
+  - name: empty-cut
+    engine: openai
+    served_model: empty-crash
+    replicas: [{{url: "http://127.0.0.1:{port}/v1"}}]
 models:
   - {{name: chat-model, deployment: fake}}
   - {{name: unterminated-model, deployment: unterminated}}
   - {{name: dead-model, deployment: dead}}
   - {{name: broken-model, deployment: broken}}
+  - {{name: no-usage-model, deployment: no-usage}}
+  - {{name: empty-cut-model, deployment: empty-cut}}
 """
 
 
