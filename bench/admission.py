@@ -30,7 +30,6 @@ from typing import Any
 from bench import upstream
 from bench.stats import median, percentile
 from inferenceops.admission.control import AdmissionControl
-from inferenceops.admission.fair_queue import Priority
 from inferenceops.admission.memory_ledger import MemoryLedger
 from inferenceops.admission.redis_ledger import RedisLedger
 from inferenceops.admission.resp import RespClient
@@ -57,6 +56,7 @@ from inferenceops.platform.policy import (
     RateLimit,
     Scope,
 )
+from inferenceops.platform.priority import Priority
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

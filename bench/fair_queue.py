@@ -32,7 +32,8 @@ from typing import Any
 
 import uvloop
 
-from inferenceops.admission.fair_queue import DeploymentGate, Priority
+from inferenceops.admission.fair_queue import DeploymentGate
+from inferenceops.platform.priority import Priority
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

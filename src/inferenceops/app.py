@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 from inferenceops.admission.control import AdmissionControl
 from inferenceops.admission.instance import instance_heartbeat
@@ -17,13 +18,16 @@ from inferenceops.config import ConfigError, Platform, load_platform
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.engines.simulator.mounts import SimulatorMounts
 from inferenceops.gateway.app import GatewayApp
-from inferenceops.gateway.proxy import Forwarder
 from inferenceops.gateway.state import GatewayState
+from inferenceops.outbox import Outbox
+from inferenceops.pipeline.forward import Forwarder
+from inferenceops.pipeline.kernel import Pipeline
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapshot
 from inferenceops.platform.identity import PLATFORM_ADMIN
 from inferenceops.platform.keys import visible_prefix
-from inferenceops.routing import LeastOutstanding
+from inferenceops.routing import default_router
 from inferenceops.settings import Settings
+from inferenceops.supervisor import Service
 
 log = logging.getLogger("inferenceops")
 
@@ -51,7 +55,7 @@ def platform_secret(settings: Settings) -> bytes:
     return load_or_create_secret(settings.data_dir)
 
 
-def build_admission(settings: Settings) -> AdmissionControl:
+def build_admission(settings: Settings, outbox: Outbox | None = None) -> AdmissionControl:
     """Admission with the ledger the settings ask for: Redis when shared, else this process's memory."""
     if settings.redis_url:
         from inferenceops.admission.instance import Liveness
@@ -67,32 +71,45 @@ def build_admission(settings: Settings) -> AdmissionControl:
             log.warning("%d workers share no admission ledger: every limit and budget is counted "
                         "per worker; set INFERENCEOPS_REDIS_URL to share them", settings.workers)
         ledger = MemoryLedger()
-    return AdmissionControl(ledger, fail_open=settings.admission_fail_open)
+    return AdmissionControl(ledger, fail_open=settings.admission_fail_open, outbox=outbox)
 
 
-def build_state(settings: Settings, platform: Platform, hasher: KeyHasher,
-                identity: Identity) -> GatewayState:
+def build_state(settings: Settings, platform: Platform, hasher: KeyHasher, identity: Identity,
+                *, outbox: Outbox | None = None, leading: Sequence[Service] = ()) -> GatewayState:
+    """The serving state: the pipeline, its outbox, admission and engines, and their services.
+
+    ``leading`` services start first and stop last (the outbox writer); a ledger shared
+    through Redis brings its heartbeat next. ``create_app`` adds the services that read
+    the store after these.
+    """
     client = OpenAICompatClient(platform.catalog.deployments.values(),
                                 max_response_bytes=settings.max_response_bytes)
-    admission = build_admission(settings)
+    outbox = outbox or Outbox(max_records=settings.outbox_max_records)
+    admission = build_admission(settings, outbox)
+    forwarder = Forwarder(client, default_router())
+    pipeline = Pipeline(hasher=hasher, forwarder=forwarder, outbox=outbox, admission=admission,
+                        max_body_bytes=settings.max_body_bytes,
+                        max_tokens_limit=settings.max_tokens_limit)
+    state = GatewayState(snapshot=Snapshot(platform.catalog, identity), hasher=hasher,
+                         client=client, pipeline=pipeline, outbox=outbox,
+                         simulators=build_simulators(platform))
     heartbeat = instance_heartbeat(admission)  # a shared ledger's leases need a live instance
-    return GatewayState(
-        snapshot=Snapshot(platform.catalog, identity),
-        hasher=hasher,
-        client=client,
-        forwarder=Forwarder(client, LeastOutstanding()),
-        max_body_bytes=settings.max_body_bytes,
-        max_tokens_limit=settings.max_tokens_limit,
-        simulators=build_simulators(platform),
-        admission=admission,
-        feeds=[] if heartbeat is None else [heartbeat],
-    )
+    for service in (*leading, *([] if heartbeat is None else [heartbeat])):
+        state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)
+    return state
 
 
 def create_app(settings: Settings | None = None) -> GatewayApp:
-    """The serving app: identity comes from the store and is kept fresh by a ``SnapshotFeed``."""
+    """The serving app: identity comes from the store and is kept fresh by a ``SnapshotFeed``.
+
+    Services in start order (stopped in reverse): the outbox writer first, so it
+    flushes after everything that feeds it has stopped; the Redis heartbeat; the
+    snapshot feed (the first snapshot is built before the process is ready); the
+    admin API's database pool.
+    """
     from inferenceops.admin.wiring import build_admin
     from inferenceops.control_plane import SnapshotFeed
+    from inferenceops.outbox.writer import OutboxWriter
     from inferenceops.store.credentials import cipher_from_environment
 
     settings = settings or Settings()
@@ -100,14 +117,17 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     platform = load_platform(settings.config, loopback_base_url=settings.loopback_base_url)
     hasher = KeyHasher(platform_secret(settings))
-    state = build_state(settings, platform, hasher, Identity([], {}))
+    outbox = Outbox(max_records=settings.outbox_max_records)
+    writer = OutboxWriter(outbox, settings.resolved_database_url, flush_s=settings.outbox_flush_s)
+    state = build_state(settings, platform, hasher, Identity([], {}), outbox=outbox,
+                        leading=[writer])
     secret = platform_secret(settings)
-    feed = SnapshotFeed(settings.resolved_database_url, platform,
+    feed = SnapshotFeed(settings.resolved_database_url, platform, state=state,
                         loopback_base_url=settings.loopback_base_url,
                         cipher=cipher_from_environment(os.environ, secret),
-                        refresh_s=settings.snapshot_refresh_s, flush_s=settings.last_used_flush_s)
-    state.feeds.append(feed)
+                        refresh_s=settings.snapshot_refresh_s)
     state.admin_app, admin_db = build_admin(settings, hasher, currency=platform.policy.currency)
     admin_db.db.on_change.append(feed.wake)  # this process's admin changes apply at once
-    state.feeds.append(admin_db)
+    for service in (feed, admin_db):
+        state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)
     return GatewayApp(state)

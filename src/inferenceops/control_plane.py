@@ -16,9 +16,10 @@ changes this process made (SQLite's single process) — and also polls the
 counter (one single-row read) every ``refresh_s``, the safety net for a lost
 listener and for other processes on SQLite. So a revoked key is refused by
 every replica within well under ``refresh_s`` plus build time. The hot path
-only ever sees the swapped snapshot. The same feed writes, off the hot path, what the data plane queued:
-the keys' ``last_used_at`` (every ``LAST_USED_FLUSH_S``, and once more at
-shutdown) and soft-budget overrun alerts (into the audit log).
+only ever sees the swapped snapshot. It is one of the process's supervised
+services: ``start`` builds the first snapshot (before the process is ready),
+``run`` keeps it fresh, ``stop`` closes its connections. What the data plane
+queues for the store (usage, keys' last use, alerts) is the outbox writer's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import os
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,7 +57,6 @@ from inferenceops.store.migrate import migration_lock
 from inferenceops.store.notify import RevisionListener
 from inferenceops.store.records import IdentityData
 from inferenceops.store.snapshot_builder import build_identity_and_rules, current_revision
-from inferenceops.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from inferenceops.gateway.state import GatewayState
@@ -69,7 +68,6 @@ BOOTSTRAP_ACTOR = "system:bootstrap"
 DEMO_TEAM = "demo"
 ALL_SCOPES = ("inference", "batch", "admin")
 _RETIRE_SLICE = 2000
-LAST_USED_FLUSH_S = 5.0
 LISTEN_RETRY_S = 10.0
 
 
@@ -192,21 +190,21 @@ def _unreadable_key(provider: str, error: Exception) -> None:
 
 
 class SnapshotFeed:
-    """Builds the worker's snapshot from the store and keeps it current."""
+    """Builds the worker's snapshot from the store and keeps it current (a supervised service)."""
+
+    name = "snapshot-feed"
 
     def __init__(self, url: str, platform: Platform, *, loopback_base_url: str,
-                 cipher: CredentialCipher | None = None, environ: Mapping[str, str] | None = None,
-                 refresh_s: float = 1.0, flush_s: float = LAST_USED_FLUSH_S) -> None:
+                 state: GatewayState | None = None, cipher: CredentialCipher | None = None,
+                 environ: Mapping[str, str] | None = None, refresh_s: float = 1.0) -> None:
         self._url = url
-        self._flush_s = flush_s
-        self._state: GatewayState | None = None
+        self._state = state
         self._platform = platform  # the file: its admission rules; the catalog comes from the store
         self._loopback = loopback_base_url
         self._cipher = cipher
         self._environ = os.environ if environ is None else environ
         self._refresh_s = refresh_s
         self._db: Database | None = None
-        self._supervisor = Supervisor()
         self._failed_at: int | None = None
         self._wake = asyncio.Event()
         self._listener: RevisionListener | None = None
@@ -256,20 +254,20 @@ class SnapshotFeed:
         for app in retired:
             await app.aclose()
 
-    async def start(self, state: GatewayState) -> None:
+    async def start(self) -> None:
+        state = self._state
+        assert state is not None, "a SnapshotFeed serves one GatewayState: pass state="
         self._db = Database(self._url)
         served, snapshot = await self._build()
         await self._swap(state, served, snapshot)
         log.info("snapshot built: %d models, %d keys at revision %d", len(snapshot.catalog.models),
                  len(snapshot.identity), snapshot.identity.revision)
-        self._state = state
         self._db.on_change.append(self.wake)
         await self._listen()
-        self._supervisor.spawn("snapshot-refresh", lambda: self._refresh(state))
-        self._supervisor.spawn("key-last-used", self._flush_forever)
 
-    async def _refresh(self, state: GatewayState) -> None:
-        assert self._db is not None
+    async def run(self) -> None:
+        state = self._state
+        assert self._db is not None and state is not None
         while True:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._refresh_s)
@@ -295,46 +293,8 @@ class SnapshotFeed:
             while old.retire(_RETIRE_SLICE):
                 await asyncio.sleep(0)
 
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_s)
-            await self.flush_last_used()
-            await self.flush_alerts()
-
-    async def flush_alerts(self) -> int:
-        """Record soft-budget overruns the data plane queued as audit entries."""
-        admission = None if self._state is None else self._state.admission
-        if self._db is None or admission is None or not admission.alerts:
-            return 0
-        alerts, admission.alerts[:] = list(admission.alerts), []
-        async with self._db.transaction("auditing soft budget overruns") as tx:
-            for alert in alerts:
-                await repo.append_audit(
-                    tx, actor="system:admission", action="budget.soft_exceeded",
-                    target_type="budget", target_id=alert.counter,
-                    after={"budget": alert.label, "limit_nanos": alert.limit,
-                           "team_id": alert.team_id, "key_id": alert.key_id})
-        return len(alerts)
-
-    async def flush_last_used(self) -> int:
-        """Write the keys used since the last flush; returns how many were recorded."""
-        if self._db is None or self._state is None:
-            return 0
-        ids = self._state.key_uses.drain()
-        if not ids:
-            return 0
-        async with self._db.transaction("recording keys' last use") as tx:
-            await repo.touch_last_used(tx, ids, datetime.now(UTC))
-        return len(ids)
-
     async def stop(self) -> None:
-        await self._supervisor.stop()
         if self._listener is not None:
             await self._listener.close()
-        try:
-            await self.flush_last_used()
-            await self.flush_alerts()
-        except Exception:  # shutting down: log it, the next start loses only this window
-            log.exception("could not record key use or budget alerts at shutdown")
         if self._db is not None:
             await self._db.close()

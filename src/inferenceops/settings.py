@@ -79,8 +79,14 @@ class Settings(BaseSettings):
     snapshot_refresh_s: float = Field(
         1.0, gt=0, le=60, description="How often each worker checks the store for changes."
     )
-    last_used_flush_s: float = Field(
-        5.0, gt=0, le=300, description="How often each worker records its keys' last use."
+    outbox_flush_s: float = Field(
+        1.0, gt=0, le=60, description="How often each worker writes what the data plane queued "
+        "(usage records, keys' last use, audit entries) to the store; also the most a hard kill "
+        "can lose."
+    )
+    outbox_max_records: int = Field(
+        100_000, ge=100, le=10_000_000, description="Records each worker may hold for the store; "
+        "past it new records are dropped and counted."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False

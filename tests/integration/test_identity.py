@@ -57,7 +57,7 @@ def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sha
 
 def _env(url: str) -> dict[str, str]:
     return {"INFERENCEOPS_DATABASE_URL": url, "INFERENCEOPS_SECRET_KEY": SECRET,
-            "INFERENCEOPS_LAST_USED_FLUSH_S": "0.2"}
+            "INFERENCEOPS_OUTBOX_FLUSH_S": "0.2"}
 
 
 def _config(upstreams: FakeUpstreams) -> str:

@@ -52,7 +52,7 @@ models:
   - {{name: m, deployment: fake}}
 """)
     settings = Settings(data_dir=tmp_path, config=config, snapshot_refresh_s=60,
-                        last_used_flush_s=300, admin_key=ADMIN_KEY)
+                        outbox_flush_s=60, admin_key=ADMIN_KEY)
     platform = load_platform(config, loopback_base_url=settings.loopback_base_url)
     await prepare_store(settings.resolved_database_url, KeyHasher(platform_secret(settings)),
                         platform, admin_key=ADMIN_KEY, from_file=True)

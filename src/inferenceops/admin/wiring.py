@@ -28,13 +28,18 @@ from inferenceops.store import CredentialCipher, Database, cipher_from_environme
 
 
 class AdminDatabase:
-    """Closes the admin application's database pool with the process (a state feed)."""
+    """Closes the admin application's database pool with the process (a supervised service)."""
+
+    name = "admin-database"
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def start(self, state: object) -> None:
+    async def start(self) -> None:
         return None
+
+    async def run(self) -> None:
+        return None  # nothing to do in the background: the pool opens on demand
 
     async def stop(self) -> None:
         await self.db.close()

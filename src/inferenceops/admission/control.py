@@ -1,15 +1,20 @@
-"""Admission control: the pipeline stage between *authorize* and *forward*, and settlement after.
+"""Admission control: the pipeline's *admit* stage, and the settlement of what it reserved.
 
 ``admit`` (1) plans the counters the request must fit in, (2) checks and
 reserves all of them in one atomic ledger step, (3) waits for a slot on the
-deployment in its fair queue when the deployment is at capacity. A request
-refused at (2) or (3) holds nothing afterwards. ``finish`` gives the slot back
-and settles the reservations to what was used — or releases them when the
-request never reached an engine — whatever way the request ended.
+deployment in its fair queue when the deployment is at capacity, and returns
+what it decided (``Admission``: the ticket, the rate-limit headers, the time
+spent queued) — it writes nothing onto the request. A request refused at (2)
+or (3) holds nothing afterwards. ``finish`` — called by the pipeline's settle
+stage, whatever way the request ended — gives the slot back and settles the
+reservations to the tokens and cost settle worked out, or releases them when
+the request never reached an engine. Pricing is settle's (``metering``), not
+admission's.
 
-A ledger that cannot be reached is a policy decision (``fail_open``): closed
-(the default) refuses with 503; open lets the request through unmetered.
-Either way it is counted and logged.
+A soft budget going over its limit is reported once per counter and process,
+as an audit record on the outbox. A ledger that cannot be reached is a policy
+decision (``fail_open``): closed (the default) refuses with 503; open lets the
+request through unmetered. Either way it is counted and logged.
 """
 
 from __future__ import annotations
@@ -20,17 +25,17 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from inferenceops.admission.fair_queue import DeploymentGate, Priority, QueueRejected
+from inferenceops.admission.fair_queue import DeploymentGate, QueueRejected
 from inferenceops.admission.headers import rate_limit_headers, retry_after_header
 from inferenceops.admission.ledger import Admitted, Check, CheckKind, Ledger, LedgerUnavailable
 from inferenceops.admission.metrics import AdmissionMetrics
 from inferenceops.admission.plan import BUDGET_MARGIN_S, Plan, estimate_prompt_tokens, plan_request
 from inferenceops.errors import BudgetExceeded, InvalidRequest, QueueFull, RateLimited, Unavailable
-from inferenceops.metering.usage import Usage
+from inferenceops.outbox import AuditRecord, Outbox
 from inferenceops.platform.policy import from_nanos
+from inferenceops.platform.priority import Priority
 
 if TYPE_CHECKING:
-    from inferenceops.gateway.http import RequestContext
     from inferenceops.platform import ApiKey, Deployment, Model, Snapshot
 
 log = logging.getLogger("inferenceops.admission")
@@ -47,26 +52,25 @@ class Ticket:
     metered: bool  # the ledger holds reservations for it
 
 
-@dataclass(frozen=True, slots=True)
-class SoftBudgetAlert:
-    """A soft budget went over its limit (reported once per counter and process)."""
+@dataclass(slots=True)
+class Admission:
+    """What admission decided for one request."""
 
-    counter: str
-    label: str
-    limit: int
-    team_id: str | None
-    key_id: str
+    ticket: Ticket
+    headers: list[tuple[bytes, bytes]]  # x-ratelimit-* (and x-inferenceops-queue-ms), for the answer
+    queued_s: float = 0.0  # waited for engine capacity: not gateway overhead
 
 
 class AdmissionControl:
-    __slots__ = ("_ledger", "_fail_open", "_gates", "metrics", "alerts", "_alerted")
+    __slots__ = ("_ledger", "_fail_open", "_gates", "metrics", "_outbox", "_alerted")
 
-    def __init__(self, ledger: Ledger, *, fail_open: bool = False) -> None:
+    def __init__(self, ledger: Ledger, *, fail_open: bool = False,
+                 outbox: Outbox | None = None) -> None:
         self._ledger = ledger
         self._fail_open = fail_open
         self._gates: dict[str, DeploymentGate] = {}
         self.metrics = AdmissionMetrics()
-        self.alerts: list[SoftBudgetAlert] = []  # drained by the control plane into the audit log
+        self._outbox = outbox  # where soft-budget alerts go (None: logged only)
         self._alerted: set[str] = set()
 
     @property
@@ -77,8 +81,11 @@ class AdmissionControl:
         return self.metrics.render(self._gates)
 
     async def admit(self, snapshot: Snapshot, key: ApiKey, model: Model, body_size: int,
-                    max_tokens: int | None, priority: Priority, ctx: RequestContext) -> Ticket | None:
-        """Reserve everything the request needs, or raise the error that says what refused it."""
+                    max_tokens: int | None, priority: Priority) -> Admission | None:
+        """Reserve everything the request needs, or raise the error that says what refused it.
+
+        None: nothing applies to this request (no limits, budgets or capacity).
+        """
         deployment = model.deployment
         policy = snapshot.policy
         gate = self._gate(deployment)
@@ -87,6 +94,7 @@ class AdmissionControl:
         plan = plan_request(policy, key, model.name, estimate_prompt_tokens(body_size),
                             max_tokens or model.max_output_tokens, time.time())
         request_id = os.urandom(9).hex()
+        headers: list[tuple[bytes, bytes]] = []
         metered = False
         if plan.checks:
             # Leases outlive any legitimate request (queue wait + total timeout): they expire
@@ -94,14 +102,14 @@ class AdmissionControl:
             # missing heartbeat much sooner (instance.py).
             lease_s = (deployment.timeouts.total_s + _LEASE_MARGIN_S + max(
                 deployment.queue.interactive_max_wait_s, deployment.queue.background_max_wait_s))
-            metered = await self._reserve(request_id, plan, key, ctx, lease_s)
-        ticket = Ticket(request_id, plan, None, metered)
+            metered = await self._reserve(request_id, plan, key, lease_s, headers)
+        admission = Admission(Ticket(request_id, plan, None, metered), headers)
         if gate is not None:
             try:
                 waited = await gate.acquire(key.team_id or key.id, policy.weight(key.team_id),
                                             priority)
             except QueueRejected as exc:
-                await self._undo(ticket)
+                await self._undo(admission.ticket)
                 code = "queue_timeout" if exc.reason == "wait_exceeded" else "queue_full"
                 self.metrics.refused(code)
                 raise QueueFull(exc.message, code=code,
@@ -109,36 +117,29 @@ class AdmissionControl:
                                 extra={"limit": "deployment_capacity",
                                        "retry_after_s": round(exc.retry_after_s, 3)}) from None
             except BaseException:  # cancelled while waiting (client left): hold nothing
-                await self._undo(ticket)
+                await self._undo(admission.ticket)
                 raise
-            ticket.gate = gate
+            admission.ticket.gate = gate
             if waited > 0.0:
-                # Waiting for engine capacity is not gateway overhead: keep it out of that header.
-                ctx.upstream_s += waited
-                queued = (b"x-inferenceops-queue-ms", b"%.1f" % (waited * 1000.0))
-                ctx.extra_headers = [*(ctx.extra_headers or ()), queued]
+                admission.queued_s = waited
+                headers.append((b"x-inferenceops-queue-ms", b"%.1f" % (waited * 1000.0)))
         self.metrics.admitted += 1
-        return ticket
+        return admission
 
-    async def finish(self, ticket: Ticket, *, reached_engine: bool, usage: Usage | None,
-                     streamed_events: int | None = None) -> None:
-        """Give back the slot, then settle (or release) the reservations. Never raises."""
+    async def finish(self, ticket: Ticket, *, reached_engine: bool, tokens: int, cost: int) -> None:
+        """Give back the slot, then settle the reservations to ``tokens`` and ``cost`` — or
+        release them when the request never reached an engine. Never raises."""
         if ticket.gate is not None:
             ticket.gate.release()
             ticket.gate = None
         if not ticket.metered:
             return
         ticket.metered = False
-        plan = ticket.plan
         try:
             if not reached_engine:
-                await self._ledger.release(ticket.request_id, plan.checks)
-                return
-            if usage is None:  # cut short or not reported: the prompt estimate plus what was sent
-                completion = max(0, streamed_events) if streamed_events is not None else plan.max_output
-                usage = Usage(plan.prompt_estimate, min(completion, plan.max_output))
-            cost = plan.price.cost(usage.prompt_tokens, usage.completion_tokens) if plan.price else 0
-            await self._ledger.settle(ticket.request_id, plan.checks, usage.total, cost)
+                await self._ledger.release(ticket.request_id, ticket.plan.checks)
+            else:
+                await self._ledger.settle(ticket.request_id, ticket.plan.checks, tokens, cost)
         except LedgerUnavailable as exc:
             self.metrics.ledger_errors += 1
             log.error("could not settle request %s: %s (its reservations expire with their lease)",
@@ -153,8 +154,8 @@ class AdmissionControl:
                 self.metrics.ledger_errors += 1
                 log.error("could not release request %s: %s", ticket.request_id, exc)
 
-    async def _reserve(self, request_id: str, plan: Plan, key: ApiKey, ctx: RequestContext,
-                       lease_s: float) -> bool:
+    async def _reserve(self, request_id: str, plan: Plan, key: ApiKey, lease_s: float,
+                       headers: list[tuple[bytes, bytes]]) -> bool:
         checks = plan.checks
         try:
             outcome = await self._ledger.admit(request_id, checks, lease_s)
@@ -168,7 +169,7 @@ class AdmissionControl:
             raise Unavailable("Admission control is unavailable; try again shortly.",
                               code="admission_unavailable", headers={"Retry-After": "1"}) from None
         if isinstance(outcome, Admitted):
-            ctx.extra_headers = rate_limit_headers(checks, outcome.states)
+            headers.extend(rate_limit_headers(checks, outcome.states) or ())
             for index in outcome.over_soft:
                 self._soft_overrun(checks[index], key)
             return True
@@ -182,7 +183,11 @@ class AdmissionControl:
             return
         self._alerted.add(check.counter)
         log.warning("soft budget exceeded: %s (limit %s)", check.label, from_nanos(check.limit))
-        self.alerts.append(SoftBudgetAlert(check.counter, check.label, check.limit, key.team_id, key.id))
+        if self._outbox is not None:
+            self._outbox.put(AuditRecord(
+                actor="system:admission", action="budget.soft_exceeded", target_type="budget",
+                target_id=check.counter, after={"budget": check.label, "limit_nanos": check.limit,
+                                                "team_id": key.team_id, "key_id": key.id}))
 
     def _gate(self, deployment: Deployment) -> DeploymentGate | None:
         gate = self._gates.get(deployment.name)

@@ -34,7 +34,6 @@ replicas each run their own gate.
 from __future__ import annotations
 
 import asyncio
-import enum
 import heapq
 import math
 from collections import deque
@@ -42,13 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-
-class Priority(enum.IntEnum):
-    """Service classes, lower value first. Values must stay 0..n-1: the gate indexes lists by them."""
-
-    INTERACTIVE = 0
-    BACKGROUND = 1
-
+from inferenceops.platform.priority import Priority
 
 Reason = Literal["queue_full", "wait_exceeded"]
 

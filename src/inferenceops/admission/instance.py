@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from inferenceops.admission.ledger import LedgerUnavailable
-from inferenceops.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from inferenceops.admission.control import AdmissionControl
@@ -118,37 +117,36 @@ class Beating(Protocol):
 class InstanceHeartbeat:
     """Keeps this process's instance live: a beat at start, then every ``interval_s``.
 
-    A ``Feed`` of the gateway state: ``start`` registers the instance before the process
-    reports ready (a failure is logged and retried by the loop, and admissions that take
+    A supervised ``Service``: ``start`` registers the instance before the process
+    reports ready (a failure is logged and retried by ``run``, and admissions that take
     leases are refused meanwhile), ``stop`` deletes the heartbeat so the leases this
     process still holds are freed at once rather than after ``ttl_s``.
     """
 
+    name = "admission-heartbeat"
+
     def __init__(self, ledger: Beating, metrics: AdmissionMetrics | None = None) -> None:
         self._ledger = ledger
         self._metrics = metrics
-        self._supervisor = Supervisor()
         self._failing = 0  # consecutive failed beats
         self._lapsed = False
         self.beats = 0  # successful ones (tests wait on it)
 
-    async def start(self, state: object) -> None:
+    async def start(self) -> None:
         ledger = self._ledger
         ledger.supervise()
         log.info("admission instance %s (pid %d): heartbeat every %gs, ttl %gs",
                  ledger.instance_id, os.getpid(), ledger.liveness.interval_s, ledger.liveness.ttl_s)
         await self.beat_once()
-        self._supervisor.spawn("admission-heartbeat", self._run)
 
     async def stop(self) -> None:
-        await self._supervisor.stop()
         try:
             await self._ledger.leave()
         except LedgerUnavailable as exc:
             log.warning("could not remove the heartbeat of instance %s (its leases are freed "
                         "once it expires): %s", self._ledger.instance_id, exc)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         """Beats on a fixed pace (a slow call does not push every later beat back)."""
         loop = asyncio.get_running_loop()
         interval = self._ledger.liveness.interval_s

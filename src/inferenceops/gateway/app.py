@@ -2,7 +2,7 @@
 
 Outermost → innermost for an HTTP request:
 
-1. ``RequestContext`` – request id (client's or new) and the overhead clock start
+1. ``RequestFacts`` – request id (client's or new) and the overhead clock start
    first, so every response, errors included, carries both headers.
 2. error boundary – typed errors become OpenAI error JSON (``error_shape``);
    anything unexpected is logged and becomes a plain 500, never a hang.
@@ -21,13 +21,14 @@ from collections.abc import Awaitable, Callable
 from inferenceops.error_shape import internal_error, sse_error_event
 from inferenceops.errors import InferenceOpsError, MethodNotAllowed, NotFound
 from inferenceops.gateway import handlers
-from inferenceops.gateway.http import Receive, RequestContext, Scope, Send, respond_error
+from inferenceops.gateway.http import AsgiSink, Receive, Scope, Send, respond_error
 from inferenceops.gateway.state import GatewayState
+from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.platform import Endpoint
 
 log = logging.getLogger("inferenceops.gateway")
 
-Handler = Callable[[GatewayState, RequestContext, Scope, Receive, Send], Awaitable[None]]
+Handler = Callable[[GatewayState, RequestFacts, Scope, Receive, AsgiSink, Send], Awaitable[None]]
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 SIMULATOR_PREFIX = "/_sim/"
 ADMIN_PREFIX = "/admin/"
@@ -35,36 +36,36 @@ MODELS_PREFIX = "/v1/models/"
 
 
 def _inference(endpoint: Endpoint) -> Handler:
-    async def handle(state: GatewayState, ctx: RequestContext, scope: Scope,
-                     receive: Receive, send: Send) -> None:
-        await handlers.inference(state, endpoint, ctx, receive, send)
+    async def handle(state: GatewayState, facts: RequestFacts, scope: Scope,
+                     receive: Receive, sink: AsgiSink, send: Send) -> None:
+        await handlers.inference(state, endpoint, facts, receive, send, sink)
     return handle
 
 
-async def _models(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
-                  send: Send) -> None:
-    await handlers.list_models(state, ctx, send)
+async def _models(state: GatewayState, facts: RequestFacts, scope: Scope, receive: Receive,
+                  sink: AsgiSink, send: Send) -> None:
+    await handlers.list_models(state, facts, send)
 
 
-async def _quota(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
-                 send: Send) -> None:
-    await handlers.quota(state, ctx, send)
+async def _quota(state: GatewayState, facts: RequestFacts, scope: Scope, receive: Receive,
+                 sink: AsgiSink, send: Send) -> None:
+    await handlers.quota(state, facts, send)
 
 
-async def _metrics(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
-                   send: Send) -> None:
+async def _metrics(state: GatewayState, facts: RequestFacts, scope: Scope, receive: Receive,
+                   sink: AsgiSink, send: Send) -> None:
     client = scope.get("client")
-    await handlers.metrics(state, ctx, send, from_loopback=client is not None and client[0] in _LOOPBACK)
+    await handlers.metrics(state, facts, send, from_loopback=client is not None and client[0] in _LOOPBACK)
 
 
-async def _healthz(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
-                   send: Send) -> None:
-    await handlers.healthz(ctx, send)
+async def _healthz(state: GatewayState, facts: RequestFacts, scope: Scope, receive: Receive,
+                   sink: AsgiSink, send: Send) -> None:
+    await handlers.healthz(facts, send)
 
 
-async def _readyz(state: GatewayState, ctx: RequestContext, scope: Scope, receive: Receive,
-                  send: Send) -> None:
-    await handlers.readyz(state, ctx, send)
+async def _readyz(state: GatewayState, facts: RequestFacts, scope: Scope, receive: Receive,
+                  sink: AsgiSink, send: Send) -> None:
+    await handlers.readyz(state, facts, send)
 
 
 ROUTES: dict[str, dict[str, Handler]] = {
@@ -100,13 +101,14 @@ class GatewayApp:
         if path.startswith(ADMIN_PREFIX) and self.state.admin_app is not None:
             await self.state.admin_app(scope, receive, send)
             return
-        ctx = RequestContext(scope)
+        facts = RequestFacts.from_headers(scope["headers"])
+        sink = AsgiSink(send, receive)
         try:
-            await self._route(path, scope["method"])(self.state, ctx, scope, receive, send)
+            await self._route(path, scope["method"])(self.state, facts, scope, receive, sink, send)
         except InferenceOpsError as exc:
-            await self._fail(ctx, send, exc)
+            await self._fail(facts, sink, send, exc)
         except Exception as exc:  # the top-level boundary: log it, answer 500, keep serving
-            await self._fail(ctx, send, internal_error(exc))
+            await self._fail(facts, sink, send, internal_error(exc))
 
     @staticmethod
     def _route(path: str, method: str) -> Handler:
@@ -114,9 +116,9 @@ class GatewayApp:
         if methods is None and path.startswith(MODELS_PREFIX) and len(path) > len(MODELS_PREFIX):
             model_id = path[len(MODELS_PREFIX):]
 
-            async def _model(state: GatewayState, ctx: RequestContext, scope: Scope,
-                             receive: Receive, send: Send) -> None:
-                await handlers.get_model(state, model_id, ctx, send)
+            async def _model(state: GatewayState, facts: RequestFacts, scope: Scope,
+                             receive: Receive, sink: AsgiSink, send: Send) -> None:
+                await handlers.get_model(state, model_id, facts, send)
             methods = {"GET": _model}
         if methods is None:
             raise NotFound(f"Unknown request URL: {method} {path}.", code="unknown_url")
@@ -128,15 +130,11 @@ class GatewayApp:
         return handler
 
     @staticmethod
-    async def _fail(ctx: RequestContext, send: Send, exc: InferenceOpsError) -> None:
-        if ctx.response_started:  # too late for a status: finish the stream with an error event
-            try:
-                await send({"type": "http.response.body", "body": sse_error_event(exc),
-                            "more_body": False})
-            except Exception:  # noqa: BLE001 - the client is gone; nothing left to tell
-                log.debug("client gone before the error event", exc_info=True)
+    async def _fail(facts: RequestFacts, sink: AsgiSink, send: Send, exc: InferenceOpsError) -> None:
+        if sink.started:  # too late for a status: finish the stream with an error event
+            await sink.fail(sse_error_event(exc))
             return
-        await respond_error(send, ctx, exc)
+        await respond_error(send, facts, exc)
 
     async def _simulator(self, scope: Scope, receive: Receive, send: Send) -> None:
         """In-process simulated engines, reachable from this machine only."""
@@ -145,8 +143,8 @@ class GatewayApp:
         app = self.state.simulators.get(mount)
         client = scope.get("client")
         if app is None or client is None or client[0] not in _LOOPBACK:
-            ctx = RequestContext(scope)
-            await respond_error(send, ctx, NotFound(f"Unknown request URL: {scope['method']} "
+            facts = RequestFacts.from_headers(scope["headers"])
+            await respond_error(send, facts, NotFound(f"Unknown request URL: {scope['method']} "
                                                     f"{scope['path']}.", code="unknown_url"))
             return
         await app({**scope, "path": "/" + sub, "raw_path": ("/" + sub).encode()}, receive, send)

@@ -1,19 +1,24 @@
-"""Raw ASGI plumbing shared by the handlers: context, body reading, responses.
+"""Raw ASGI plumbing at the edge of the data plane: body reading, responses, the sink.
 
-Every response leaves through ``respond``/``start_stream`` so each one carries
-``x-request-id`` and ``x-inferenceops-overhead-ms`` (time spent in the gateway,
-excluding the time spent waiting on the engine).
+The pipeline works on ``RequestFacts`` and a ``ResponseSink``; this module is
+where ASGI meets them. Every response leaves through ``respond`` or
+``AsgiSink``, so each one carries ``x-request-id`` and
+``x-inferenceops-overhead-ms`` (time spent in the gateway, excluding the time
+spent waiting on the engine or for its capacity), plus the headers stages
+asked for (``RequestFacts.response_headers``).
 """
 
 from __future__ import annotations
 
-import os
-import time
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import suppress
 from typing import Any
 
 from inferenceops.error_shape import error_json
 from inferenceops.errors import InferenceOpsError, InvalidRequest, PayloadTooLarge
+from inferenceops.pipeline.facts import RequestFacts
+from inferenceops.pipeline.sink import ClientGone
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,64 +27,17 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _JSON = b"application/json"
-_MAX_REQUEST_ID = 128
 
 
-class RequestContext:
-    """Per-request facts the stages share; lives for one request only."""
-
-    __slots__ = ("request_id", "started", "upstream_s", "authorization", "content_length",
-                 "priority", "response_started", "extra_headers")
-
-    def __init__(self, scope: Scope) -> None:
-        self.started = time.perf_counter()
-        self.upstream_s = 0.0
-        self.response_started = False
-        #: Set by stages that have something to say on every response (e.g. x-ratelimit-*).
-        self.extra_headers: list[tuple[bytes, bytes]] | None = None
-        request_id = authorization = content_length = priority = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"x-request-id":
-                request_id = value
-            elif name == b"content-length":
-                content_length = value
-            elif name == b"x-inferenceops-priority":
-                priority = value
-        self.authorization: bytes | None = authorization
-        self.content_length: bytes | None = content_length
-        self.priority: bytes | None = priority
-        if request_id and len(request_id) <= _MAX_REQUEST_ID and request_id.isascii() \
-                and all(33 <= c < 127 for c in request_id):
-            self.request_id = request_id
-        else:
-            self.request_id = os.urandom(12).hex().encode()
-
-    def overhead_ms(self) -> bytes:
-        elapsed = time.perf_counter() - self.started - self.upstream_s
-        return b"%.3f" % (elapsed * 1000.0)
-
-    def headers(self, content_type: bytes) -> list[tuple[bytes, bytes]]:
-        headers = [(b"content-type", content_type), (b"x-request-id", self.request_id),
-                   (b"x-inferenceops-overhead-ms", self.overhead_ms())]
-        if self.extra_headers:
-            headers += self.extra_headers
-        return headers
+def response_headers(facts: RequestFacts, content_type: bytes) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-type", content_type), (b"x-request-id", facts.request_id),
+               (b"x-inferenceops-overhead-ms", facts.overhead_ms())]
+    if facts.response_headers:
+        headers += facts.response_headers
+    return headers
 
 
-def check_declared_size(ctx: RequestContext, limit: int) -> None:
-    """Refuse a body whose Content-Length is over ``limit`` before reading any of it."""
-    if ctx.content_length is not None:
-        try:
-            declared = int(ctx.content_length)
-        except ValueError:
-            raise InvalidRequest("The Content-Length header is not a number.") from None
-        if declared > limit:
-            raise PayloadTooLarge(f"The request body is {declared} bytes; the limit is {limit}.")
-
-
-async def read_body(receive: Receive, ctx: RequestContext, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int) -> bytes:
     """The whole request body, refused with 413 as soon as it exceeds ``limit``."""
     message = await receive()
     body: bytes = message.get("body", b"")
@@ -101,25 +59,73 @@ async def read_body(receive: Receive, ctx: RequestContext, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def respond(send: Send, ctx: RequestContext, status: int, body: bytes,
+async def respond(send: Send, facts: RequestFacts, status: int, body: bytes,
                   content_type: bytes = _JSON,
                   extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = ctx.headers(content_type)
+    headers = response_headers(facts, content_type)
     headers.append((b"content-length", b"%d" % len(body)))
     if extra_headers:
         headers.extend(extra_headers)
-    ctx.response_started = True
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def start_stream(send: Send, ctx: RequestContext, status: int, content_type: bytes) -> None:
-    headers = ctx.headers(content_type)
-    headers.append((b"cache-control", b"no-cache"))
-    ctx.response_started = True
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-
-
-async def respond_error(send: Send, ctx: RequestContext, exc: InferenceOpsError) -> None:
+async def respond_error(send: Send, facts: RequestFacts, exc: InferenceOpsError) -> None:
     extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()] or None
-    await respond(send, ctx, exc.status, error_json(exc), extra_headers=extra)
+    await respond(send, facts, exc.status, error_json(exc), extra_headers=extra)
+
+
+class AsgiSink:
+    """The pipeline's ``ResponseSink`` over one ASGI request's ``send`` and ``receive``."""
+
+    __slots__ = ("_send", "_receive", "_started", "_watcher")
+
+    def __init__(self, send: Send, receive: Receive) -> None:
+        self._send = send
+        self._receive = receive
+        self._started = False
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def complete(self, facts: RequestFacts, status: int, content_type: bytes,
+                       body: bytes) -> None:
+        self._started = True
+        await respond(self._send, facts, status, body, content_type=content_type)
+
+    async def start(self, facts: RequestFacts, status: int, content_type: bytes) -> None:
+        headers = response_headers(facts, content_type)
+        headers.append((b"cache-control", b"no-cache"))
+        self._started = True
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def write(self, chunk: bytes) -> None:
+        try:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except OSError:
+            raise ClientGone() from None
+
+    async def end(self) -> None:
+        with suppress(OSError):  # the caller left at the very end: nothing to tell them
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def fail(self, error_event: bytes) -> None:
+        """The last words of a stream that already started (its status cannot change)."""
+        with suppress(OSError):  # the caller is gone: nothing left to tell
+            await self._send({"type": "http.response.body", "body": error_event,
+                              "more_body": False})
+
+    def gone(self) -> asyncio.Future[None]:
+        """Resolves when the caller disconnects (the request body was read whole before)."""
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(_wait_for_disconnect(self._receive))
+        return self._watcher
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,30 +1,24 @@
 """The long-lived objects one gateway process serves with, built once at start.
 
-The hot path reads ``snapshot`` (swapped whole, never mutated) and uses the
-pooled client through ``forwarder``. No module globals: everything a request
-needs hangs off this one object.
+The hot path reads ``snapshot`` (swapped whole, never mutated) and runs the
+``pipeline``. Every background task — the snapshot feed, the outbox writer,
+the Redis heartbeat — is a service of the one ``supervisor``, started in order
+before the process says it is ready and stopped in reverse at shutdown. No
+module globals: everything a request needs hangs off this one object.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from inferenceops.admission.control import AdmissionControl
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.engines.simulator.mounts import SimulatorMounts
 from inferenceops.gateway.http import ASGIApp
-from inferenceops.gateway.key_use import KeyUseRecorder
-from inferenceops.gateway.proxy import Forwarder
+from inferenceops.outbox import Outbox
+from inferenceops.pipeline.kernel import Pipeline
 from inferenceops.platform import KeyHasher, Snapshot
-
-
-class Feed(Protocol):
-    """Something that keeps state current from outside the data plane (e.g. the store)."""
-
-    async def start(self, state: GatewayState) -> None: ...
-
-    async def stop(self) -> None: ...
+from inferenceops.supervisor import Supervisor
 
 
 @dataclass(eq=False)
@@ -32,26 +26,31 @@ class GatewayState:
     snapshot: Snapshot
     hasher: KeyHasher
     client: OpenAICompatClient
-    forwarder: Forwarder
-    max_body_bytes: int
-    max_tokens_limit: int
+    pipeline: Pipeline
+    outbox: Outbox
     simulators: SimulatorMounts = field(default_factory=SimulatorMounts)
-    key_uses: KeyUseRecorder = field(default_factory=KeyUseRecorder)
     admin_app: ASGIApp | None = None  # served under /admin/; built by the composition root
-    admission: AdmissionControl | None = None
-    feeds: list[Feed] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=Supervisor)
     ready: bool = False
+
+    @property
+    def admission(self) -> AdmissionControl | None:
+        """The pipeline's admission control (None: admission is off)."""
+        return self.pipeline.admission
+
+    @admission.setter
+    def admission(self, admission: AdmissionControl | None) -> None:
+        self.pipeline.admission = admission
 
     async def start(self) -> None:
         await self.client.start()
-        for feed in self.feeds:
-            await feed.start(self)
+        await self.supervisor.start()
         self.ready = True
 
     async def stop(self) -> None:
+        """Not ready any more, then every service in reverse order (the outbox flushes last)."""
         self.ready = False
-        for feed in self.feeds:
-            await feed.stop()
+        await self.supervisor.stop()
         await self.client.close()
         if self.admission is not None:
             await self.admission.ledger.close()

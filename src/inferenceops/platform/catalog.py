@@ -66,6 +66,8 @@ class Deployment:
     #: Requests this gateway process sends at once; more wait in the fair queue. None = no cap.
     capacity: int | None = None
     queue: QueueSettings = QueueSettings()
+    #: How a replica is picked for each request: a ``routing`` strategy's name.
+    routing: str = "least_outstanding"
 
 
 @dataclass(frozen=True, slots=True)

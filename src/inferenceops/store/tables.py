@@ -23,6 +23,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -386,6 +387,41 @@ class AuditEntry(Base):
     source: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary)
     hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UsageRow(Base):
+    """One request as it ended: the usage ledger, written in batches by the outbox writer.
+
+    No foreign keys: the record of what was used outlives the key, team or model it names.
+    Queried by time range, overall and per team or key.
+    """
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index(None, "at"), Index(None, "team_id", "at"), Index(None, "key_id", "at"))
+
+    # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is the rowid.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column()
+    key_id: Mapped[str] = mapped_column(Text)
+    team_id: Mapped[str | None] = mapped_column(Text)
+    principal_id: Mapped[str] = mapped_column(Text)
+    principal_kind: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(Text)
+    deployment: Mapped[str | None] = mapped_column(Text)
+    replica: Mapped[str | None] = mapped_column(Text)
+    endpoint: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(Text)
+    stream: Mapped[bool] = mapped_column(Boolean)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    tokens_reported: Mapped[bool] = mapped_column(Boolean)
+    cost_nanos: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    first_byte_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class ControlState(Base):

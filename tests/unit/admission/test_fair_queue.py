@@ -21,10 +21,10 @@ from inferenceops.admission.fair_queue import (
     MAX_RETRY_S,
     UNKNOWN_RETRY_S,
     DeploymentGate,
-    Priority,
     QueueRejected,
     retry_after_estimate,
 )
+from inferenceops.platform.priority import Priority
 
 HI, LO = Priority.INTERACTIVE, Priority.BACKGROUND
 LONG = {HI: 60.0, LO: 60.0}

@@ -38,6 +38,7 @@ from inferenceops.app import build_admission, build_state
 from inferenceops.config import load_platform
 from inferenceops.platform import Identity, KeyHasher
 from inferenceops.settings import Settings
+from inferenceops.supervisor import Supervisor
 
 REDIS_URL = os.environ.get("INFERENCEOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 FAST = Liveness(interval_s=0.1, ttl_s=0.3)
@@ -288,7 +289,9 @@ async def test_the_heartbeat_keeps_an_instance_live_and_a_graceful_stop_frees_it
         ledgers: Callable[..., RedisLedger]) -> None:
     a, watcher = ledgers(Liveness(interval_s=0.2, ttl_s=0.8)), ledgers(WATCHER)
     heartbeat = InstanceHeartbeat(a)
-    await heartbeat.start(object())
+    supervisor = Supervisor()
+    supervisor.add(heartbeat)
+    await supervisor.start()
     try:
         assert heartbeat.beats == 1  # registered before start returns
         admitted(await a.admit("r1", [slot()], LEASE))
@@ -300,7 +303,7 @@ async def test_the_heartbeat_keeps_an_instance_live_and_a_graceful_stop_frees_it
         assert (await watcher.read([slot()]))[0].used == 1  # alive: never freed
         admitted(await a.admit("r2", [slot(2)], LEASE))
     finally:
-        await heartbeat.stop()
+        await supervisor.stop()
     assert not a.live
     assert (await watcher.read([slot(2)]))[0].used == 0
 
@@ -310,8 +313,10 @@ async def test_heartbeat_failures_are_counted_and_logged_never_raised(
     a = ledgers(url="redis://127.0.0.1:1/0")  # nothing listens there
     metrics = AdmissionMetrics()
     heartbeat = InstanceHeartbeat(a, metrics)
+    supervisor = Supervisor()
+    supervisor.add(heartbeat)
     with caplog.at_level(logging.WARNING, logger="inferenceops.admission.instance"):
-        await heartbeat.start(object())
+        await supervisor.start()
         try:
             async def failed_twice() -> bool:
                 return metrics.heartbeat_failures >= 2
@@ -320,7 +325,7 @@ async def test_heartbeat_failures_are_counted_and_logged_never_raised(
             with pytest.raises(HeartbeatLost):
                 await a.admit("r1", [slot()], LEASE)
         finally:
-            await heartbeat.stop()
+            await supervisor.stop()
     assert heartbeat.beats == 0
     messages = [record.getMessage() for record in caplog.records]
     assert sum("heartbeat of admission instance" in m and "failed" in m for m in messages) == 1
@@ -338,7 +343,8 @@ async def test_the_gateway_state_registers_its_instance_at_start_and_leaves_at_s
     assert state.admission is not None
     ledger = state.admission.ledger
     assert isinstance(ledger, RedisLedger)
-    (heartbeat,) = [feed for feed in state.feeds if isinstance(feed, InstanceHeartbeat)]
+    assert state.supervisor.names == ("admission-heartbeat",)
+    (heartbeat,) = [s for s in state.supervisor.services if isinstance(s, InstanceHeartbeat)]
     client = raw_redis()
     key = "{inferenceops}:i:" + ledger.instance_id
     try:

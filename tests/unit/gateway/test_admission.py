@@ -23,6 +23,7 @@ from inferenceops.admission.ledger import Check, CheckKind, Ledger
 from inferenceops.admission.memory_ledger import MemoryLedger
 from inferenceops.admission.plan import budget_checks
 from inferenceops.admission.redis_ledger import RedisLedger
+from inferenceops.outbox import AuditRecord
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapshot
 from inferenceops.platform.policy import (
     Budget,
@@ -86,7 +87,7 @@ async def gateway(fake_port: tuple, ledger: Ledger, policy: Policy, yaml_extra: 
     h = await make_harness(yaml, upstream, port)
     state = h.app.state
     await state.admission.ledger.close()  # type: ignore[union-attr]
-    state.admission = AdmissionControl(ledger)
+    state.admission = AdmissionControl(ledger, outbox=state.outbox)
     state.snapshot = Snapshot(state.snapshot.catalog, team_identity(), policy)
     return h
 
@@ -217,7 +218,10 @@ async def test_a_soft_budget_admits_past_its_limit_and_raises_one_alert(
     stop_later.append(h)
     assert [(await chat(h)).status for _ in range(3)] == [200, 200, 200]
     admission = h.app.state.admission
-    assert len(admission.alerts) == 1 and "daily budget of this API key" in admission.alerts[0].label
+    alerts, _ = h.app.state.outbox.take(1000)
+    alerts = [r for r in alerts if isinstance(r, AuditRecord)]
+    assert len(alerts) == 1 and alerts[0].action == "budget.soft_exceeded"
+    assert "daily budget of this API key" in alerts[0].after["budget"]
     assert admission.metrics.soft_budget_overruns >= 2
     metrics = await request(h.app, "GET", "/metrics")
     assert b"inferenceops_budget_soft_overruns_total" in metrics.body

@@ -31,8 +31,8 @@ from inferenceops.admission.plan import budget_checks
 from inferenceops.engines.redaction import Redactor
 from inferenceops.engines.upstream_errors import http_error
 from inferenceops.error_shape import error_json, sse_error_event
-from inferenceops.gateway.http import RequestContext
-from inferenceops.gateway.proxy import _tell
+from inferenceops.pipeline.facts import RequestFacts
+from inferenceops.pipeline.forward import tell
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapshot
 from inferenceops.platform.identity import PLATFORM_ADMIN
 from inferenceops.platform.policy import (
@@ -312,7 +312,7 @@ def test_no_upstream_error_body_ever_shows_the_provider_key(
     key, body, whole = leak
     exc = http_error(status, body, complete=whole, deployment="d", retry_after=None,
                      redactor=Redactor(["sk-another-deployments-key", key]))
-    _tell(exc, RequestContext({"headers": []}), "d-0", reveal=admin)
+    tell(exc, RequestFacts.from_headers([]), "d-0", reveal=admin)
     for shown in (error_json(exc), sse_error_event(exc)):
         assert key.encode() not in shown
         assert orjson.dumps(key)[1:-1] not in shown

@@ -1,9 +1,10 @@
-"""Least-outstanding-requests replica choice, ties broken round-robin.
+"""Least outstanding requests (the default strategy): the replica with fewest in flight.
 
 Counts only this process's in-flight requests: cheap, no I/O, and good enough
-until engine-aware routing (load, KV and prefix-cache affinity from engine
-metrics) replaces it. ``pick`` never returns a replica in ``exclude`` unless
-every replica is excluded, so a retry after a refused connection moves on.
+until engine-aware strategies (load, KV and prefix-cache affinity from engine
+metrics) join it behind the same protocol. Ties rotate. ``pick`` never returns
+a replica in ``tried`` unless every replica was tried, so a retry after a
+refused connection moves on.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from inferenceops.platform import Deployment, Replica
+from inferenceops.routing.protocol import RouteFacts
 
 
 class LeastOutstanding:
@@ -20,7 +22,8 @@ class LeastOutstanding:
         self._inflight: dict[str, int] = {}
         self._turn = 0
 
-    def pick(self, deployment: Deployment, exclude: Collection[str] = ()) -> Replica:
+    def pick(self, deployment: Deployment, facts: RouteFacts | None = None,
+             tried: Collection[str] = ()) -> Replica:
         replicas = deployment.replicas
         if len(replicas) == 1:
             return replicas[0]
@@ -30,7 +33,7 @@ class LeastOutstanding:
         best_load = 0
         for i in range(n):
             replica = replicas[(self._turn + i) % n]
-            if replica.id in exclude:
+            if replica.id in tried:
                 continue
             load = self._inflight.get(replica.id, 0)
             if best is None or load < best_load:

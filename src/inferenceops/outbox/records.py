@@ -1,0 +1,52 @@
+"""What the outbox carries: plain, immutable records; the writer decides how each is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One request, as it ended: who, what, how much, how it went.
+
+    ``tokens_reported``: the engine said how many tokens were used (else they are
+    the gateway's estimate). ``cost_nanos`` is in the platform currency's
+    nano-units (0 for an unpriced model). Times are epoch seconds and
+    milliseconds since the request arrived.
+    """
+
+    request_id: str
+    at: float
+    key_id: str
+    team_id: str | None
+    principal_id: str
+    principal_kind: str
+    model: str | None
+    deployment: str | None
+    replica: str | None
+    endpoint: str
+    priority: str
+    stream: bool
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_reported: bool
+    cost_nanos: int
+    status: int
+    error_code: str | None
+    latency_ms: float
+    first_byte_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An audit-log entry raised on the data plane (e.g. a soft budget exceeded)."""
+
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    after: dict[str, Any] = field(default_factory=dict)
+
+
+Record = UsageRecord | AuditRecord

@@ -1,0 +1,115 @@
+"""The outbox writer: one supervised service per process that stores what the data plane queued.
+
+Every ``flush_s`` (default 1 s) — or at once when a full batch waits — it takes
+up to ``batch_size`` records and the keys used since the last flush and writes
+them in **one transaction**: usage rows (multi-row inserts), the keys'
+``last_used_at``, audit entries. A failed write puts the batch back at the
+front of the queue (bounded: what no longer fits is dropped and counted) and
+retries after a backoff; a crash restarts it (the supervisor). ``stop`` —
+called after every service that feeds the outbox has stopped — flushes until
+the queue is empty or its deadline passes.
+
+This module is the only part of the outbox that touches the store; the hot
+path imports ``outbox`` (the queue and records) only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import suppress
+from datetime import UTC, datetime
+
+from inferenceops.outbox.queue import Outbox
+from inferenceops.outbox.records import AuditRecord, Record, UsageRecord
+from inferenceops.store import Database, repo
+from inferenceops.store.errors import StoreError
+from inferenceops.store.repo.usage import insert_usage
+
+log = logging.getLogger("inferenceops.outbox")
+
+FLUSH_S = 1.0
+_RETRY_MAX_S = 30.0
+
+
+class OutboxWriter:
+    """Drains ``outbox`` into the store at ``url`` (see the module doc)."""
+
+    name = "outbox-writer"
+
+    def __init__(self, outbox: Outbox, url: str, *, flush_s: float = FLUSH_S) -> None:
+        self._outbox = outbox
+        self._url = url
+        self._db: Database | None = None
+        self._flush_s = flush_s
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            self._db = Database(self._url)
+        return self._db
+
+    async def start(self) -> None:
+        self._outbox.wait_ready()  # bind the batch-ready event to this loop
+
+    async def run(self) -> None:
+        ready = self._outbox.wait_ready()
+        retry_s = self._flush_s
+        while True:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self._flush_s):
+                    await ready.wait()
+            try:
+                while await self.flush() >= self._outbox.batch_size:
+                    pass  # under load: keep writing full batches
+                retry_s = self._flush_s
+            except StoreError as exc:
+                self._outbox.write_failures += 1
+                log.error("could not store %d queued records (retrying in %.0fs): %s",
+                          self._outbox.depth, retry_s, exc)
+                await asyncio.sleep(retry_s)
+                retry_s = min(retry_s * 2, _RETRY_MAX_S)
+
+    async def stop(self) -> None:
+        """Flush everything left (the supervisor bounds this with the service's deadline)."""
+        try:
+            while not self._outbox.empty:
+                await self.flush()
+        finally:
+            if self._db is not None:
+                await self._db.close()
+                self._db = None
+
+    async def flush(self) -> int:
+        """Write one batch; returns how many records it held. Raises ``StoreError`` (batch kept)."""
+        outbox = self._outbox
+        if outbox.empty:
+            return 0
+        records, keys = outbox.take(outbox.batch_size)
+        started = time.perf_counter()
+        try:
+            await self._write(records, keys)
+        except BaseException:
+            outbox.give_back(records, keys)
+            raise
+        outbox.last_batch = len(records)
+        outbox.last_write_s = time.perf_counter() - started
+        return len(records)
+
+    async def _write(self, records: list[Record], keys: set[str]) -> None:
+        usage = [r for r in records if isinstance(r, UsageRecord)]
+        audits = [r for r in records if isinstance(r, AuditRecord)]
+        async with self.db.transaction("storing the outbox") as tx:
+            if usage:
+                await insert_usage(tx, usage)
+            if keys:
+                await repo.touch_last_used(tx, keys, datetime.now(UTC))
+            for entry in audits:
+                await repo.append_audit(tx, actor=entry.actor, action=entry.action,
+                                        target_type=entry.target_type, target_id=entry.target_id,
+                                        after=entry.after)
+        written = self._outbox.written
+        written["usage"] += len(usage)
+        written["audit"] += len(audits)
+        written["key_use"] += len(keys)

@@ -1,0 +1,118 @@
+"""What one request is and what the stages decided about it: transport-neutral, one per request.
+
+The HTTP edge builds ``RequestFacts`` from an ASGI scope (``from_headers``); a
+batch line or a test builds one directly (``for_call``). The stages read and
+fill it in order — the key after *authenticate*, the parsed request after
+*parse*, the model after *authorize*, the admission decision after *admit*,
+what the engine did in ``outcome`` during *forward* — and *settle* reads it
+all at the end. Nothing here knows about ASGI, sockets or the store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from inferenceops.metering.usage import Usage
+from inferenceops.platform import ApiKey, Endpoint, Model
+from inferenceops.platform.priority import Priority
+
+if TYPE_CHECKING:
+    from inferenceops.admission.control import Admission
+    from inferenceops.errors import InferenceOpsError
+    from inferenceops.pipeline.request import InferenceRequest
+
+_MAX_REQUEST_ID = 128
+BodySource = Callable[[], Awaitable[bytes]]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How forwarding ended, as far as settlement and the usage record need to know."""
+
+    reached_engine: bool = False
+    usage: Usage | None = None  # as reported by the engine; Usage(0, 0) on an answer that used nothing
+    streamed_events: int | None = None  # content events sent, for a stream that started
+    status: int | None = None  # the engine's status, once it answered
+    deployment: str | None = None
+    replica: str | None = None
+    first_byte_s: float | None = None  # seconds from the request's start to the first byte out
+    caller_left: bool = False  # the caller went away before the answer was whole
+
+
+class RequestFacts:
+    """One request's facts and the stages' decisions (see the module doc)."""
+
+    __slots__ = ("request_id", "endpoint", "authorization", "content_length", "priority_header",
+                 "body_source", "started", "upstream_s", "key", "request", "model", "priority",
+                 "admission", "outcome", "response_headers", "error", "body_size")
+
+    def __init__(self, endpoint: Endpoint | None, request_id: bytes, *,
+                 authorization: bytes | None = None, content_length: bytes | None = None,
+                 priority_header: bytes | None = None, body_source: BodySource | None = None) -> None:
+        self.started = time.perf_counter()
+        self.upstream_s = 0.0  # waiting on engines (and for capacity): not gateway overhead
+        self.endpoint = endpoint
+        self.request_id = request_id
+        self.authorization = authorization
+        self.content_length = content_length
+        self.priority_header = priority_header
+        self.body_source = body_source
+        self.key: ApiKey | None = None
+        self.request: InferenceRequest | None = None
+        self.model: Model | None = None
+        self.priority = Priority.INTERACTIVE
+        self.admission: Admission | None = None
+        self.outcome = Outcome()
+        #: Headers a stage wants on the response, whatever it is (e.g. x-ratelimit-*).
+        self.response_headers: list[tuple[bytes, bytes]] | None = None
+        self.error: InferenceOpsError | None = None  # how the request failed, for settle
+        self.body_size = 0
+
+    @classmethod
+    def from_headers(cls, headers: Iterable[tuple[bytes, bytes]],
+                     endpoint: Endpoint | None = None) -> RequestFacts:
+        """From raw (lower-case) header pairs, as an HTTP server hands them over."""
+        request_id = authorization = content_length = priority = None
+        for name, value in headers:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"x-request-id":
+                request_id = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"x-inferenceops-priority":
+                priority = value
+        return cls(endpoint, _request_id(request_id), authorization=authorization,
+                   content_length=content_length, priority_header=priority)
+
+    @classmethod
+    def for_call(cls, endpoint: Endpoint, body: bytes, *, api_key: str,
+                 priority: str | None = None, request_id: str | None = None) -> RequestFacts:
+        """An in-process request (a batch line, a test): the body is already here."""
+
+        async def source() -> bytes:
+            return body
+
+        return cls(endpoint, _request_id(None if request_id is None else request_id.encode()),
+                   authorization=b"Bearer " + api_key.encode(),
+                   content_length=b"%d" % len(body),
+                   priority_header=None if priority is None else priority.encode(),
+                   body_source=source)
+
+    def overhead_ms(self) -> bytes:
+        elapsed = time.perf_counter() - self.started - self.upstream_s
+        return b"%.3f" % (elapsed * 1000.0)
+
+    def add_response_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        self.response_headers = [*(self.response_headers or ()), *headers]
+
+
+def _request_id(given: bytes | None) -> bytes:
+    """The caller's id when it is short printable ASCII, else a fresh one."""
+    if given and len(given) <= _MAX_REQUEST_ID and given.isascii() and all(33 <= c < 127 for c in given):
+        return given
+    return os.urandom(12).hex().encode()

@@ -1,0 +1,110 @@
+"""The *settle* stage: however a request ended, account for it exactly once.
+
+Runs after every request that got past the start, answered or not — failed at
+any stage, cut off by the engine, abandoned by its caller. It
+
+1. works out what was used: the engine's reported usage, or, when it reported
+   none (a stream cut short), the prompt estimate plus one token per content
+   event that went out (never more than the output cap) — marked *estimated*;
+   nothing, for a request that never reached an engine or got no real answer;
+2. prices it (the model's price in the snapshot's policy; 0 when unpriced);
+3. gives admission's slot back and settles its reservations to those tokens
+   and that cost, or releases them when no engine saw the request;
+4. queues one usage record on the outbox (for a request whose key was known).
+
+No I/O of its own: admission's ledger call is the only await.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from inferenceops.errors import InferenceOpsError
+from inferenceops.metering.usage import Usage
+from inferenceops.outbox import UsageRecord
+from inferenceops.pipeline.facts import RequestFacts
+from inferenceops.pipeline.sink import ResponseSink
+from inferenceops.platform import Snapshot
+from inferenceops.platform.priority import Priority
+
+if TYPE_CHECKING:
+    from inferenceops.pipeline.kernel import Pipeline
+
+NOTHING = Usage(0, 0)
+_CLASS = {Priority.INTERACTIVE: "interactive", Priority.BACKGROUND: "background"}
+
+
+def estimated_prompt_tokens(body_size: int) -> int:
+    """The prompt's size when no engine said (one token per 3 bytes: errs on the high side)."""
+    return body_size // 3 + 1
+
+
+def used(facts: RequestFacts) -> tuple[Usage, bool]:
+    """(tokens used, whether an engine reported them) — see the module doc."""
+    outcome = facts.outcome
+    if not outcome.reached_engine:
+        return NOTHING, True
+    if outcome.usage is not None:
+        return outcome.usage, True
+    admission = facts.admission
+    if admission is not None:
+        prompt, cap = admission.ticket.plan.prompt_estimate, admission.ticket.plan.max_output
+    else:
+        request, model = facts.request, facts.model
+        prompt = estimated_prompt_tokens(facts.body_size)
+        cap = (request.max_tokens if request is not None and request.max_tokens else
+               model.max_output_tokens if model is not None else 0)
+    sent = outcome.streamed_events
+    completion = cap if sent is None else min(max(0, sent), cap)
+    return Usage(prompt, completion), False
+
+
+async def settle(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: ResponseSink) -> None:
+    usage, reported = used(facts)
+    model = facts.model
+    price = snapshot.policy.price(model.name) if model is not None else None
+    cost = price.cost(usage.prompt_tokens, usage.completion_tokens) if price is not None else 0
+    admission = facts.admission
+    if admission is not None and p.admission is not None:
+        facts.admission = None  # settled once, whatever happens next
+        await p.admission.finish(admission.ticket, reached_engine=facts.outcome.reached_engine,
+                                 tokens=usage.total, cost=cost)
+    key = facts.key
+    if key is not None:
+        p.outbox.put(_record(facts, usage, reported, cost, sink))
+
+
+def _record(facts: RequestFacts, usage: Usage, reported: bool, cost: int,
+            sink: ResponseSink) -> UsageRecord:
+    key, outcome, error, request = facts.key, facts.outcome, facts.error, facts.request
+    assert key is not None and facts.endpoint is not None
+    status, code = _status(facts, error, sink)
+    now = time.perf_counter()
+    return UsageRecord(
+        request_id=facts.request_id.decode("ascii"), at=time.time(), key_id=key.id,
+        team_id=key.team_id, principal_id=key.principal.id, principal_kind=key.principal.kind,
+        model=facts.model.name if facts.model is not None else None,
+        deployment=outcome.deployment, replica=outcome.replica, endpoint=facts.endpoint.value,
+        priority=_CLASS[facts.priority], stream=request is not None and request.stream,
+        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+        tokens_reported=reported, cost_nanos=cost, status=status, error_code=code,
+        latency_ms=round((now - facts.started) * 1000.0, 3),
+        first_byte_ms=None if outcome.first_byte_s is None else round(outcome.first_byte_s * 1000.0, 3))
+
+
+def _status(facts: RequestFacts, error: InferenceOpsError | None,
+            sink: ResponseSink) -> tuple[int, str | None]:
+    """What the caller was told: the status sent (a stream's stays 200) and why it ended badly."""
+    outcome = facts.outcome
+    if sink.started:
+        status = outcome.status or 200
+    elif error is not None:
+        status = error.status
+    else:
+        status = outcome.status or 499  # nothing was sent: the caller left first
+    if error is not None:
+        return status, error.code or error.type
+    if outcome.caller_left or not sink.started:
+        return status, "client_disconnected"
+    return status, None

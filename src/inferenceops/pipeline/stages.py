@@ -1,0 +1,125 @@
+"""The stages of an inference request, each one small decision over (snapshot, facts).
+
+Each stage reads what the ones before it decided (``RequestFacts``) and adds
+its own; none touches a transport, except *route + forward*, which writes to
+the ``ResponseSink`` it is given. The order is ``kernel.STAGES``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from inferenceops.errors import (
+    InvalidParameter,
+    InvalidRequest,
+    ModelNotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+)
+from inferenceops.gateway.auth import authenticate, require_scope  # moves to pipeline/auth.py
+from inferenceops.pipeline.facts import RequestFacts
+from inferenceops.pipeline.request import parse_inference
+from inferenceops.pipeline.sink import ResponseSink
+from inferenceops.platform import Snapshot
+from inferenceops.platform.identity import SCOPE_INFERENCE
+from inferenceops.platform.priority import Priority
+from inferenceops.routing import RouteFacts
+
+if TYPE_CHECKING:
+    from inferenceops.pipeline.kernel import Pipeline
+
+_PRIORITIES = {b"interactive": Priority.INTERACTIVE, b"background": Priority.BACKGROUND,
+               b"batch": Priority.BACKGROUND}
+
+
+# ---- the stages -------------------------------------------------------------------------------
+
+async def check_size(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: ResponseSink) -> None:
+    """A declared length over the limit is refused before anything is read or checked."""
+    if facts.content_length is not None:
+        try:
+            declared = int(facts.content_length)
+        except ValueError:
+            raise InvalidRequest("The Content-Length header is not a number.") from None
+        if declared > p.max_body_bytes:
+            raise PayloadTooLarge(f"The request body is {declared} bytes; the limit is "
+                                  f"{p.max_body_bytes}.")
+
+
+async def authenticate_stage(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
+                             sink: ResponseSink) -> None:
+    """From the header only, so strangers never get their bodies read or parsed."""
+    key = authenticate(snapshot.identity, p.hasher, facts.authorization, time.time())
+    require_scope(key, SCOPE_INFERENCE)
+    facts.key = key
+    p.outbox.note_key_use(key.id)
+
+
+async def parse(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: ResponseSink) -> None:
+    """The body, bounded while it is read; only the fields the gateway decides on are checked."""
+    assert facts.body_source is not None and facts.endpoint is not None
+    body = await facts.body_source()
+    facts.body_size = len(body)
+    facts.request = parse_inference(body, facts.endpoint, p.max_tokens_limit)
+
+
+async def authorize(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
+                    sink: ResponseSink) -> None:
+    """The model must exist *and be granted* to the key, and serve this endpoint.
+
+    A model the caller may not use is reported exactly like one that does not exist.
+    Then the request's service class: a background-only key's requests are background
+    work, and such a key may not ask for interactive service.
+    """
+    key, request, endpoint = facts.key, facts.request, facts.endpoint
+    assert key is not None and request is not None and endpoint is not None
+    model = snapshot.visible_model(key, request.model)
+    if model is None:
+        raise ModelNotFound(f"The model '{request.model}' does not exist or you do not have "
+                            "access to it.", param="model")
+    if endpoint not in model.endpoints:
+        raise InvalidRequest(f"The model '{request.model}' does not support /v1/{endpoint.value}.",
+                             param="model", code="unsupported_endpoint")
+    facts.model = model
+    header = facts.priority_header
+    priority = Priority.INTERACTIVE
+    if header is not None:
+        found = _PRIORITIES.get(header.strip().lower())
+        if found is None:
+            raise InvalidParameter("The x-inferenceops-priority header must be 'interactive' or "
+                                   "'background'.", param="x-inferenceops-priority")
+        priority = found
+    if key.background_only:
+        if priority is Priority.INTERACTIVE and header is not None:
+            raise PermissionDenied(f"This API key ({key.prefix}…) may only send background "
+                                   "requests.")
+        priority = Priority.BACKGROUND
+    facts.priority = priority
+
+
+async def admit(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: ResponseSink) -> None:
+    """Limits and budgets reserved in one atomic step, then a slot on the deployment."""
+    if p.admission is None:
+        return
+    key, model, request = facts.key, facts.model, facts.request
+    assert key is not None and model is not None and request is not None
+    admission = await p.admission.admit(snapshot, key, model, facts.body_size,
+                                        request.max_tokens, facts.priority)
+    if admission is not None:
+        facts.admission = admission
+        facts.upstream_s += admission.queued_s  # waiting for engine capacity is not overhead
+        if admission.headers:
+            facts.add_response_headers(admission.headers)
+
+
+async def route_and_forward(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
+                            sink: ResponseSink) -> None:
+    """The deployment's routing strategy picks a replica; the answer goes to ``sink``."""
+    model, request, endpoint = facts.model, facts.request, facts.endpoint
+    assert model is not None and request is not None and endpoint is not None
+    user = request.doc.get("user")
+    route = RouteFacts(priority=facts.priority,
+                       estimated_tokens=facts.body_size // 3 + (request.max_tokens or 0),
+                       session=user if isinstance(user, str) else None, doc=request.doc)
+    await p.forwarder.forward(facts, model.deployment, endpoint, request, route, sink)
