@@ -48,7 +48,7 @@ async def _load(gw: Gateway, stop_after_s: float, answered: dict[str, float]) ->
                     await resp.read()
                     if resp.status == 200:
                         answered[rid] = time.monotonic()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 return  # the server went away
 
     timeout = aiohttp.ClientTimeout(total=10)

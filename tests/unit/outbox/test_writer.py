@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from tests.unit.store import conftest as store
 
 from inferenceops.outbox import AuditRecord, Outbox, UsageRecord
 from inferenceops.outbox.writer import OutboxWriter
@@ -14,7 +15,6 @@ from inferenceops.store import Database, repo
 from inferenceops.store.errors import StoreError
 from inferenceops.store.repo.usage import count_usage, list_usage
 from inferenceops.supervisor import Supervisor
-from tests.unit.store import conftest as store
 
 # The store tests' fixtures: a migrated database per test, on each backend.
 postgres, templates, backend, store_url, db = (store.postgres, store.templates, store.backend,

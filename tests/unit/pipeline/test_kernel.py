@@ -7,6 +7,8 @@ import asyncio
 
 import orjson
 import pytest
+from tests.support.asgi import request
+from tests.unit.conftest import ADMIN_KEY, AUTH, Harness
 
 from inferenceops.outbox import UsageRecord
 from inferenceops.pipeline import kernel
@@ -15,8 +17,6 @@ from inferenceops.pipeline.kernel import STAGES, Pipeline, Stage
 from inferenceops.pipeline.sink import CollectingSink
 from inferenceops.platform import Endpoint, Snapshot
 from inferenceops.platform.policy import Policy, Price
-from tests.support.asgi import request
-from tests.unit.conftest import ADMIN_KEY, AUTH, Harness
 
 CHAT = {"model": "chat-model", "messages": [{"role": "user", "content": "hi"}]}
 STREAM = {**CHAT, "stream": True}
