@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 LOCK   := requirements/dev.lock
 PIP    := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test bench lint typecheck lock clean
+.PHONY: serve test bench lint typecheck lock clean mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,23 @@ lint: $(VENV)/.installed-dev
 # mypy --strict over src/ with the pydantic plugin; the whole configuration is [tool.mypy].
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
+
+# Mutation testing (mutmut 3; not part of CI or `make test`): mutants of the code that guards money
+# and permissions — admission/, gateway/auth.py, platform/identity.py, admin/api/deps.py — each run
+# against the tests that reach it ([tool.mutmut] in pyproject.toml; it works in mutants/, a copy).
+# A fresh run, niced, then the score per module and every survivor go to
+# bench/results/mutation-latest.{md,json}. MUTANTS='inferenceops.gateway.auth*' (a mutmut name
+# glob) re-runs only those and keeps the other results; bench/README.md has the details.
+MUTANTS ?=
+mutation: $(VENV)/.installed-mutation
+	$(if $(MUTANTS),,rm -rf mutants)
+	start=$$(date +%s) && nice -n 10 $(BIN)/mutmut run $(MUTANTS) && \
+		$(BIN)/python -m bench.mutation --command "make mutation$(if $(MUTANTS), MUTANTS='$(MUTANTS)')" \
+		--seconds $$(( $$(date +%s) - start ))
+
+$(VENV)/.installed-mutation: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) -e '.[dev,mutation]'
+	touch $@ $(VENV)/.installed-dev $(VENV)/.installed-base
 
 # Re-resolve every extra against today's registry into the lock (review the diff, then commit).
 lock: $(VENV)/.installed-dev

@@ -16,6 +16,7 @@ any test noticing (``make mutation``, ``bench/results/mutation-latest.md``):
   failure is counted on ``/metrics`` and logged with the admission's request id;
 * a ledger that fails at admission: 503 with ``Retry-After`` (fail closed) or
   admitted unmetered (fail open), each failure counted;
+* a soft budget gone over: counted at every admission, reported once (log and audit);
 * a deployment's capacity changing while requests run.
 """
 
@@ -54,6 +55,7 @@ from tests.unit.gateway.test_critical_lines import (
 from inferenceops.admission.ledger import Admitted, Check, LedgerUnavailable, Refused
 from inferenceops.admission.memory_ledger import MemoryLedger
 from inferenceops.admission.plan import estimate_prompt_tokens
+from inferenceops.outbox import AuditRecord
 from inferenceops.platform import Catalog, Snapshot
 from inferenceops.platform.policy import (
     Budget,
@@ -61,6 +63,7 @@ from inferenceops.platform.policy import (
     LimitRule,
     Period,
     Policy,
+    Price,
     RateLimit,
     Scope,
 )
@@ -265,9 +268,7 @@ async def test_a_failed_release_after_a_queue_refusal_is_counted_and_logged(
 @pytest.mark.parametrize("fail_open", [False, True], ids=["fail-closed", "fail-open"])
 async def test_a_ledger_unreachable_at_admission_is_a_503_or_admits_unmetered(
         make_gateway, fail_open: bool, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    spy = SpyLedger(failing=["admit"])
-    h = await make_gateway(spy)
-    h.app.state.admission._fail_open = fail_open
+    h = await make_gateway(SpyLedger(failing=["admit"]), fail_open=fail_open)
     caplog.set_level(logging.WARNING, "inferenceops.admission")
     for _ in range(2):
         resp = await chat(h)
@@ -287,6 +288,28 @@ async def test_a_ledger_unreachable_at_admission_is_a_503_or_admits_unmetered(
     records = [r for r in caplog.records if r.name == "inferenceops.admission"]
     assert [(r.levelno, r.getMessage()) for r in records] == \
         [(logging.WARNING if fail_open else logging.ERROR, said)] * 2
+
+
+# -- a soft budget: admits past its limit, counted every time, reported once ----------------------
+
+async def test_a_soft_budget_overrun_is_counted_every_time_and_reported_once(
+        make_gateway, ledger, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    policy = Policy(budgets=[BudgetRule(Scope.TEAM, "team_ml", Budget(1, Period.DAILY, hard=False))],
+                    prices={"chat-model": Price(input=UNIT, output=UNIT)}, team_names={"team_ml": "ml"})
+    h = await make_gateway(ledger, policy=policy)
+    caplog.set_level(logging.WARNING, "inferenceops.admission")
+    assert [(await chat(h)).status for _ in range(3)] == [200, 200, 200]
+    assert await metric(h, "inferenceops_budget_soft_overruns_total") == "3"
+    records, _ = h.app.state.outbox.take(1000)
+    (alert,) = (r for r in records if isinstance(r, AuditRecord))
+    _, _, period = alert.target_id.rpartition(":")
+    assert (alert.actor, alert.action, alert.target_type, alert.target_id) == (
+        "system:admission", "budget.soft_exceeded", "budget", f"bud:team:team_ml:{period}")
+    assert period.startswith("d") and alert.after == {
+        "budget": "daily budget of team 'ml'", "limit_nanos": 1, "team_id": "team_ml",
+        "key_id": "key_team"}
+    assert [r.getMessage() for r in caplog.records if r.name == "inferenceops.admission"] == [
+        "soft budget exceeded: daily budget of team 'ml' (limit 0.000000001)"]
 
 
 # -- refusals are counted by what refused them ---------------------------------------------------

@@ -222,13 +222,14 @@ async def make_gateway(upstream: tuple[EdgeUpstream, int]
                        ) -> AsyncIterator[Callable[..., Any]]:
     started: list[Harness] = []
 
-    async def make(ledger: Ledger, policy: Policy = POLICY, chat_extra: str = "") -> Harness:
+    async def make(ledger: Ledger, policy: Policy = POLICY, chat_extra: str = "",
+                   fail_open: bool = False) -> Harness:
         engine, port = upstream
         h = await make_harness(platform(port, chat_extra), engine, port, max_body_bytes=MAX_BODY)
         started.append(h)
         state = h.app.state
         await state.admission.ledger.close()  # type: ignore[union-attr]
-        state.admission = AdmissionControl(ledger)
+        state.admission = AdmissionControl(ledger, fail_open=fail_open, outbox=state.outbox)
         state.snapshot = Snapshot(state.snapshot.catalog, identity(), policy)
         return h
 

@@ -1,0 +1,198 @@
+"""The mutation score, per module, from mutmut's results in ``mutants/`` (``make mutation``).
+
+``make mutation`` runs mutmut 3 over the modules listed in ``pyproject.toml``
+``[tool.mutmut] only_mutate`` and then this script, which reads the per-file
+results mutmut left in ``mutants/<path>.meta`` and writes
+``bench/results/mutation-latest.{json,md}`` (and a dated copy of both): killed /
+survived / timeout / no tests / total per module, and every surviving mutant
+with its diff and, where one was made, the judgement that it is equivalent or
+harmless (``JUDGED`` below: a rule matched against the mutated line). A survivor
+no rule covers is listed as *not judged*: a test is missing, or a judgement.
+
+    .venv/bin/python -m bench.mutation [--command "make mutation"] [--seconds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fnmatch import fnmatch
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+#: mutmut's exit codes → status (mutmut/stats.py). Timeouts count as detected, as mutmut does.
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+          35: "suspicious", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout",
+          255: "timeout", 37: "type check", 2: "interrupted", None: "not checked", -11: "segfault",
+          -9: "segfault"}
+COLUMNS = ("killed", "timeout", "survived", "no tests", "suspicious", "other", "total")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Survivors whose mutated line (the ``+`` side) matches ``pattern`` within ``module``."""
+
+    module: str  # glob over the file path, e.g. "*/admission/metrics.py"
+    pattern: str  # regex searched in the mutated line
+    verdict: str  # "equivalent" | "harmless"
+    why: str
+
+
+#: Survivors judged after reading them (the run of bench/results/mutation-latest.md). Keep each
+#: rule narrow: it must describe one kind of mutant that no test should be asked to kill.
+JUDGED: tuple[Rule, ...] = ()
+
+
+def only_mutate() -> list[str]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    return list(config["only_mutate"])
+
+
+def mutated_files(patterns: list[str]) -> list[Path]:
+    files = sorted(p.relative_to(ROOT) for p in (ROOT / "src").rglob("*.py"))
+    return [f for f in files if any(fnmatch(str(f), pattern) for pattern in patterns)]
+
+
+def diff_of(name: str, path: Path) -> str:
+    try:
+        from mutmut.mutation.diff_apply import get_diff_for_mutant
+        return get_diff_for_mutant(name, path=path)
+    except Exception as exc:  # noqa: BLE001 - a diff we cannot show is reported, not fatal
+        return f"(diff unavailable: {exc})"
+
+
+def changed_lines(diff: str) -> tuple[list[str], list[str]]:
+    lines = diff.splitlines()
+    return ([line[1:] for line in lines if line.startswith("-") and not line.startswith("---")],
+            [line[1:] for line in lines if line.startswith("+") and not line.startswith("+++")])
+
+
+def judge(path: Path, added: list[str], removed: list[str]) -> Rule | None:
+    text = "\n".join(added) if added else "\n".join(removed)
+    for rule in JUDGED:
+        if fnmatch(str(path), rule.module) and re.search(rule.pattern, text):
+            return rule
+    return None
+
+
+def collect() -> dict[str, object]:
+    modules: dict[str, dict[str, int]] = {}
+    survivors: list[dict[str, object]] = []
+    with_mutants = 0
+    for path in mutated_files(only_mutate()):
+        meta = ROOT / "mutants" / (str(path) + ".meta")
+        codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"] \
+            if meta.exists() else {}
+        counts = dict.fromkeys(COLUMNS, 0)
+        for name, code in sorted(codes.items()):
+            status = STATUS.get(code, "other")
+            counts[status if status in counts else "other"] += 1
+            counts["total"] += 1
+            if status != "survived":
+                continue
+            diff = diff_of(name, path)
+            removed, added = changed_lines(diff)
+            rule = judge(path, added, removed)
+            survivors.append({"module": str(path), "mutant": name, "removed": removed,
+                              "added": added, "verdict": rule.verdict if rule else "not judged",
+                              "why": rule.why if rule else ""})
+        if counts["total"]:
+            with_mutants += 1
+        modules[str(path)] = counts
+    total = {c: sum(m[c] for m in modules.values()) for c in COLUMNS}
+    return {"modules": modules, "total": total, "survivors": survivors}
+
+
+def score(counts: dict[str, int]) -> float | None:
+    tested = counts["total"] - counts["no tests"] - counts["other"]
+    return None if tested <= 0 else 100.0 * (counts["killed"] + counts["timeout"]) / tested
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def markdown(doc: dict[str, object]) -> str:
+    modules: dict[str, dict[str, int]] = doc["modules"]  # type: ignore[assignment]
+    total: dict[str, int] = doc["total"]  # type: ignore[assignment]
+    survivors: list[dict[str, object]] = doc["survivors"]  # type: ignore[assignment]
+    out = ["# Mutation score (mutmut)", "",
+           f"Run {doc['date']} on commit `{doc['commit']}` with mutmut {doc['mutmut']}: "
+           f"`{doc['command']}`" + (f", {doc['seconds'] / 60:.0f} min" if doc.get("seconds") else "")
+           + f". Test selection: `[tool.mutmut]` in pyproject.toml; {doc['machine']}.", "",
+           "Score = (killed + timeout) / (total − no tests). A *timeout* is a mutant that made "
+           "the tests hang (detected); *no tests*: no selected test reaches the function.", "",
+           "| module | killed | timeout | survived | no tests | total | score |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, c in [*modules.items(), ("**all**", total)]:
+        s = score(c)
+        out.append(f"| {name.removeprefix('src/inferenceops/')} | {c['killed']} | {c['timeout']} | "
+                   f"{c['survived']} | {c['no tests']} | {c['total']} | "
+                   f"{'—' if s is None else f'{s:.1f} %'} |")
+    judged = [s for s in survivors if s["verdict"] != "not judged"]
+    open_ = [s for s in survivors if s["verdict"] == "not judged"]
+    out += ["", f"## Surviving mutants: {len(survivors)} ({len(judged)} judged equivalent or "
+            f"harmless, {len(open_)} not judged)", ""]
+    if judged:
+        out += ["### Judged", "", "| module | verdict | why | mutants |", "|---|---|---|---:|"]
+        groups: dict[tuple[str, str, str], int] = {}
+        for s in judged:
+            key = (str(s["module"]).removeprefix("src/inferenceops/"), str(s["verdict"]), str(s["why"]))
+            groups[key] = groups.get(key, 0) + 1
+        out += [f"| {m} | {v} | {w} | {n} |" for (m, v, w), n in sorted(groups.items())]
+        out.append("")
+    out += ["### Every survivor", "", "| mutant | mutated line | verdict |", "|---|---|---|"]
+    for s in survivors:
+        line = " / ".join(str(x).strip() for x in s["added"]) or "(line removed: " + \
+            " / ".join(str(x).strip() for x in s["removed"]) + ")"
+        line = line.replace("|", "\\|")
+        if len(line) > 160:
+            line = line[:157] + "…"
+        name = str(s["mutant"]).removeprefix("inferenceops.")
+        out.append(f"| `{name}` | `{line}` | {s['verdict']} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--command", default="make mutation")
+    parser.add_argument("--seconds", type=float, default=None, help="how long the run took")
+    args = parser.parse_args(argv)
+    if not (ROOT / "mutants").is_dir():
+        print("no mutants/ directory: run `make mutation` first", file=sys.stderr)
+        return 1
+    import mutmut
+
+    doc: dict[str, object] = {
+        "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "command": args.command, "seconds": args.seconds,
+        "commit": git("rev-parse", "--short", "HEAD") + (" (dirty)" if git("status", "--porcelain",
+                                                                            "src") else ""),
+        "mutmut": mutmut.__version__, "python": sys.version.split()[0],
+        "machine": f"{len(__import__('os').sched_getaffinity(0))} cores",
+        **collect()}
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    table = markdown(doc)
+    for name in ("latest", stamp):
+        (RESULTS / f"mutation-{name}.json").write_text(text)
+        (RESULTS / f"mutation-{name}.md").write_text(table)
+    total: dict[str, int] = doc["total"]  # type: ignore[assignment]
+    s = score(total)
+    print(f"mutation score {'—' if s is None else f'{s:.1f} %'}: {total['killed']} killed, "
+          f"{total['timeout']} timeout, {total['survived']} survived, {total['no tests']} no tests, "
+          f"{total['total']} in all → bench/results/mutation-latest.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
