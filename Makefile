@@ -59,7 +59,7 @@ typecheck: $(VENV)/.installed-dev
 MUTANTS ?=
 mutation: $(VENV)/.installed-mutation
 	$(if $(MUTANTS),,rm -rf mutants)
-	start=$$(date +%s) && nice -n 10 $(BIN)/mutmut run $(MUTANTS) && \
+	set -f; start=$$(date +%s) && nice -n 10 $(BIN)/mutmut run $(MUTANTS) && \
 		$(BIN)/python -m bench.mutation --command "make mutation$(if $(MUTANTS), MUTANTS='$(MUTANTS)')" \
 		--seconds $$(( $$(date +%s) - start ))
 

@@ -1,0 +1,76 @@
+"""The deployment gate's expiry timer and its statistics (``admission.fair_queue``).
+
+``test_fair_queue`` covers the policy; these pin what mutmut found loose (``make
+mutation``): the expiry timer re-arming for waiters whose deadline is later than
+the first batch's, a waiter whose client left in the very tick its wait ran out
+(counted as cancelled, and the waiters behind it still expire), and every field
+of ``GateStats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from inferenceops.admission.fair_queue import DeploymentGate, GateStats, Priority, QueueRejected
+
+HI, LO = Priority.INTERACTIVE, Priority.BACKGROUND
+
+
+async def test_waiters_queued_later_still_expire_after_an_earlier_batch() -> None:
+    gate = DeploymentGate("dep", 1, max_queue=10, max_wait_s={HI: 0.05, LO: 60.0})
+    await gate.acquire("t", 1.0, HI)
+    first = asyncio.ensure_future(gate.acquire("a", 1.0, HI))
+    await asyncio.sleep(0.03)
+    later = asyncio.ensure_future(gate.acquire("b", 1.0, HI))  # due 30 ms after the first
+    for waiter in (first, later):
+        with pytest.raises(QueueRejected) as info:
+            await asyncio.wait_for(waiter, 2.0)
+        assert info.value.reason == "wait_exceeded"
+    assert (gate.in_flight, gate.waiting) == (1, 0)
+    assert gate.stats().rejected == {"queue_full": 0, "wait_exceeded": 2}
+    assert gate._self_check() == []
+
+
+async def test_a_client_leaving_in_the_tick_its_wait_runs_out_is_counted_as_cancelled() -> None:
+    gate = DeploymentGate("dep", 1, max_queue=10, max_wait_s={HI: 0.05, LO: 60.0})
+    await gate.acquire("t", 1.0, HI)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    leaving = asyncio.ensure_future(gate.acquire("a", 1.0, HI))  # due at start + 0.05 and a bit
+    behind = asyncio.ensure_future(gate.acquire("b", 1.0, HI))
+    # Stall the loop across the deadline, so that when it runs again the cancellation (due
+    # first) and the gate's expiry timer run in the same turn: the timer finds a waiter whose
+    # future is cancelled but whose task has not cleaned up yet.
+    loop.call_at(start + 0.04, time.sleep, 0.05)
+    loop.call_at(start + 0.045, leaving.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(leaving, 2.0)
+    with pytest.raises(QueueRejected):
+        await asyncio.wait_for(behind, 2.0)
+    stats = gate.stats()
+    assert stats.cancelled_while_waiting == 1
+    assert stats.rejected == {"queue_full": 0, "wait_exceeded": 1}
+    assert (gate.in_flight, gate.waiting) == (1, 0) and gate._self_check() == []
+
+
+async def test_stats_report_every_count_of_the_gate() -> None:
+    gate = DeploymentGate("llama", 1, max_queue=1, max_wait_s={HI: 60.0, LO: 60.0})
+    assert await gate.acquire("t", 1.0, HI) == 0.0
+    waiting = asyncio.ensure_future(gate.acquire("u", 1.0, LO))
+    await asyncio.sleep(0)
+    with pytest.raises(QueueRejected):
+        await gate.acquire("v", 1.0, HI)  # one waits already: the queue is full
+    assert gate.stats() == GateStats(
+        deployment="llama", capacity=1, in_flight=1, waiting={HI: 0, LO: 1},
+        admitted={HI: 1, LO: 0}, admitted_after_wait={HI: 0, LO: 0},
+        wait_seconds_total={HI: 0.0, LO: 0.0}, rejected={"queue_full": 1, "wait_exceeded": 0},
+        cancelled_while_waiting=0)
+    gate.release()
+    waited = await asyncio.wait_for(waiting, 2.0)
+    stats = gate.stats()
+    assert (stats.in_flight, stats.waiting) == (1, {HI: 0, LO: 0})
+    assert stats.admitted == {HI: 1, LO: 1} and stats.admitted_after_wait == {HI: 0, LO: 1}
+    assert stats.wait_seconds_total == {HI: 0.0, LO: waited}

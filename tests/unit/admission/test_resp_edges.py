@@ -1,0 +1,86 @@
+"""The pure-Python RESP reader and the encoder at their edges (no I/O).
+
+``test_resp`` covers every reply type and failure; these pin what mutmut found
+loose (``make mutation``): the exact nesting bound (16 levels read, 17 refused),
+a line that starts with its own CRLF, error replies that are not UTF-8, the
+words of each protocol error, the reader giving back its buffer once a reply is
+consumed, and integer-like arguments that are not plain ``int``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import pytest
+
+from inferenceops.admission.resp import ProtocolError, PyReader, ReplyError, encode
+
+
+def nested(levels: int) -> bytes:
+    return b"*1\r\n" * levels + b":7\r\n"
+
+
+def test_sixteen_levels_of_arrays_are_read_and_seventeen_refused() -> None:
+    reader = PyReader()
+    reader.feed(nested(16))
+    reply = reader.gets()
+    for _ in range(16):
+        assert isinstance(reply, list) and len(reply) == 1
+        reply = reply[0]
+    assert reply == 7
+    reader = PyReader()
+    reader.feed(nested(17))
+    with pytest.raises(ProtocolError) as info:
+        reader.gets()
+    assert str(info.value) == "Protocol error, arrays nested too deep"
+
+
+def test_a_reply_that_starts_with_a_crlf_is_garbage_not_a_wait() -> None:
+    reader = PyReader()
+    reader.feed(b"\r\n")
+    with pytest.raises(ProtocolError) as info:
+        reader.gets()
+    assert str(info.value) == "Protocol error, got '\\r' as reply type byte"
+
+
+def test_an_error_reply_that_is_not_utf8_is_read_with_replacement_characters() -> None:
+    reader = PyReader()
+    reader.feed(b"-ERR bad \xff byte\r\n")
+    reply = reader.gets()
+    assert isinstance(reply, ReplyError) and str(reply) == "ERR bad \ufffd byte"
+
+
+@pytest.mark.parametrize(("garbage", "words"), [
+    (b"$2\r\nabc\r\n", "Protocol error, bulk string not followed by CRLF"),
+    (b":12x\r\n", "Protocol error, invalid literal for int() with base 10: b'12x'"),
+])
+def test_protocol_errors_say_what_was_wrong(garbage: bytes, words: str) -> None:
+    reader = PyReader()
+    reader.feed(garbage)
+    with pytest.raises(ProtocolError) as info:
+        reader.gets()
+    assert str(info.value) == words
+
+
+def test_the_reader_lets_go_of_the_bytes_it_has_read() -> None:
+    reader = PyReader()
+    reader.feed(b"+one\r\n+two\r\n+thr")
+    assert reader.gets() == b"one"
+    assert reader.gets() == b"two"
+    assert reader.gets() is False
+    reader.feed(b"ee\r\n")
+    assert reader.gets() == b"three"
+    assert (len(reader._buf), reader._pos) == (0, 0)  # everything read: nothing kept
+    big = b"$70000\r\n" + b"x" * 70000 + b"\r\n"
+    reader.feed(big + b"+par")
+    assert reader.gets() == b"x" * 70000
+    assert bytes(reader._buf) == b"+par" and reader._pos == 0  # a large read is dropped at once
+
+
+class Slot(enum.IntEnum):
+    FIRST = 1
+    BIG = 12345
+
+
+def test_integer_like_arguments_are_sent_as_their_decimal_digits() -> None:
+    assert encode(["SET", Slot.FIRST, Slot.BIG]) == b"*3\r\n$3\r\nSET\r\n$1\r\n1\r\n$5\r\n12345\r\n"
