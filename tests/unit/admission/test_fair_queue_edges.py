@@ -1,10 +1,10 @@
 """The deployment gate's expiry timer and its statistics (``admission.fair_queue``).
 
 ``test_fair_queue`` covers the policy; these pin what mutmut found loose (``make
-mutation``): the expiry timer re-arming for waiters whose deadline is later than
-the first batch's, a waiter whose client left in the very tick its wait ran out
-(counted as cancelled, and the waiters behind it still expire), and every field
-of ``GateStats``.
+mutation``): the expiry timer re-arming for waiters due later than the first
+batch and for waiters that come after the queue emptied, a waiter whose client
+left in the very tick its wait ran out (counted as cancelled, and the waiters
+behind it still expire), and every field of ``GateStats``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,16 @@ async def test_waiters_queued_later_still_expire_after_an_earlier_batch() -> Non
     assert (gate.in_flight, gate.waiting) == (1, 0)
     assert gate.stats().rejected == {"queue_full": 0, "wait_exceeded": 2}
     assert gate._self_check() == []
+
+
+async def test_a_waiter_queued_after_the_queue_emptied_by_expiry_expires_too() -> None:
+    gate = DeploymentGate("dep", 1, max_queue=10, max_wait_s={HI: 0.02, LO: 60.0})
+    await gate.acquire("t", 1.0, HI)
+    for round_ in range(3):  # each time the queue is empty again and the timer must be re-armed
+        with pytest.raises(QueueRejected):
+            await asyncio.wait_for(gate.acquire(f"team-{round_}", 1.0, HI), 2.0)
+        assert gate.waiting == 0
+    assert gate.stats().rejected == {"queue_full": 0, "wait_exceeded": 3}
 
 
 async def test_a_client_leaving_in_the_tick_its_wait_runs_out_is_counted_as_cancelled() -> None:
