@@ -104,6 +104,9 @@ class DeploymentSpec(_Strict):
     capacity: int | None = Field(None, ge=1, le=100_000, description="requests this gateway "
                                  "process sends at once; more wait in the fair queue")
     queue: QueueSpec = QueueSpec()
+    routing: Literal["least_outstanding", "round_robin"] = Field(
+        "least_outstanding", description="how a replica is picked for each request: "
+        "least_outstanding (fewest in flight) or round_robin")
 
     @model_validator(mode="after")
     def _engine_fields(self) -> DeploymentSpec:
@@ -427,7 +430,7 @@ def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source
             name=d.name, dialect="openai", served_model=d.served_model,
             replicas=tuple(replicas), timeouts=Timeouts(**d.timeouts.model_dump()),
             api_key=api_key, max_connections=d.max_connections, capacity=d.capacity,
-            queue=QueueSettings(**d.queue.model_dump()),
+            queue=QueueSettings(**d.queue.model_dump()), routing=d.routing,
         )
     now = int(time.time())
     created_at = created_at or {}

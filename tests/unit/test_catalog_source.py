@@ -18,7 +18,8 @@ def deployment(name: str, **fields: object) -> DeploymentRecord:
     values: dict = {"id": f"dep_{name}", "name": name, "engine": "simulator", "served_model": "s",
                     "provider_id": None, "provider": None, "profile": "test-fast", "replicas": 1,
                     "seed": 0, "api_key_env": None, "timeouts": {}, "max_connections": 8,
-                    "capacity": None, "queue": {}, "managed_by": None, "created_at": AT,
+                    "capacity": None, "queue": {}, "routing": "least_outstanding",
+                    "managed_by": None, "created_at": AT,
                     "updated_at": AT}
     return DeploymentRecord(**{**values, **fields})
 

@@ -81,12 +81,20 @@ def test_embedded_default_serves_demo_chat_on_two_replicas_and_demo_embed() -> N
     (GOOD + "unknown_key: 1\n", "unknown_key: Extra inputs are not permitted"),
     (GOOD.replace("  - name: sim\n", "  - name: vllm\n"),
      "line 10: deployments[1].name: deployment name 'vllm' is already used"),
+    (GOOD.replace("    replicas: 2\n", "    replicas: 2\n    routing: fastest\n"),
+     "routing: Input should be 'least_outstanding' or 'round_robin'"),
 ])
 def test_bad_file_names_line_field_and_problem(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(text)
     assert str(info.value).startswith("p.yaml: ")
     assert expected in str(info.value)
+
+
+def test_each_deployment_names_its_routing_strategy() -> None:
+    platform = parse(GOOD.replace("    replicas: 2\n", "    replicas: 2\n    routing: round_robin\n"))
+    routing = {name: d.routing for name, d in platform.catalog.deployments.items()}
+    assert routing == {"vllm": "least_outstanding", "sim": "round_robin"}
 
 
 def test_unset_credential_variable_is_named() -> None:

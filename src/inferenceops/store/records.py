@@ -238,6 +238,7 @@ class DeploymentRecord:
     max_connections: int
     capacity: int | None
     queue: dict[str, Any]
+    routing: str
     managed_by: str | None
     created_at: datetime
     updated_at: datetime

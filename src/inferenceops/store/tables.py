@@ -341,6 +341,8 @@ class Deployment(Base):
     seed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     api_key_env: Mapped[str | None] = mapped_column(Text)
     max_connections: Mapped[int] = mapped_column(Integer, server_default=text("256"))
+    # How a replica is picked (a ``routing`` strategy's name); rows before 0005 get the default.
+    routing: Mapped[str] = mapped_column(Text, server_default=text("'least_outstanding'"))
     queue: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     managed_by: Mapped[str | None] = mapped_column(Text)
 

@@ -8,7 +8,8 @@ import asyncio
 import orjson
 import pytest
 from tests.support.asgi import request
-from tests.unit.conftest import ADMIN_KEY, AUTH, Harness
+from tests.support.fake_upstream import FakeUpstream
+from tests.unit.conftest import ADMIN_KEY, AUTH, Harness, make_harness, platform_yaml
 
 from inferenceops.outbox import UsageRecord
 from inferenceops.pipeline import kernel
@@ -131,3 +132,19 @@ async def test_strangers_get_no_usage_record(harness: Harness) -> None:
                           headers={"Authorization": "Bearer nope"})
     assert reply.status == 401
     assert usage_records(harness) == []
+
+
+async def test_the_deployments_routing_strategy_picks_the_replica(
+        fake: tuple[FakeUpstream, int]) -> None:
+    upstream, port = fake
+    yaml = platform_yaml(port).replace(
+        f"    replicas:\n      - url: http://127.0.0.1:{port}/v1\n    timeouts",
+        f"    routing: round_robin\n    replicas:\n      - url: http://127.0.0.1:{port}/v1\n"
+        f"      - url: http://127.0.0.1:{port}/v1/\n    timeouts", 1)
+    h = await make_harness(yaml, upstream, port)
+    try:
+        for _ in range(4):
+            assert (await in_process(h, Endpoint.CHAT, CHAT)).status == 200
+        assert [r.replica for r in usage_records(h)] == ["fake-0", "fake-1", "fake-0", "fake-1"]
+    finally:
+        await h.app.state.stop()

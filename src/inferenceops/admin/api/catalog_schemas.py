@@ -108,6 +108,7 @@ class DeploymentPatch(_Patch):
     max_connections: int | None = None
     capacity: int | None = None
     queue: QueueSpec | None = None
+    routing: Literal["least_outstanding", "round_robin"] | None = None
 
 
 class DeploymentOut(DeploymentSpec):

@@ -1,4 +1,4 @@
-"""The usage ledger: one row per request, written in batches off the hot path.
+"""The usage ledger (one row per request, written in batches off the hot path), and routing.
 
 Revision ID: 0005
 Revises: 0004
@@ -8,6 +8,9 @@ Create Date: 2026-12-04
 key (``outbox.UsageRecord``): who, which model, deployment and replica, tokens (reported
 by the engine or estimated), cost in nano-units, status, latency. No foreign keys: the
 record outlives what it names. Indexed for time-range queries, overall and per team or key.
+
+``deployments.routing`` names the routing strategy of each deployment (``routing.Router``),
+``least_outstanding`` for rows that were there before.
 
 Hand-written and self-contained, like 0001-0004 (it does not import ``store.tables``).
 """
@@ -24,6 +27,9 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    # Each deployment names its routing strategy; existing rows get the default.
+    op.add_column("deployments", sa.Column("routing", sa.Text(), nullable=False,
+                                           server_default=sa.text("'least_outstanding'")))
     op.create_table(
         "usage_records",
         # BIGINT identity on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is the rowid.
@@ -58,3 +64,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("usage_records")
+    with op.batch_alter_table("deployments") as batch:
+        batch.drop_column("routing")
