@@ -48,7 +48,59 @@ class Rule:
 
 #: Survivors judged after reading them (the run of bench/results/mutation-latest.md). Keep each
 #: rule narrow: it must describe one kind of mutant that no test should be asked to kill.
-JUDGED: tuple[Rule, ...] = ()
+JUDGED: tuple[Rule, ...] = (
+    # -- equivalent: no test can tell them apart, because nothing can ------------------------------
+    Rule("*", r"zip\(.*(strict=(None|False)|, \)\)?)", "equivalent",
+         "zip over sequences built to the same length: strict= only adds a check"),
+    Rule("*/admission/quota.py", r"(budget_checks\(budget_list, policy, key, (None|1), now\)|"
+         r"limit_checks\(checks, policy, scope, subject, counter, (None|1)\))", "equivalent",
+         "the amount a check would reserve: /v1/quota only reads counters, never reserves"),
+    Rule("*/admission/quota.py", r"if \(checks\) or True else", "equivalent",
+         "reading no counters returns no states either way"),
+    Rule("*/admission/config.py", r'team_ids.get\(spec.team or "XXXX"\)', "equivalent",
+         "spec.team is always set here: team and team×model limits are validated to name one"),
+    Rule("*/admission/fair_queue.py", r"w\.fut\.set_result\(None\)", "equivalent",
+         "an expired waiter reads its result as not granted: None and False alike"),
+    Rule("*/admission/fair_queue.py", r"self\._leave\(w, None\)", "equivalent",
+         "_EXPIRED is only ever told apart as not waiting, not granted, not cancelled: as None is"),
+    Rule("*/admission/control.py", r"ticket\.metered = (None|True)$", "equivalent",
+         "in _undo the ticket is dropped right after (None is as falsy as False); finish's own "
+         "guard is pinned by test_control_finish"),
+    Rule("*/admission/control.py", r"^\s*metered = None$", "equivalent",
+         "None is as falsy as False: the ticket is unmetered either way"),
+    Rule("*/admission/control.py", r'headers=\{"(retry-after|RETRY-AFTER)": "1"\}', "equivalent",
+         "response header names are lower-cased on the way out (respond_error)"),
+    Rule("*/admission/headers.py", r'rstrip\("XX[0.]XX"\)', "equivalent",
+         "rstrip takes a set of characters; 'X' never occurs in a formatted number"),
+    Rule("*/admission/plan.py", r"(needs_usage|Plan\(tuple\(checks\), None)", "equivalent",
+         "Plan.needs_usage and Plan.price have no reader since the pipeline kernel "
+         "(settle prices the request and always reads usage)"),
+    Rule("*/admission/redis_ledger.py", r'call\("(ping|del)"', "equivalent",
+         "Redis command names are case-insensitive"),
+    Rule("*/admission/redis_ledger.py", r"self\._live_until = 1\.0", "equivalent",
+         "both are long past on the monotonic clock: the instance is not live either way"),
+    Rule("*/admission/resp.py", r"cast\(None, ", "equivalent", "typing.cast does nothing at run time"),
+    # -- harmless: a difference no caller can rely on ---------------------------------------------
+    Rule("*/admission/metrics.py", r"(?i)# help |ledger was unreachable|did not reach redis",
+         "harmless", "a metric's HELP text, for humans; names, types, labels and values are "
+         "pinned by test_metrics_exposition"),
+    Rule("*/admission/memory_ledger.py", r"(budget (>= 0|= 1|\+= 1|-= 2)|budget > 1:|"
+         r"_sweep_at = now|work = \[)", "harmless",
+         "how much of a sweep round one admission does, or when the next starts: CPU and memory "
+         "pacing; what a sweep may drop is pinned by test_memory_ledger_edges"),
+    Rule("*/admission/memory_ledger.py", r"(value\[0\] < now|lease\[0\] < now|"
+         r"self\.deadline < now|< now - self\.window)", "harmless",
+         "an idle counter swept at its exact expiry instant rather than after it"),
+    Rule("*/admission/memory_ledger.py", r"return windows [-+] leases [-+] len\(self\._tickets\)",
+         "harmless", "entries() is read only by the memory-bound test left out of the selection"),
+    Rule("*/admission/fair_queue.py", r"(horizon = loop\.time\(\) - _TIMER_SLACK_S|"
+         r"if w\.deadline >= horizon)", "harmless",
+         "a wait that runs out at its deadline or within the 1 ms timer slack of it"),
+    Rule("*/admission/resp.py", r"self\._pos (>= 65536|> 65537)", "harmless",
+         "the size from which the reader compacts its buffer: memory only"),
+    Rule("*/admission/resp.py", r"if out or not self\.closed", "harmless",
+         "an empty write to an open transport"),
+)
 
 
 def only_mutate() -> list[str]:

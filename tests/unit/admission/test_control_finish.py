@@ -1,18 +1,23 @@
-"""``AdmissionControl.finish`` is safe to call twice: one slot back, one settlement (no I/O).
+"""``AdmissionControl`` on its own, where mutmut found it unpinned (``make mutation``; no I/O).
 
-Settle calls it exactly once today; the guard is what keeps a second call —
-a retry path, a cleanup that runs twice — from giving back a slot the request
-no longer holds or charging it twice. mutmut found the guard unpinned
-(``make mutation``).
+``finish`` is safe to call twice — one slot back, one settlement: settle calls it
+exactly once today, and the guard is what keeps a second call (a retry path, a
+cleanup that runs twice) from giving back a slot the request no longer holds or
+charging it twice. A deployment with only a capacity never touches the ledger,
+and a full queue's refusal names the deployment and when to retry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+
+import pytest
 
 from inferenceops.admission.control import AdmissionControl
 from inferenceops.admission.ledger import Check
 from inferenceops.admission.memory_ledger import MemoryLedger
+from inferenceops.errors import QueueFull
 from inferenceops.platform import (
     ApiKey,
     Catalog,
@@ -41,6 +46,10 @@ class CountingLedger(MemoryLedger):
         super().__init__()
         self.calls: list[str] = []
 
+    async def admit(self, request_id: str, checks: Sequence[Check], lease_s: float):  # type: ignore[no-untyped-def]
+        self.calls.append("admit")
+        return await super().admit(request_id, checks, lease_s)
+
     async def settle(self, request_id: str, checks: Sequence[Check], tokens: int, cost: int) -> None:
         self.calls.append("settle")
         await super().settle(request_id, checks, tokens, cost)
@@ -57,11 +66,31 @@ async def test_finishing_twice_gives_the_slot_back_once_and_settles_once() -> No
     assert first is not None and first.ticket.gate is not None and first.ticket.metered
     for _ in range(2):
         await control.finish(first.ticket, reached_engine=True, tokens=4, cost=13)
-    assert ledger.calls == ["settle"]
+    assert ledger.calls == ["admit", "settle"]
     assert (first.ticket.gate, first.ticket.metered) == (None, False)
     second = await control.admit(SNAPSHOT, KEY, MODEL, 30, 10, Priority.INTERACTIVE)
     assert second is not None and second.queued_s == 0.0  # the one slot was free
     for _ in range(2):
         await control.finish(second.ticket, reached_engine=False, tokens=0, cost=0)
-    assert ledger.calls == ["settle", "release"]
+    assert ledger.calls == ["admit", "settle", "admit", "release"]
     assert 'inferenceops_queue_in_flight{deployment="dep"} 0' in control.render_metrics()
+
+
+async def test_a_capacity_alone_never_touches_the_ledger_and_a_full_queue_says_so() -> None:
+    ledger = CountingLedger()
+    control = AdmissionControl(ledger)
+    solo = replace(DEPLOYMENT, name="solo", queue=replace(DEPLOYMENT.queue, max_waiting=0))
+    model = replace(MODEL, deployment=solo)
+    bare = Snapshot(Catalog([model]), Identity([], {"team_a": ["m"]}), Policy())
+    held = await control.admit(bare, KEY, model, 30, 10, Priority.INTERACTIVE)
+    assert held is not None and held.ticket.gate is not None and not held.ticket.metered
+    with pytest.raises(QueueFull) as info:
+        await control.admit(bare, KEY, model, 30, 10, Priority.INTERACTIVE)
+    error = info.value
+    assert (error.status, error.code) == (429, "queue_full")
+    assert error.message == ("deployment 'solo' is at capacity and its queue is full (0 waiting); "
+                             "retry in 1.0 s")
+    assert error.extra == {"limit": "deployment_capacity", "retry_after_s": 1.0}
+    assert error.headers == {"Retry-After": "1", "retry-after-ms": "1000"}
+    await control.finish(held.ticket, reached_engine=True, tokens=4, cost=0)
+    assert ledger.calls == []
