@@ -21,7 +21,7 @@ _LINENO = re.compile(r":\d+\)$")
 # Frames that only start the process (CLI, granian's process manager, runpy): every sample
 # sits under them, so they would crowd the inclusive list and say nothing.
 _BOOTSTRAP = ("typer/", "click/", "runpy", "multiprocessing/", "granian/server/",
-              "inferenceops/cli.py", "inferenceops/serving.py", "inferenceops/__main__.py")
+              "inferenceops/cli/", "inferenceops/serving.py", "inferenceops/__main__.py")
 
 
 def pyspy_path() -> str | None:

@@ -6,6 +6,7 @@ reads ``Settings`` from the environment (the CLI puts its flags there first).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Sequence
@@ -99,35 +100,59 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher, ident
     return state
 
 
-def create_app(settings: Settings | None = None) -> GatewayApp:
-    """The serving app: identity comes from the store and is kept fresh by a ``SnapshotFeed``.
+def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
+    """Everything one process runs, on the store: the state and its services.
 
     Services in start order (stopped in reverse): the outbox writer first, so it
     flushes after everything that feeds it has stopped; the Redis heartbeat; the
     snapshot feed (the first snapshot is built before the process is ready); the
-    admin API's database pool.
+    admin API's database pool when this process serves the admin API.
     """
-    from inferenceops.admin.wiring import build_admin
     from inferenceops.control_plane import SnapshotFeed
     from inferenceops.outbox.writer import OutboxWriter
     from inferenceops.store.credentials import cipher_from_environment
 
-    settings = settings or Settings()
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     platform = load_platform(settings.config, loopback_base_url=settings.loopback_base_url)
-    hasher = KeyHasher(platform_secret(settings))
+    secret = platform_secret(settings)
+    hasher = KeyHasher(secret)
     outbox = Outbox(max_records=settings.outbox_max_records)
     writer = OutboxWriter(outbox, settings.resolved_database_url, flush_s=settings.outbox_flush_s)
     state = build_state(settings, platform, hasher, Identity([], {}), outbox=outbox,
                         leading=[writer])
-    secret = platform_secret(settings)
     feed = SnapshotFeed(settings.resolved_database_url, platform, state=state,
                         loopback_base_url=settings.loopback_base_url,
                         cipher=cipher_from_environment(os.environ, secret),
                         refresh_s=settings.snapshot_refresh_s)
-    state.admin_app, admin_db = build_admin(settings, hasher, currency=platform.policy.currency)
-    admin_db.db.on_change.append(feed.wake)  # this process's admin changes apply at once
-    for service in (feed, admin_db):
+    services: list[Service] = [feed]
+    if serve_admin:
+        from inferenceops.admin.wiring import build_admin
+
+        state.admin_app, admin_db = build_admin(settings, hasher, currency=platform.policy.currency)
+        admin_db.db.on_change.append(feed.wake)  # this process's admin changes apply at once
+        services.append(admin_db)
+    for service in services:
         state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)
-    return GatewayApp(state)
+    return state
+
+
+def create_app(settings: Settings | None = None) -> GatewayApp:
+    """The serving app (the ASGI factory each server worker calls)."""
+    return GatewayApp(build_process(settings or Settings(), serve_admin=True))
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """``inferenceops worker``: the same process without the HTTP server, until ``stop`` is set.
+
+    Today it runs the services every process runs (snapshot feed, outbox writer, the
+    Redis heartbeat); batch executors and rollups join it as they arrive.
+    """
+    state = build_process(settings, serve_admin=False)
+    await state.start()
+    log.info("worker ready: %s", ", ".join(state.supervisor.names))
+    try:
+        await stop.wait()
+    finally:
+        log.info("worker stopping")
+        await state.stop()

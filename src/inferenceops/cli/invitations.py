@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from inferenceops.cli_admin import (
+from inferenceops.cli._client import (
     DEFAULT_URL,
     JsonOpt,
     KeyOpt,
@@ -23,8 +23,8 @@ from inferenceops.cli_admin import (
     _list,
     _quote,
     team_id_of,
-    teams_app,
 )
+from inferenceops.cli.admin import teams_app
 
 INVITATION_COLUMNS = (("id", "ID"), ("team_name", "TEAM"), ("user_id", "USER"), ("role", "ROLE"),
                       ("state", "STATE"), ("invited_by", "INVITED BY"), ("expires_at", "EXPIRES"))

@@ -1,4 +1,4 @@
-"""The ``inferenceops`` command line: serve the platform, run a simulated engine.
+"""The ``inferenceops`` command line: serve the platform, run its worker, run a simulated engine.
 
 Flags override ``INFERENCEOPS_*`` environment variables; both are validated
 before anything starts, and errors say what to fix (exit code 2).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn
@@ -16,11 +17,11 @@ import typer
 from pydantic import ValidationError
 
 from inferenceops import __version__
-from inferenceops.cli_admin import ADMIN_APPS
-from inferenceops.cli_admission import ADMISSION_APPS
-from inferenceops.cli_apply import apply_command
-from inferenceops.cli_catalog import CATALOG_APPS
-from inferenceops.cli_invitations import INVITATION_APPS
+from inferenceops.cli.admin import ADMIN_APPS
+from inferenceops.cli.admission import ADMISSION_APPS
+from inferenceops.cli.apply import apply_command
+from inferenceops.cli.catalog import CATALOG_APPS
+from inferenceops.cli.invitations import INVITATION_APPS
 from inferenceops.config import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -117,6 +118,47 @@ def serve(
         workers=settings.workers, server=settings.server,
         shutdown_timeout_s=settings.shutdown_timeout_s, log_level=settings.log_level,
         access_log=settings.access_log)
+
+
+@app.command()
+def worker(
+    data_dir: Annotated[Path | None, typer.Option(help="Local data folder.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Platform YAML (models, deployments).")] = None,
+    shutdown_timeout: Annotated[float | None, typer.Option(
+        help="Seconds each background service may take to stop.")] = None,
+) -> None:
+    """Run the background services without the HTTP server (batch executors, rollups, as they
+    arrive), on the same store as ``serve``. Stops cleanly on SIGTERM or SIGINT."""
+    from inferenceops.app import run_worker
+    from inferenceops.settings import Settings
+    from inferenceops.store import StoreError, upgrade
+
+    flags = {"data_dir": data_dir, "config": config, "shutdown_timeout_s": shutdown_timeout}
+    for name, value in flags.items():
+        if value is not None:
+            os.environ[f"INFERENCEOPS_{name.upper()}"] = str(value)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _fail(_settings_errors(exc))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await upgrade(settings.resolved_database_url)
+        await run_worker(settings, stop)
+
+    typer.echo(f"InferenceOps {__version__} worker — store "
+               f"{_redacted(settings.resolved_database_url)}")
+    sys.stdout.flush()
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        _fail(str(exc))
+    except StoreError as exc:
+        _fail(f"store: {exc}")
 
 
 db_app = typer.Typer(no_args_is_help=True, help="The control-plane store.")

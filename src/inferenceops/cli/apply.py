@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from inferenceops.cli_admin import DEFAULT_URL, JsonOpt, KeyOpt, UrlOpt, _api, _emit_json, _fail
+from inferenceops.cli._client import DEFAULT_URL, JsonOpt, KeyOpt, UrlOpt, _api, _emit_json, _fail
 
 STDIN = "-"
 #: Top-level keys of a platform file that ``apply`` validates but does not store.

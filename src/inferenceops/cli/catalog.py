@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from inferenceops.cli_admin import (
+from inferenceops.cli._client import (
     DEFAULT_URL,
     JsonOpt,
     KeyOpt,

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inferenceops.cli_admin import (
+from inferenceops.cli._client import (
     DEFAULT_URL,
     JsonOpt,
     KeyOpt,
