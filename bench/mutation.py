@@ -80,6 +80,17 @@ JUDGED: tuple[Rule, ...] = (
     Rule("*/admission/redis_ledger.py", r"self\._live_until = 1\.0", "equivalent",
          "both are long past on the monotonic clock: the instance is not live either way"),
     Rule("*/admission/resp.py", r"cast\(None, ", "equivalent", "typing.cast does nothing at run time"),
+    Rule("*/admission/redis_ledger.py", r'(_frame\("(read|release)", [^)]*\b1\b|'
+         r'_frame\("settle", request_id, checks, tokens, cost, 1\)|_frame\("read", "XXXX"|'
+         r'\["totals", "(XXXX)?", [01], [01], [01], [01]|_ticket\((None|"XXXX")\))', "equivalent",
+         "an argument the Lua script does not read for this operation (lua/ledger.lua: read, "
+         "release and totals take no amounts; only the ticket key's hash tag is read)"),
+    Rule("*/admin/api/deps.py", r"if \(team_id is not None\) or True else", "equivalent",
+         "no team is keyed None: looking it up finds nothing, as the guard does"),
+    Rule("*/admin/api/deps.py", r'platform_role or "XXXX"', "equivalent",
+         "neither '' nor 'XXXX' is a platform role"),
+    Rule("*/platform/identity.py", r"isinstance\(keys, dict\)\) and False", "harmless",
+         "copies the builder's dict instead of taking it: the same index, twice the memory"),
     # -- harmless: a difference no caller can rely on ---------------------------------------------
     Rule("*/admission/metrics.py", r"(?i)# help |ledger was unreachable|did not reach redis",
          "harmless", "a metric's HELP text, for humans; names, types, labels and values are "
@@ -98,6 +109,8 @@ JUDGED: tuple[Rule, ...] = (
          "a wait that runs out at its deadline or within the 1 ms timer slack of it"),
     Rule("*/admission/resp.py", r"self\._pos (>= 65536|> 65537)", "harmless",
          "the size from which the reader compacts its buffer: memory only"),
+    Rule("*/admission/resp.py", r"if deadline < self\._loop\.time\(\)", "harmless",
+         "a call timed out at its exact deadline or one timer tick after"),
     Rule("*/admission/resp.py", r"if out or not self\.closed", "harmless",
          "an empty write to an open transport"),
 )

@@ -83,6 +83,8 @@ def test_what_the_caller_cannot_read_is_404_and_what_it_can_read_but_not_change_
     with pytest.raises(PermissionDenied) as denied:  # a viewer in t_b reads their own keys there
         member.check("t_b", "key k_2", owner_user_id="usr_me", whole_team=False)
     assert denied.value.message == "Your roles do not allow keys:write on key k_2"
+    with pytest.raises(NotFound):  # by default an object is the whole team's, not the caller's own
+        member.check("t_a", "key k_1", owner_user_id="usr_me")
     with pytest.raises(NotFound) as hidden:  # someone else's key: not even readable
         member.check("t_a", "key k_3", owner_user_id="usr_other", whole_team=False)
     assert hidden.value.message == "No key k_3"

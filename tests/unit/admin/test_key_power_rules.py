@@ -147,3 +147,8 @@ def test_a_key_meters_under_its_rotation_lineage() -> None:
     assert ApiKey("k2", "p", ALICE, "t", frozenset(), meter_id="k1").meter == "k1"
     assert ApiKey("k2", "p", ALICE, "t", frozenset()).meter == "k2"
     assert ROOT.is_platform_admin and not AUDITOR.is_platform_admin and not ALICE.is_platform_admin
+
+
+def test_an_identity_carries_the_revision_it_was_built_at() -> None:
+    assert Identity([], {}).revision == 0
+    assert Identity([], {}, revision=42).revision == 42

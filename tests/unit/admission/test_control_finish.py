@@ -4,7 +4,8 @@
 exactly once today, and the guard is what keeps a second call (a retry path, a
 cleanup that runs twice) from giving back a slot the request no longer holds or
 charging it twice. A deployment with only a capacity never touches the ledger,
-and a full queue's refusal names the deployment and when to retry.
+a full queue's refusal names the deployment and when to retry, and an
+unreachable ledger fails closed unless fail-open was asked for.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from dataclasses import replace
 import pytest
 
 from inferenceops.admission.control import AdmissionControl
-from inferenceops.admission.ledger import Check
+from inferenceops.admission.ledger import Check, LedgerUnavailable
 from inferenceops.admission.memory_ledger import MemoryLedger
-from inferenceops.errors import QueueFull
+from inferenceops.errors import QueueFull, Unavailable
 from inferenceops.platform import (
     ApiKey,
     Catalog,
@@ -94,3 +95,15 @@ async def test_a_capacity_alone_never_touches_the_ledger_and_a_full_queue_says_s
     assert error.headers == {"Retry-After": "1", "retry-after-ms": "1000"}
     await control.finish(held.ticket, reached_engine=True, tokens=4, cost=0)
     assert ledger.calls == []
+
+
+async def test_an_unreachable_ledger_fails_closed_unless_told_otherwise() -> None:
+    class Down(MemoryLedger):
+        async def admit(self, request_id: str, checks: Sequence[Check], lease_s: float):  # type: ignore[no-untyped-def]
+            raise LedgerUnavailable("connection refused")
+
+    with pytest.raises(Unavailable):
+        await AdmissionControl(Down()).admit(SNAPSHOT, KEY, MODEL, 30, 10, Priority.INTERACTIVE)
+    admitted = await AdmissionControl(Down(), fail_open=True).admit(SNAPSHOT, KEY, MODEL, 30, 10,
+                                                                     Priority.INTERACTIVE)
+    assert admitted is not None and not admitted.ticket.metered

@@ -4,15 +4,18 @@
 loose (``make mutation``): the exact nesting bound (16 levels read, 17 refused),
 a line that starts with its own CRLF, error replies that are not UTF-8, the
 words of each protocol error, the reader giving back its buffer once a reply is
-consumed, and integer-like arguments that are not plain ``int``.
+consumed, integer-like arguments that are not plain ``int``, and one connection's
+deadline timer moving on to the next call once the oldest is answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 
 import pytest
 
+from inferenceops.admission import resp
 from inferenceops.admission.resp import ProtocolError, PyReader, ReplyError, encode
 
 
@@ -84,3 +87,54 @@ class Slot(enum.IntEnum):
 
 def test_integer_like_arguments_are_sent_as_their_decimal_digits() -> None:
     assert encode(["SET", Slot.FIRST, Slot.BIG]) == b"*3\r\n$3\r\nSET\r\n$1\r\n1\r\n$5\r\n12345\r\n"
+
+
+# -- one connection's deadline timer (a fake transport, as in test_resp) --------------------------
+
+class SilentTransport:
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_the_deadline_timer_moves_on_to_the_next_call_once_the_oldest_is_answered() -> None:
+    conn = resp._Connection(asyncio.get_running_loop(), 0.1, "fake:1")
+    transport = SilentTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    first = conn.send(encode(["GET", "a"]))
+    await asyncio.sleep(0.05)
+    second = conn.send(encode(["GET", "b"]))  # due 50 ms after the first
+    conn.data_received(b"$1\r\na\r\n")
+    assert await first == b"a"
+    with pytest.raises(resp.Unavailable) as info:  # never answered: it times out on its own
+        await asyncio.wait_for(second, 2.0)
+    assert str(info.value) == "no reply from fake:1 within 0.1s"
+    assert transport.aborted and conn.closed
+
+
+async def test_a_timer_that_finds_every_call_answered_does_nothing() -> None:
+    conn = resp._Connection(asyncio.get_running_loop(), 0.02, "fake:1")
+    transport = SilentTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+    try:
+        call = conn.send(encode(["PING"]))
+        conn.data_received(b"+PONG\r\n")
+        assert await call == b"PONG"
+        await asyncio.sleep(0.05)  # the timer fires with nothing pending
+        assert errors == [] and not conn.closed and not transport.aborted
+        assert await asyncio.wait_for(_answered(conn), 1.0) == b"PONG"  # and the connection works on
+    finally:
+        asyncio.get_running_loop().set_exception_handler(None)
+
+
+async def _answered(conn: resp._Connection) -> object:
+    call = conn.send(encode(["PING"]))
+    conn.data_received(b"+PONG\r\n")
+    return await call
