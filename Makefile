@@ -51,10 +51,10 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 # Mutation testing (mutmut 3; not part of CI or `make test`): mutants of the code that guards money
-# and permissions — admission/, gateway/auth.py, platform/identity.py, admin/api/deps.py — each run
+# and permissions — admission/, pipeline/auth.py, platform/identity.py, admin/api/deps.py — each run
 # against the tests that reach it ([tool.mutmut] in pyproject.toml; it works in mutants/, a copy).
 # A fresh run, niced, then the score per module and every survivor go to
-# bench/results/mutation-latest.{md,json}. MUTANTS='inferenceops.gateway.auth*' (a mutmut name
+# bench/results/mutation-latest.{md,json}. MUTANTS='inferenceops.pipeline.auth*' (a mutmut name
 # glob) re-runs only those and keeps the other results; bench/README.md has the details.
 MUTANTS ?=
 mutation: $(VENV)/.installed-mutation

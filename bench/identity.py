@@ -31,7 +31,7 @@ from tests.support.bulk_identity import fill
 from tests.support.postgres import Postgres, probe
 
 from inferenceops.errors import AuthenticationFailed
-from inferenceops.gateway.auth import authenticate
+from inferenceops.pipeline.auth import authenticate
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal
 from inferenceops.store import Database, upgrade
 from inferenceops.store.snapshot_builder import build_identity

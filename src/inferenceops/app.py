@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from inferenceops.admission.control import AdmissionControl
 from inferenceops.admission.instance import instance_heartbeat
 from inferenceops.admission.ledger import Ledger
-from inferenceops.bootstrap import load_or_create_secret
-from inferenceops.config import ConfigError, Platform, load_platform
+from inferenceops.config.spec import ConfigError, Platform, load_platform
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.engines.simulator.mounts import SimulatorMounts
 from inferenceops.gateway.app import GatewayApp
@@ -26,6 +25,7 @@ from inferenceops.pipeline.kernel import Pipeline
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapshot
 from inferenceops.platform.identity import PLATFORM_ADMIN
 from inferenceops.platform.keys import visible_prefix
+from inferenceops.platform_secret import platform_secret
 from inferenceops.routing import default_router
 from inferenceops.settings import Settings
 from inferenceops.supervisor import Service
@@ -48,12 +48,6 @@ def bootstrap_identity(hasher: KeyHasher, admin_key: str) -> Identity:
     key = ApiKey("key_bootstrap", visible_prefix(admin_key), admin, None,
                  frozenset({"inference", "batch", "admin"}))
     return Identity([(hasher.digest(admin_key), key)], {})
-
-
-def platform_secret(settings: Settings) -> bytes:
-    if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value().encode()
-    return load_or_create_secret(settings.data_dir)
 
 
 def build_admission(settings: Settings, outbox: Outbox | None = None) -> AdmissionControl:
@@ -108,7 +102,7 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     snapshot feed (the first snapshot is built before the process is ready); the
     admin API's database pool when this process serves the admin API.
     """
-    from inferenceops.control_plane import SnapshotFeed
+    from inferenceops.control.snapshot_feed import SnapshotFeed
     from inferenceops.outbox.writer import OutboxWriter
     from inferenceops.store.credentials import cipher_from_environment
 

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from inferenceops.admin.human_auth import OIDCConfig, ProxyAuthConfig
+from inferenceops.signin_settings import OIDCConfig, ProxyAuthConfig
 
 
 class Settings(BaseSettings):

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from inferenceops.config import EMBEDDED_DEFAULT
+from inferenceops.config.spec import EMBEDDED_DEFAULT
 from tests.integration._harness import ADMIN_KEY, Gateway, SpawnGateway
 from tests.integration.test_cli_admin import cli
 from tests.integration.test_identity import SharedStore, shared_store

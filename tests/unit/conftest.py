@@ -10,7 +10,7 @@ from tests.support import fake_upstream
 from tests.support.fake_upstream import FakeUpstream
 
 from inferenceops.app import bootstrap_identity, build_state
-from inferenceops.config import parse_platform
+from inferenceops.config.spec import parse_platform
 from inferenceops.gateway.app import GatewayApp
 from inferenceops.platform import KeyHasher
 from inferenceops.settings import Settings

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from inferenceops.admission.config import StaticPolicy
-from inferenceops.catalog_source import platform_from_store
+from inferenceops.config.source import platform_from_store
 from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, ProviderRecord
 
 AT = datetime(2026, 11, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inferenceops.config import ConfigError, load_platform, parse_platform
+from inferenceops.config.spec import ConfigError, load_platform, parse_platform
 from inferenceops.platform import Endpoint
 
 LOOP = "http://127.0.0.1:8080"

@@ -19,10 +19,11 @@ from tests.support import fake_upstream
 from tests.support.asgi import request
 from tests.support.fake_upstream import FakeUpstream
 
-from inferenceops.app import create_app, platform_secret
-from inferenceops.config import load_platform
-from inferenceops.control_plane import prepare_store
+from inferenceops.app import create_app
+from inferenceops.config.spec import load_platform
+from inferenceops.control.bootstrap import prepare_store
 from inferenceops.platform import KeyHasher
+from inferenceops.platform_secret import platform_secret
 from inferenceops.settings import Settings
 
 ADMIN_KEY = "sk-io-zero-queries-admin-key-for-this-test-only"

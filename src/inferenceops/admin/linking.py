@@ -38,9 +38,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.admin.api import schemas as s
 from inferenceops.admin.api.services import audit
-from inferenceops.admin.human_auth import HumanIdentity, OIDCConfig, ProxyAuthConfig, stronger_role
+from inferenceops.admin.human_auth import HumanIdentity, stronger_role
 from inferenceops.admin.principal import PLATFORM_ROLES, TEAM_ROLES, AdminPrincipal
 from inferenceops.errors import PermissionDenied
+from inferenceops.signin_settings import OIDCConfig, ProxyAuthConfig
 from inferenceops.store import Database, repo
 from inferenceops.store import errors as store_errors
 from inferenceops.store.records import MembershipRecord, UserRecord

@@ -33,9 +33,10 @@ import jwt
 from jwt import exceptions as jwt_errors
 
 from inferenceops.admin._jwks import HTTPGet, JWKSCache, KeySet
-from inferenceops.admin.human_auth import HumanIdentity, OIDCConfig, build_principal
+from inferenceops.admin.human_auth import HumanIdentity, build_principal
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.errors import AuthenticationFailed
+from inferenceops.signin_settings import OIDCConfig
 
 MAX_TOKEN_CHARS = 16 * 1024
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

@@ -15,9 +15,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from inferenceops.admin.human_auth import HumanIdentity, ProxyAuthConfig, build_principal
+from inferenceops.admin.human_auth import HumanIdentity, build_principal
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.errors import AuthenticationFailed
+from inferenceops.signin_settings import ProxyAuthConfig
 
 MAX_USER_CHARS = 256
 MAX_GROUPS_CHARS = 16 * 1024

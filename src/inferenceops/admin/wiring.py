@@ -21,8 +21,8 @@ from inferenceops.admin.linking import link_identity
 from inferenceops.admin.oidc import OIDCAuthenticator, looks_like_jwt
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.admin.proxy_auth import ProxyHeaderAuthenticator
-from inferenceops.app import platform_secret
 from inferenceops.platform import KeyHasher
+from inferenceops.platform_secret import platform_secret
 from inferenceops.settings import Settings
 from inferenceops.store import CredentialCipher, Database, cipher_from_environment
 

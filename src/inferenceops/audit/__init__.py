@@ -7,11 +7,12 @@ Every control-plane mutation appends an entry — who (``actor``) did what
 SHA-256 ``hash`` over the previous entry's hash and all their fields, so the
 log is one chain from ``GENESIS``.
 
-    chain.py      canonical encoding, entry_hash, GENESIS (the format; never change v1)
+    platform.audit_chain  canonical encoding, entry_hash, GENESIS (the format; never change v1;
+                  pure, so the store can use it without importing this package)
     verifier.py   verify / ChainVerifier, VerifyReport, Anchor, format_report
     check.py      verify_store(url): verify a database's log (imports the store;
-                  import it as ``inferenceops.audit.check``, it is not re-exported
-                  here because the store imports this package)
+                  import it as ``inferenceops.audit.check``: not re-exported here, so
+                  importing this package never loads the store)
 
 What verification proves and cannot prove (details in ``verifier``): an edit,
 insertion or deletion in the middle is detected unless every later entry was
@@ -23,7 +24,6 @@ the database. The log is evidence of tampering, not protection against it.
 digests, credentials or tokens (``append_audit`` refuses raw bytes).
 """
 
-from inferenceops.audit.chain import GENESIS, Chained, canonical_json, entry_hash, hash_of
 from inferenceops.audit.verifier import (
     Anchor,
     ChainVerifier,
@@ -32,6 +32,7 @@ from inferenceops.audit.verifier import (
     format_report,
     verify,
 )
+from inferenceops.platform.audit_chain import GENESIS, Chained, canonical_json, entry_hash, hash_of
 
 __all__ = [
     "GENESIS", "Anchor", "ChainVerifier", "Chained", "Problem", "VerifyReport", "canonical_json",

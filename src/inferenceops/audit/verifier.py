@@ -31,7 +31,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from inferenceops.audit.chain import GENESIS, HASH_BYTES, Chained, hash_of
+from inferenceops.platform.audit_chain import GENESIS, HASH_BYTES, Chained, hash_of
 
 
 class Problem(enum.StrEnum):

@@ -22,7 +22,7 @@ from inferenceops.cli.admission import ADMISSION_APPS
 from inferenceops.cli.apply import apply_command
 from inferenceops.cli.catalog import CATALOG_APPS
 from inferenceops.cli.invitations import INVITATION_APPS
-from inferenceops.config import ConfigError
+from inferenceops.config.spec import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="InferenceOps: run AI inference as a governed internal service.")
@@ -69,10 +69,11 @@ def serve(
         help="Seconds in-flight requests may take to finish at shutdown.")] = None,
 ) -> None:
     """Serve the data plane (and, as they arrive, admin API and console)."""
-    from inferenceops.app import build_simulators, platform_secret
-    from inferenceops.config import load_platform
-    from inferenceops.control_plane import prepare_store
+    from inferenceops.app import build_simulators
+    from inferenceops.config.spec import load_platform
+    from inferenceops.control.bootstrap import prepare_store
     from inferenceops.platform import KeyHasher
+    from inferenceops.platform_secret import platform_secret
     from inferenceops.serving import run
     from inferenceops.settings import Settings
     from inferenceops.store import StoreError

@@ -160,8 +160,16 @@ class Connection(asyncio.Protocol):
         return self._head
 
     async def next_chunk(self) -> bytes:
-        """The next piece of the body as it arrives; ``b""`` once it is complete."""
-        while not self._chunks:
+        """The body that arrived since the last call (waiting for some); ``b""`` once complete.
+
+        Everything already buffered comes out as one piece: when an engine's events
+        arrive together (a token, the usage chunk and ``[DONE]`` in one read, or a
+        backlog while the caller was busy) the caller handles and forwards them in
+        one pass instead of one per event. Nothing waits to be joined: a lone chunk
+        comes out as the same bytes object, at once.
+        """
+        chunks = self._chunks
+        while not chunks:
             if self._complete:
                 return b""
             if self._error is not None:
@@ -171,9 +179,13 @@ class Connection(asyncio.Protocol):
                 await self._waiter
             finally:
                 self._waiter = None
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._paused and self._buffered <= _READ_AHEAD_BYTES // 2 and self._transport:
+        if len(chunks) == 1:
+            chunk = chunks.popleft()
+        else:
+            chunk = b"".join(chunks)
+            chunks.clear()
+        self._buffered = 0
+        if self._paused and self._transport:
             self._paused = False
             self._transport.resume_reading()
         return chunk

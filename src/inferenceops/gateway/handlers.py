@@ -19,9 +19,9 @@ import orjson
 from inferenceops.admission.ledger import LedgerUnavailable
 from inferenceops.admission.quota import quota_document
 from inferenceops.errors import AuthenticationFailed, ModelNotFound, NotFound, Unavailable
-from inferenceops.gateway.auth import authenticate
 from inferenceops.gateway.http import AsgiSink, Receive, Send, read_body, respond
 from inferenceops.outbox.metrics import render_outbox_metrics
+from inferenceops.pipeline.auth import authenticate
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.platform import Endpoint
 from inferenceops.platform.identity import PLATFORM_ADMIN, SCOPE_ADMIN

@@ -76,15 +76,24 @@ async def respond_error(send: Send, facts: RequestFacts, exc: InferenceOpsError)
 
 
 class AsgiSink:
-    """The pipeline's ``ResponseSink`` over one ASGI request's ``send`` and ``receive``."""
+    """The pipeline's ``ResponseSink`` over one ASGI request's ``send`` and ``receive``.
 
-    __slots__ = ("_send", "_receive", "_started", "_watcher")
+    ``gone`` watches for the caller leaving mid-stream with one pending ``receive``.
+    granian's ``receive`` already returns a future (it completes from granian's own
+    threads), so it is watched with a callback: no task to create, step and cancel per
+    stream. ``end`` stops watching before the last message, so the stream's end does
+    not wake the event loop a second time. Other servers' ``receive`` is a coroutine,
+    driven by a task as usual.
+    """
+
+    __slots__ = ("_send", "_receive", "_started", "_gone", "_waiter")
 
     def __init__(self, send: Send, receive: Receive) -> None:
         self._send = send
         self._receive = receive
         self._started = False
-        self._watcher: asyncio.Task[None] | None = None
+        self._gone: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[Message] | None = None  # granian's pending receive()
 
     @property
     def started(self) -> bool:
@@ -108,24 +117,51 @@ class AsgiSink:
             raise ClientGone() from None
 
     async def end(self) -> None:
+        self._stop_watching()
         with suppress(OSError):  # the caller left at the very end: nothing to tell them
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def fail(self, error_event: bytes) -> None:
         """The last words of a stream that already started (its status cannot change)."""
+        self._stop_watching()
         with suppress(OSError):  # the caller is gone: nothing left to tell
             await self._send({"type": "http.response.body", "body": error_event,
                               "more_body": False})
 
     def gone(self) -> asyncio.Future[None]:
         """Resolves when the caller disconnects (the request body was read whole before)."""
-        if self._watcher is None:
-            self._watcher = asyncio.ensure_future(_wait_for_disconnect(self._receive))
-        return self._watcher
+        if self._gone is None:
+            self._gone = asyncio.get_running_loop().create_future()
+            self._gone.add_done_callback(self._on_gone_done)
+            self._watch()
+        return self._gone
 
+    def _watch(self) -> None:
+        waiter = self._receive()
+        if asyncio.isfuture(waiter):  # granian: a future already, completed from its threads
+            self._waiter = waiter
+            waiter.add_done_callback(self._on_message)
+        else:
+            task = asyncio.ensure_future(waiter)
+            self._waiter = task
+            task.add_done_callback(self._on_message)
 
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
+    def _on_message(self, waiter: asyncio.Future[Message]) -> None:
+        gone = self._gone
+        if waiter is not self._waiter or waiter.cancelled() or gone is None or gone.done():
             return
+        self._waiter = None
+        if waiter.exception() is not None or waiter.result()["type"] == "http.disconnect":
+            gone.set_result(None)
+        else:  # not a disconnect (a server may repeat an empty body message): watch on
+            self._watch()
+
+    def _on_gone_done(self, gone: asyncio.Future[None]) -> None:
+        if gone.cancelled():  # the stream is over: nothing to watch for any more
+            self._stop_watching()
+
+    def _stop_watching(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.remove_done_callback(self._on_message)
+            waiter.cancel()

@@ -11,7 +11,8 @@ exactly the stream it requested.
 search); other chunks pass through as the same bytes object. It also counts
 content deltas, so a stream that ends early (the client left, the engine
 failed) can still be charged: one token per non-empty content delta is what
-engines send.
+engines send. Every streamed chunk passes here, so ``feed`` is kept to a few
+substring scans (in C) for a chunk of whole events, the common case.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ from typing import Any, TypeGuard
 
 import orjson
 
+# A usage *object*: OpenAI also sends ``"usage":null`` in every chunk once usage is asked for.
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
+_USAGE, _USAGE_SPACED = _USAGE_MARKERS
 _EVENT_END = b"\n\n"
+_CONTENT, _NO_CONTENT = b'"content":"', b'"content":""'
+_TEXT, _NO_TEXT = b'"text":"', b'"text":""'
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,19 +95,17 @@ class UsageTap:
         Engines write whole events, so in practice every chunk goes out at once, as the
         same object when it holds no usage.
         """
-        self.content_events += (chunk.count(b'"content":"') - chunk.count(b'"content":""')
-                                + chunk.count(b'"text":"') - chunk.count(b'"text":""'))
-        data = self._pending + chunk if self._pending else chunk
-        cut = data.rfind(_EVENT_END) + 2
-        if cut == 1:  # no event end yet
-            self._pending = data
-            return b""
-        if cut == len(data):
-            self._pending = b""
-            complete = data
+        if not self._pending and chunk.endswith(_EVENT_END):
+            complete = chunk  # whole events: the common case, no copy
         else:
+            data = self._pending + chunk if self._pending else chunk
+            cut = data.rfind(_EVENT_END) + 2
+            if cut == 1:  # no event end yet
+                self._pending = data
+                return b""
             complete, self._pending = data[:cut], data[cut:]
-        if not any(m in complete for m in _USAGE_MARKERS):
+        self.content_events += _content_deltas(complete)
+        if _USAGE not in complete and _USAGE_SPACED not in complete:
             return complete
         kept = [event for event in complete.split(_EVENT_END)[:-1] if self._keep(event)]
         return b"".join(event + _EVENT_END for event in kept)
@@ -130,6 +133,18 @@ class UsageTap:
         if usage is not None:
             self.usage = usage
         return not (self._hide and usage is not None and not doc.get("choices"))
+
+
+def _content_deltas(events: bytes) -> int:
+    """Non-empty content (chat) and text (completions) deltas in whole ``events``."""
+    found = 0
+    content = events.count(_CONTENT)
+    if content:
+        found = content - events.count(_NO_CONTENT)
+    text = events.count(_TEXT)
+    if text:
+        found += text - events.count(_NO_TEXT)
+    return found
 
 
 def _count(value: object) -> TypeGuard[int]:

@@ -86,11 +86,14 @@ class Forwarder:
         body = request.body
         doc = request.doc
         tap = None
+        had_options = "stream_options" in doc
         if request.stream:
             tap = UsageTap(hide_usage_chunk=not request_stream_usage(doc))
-        if request.model != deployment.served_model or (tap is not None and tap.hides):
+        if request.model != deployment.served_model:
             doc["model"] = deployment.served_model
             body = orjson.dumps(doc)
+        elif tap is not None and tap.hides:
+            body = asking_for_usage(body) if not had_options else orjson.dumps(doc)
         outcome = facts.outcome
         outcome.deployment = deployment.name
         reveal = facts.key is not None and sees_upstream_detail(facts.key)
@@ -190,6 +193,19 @@ class Forwarder:
             upstream.release()
             outcome.usage = tap.usage
             outcome.streamed_events = tap.estimated_completion_tokens()
+
+
+_ASK_FOR_USAGE = b'{"stream_options":{"include_usage":true},'
+
+
+def asking_for_usage(body: bytes) -> bytes:
+    """``body`` — a JSON object with a ``model`` and no ``stream_options`` — asking for usage.
+
+    The member is put first and the client's bytes follow untouched: no re-encoding of a
+    prompt that may be long (bytes in, bytes out), and the same document as
+    ``request_stream_usage`` makes of it.
+    """
+    return _ASK_FOR_USAGE + body[body.index(b"{") + 1:]
 
 
 def tell(exc: UpstreamError, facts: RequestFacts, replica: str, reveal: bool) -> None:

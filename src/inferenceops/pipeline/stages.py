@@ -17,7 +17,7 @@ from inferenceops.errors import (
     PayloadTooLarge,
     PermissionDenied,
 )
-from inferenceops.gateway.auth import authenticate, require_scope  # moves to pipeline/auth.py
+from inferenceops.pipeline.auth import authenticate, require_scope
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.request import parse_inference
 from inferenceops.pipeline.sink import ResponseSink

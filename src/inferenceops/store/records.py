@@ -196,7 +196,7 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class ProviderRecord:
-    """A stored provider (``config.ProviderSpec`` plus bookkeeping).
+    """A stored provider (``config.spec.ProviderSpec`` plus bookkeeping).
 
     ``has_api_key`` says whether an encrypted key is stored. ``api_key`` is that key decrypted,
     filled only by ``repo.load_catalog(session, cipher)``; it is kept out of ``repr`` and
@@ -217,7 +217,7 @@ class ProviderRecord:
 
 @dataclass(frozen=True, slots=True)
 class DeploymentRecord:
-    """A stored deployment: every field of ``config.DeploymentSpec``, its provider by id and name.
+    """A stored deployment: every field of ``config.spec.DeploymentSpec``, its provider by id and name.
 
     ``replicas``: a count (simulators), replica URLs (openai), or None (the spec's default: one
     simulated replica, or the provider's base URL). ``timeouts`` and ``queue`` hold every value
@@ -246,7 +246,7 @@ class DeploymentRecord:
 
 @dataclass(frozen=True, slots=True)
 class ModelRecord:
-    """A stored model: every field of ``config.ModelSpec``, its deployment by id and name.
+    """A stored model: every field of ``config.spec.ModelSpec``, its deployment by id and name.
 
     ``price`` is ``PriceSpec``'s JSON — decimal text per million tokens
     (``{"input_per_million": "0.15", "output_per_million": "0.6"}``) — or None; read-only.

@@ -292,7 +292,7 @@ class Budget(Base):
 
 
 class Provider(Base):
-    """An upstream endpoint (``config.ProviderSpec``) and its API key, encrypted (``store.credentials``).
+    """An upstream endpoint (``config.spec.ProviderSpec``) and its API key, encrypted (``store.credentials``).
 
     ``credentials_encrypted`` is the AES-GCM blob of the key, bound to this row's id. ``managed_by``
     says who owns the row: NULL for the admin API, ``"config"`` for rows applied from a
@@ -313,7 +313,7 @@ class Provider(Base):
 
 
 class Deployment(Base):
-    """Every field of ``config.DeploymentSpec``; its provider by id.
+    """Every field of ``config.spec.DeploymentSpec``; its provider by id.
 
     The provider FK has no ON DELETE action (NO ACTION, as 0001 made it): a provider cannot be
     deleted while a deployment names it, like RESTRICT. (Changing it to RESTRICT would rebuild
@@ -348,7 +348,7 @@ class Deployment(Base):
 
 
 class Model(Base):
-    """Every field of ``config.ModelSpec``; its deployment by id (NO ACTION on delete, as above).
+    """Every field of ``config.spec.ModelSpec``; its deployment by id (NO ACTION on delete, as above).
 
     Names and aliases are unique across all models: the name by a constraint, the aliases by the
     repository (under the catalog lock). ``price`` is ``PriceSpec``'s JSON (decimal text per

@@ -16,7 +16,7 @@ import pytest_asyncio
 from tests.unit.admin.test_admin_api import CLIENT, V1, Reply, World, call, world
 
 from inferenceops.admin.api.routes_apply import MAX_BODY_BYTES
-from inferenceops.apply import MANAGED_BY
+from inferenceops.config.apply import MANAGED_BY
 from inferenceops.store import repo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -25,15 +25,11 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
 from inferenceops.admin._jwks import parse_jwks
-from inferenceops.admin.human_auth import (
-    OIDCConfig,
-    PlatformRole,
-    TeamRole,
-    map_groups,
-)
+from inferenceops.admin.human_auth import map_groups
 from inferenceops.admin.oidc import OIDCAuthenticator, looks_like_jwt
 from inferenceops.admin.principal import PLATFORM_ROLES, TEAM_ROLES
 from inferenceops.errors import AuthenticationFailed, Unavailable
+from inferenceops.signin_settings import OIDCConfig, PlatformRole, TeamRole
 
 ISSUER = "https://idp.example.com/realms/ops"
 AUDIENCE = "inferenceops-admin"

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from inferenceops.admin.human_auth import ProxyAuthConfig
 from inferenceops.admin.proxy_auth import ProxyHeaderAuthenticator
 from inferenceops.errors import AuthenticationFailed
+from inferenceops.signin_settings import ProxyAuthConfig
 
 MAPPINGS = [
     {"group": "ops-admins", "platform_role": "platform-admin"},

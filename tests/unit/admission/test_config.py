@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferenceops.config import ConfigError, parse_platform
+from inferenceops.config.spec import ConfigError, parse_platform
 from inferenceops.platform.policy import Budget, Period, Price, RateLimit, Scope
 
 BASE = """\

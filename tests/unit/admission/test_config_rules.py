@@ -8,7 +8,7 @@ it, and prices turned into nano-units per token exactly.
 
 from __future__ import annotations
 
-from inferenceops.config import parse_platform
+from inferenceops.config.spec import parse_platform
 from inferenceops.platform.policy import Budget, BudgetRule, LimitRule, Period, Price, RateLimit, Scope
 
 BASE = """\

@@ -35,7 +35,7 @@ from inferenceops.admission.ledger import (
 from inferenceops.admission.metrics import AdmissionMetrics
 from inferenceops.admission.redis_ledger import RedisLedger
 from inferenceops.app import build_admission, build_state
-from inferenceops.config import load_platform
+from inferenceops.config.spec import load_platform
 from inferenceops.platform import Identity, KeyHasher
 from inferenceops.settings import Settings
 from inferenceops.supervisor import Supervisor

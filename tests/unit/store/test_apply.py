@@ -1,4 +1,4 @@
-"""``inferenceops.apply``: the stored catalog made to match a platform file (SQLite and PostgreSQL).
+"""``inferenceops.config.apply``: the stored catalog made to match a platform file (SQLite and PostgreSQL).
 
 Lives with the store tests for their per-backend ``db`` fixture.
 """
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from inferenceops.apply import MANAGED_BY, apply_platform
-from inferenceops.config import PlatformSpec, parse_platform
+from inferenceops.config.apply import MANAGED_BY, apply_platform
+from inferenceops.config.spec import PlatformSpec, parse_platform
 from inferenceops.store import Conflict, Database, repo
 
 FILE = """\

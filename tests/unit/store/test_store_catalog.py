@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, text, update
 
-from inferenceops.config import DeploymentSpec, ModelSpec, ProviderSpec
+from inferenceops.config.spec import DeploymentSpec, ModelSpec, ProviderSpec
 from inferenceops.store import (
     Conflict,
     CredentialCipher,

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from inferenceops.apply import ApplyPlan, Change
+from inferenceops.config.apply import ApplyPlan, Change
 
 DEFAULT_SOURCE = "request body"
 

@@ -1,6 +1,6 @@
 """Admin service for config as code: make the stored catalog match a platform file.
 
-The file is validated exactly as ``serve --config`` validates it (``config.parse_platform``:
+The file is validated exactly as ``serve --config`` validates it (``config.spec.parse_platform``:
 an error names the line and the field), then ``inferenceops.apply.apply_platform`` plans
 and — unless a dry run — carries out the changes in one transaction, appending one audit
 entry per change with the caller as the actor and their address as the source. A store
@@ -8,7 +8,7 @@ refusal (e.g. a file-managed deployment to delete that an admin-API model still 
 rolls everything back and becomes a 409.
 
 The file's admission rules (teams, limits, budgets) are validated but not applied: the
-serving process reads those from its own ``--config`` file (``inferenceops.apply``).
+serving process reads those from its own ``--config`` file (``inferenceops.config.apply``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 
 from inferenceops.admin.api.apply_schemas import ApplyOut
 from inferenceops.admin.api.deps import Access, AdminContext
-from inferenceops.apply import apply_platform
-from inferenceops.config import ConfigError, parse_platform
+from inferenceops.config.apply import apply_platform
+from inferenceops.config.spec import ConfigError, parse_platform
 
 #: ``parse_platform`` needs a base URL only to build simulator replica URLs for a served
 #: ``Platform``. Apply stores the specs, never those URLs (every serving worker builds its own

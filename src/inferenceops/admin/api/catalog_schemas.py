@@ -1,6 +1,6 @@
 """Request and response bodies of the catalog routes (providers, deployments, models). No I/O.
 
-A create body *is* the platform YAML's spec as JSON (``config.ProviderSpec``, ``DeploymentSpec``,
+A create body *is* the platform YAML's spec as JSON (``config.spec.ProviderSpec``, ``DeploymentSpec``,
 ``ModelSpec``): the same fields, defaults and rules, so a block of ``platform.yaml`` can be
 POSTed as it is. References are by name, as in the YAML (a deployment's ``provider``, a
 model's ``deployment``). A ``*Patch`` body has the same fields, all optional: only those sent
@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from inferenceops.admission.config import PriceSpec
-from inferenceops.config import (
+from inferenceops.config.spec import (
     DeploymentSpec,
     ModelSpec,
     Name,

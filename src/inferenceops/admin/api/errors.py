@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from inferenceops import errors
-from inferenceops.config import ConfigError
+from inferenceops.config.spec import ConfigError
 from inferenceops.error_shape import error_document, internal_error
 from inferenceops.store import errors as store_errors
 from inferenceops.store.repo.catalog_specs import first_field

@@ -1,7 +1,7 @@
 """The simulated engines one gateway process serves in-process, following catalog changes.
 
 A mount is anything with ``id``, ``profile``, ``served_model`` and ``seed``
-(``config.SimulatorMount``). ``sync`` keeps a running simulator whose mount is
+(``config.spec.SimulatorMount``). ``sync`` keeps a running simulator whose mount is
 unchanged (its queue and caches stay warm), starts new ones, and hands back
 the ones to close; a mount whose profile cannot be loaded is skipped with an
 error in the log (its deployment's requests then fail as unreachable).
@@ -20,7 +20,7 @@ log = logging.getLogger("inferenceops.simulator")
 
 
 class Mount(Protocol):
-    # Read-only members, so a frozen dataclass (``config.SimulatorMount``) is a Mount.
+    # Read-only members, so a frozen dataclass (``config.spec.SimulatorMount``) is a Mount.
     @property
     def id(self) -> str: ...
     @property

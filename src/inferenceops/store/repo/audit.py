@@ -2,7 +2,7 @@
 
 ``append_audit`` runs inside the transaction of the mutation it records, so
 the two commit or roll back together. It extends one hash chain
-(``inferenceops.audit.chain``) and keeps it single under concurrency, across
+(``inferenceops.platform.audit_chain``) and keeps it single under concurrency, across
 processes and replicas:
 
 * PostgreSQL: ``pg_advisory_xact_lock(AUDIT_LOCK_KEY)`` first, held until the
@@ -37,7 +37,7 @@ import orjson
 from sqlalchemy import Row, Select, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inferenceops.audit.chain import GENESIS, entry_hash
+from inferenceops.platform.audit_chain import GENESIS, entry_hash
 from inferenceops.store.db import Database
 from inferenceops.store.errors import Invalid, translating
 from inferenceops.store.records import AuditEntry, Page

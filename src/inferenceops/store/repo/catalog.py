@@ -1,6 +1,6 @@
 """The model catalog: providers, deployments and models — create, read, list, update, delete.
 
-What a provider, deployment and model *are* is ``inferenceops.config``'s ``ProviderSpec``,
+What a provider, deployment and model *are* is ``inferenceops.config.spec``'s ``ProviderSpec``,
 ``DeploymentSpec`` and ``ModelSpec``: every write is validated by building that spec (so the
 store takes exactly what the platform YAML takes: a simulator deployment needs a profile, an
 openai one replicas or a provider, …), and every record converts back to an equal spec
@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inferenceops.config import DeploymentSpec, ModelSpec, ProviderSpec
+from inferenceops.config.spec import DeploymentSpec, ModelSpec, ProviderSpec
 from inferenceops.store import ids
 from inferenceops.store.credentials import CredentialCipher
 from inferenceops.store.errors import Conflict, CredentialsError, Invalid, NotFound, translating

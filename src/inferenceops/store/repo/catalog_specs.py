@@ -1,4 +1,4 @@
-"""Catalog rows ↔ records ↔ the platform YAML's specs (``config.ProviderSpec`` and friends).
+"""Catalog rows ↔ records ↔ the platform YAML's specs (``config.spec.ProviderSpec`` and friends).
 
 The specs are the one definition of a provider, a deployment and a model: data is validated by
 building the spec (so the store accepts exactly what the YAML accepts), stored column by column,
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from inferenceops.config import DeploymentSpec, ModelSpec, ProviderSpec
+from inferenceops.config.spec import DeploymentSpec, ModelSpec, ProviderSpec
 from inferenceops.store.errors import Invalid
 from inferenceops.store.records import DeploymentRecord, ModelRecord, ProviderRecord
 from inferenceops.store.tables import Deployment, Model, Provider

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from inferenceops.errors import AuthenticationFailed, PermissionDenied
-from inferenceops.gateway.auth import authenticate, require_scope
+from inferenceops.pipeline.auth import authenticate, require_scope
 from inferenceops.platform import (
     ApiKey,
     Catalog,

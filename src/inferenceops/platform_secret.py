@@ -14,7 +14,16 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from inferenceops.settings import Settings
+
 SECRET_FILE = "platform-secret.key"
+
+
+def platform_secret(settings: Settings) -> bytes:
+    """``INFERENCEOPS_SECRET_KEY`` when set, else the data folder's (made once)."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    return load_or_create_secret(settings.data_dir)
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from inferenceops.errors import AuthenticationFailed, PermissionDenied
-from inferenceops.gateway.auth import authenticate, require_scope
+from inferenceops.pipeline.auth import authenticate, require_scope
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal
 
 MISSING = "Missing API key: send it as 'Authorization: Bearer <key>'."

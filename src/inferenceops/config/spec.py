@@ -168,7 +168,7 @@ class Platform:
     source: str
     policy: StaticPolicy = StaticPolicy()
     prices: dict[str, Price] | None = None
-    spec: PlatformSpec | None = None  # what it was built from (``inferenceops.apply`` stores it)
+    spec: PlatformSpec | None = None  # what it was built from (``inferenceops.config.apply`` stores it)
 
 
 EMBEDDED_DEFAULT: dict[str, Any] = {

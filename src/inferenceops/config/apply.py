@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from inferenceops.config import PlatformSpec
+from inferenceops.config.spec import PlatformSpec
 from inferenceops.store import Database, repo
 from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, ProviderRecord
 from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, provider_spec

@@ -6,7 +6,7 @@ import stat
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from inferenceops.bootstrap import SECRET_FILE, load_or_create_secret
+from inferenceops.platform_secret import SECRET_FILE, load_or_create_secret
 
 
 def test_platform_secret_is_made_once_private_and_long(tmp_path: Path) -> None:

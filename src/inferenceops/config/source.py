@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from inferenceops.admission.config import StaticPolicy
-from inferenceops.config import (
+from inferenceops.config.spec import (
     DeploymentSpec,
     ModelSpec,
     Platform,

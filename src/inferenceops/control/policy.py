@@ -1,0 +1,46 @@
+"""The admission policy a snapshot serves: the platform file's rules and the store's, together.
+
+Teams are resolved by name; where both sides set a rule for one subject, the stricter
+applies (``platform.policy.Policy``). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from inferenceops.admission.config import StaticPolicy
+from inferenceops.platform.policy import (
+    Budget,
+    BudgetRule,
+    LimitRule,
+    Period,
+    Policy,
+    Price,
+    RateLimit,
+    Scope,
+)
+from inferenceops.store.records import IdentityData
+
+
+def assemble_policy(static: StaticPolicy, prices: dict[str, Price] | None,
+                    data: IdentityData) -> Policy:
+    """The platform YAML's rules and the store's, teams resolved by name (see ``Policy``)."""
+    team_ids = {t.name: t.id for t in data.teams}
+    weights = {t.id: t.weight for t in data.teams}
+    weights.update(static.team_weights(team_ids))
+    # The casts are sound: each table's ``subject_columns`` CHECK constraint (store.tables)
+    # guarantees that the columns a row's scope names are set.
+    limits = list(static.limit_rules(team_ids))
+    for row in data.limits:
+        scope = Scope(row.scope)
+        subject = cast(str | tuple[str, str], {
+            Scope.KEY: row.key_id, Scope.TEAM: row.team_id, Scope.MODEL: row.model,
+            Scope.TEAM_MODEL: (row.team_id, row.model)}[scope])
+        limits.append(LimitRule(scope, subject, RateLimit(row.rpm, row.tpm, row.concurrency)))
+    budgets = list(static.budget_rules(team_ids))
+    for b in data.budgets:
+        owner = cast(str, b.team_id if b.scope == "team" else b.key_id)
+        budgets.append(BudgetRule(Scope(b.scope), owner,
+                                  Budget(b.amount_nanos, Period(b.period), b.mode == "hard")))
+    return Policy(currency=static.currency, limits=limits, budgets=budgets, team_weights=weights,
+                  prices=prices, team_names={t.id: t.name for t in data.teams})
