@@ -104,7 +104,7 @@ def test_unset_credential_variable_is_named() -> None:
 
 
 def test_example_platform_file_in_the_docs_is_valid() -> None:
-    platform = load_platform(Path(__file__).parents[2] / "examples" / "platform.yaml",
+    platform = load_platform(Path(__file__).parents[3] / "examples" / "platform.yaml",
                              loopback_base_url=LOOP, environ={"VLLM_API_KEY": "x"})
     assert platform.catalog.model("gpt-4o-mini") is not None
 
