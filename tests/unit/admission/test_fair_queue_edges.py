@@ -84,3 +84,14 @@ async def test_stats_report_every_count_of_the_gate() -> None:
     assert (stats.in_flight, stats.waiting) == (1, {HI: 0, LO: 0})
     assert stats.admitted == {HI: 1, LO: 1} and stats.admitted_after_wait == {HI: 0, LO: 1}
     assert stats.wait_seconds_total == {HI: 0.0, LO: waited}
+
+
+def test_a_gate_with_no_capacity_is_valid_and_bad_settings_say_what_is_wrong() -> None:
+    assert DeploymentGate("dep", 0, max_queue=0, max_wait_s={HI: 1.0, LO: 1.0}).capacity == 0
+    for capacity, max_queue in ((-1, 0), (0, -1)):
+        with pytest.raises(ValueError) as info:
+            DeploymentGate("dep", capacity, max_queue=max_queue, max_wait_s={HI: 1.0, LO: 1.0})
+        assert str(info.value) == "capacity and max_queue must be >= 0"
+    with pytest.raises(ValueError) as missing:
+        DeploymentGate("dep", 1, max_queue=0, max_wait_s={HI: 1.0})
+    assert str(missing.value) == "max_wait_s has no entry for BACKGROUND"

@@ -5,7 +5,9 @@ scripted ledger and pin what mutmut found loose (``make mutation``): it sleeps
 out each interval on a fixed pace (and never spins when a beat ran late), and an
 outage is told once — a warning at the first failure, an error once the
 instance may be counted dead, a warning with the count when a beat gets through
-— then told again, whole, for the next outage.
+— then told again, whole, for the next outage. Only a shared ledger gets a
+heartbeat, its failures counted on the admission metrics, and a liveness that
+could let Redis forget a live instance is refused.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import time
 import pytest
 
 from inferenceops.admission import instance as instance_module
-from inferenceops.admission.instance import InstanceHeartbeat, Liveness
+from inferenceops.admission.control import AdmissionControl
+from inferenceops.admission.instance import InstanceHeartbeat, Liveness, instance_heartbeat
 from inferenceops.admission.ledger import LedgerUnavailable
+from inferenceops.admission.memory_ledger import MemoryLedger
 from inferenceops.admission.metrics import AdmissionMetrics
+from inferenceops.admission.redis_ledger import RedisLedger
 
 
 class ScriptedLedger:
@@ -125,3 +130,28 @@ async def test_beats_keep_a_fixed_pace_and_a_late_one_does_not_make_it_spin(
     # interval); after the overrun the pace restarts from then instead of hurrying to catch up.
     assert ledger.beats - len(slept) <= 1
     assert len(slept) >= 4 and all(0.0 < d <= 0.05 for d in slept)
+
+
+async def test_only_a_shared_ledger_gets_a_heartbeat_and_its_failures_are_counted() -> None:
+    assert instance_heartbeat(None) is None
+    assert instance_heartbeat(AdmissionControl(MemoryLedger())) is None
+    admission = AdmissionControl(RedisLedger("redis://127.0.0.1:1/0", timeout_s=0.3))
+    try:
+        heartbeat = instance_heartbeat(admission)
+        assert heartbeat is not None
+        assert await heartbeat.beat_once() is False
+        assert admission.metrics.heartbeat_failures == 1
+    finally:
+        await admission.ledger.close()
+
+
+@pytest.mark.parametrize(("liveness", "words"), [
+    ({"interval_s": 0.0}, "heartbeat interval must be > 0 s, not 0.0"),
+    ({"interval_s": 2.0, "ttl_s": 3.0}, "heartbeat ttl (3.0 s) must be at least twice the "),
+    ({"check_s": -1.0}, "liveness check period must be >= 0 s, not -1.0"),
+])
+def test_a_liveness_that_could_kill_a_live_instance_is_refused(liveness: dict[str, float],
+                                                                words: str) -> None:
+    with pytest.raises(ValueError) as info:
+        Liveness(**liveness)
+    assert str(info.value).startswith(words)

@@ -86,3 +86,128 @@ async def test_a_sweep_keeps_what_requests_in_flight_hold_and_they_settle_in_ful
     states = await ledger.read(held)
     assert [s.used for s in states] == [0, 12, 7]
     assert await ledger.budget_totals("bud:team:t:m2026-12") == (12, 0)
+
+
+# -- counter states, exactly, on the clock (the admission headers and /v1/quota read them) -------
+
+def rpm(limit: int = 5) -> Check:
+    return Check(CheckKind.REQUESTS, "rpm:key:k", limit, 1, "rpm")
+
+
+def tpm(amount: int, limit: int = 1000) -> Check:
+    return Check(CheckKind.TOKENS, "tpm:key:k", limit, amount, "tpm")
+
+
+def forever(amount: int) -> Check:
+    return Check(CheckKind.BUDGET, "bud:key:k:life", 100, amount, "lifetime", ttl_s=None)
+
+
+async def test_counter_states_after_an_admission_and_on_a_later_read() -> None:
+    now = [1000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    checks = [rpm(), tpm(100), slots(limit=4), budget(10), forever(10)]
+    result = await ledger.admit("a", checks, LEASE)
+    assert isinstance(result, Admitted) and result.ticket == "a" and result.over_soft == ()
+    assert result.states == (CounterState(5, 1, 60.0), CounterState(1000, 100, 60.0),
+                             CounterState(4, 1, 30.0), CounterState(100, 10, 3600.0),
+                             CounterState(100, 10, float("inf")))
+    now[0] = 1010.0
+    later = await ledger.admit("b", [slots(limit=4), tpm(0)], lease_s=10.0)  # ends before a's
+    assert isinstance(later, Admitted)
+    assert later.states == (CounterState(4, 2, 20.0), CounterState(1000, 100, 50.0))
+    assert await ledger.read(checks) == (
+        CounterState(5, 1, 50.0), CounterState(1000, 100, 50.0), CounterState(4, 2, 20.0),
+        CounterState(100, 10, 3590.0), CounterState(100, 10, float("inf")))
+    never = [Check(kind, f"{kind.value}:never", 9, 1, "x")
+             for kind in (CheckKind.REQUESTS, CheckKind.TOKENS, CheckKind.CONCURRENCY, CheckKind.BUDGET)]
+    assert await ledger.read(never) == tuple(CounterState(9, 0, 0.0) for _ in never)
+    assert await ledger.admit("nothing", [], LEASE) == Admitted("nothing", ())
+
+
+async def test_a_window_of_released_or_zero_amounts_resets_at_once() -> None:
+    now = [1000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    assert isinstance(await ledger.admit("one", [tpm(1)], LEASE), Admitted)
+    await ledger.release("one", [tpm(1)])
+    now[0] = 1010.0
+    assert await ledger.read([tpm(1)]) == (CounterState(1000, 0, 0.0),)
+    assert (await ledger.admit("zero", [tpm(0)], LEASE)).states == (CounterState(1000, 0, 0.0),)  # type: ignore[union-attr]
+
+
+async def test_a_window_refusal_hints_when_enough_earlier_amounts_leave_it() -> None:
+    now = [1000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    for rid, at, amount in (("a", 1000.0, 30), ("b", 1010.0, 50)):
+        now[0] = at
+        assert isinstance(await ledger.admit(rid, [tpm(amount, limit=100)], LEASE), Admitted)
+    now[0] = 1020.0
+    assert refused(await ledger.admit("c", [tpm(51, limit=100)], LEASE)).retry_after_s == 50.0
+    assert refused(await ledger.admit("d", [tpm(90, limit=100)], LEASE)).retry_after_s == 50.0
+    assert refused(await ledger.admit("e", [tpm(21, limit=100)], LEASE)).retry_after_s == 40.0
+
+
+async def test_a_budget_refusal_counts_reservations_in_order_of_their_end() -> None:
+    now = [1000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    assert isinstance(await ledger.admit("a", [budget(40)], LEASE), Admitted)
+    await ledger.settle("a", [budget(40)], tokens=0, cost=40)
+    assert isinstance(await ledger.admit("b", [budget(30)], LEASE), Admitted)  # ends at 1030
+    now[0] = 1005.0
+    assert isinstance(await ledger.admit("c", [budget(20)], LEASE), Admitted)  # ends at 1035
+    now[0] = 1010.0
+    assert refused(await ledger.admit("d", [budget(41)], LEASE)).retry_after_s == 25.0  # needs 31
+
+
+async def test_a_soft_budget_exactly_at_its_limit_is_not_over_it() -> None:
+    ledger = MemoryLedger(clock=lambda: 1000.0)
+    soft = Check(CheckKind.BUDGET, "bud:key:k:d", 10, 10, "soft", hard=False, ttl_s=60.0)
+    result = await ledger.admit("a", [soft], LEASE)
+    assert isinstance(result, Admitted) and result.over_soft == ()
+    over = await ledger.admit("b", [soft], LEASE)
+    assert isinstance(over, Admitted) and over.over_soft == (0,)
+
+
+async def test_expired_leases_are_reaped_before_the_next_admission_and_live_ones_kept() -> None:
+    now = [1000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    held = [budget(40), slots(limit=2)]
+    assert isinstance(await ledger.admit("a", held, LEASE), Admitted)  # ends at 1030 (settle lost)
+    now[0] = 1010.0
+    assert isinstance(await ledger.admit("c", held, LEASE), Admitted)  # ends at 1040
+    now[0] = 1000.0 + LEASE
+    result = await ledger.admit("b", held, LEASE)
+    assert isinstance(result, Admitted)
+    assert [s.used for s in result.states] == [80, 2]  # c's and b's; a's are gone
+
+
+async def test_a_settle_long_after_its_lease_still_corrects_its_tokens() -> None:
+    now = [1000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    assert isinstance(await ledger.admit("a", [tpm(500)], lease_s=2.0), Admitted)
+    now[0] = 1030.0  # the lease is long over; the window still counts the tokens
+    await ledger.settle("a", [tpm(500)], tokens=7, cost=0)
+    assert (await ledger.read([tpm(500)]))[0].used == 7
+
+
+async def test_a_settle_or_release_after_its_counters_were_swept_is_harmless() -> None:
+    now = [1000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    short = Check(CheckKind.BUDGET, "bud:key:k:short", 100, 5, "budget", ttl_s=5.0)
+    for rid in ("s", "r"):
+        assert isinstance(await ledger.admit(rid, [tpm(500), short], lease_s=2.0), Admitted)
+    now[0] = 1060.5  # the window and the budget are idle; the tickets live on (61 s + margin)
+    other = [Check(CheckKind.REQUESTS, "rpm:other", 10, 1, "rpm")]
+    assert isinstance(await ledger.admit("o", other, LEASE), Admitted)  # sweeps both counters
+    await ledger.settle("s", [tpm(500), short], tokens=7, cost=3)
+    await ledger.release("r", [tpm(500), short])
+    assert await ledger.budget_totals(short.counter) == (3, 0)
+
+
+async def test_admissions_within_one_slot_share_it() -> None:
+    now = [1000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    for i in range(200):
+        now[0] += 0.004  # 200 admissions within one second
+        assert isinstance(await ledger.admit(f"r{i}", [rpm(10**6), tpm(5)], LEASE), Admitted)
+        await ledger.settle(f"r{i}", [rpm(10**6), tpm(5)], tokens=5, cost=0)
+    assert ledger.entries() <= 4  # a slot or two per window, no ticket left
