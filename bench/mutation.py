@@ -91,6 +91,13 @@ JUDGED: tuple[Rule, ...] = (
          "neither '' nor 'XXXX' is a platform role"),
     Rule("*/platform/identity.py", r"isinstance\(keys, dict\)\) and False", "harmless",
          "copies the builder's dict instead of taking it: the same index, twice the memory"),
+    Rule("*/admission/fair_queue.py", r"^\s*(self\._seq = 1|self\._loop: .* = \"\"|"
+         r"self\._last_done: .* = \"\"|self\.gen = 1|self\.waited = (None|1\.0)|"
+         r"self\.vtime = 1\.0|self\.finish = 1\.0)", "equivalent",
+         "a starting value only ever compared relatively (sequence numbers, generations, start tags "
+         "shifted alike for every team) or always overwritten before it is read (the loop, the last "
+         "completion, a waiter's wait)"),
+    Rule("*/admission/instance.py", r"self\._lapsed = None", "equivalent", "None is as falsy as False"),
     # -- harmless: a difference no caller can rely on ---------------------------------------------
     Rule("*/admission/metrics.py", r"(?i)# help |ledger was unreachable|did not reach redis",
          "harmless", "a metric's HELP text, for humans; names, types, labels and values are "
@@ -107,6 +114,13 @@ JUDGED: tuple[Rule, ...] = (
     Rule("*/admission/fair_queue.py", r"(horizon = loop\.time\(\) - _TIMER_SLACK_S|"
          r"if w\.deadline >= horizon)", "harmless",
          "a wait that runs out at its deadline or within the 1 ms timer slack of it"),
+    Rule("*/admission/fair_queue.py", r"self\.prune_at = 65", "harmless",
+         "when idle teams are pruned from memory: one team later"),
+    Rule("*/admission/memory_ledger.py", r"(ticket\[0\] (>=|<) now|now > (slots|budget)\.next_expiry|"
+         r"if now <= self\.next_expiry|slots\[0\]\[2\] < cutoff|slot\[2\] >= cutoff|"
+         r"expiry <= holder\.next_expiry|expiry > holder\.latest)", "harmless",
+         "a lease, ticket or window slot that ends at the exact instant of the call counts as ended "
+         "or not: one clock tick either way"),
     Rule("*/admission/resp.py", r"self\._pos (>= 65536|> 65537)", "harmless",
          "the size from which the reader compacts its buffer: memory only"),
     Rule("*/admission/resp.py", r"if deadline < self\._loop\.time\(\)", "harmless",

@@ -95,3 +95,25 @@ def test_a_gate_with_no_capacity_is_valid_and_bad_settings_say_what_is_wrong() -
     with pytest.raises(ValueError) as missing:
         DeploymentGate("dep", 1, max_queue=0, max_wait_s={HI: 1.0})
     assert str(missing.value) == "max_wait_s has no entry for BACKGROUND"
+
+
+async def test_a_team_new_to_the_queue_starts_at_the_current_turn_not_behind_it() -> None:
+    gate = DeploymentGate("dep", 1, max_queue=10, max_wait_s={HI: 60.0, LO: 60.0})
+    await gate.acquire("holder", 1.0, HI)
+    order: list[str] = []
+
+    async def one(label: str, team: str, weight: float) -> None:
+        await gate.acquire(team, weight, HI)
+        order.append(label)
+
+    tasks = [asyncio.ensure_future(one(f"a{i}", "a", 3.0)) for i in range(1, 4)]
+    await asyncio.sleep(0)
+    gate.release()  # a1 gets the slot: team a's next turn is a third of a turn later
+    await asyncio.sleep(0)
+    tasks.append(asyncio.ensure_future(one("b1", "b", 1.0)))  # b arrives now, never served before
+    await asyncio.sleep(0)
+    for _ in range(4):
+        gate.release()
+        await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.gather(*tasks), 2.0)
+    assert order == ["a1", "b1", "a2", "a3"]

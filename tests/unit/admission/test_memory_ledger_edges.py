@@ -14,7 +14,13 @@ loose in the memory ledger (``make mutation``):
 from __future__ import annotations
 
 from inferenceops.admission.ledger import Admitted, Check, CheckKind, CounterState, Refused
-from inferenceops.admission.memory_ledger import SWEEP_EVERY_S, MemoryLedger
+from inferenceops.admission.memory_ledger import (
+    EXPIRY_MARGIN_S,
+    SLOTS,
+    SWEEP_EVERY_S,
+    MemoryLedger,
+    ticket_life_s,
+)
 
 LEASE = 30.0
 
@@ -211,3 +217,23 @@ async def test_admissions_within_one_slot_share_it() -> None:
         assert isinstance(await ledger.admit(f"r{i}", [rpm(10**6), tpm(5)], LEASE), Admitted)
         await ledger.settle(f"r{i}", [rpm(10**6), tpm(5)], tokens=5, cost=0)
     assert ledger.entries() <= 4  # a slot or two per window, no ticket left
+
+
+def test_a_ticket_lives_past_its_lease_and_its_windows_by_the_margin() -> None:
+    span = 60.0 * (1 + 1 / SLOTS)  # the longest a window amount counts
+    window = [tpm(5)]
+    assert ticket_life_s(window, 2.0) == span + EXPIRY_MARGIN_S
+    assert ticket_life_s([rpm()], 2.0) == span + EXPIRY_MARGIN_S
+    assert ticket_life_s([slots(), budget(1)], 2.0) == 2.0 + EXPIRY_MARGIN_S
+    assert ticket_life_s(window, 100.0) == 100.0 + EXPIRY_MARGIN_S
+    assert ticket_life_s([], 60.5) == 60.5 + EXPIRY_MARGIN_S
+
+
+async def test_a_settle_within_the_margin_after_a_window_still_charges_the_budget() -> None:
+    now = [1000.0]
+    ledger = MemoryLedger(clock=lambda: now[0])
+    held = [tpm(5), budget(10)]
+    assert isinstance(await ledger.admit("a", held, lease_s=60.0), Admitted)
+    now[0] = 1000.0 + 60.0 * (1 + 1 / 60) + 29.0  # past the lease and the window, within the margin
+    await ledger.settle("a", held, tokens=5, cost=7)
+    assert await ledger.budget_totals(budget(10).counter) == (7, 0)
