@@ -33,7 +33,6 @@ from inferenceops.admission.control import AdmissionControl
 from inferenceops.admission.memory_ledger import MemoryLedger
 from inferenceops.admission.redis_ledger import RedisLedger
 from inferenceops.admission.resp import RespClient
-from inferenceops.gateway.http import RequestContext
 from inferenceops.metering.usage import usage_from_body
 from inferenceops.platform import (
     ApiKey,
@@ -75,15 +74,19 @@ POLICY = Policy(
     budgets=[BudgetRule(Scope.KEY, "*", Budget(10**15, Period.MONTHLY))],
     prices={upstream.MODEL: Price(input=150, output=600)})
 SNAPSHOT = Snapshot(Catalog([MODEL]), Identity([], {}), POLICY)
-SCOPE = {"headers": [], "type": "http"}
 BODY_SIZE = 120
 
 
 async def one_request(admission: AdmissionControl) -> None:
-    ctx = RequestContext(SCOPE)
-    ticket = await admission.admit(SNAPSHOT, KEY, MODEL, BODY_SIZE, 16, Priority.INTERACTIVE, ctx)
-    assert ticket is not None
-    await admission.finish(ticket, reached_engine=True, usage=usage_from_body(upstream.COMPLETION))
+    """What the pipeline's *admit* and *settle* stages ask of admission for one answered request."""
+    admitted = await admission.admit(SNAPSHOT, KEY, MODEL, BODY_SIZE, 16, Priority.INTERACTIVE)
+    assert admitted is not None
+    usage = usage_from_body(upstream.COMPLETION)
+    assert usage is not None
+    price = SNAPSHOT.policy.price(MODEL.name)
+    assert price is not None
+    await admission.finish(admitted.ticket, reached_engine=True, tokens=usage.total,
+                           cost=price.cost(usage.prompt_tokens, usage.completion_tokens))
 
 
 async def memory_cpu() -> dict[str, Any]:

@@ -35,7 +35,7 @@ from unittest import mock
 import orjson
 
 from bench.stats import median
-from inferenceops.gateway import request as request_module
+from inferenceops.pipeline import request as request_module
 from inferenceops.pipeline.request import parse_inference
 from inferenceops.platform import Endpoint
 

@@ -78,22 +78,26 @@ async def respond_error(send: Send, facts: RequestFacts, exc: InferenceOpsError)
 class AsgiSink:
     """The pipeline's ``ResponseSink`` over one ASGI request's ``send`` and ``receive``.
 
-    ``gone`` watches for the caller leaving mid-stream with one pending ``receive``.
-    granian's ``receive`` already returns a future (it completes from granian's own
-    threads), so it is watched with a callback: no task to create, step and cancel per
-    stream. ``end`` stops watching before the last message, so the stream's end does
-    not wake the event loop a second time. Other servers' ``receive`` is a coroutine,
-    driven by a task as usual.
+    ``gone`` watches for the caller leaving mid-stream with one pending ``receive``,
+    from the loop's next turn: a chunk the engine already sent goes out first, and
+    the watch (granian hands the wait to one of its threads) starts while the stream
+    waits for the engine anyway — at once when nothing has arrived, so a caller
+    leaving during a long prefill still frees the engine. granian's ``receive``
+    returns a future, watched with a callback (no task to create, step and cancel per
+    stream); other servers' ``receive`` is a coroutine, driven by a task. ``end``
+    stops watching before the last message, so the end of a stream does not wake the
+    event loop a second time.
     """
 
-    __slots__ = ("_send", "_receive", "_started", "_gone", "_waiter")
+    __slots__ = ("_send", "_receive", "_started", "_gone", "_waiter", "_arming")
 
     def __init__(self, send: Send, receive: Receive) -> None:
         self._send = send
         self._receive = receive
         self._started = False
         self._gone: asyncio.Future[None] | None = None
-        self._waiter: asyncio.Future[Message] | None = None  # granian's pending receive()
+        self._waiter: asyncio.Future[Message] | None = None  # the pending receive()
+        self._arming: asyncio.Handle | None = None
 
     @property
     def started(self) -> bool:
@@ -131,12 +135,14 @@ class AsgiSink:
     def gone(self) -> asyncio.Future[None]:
         """Resolves when the caller disconnects (the request body was read whole before)."""
         if self._gone is None:
-            self._gone = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self._gone = loop.create_future()
             self._gone.add_done_callback(self._on_gone_done)
-            self._watch()
+            self._arming = loop.call_soon(self._watch)
         return self._gone
 
     def _watch(self) -> None:
+        self._arming = None
         waiter = self._receive()
         if asyncio.isfuture(waiter):  # granian: a future already, completed from its threads
             self._waiter = waiter
@@ -161,6 +167,9 @@ class AsgiSink:
             self._stop_watching()
 
     def _stop_watching(self) -> None:
+        if self._arming is not None:
+            self._arming.cancel()
+            self._arming = None
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.remove_done_callback(self._on_message)

@@ -140,6 +140,32 @@ async def test_chunked_body_arrives_in_pieces_and_whole(serve) -> None:
     assert await exchange(pool) == (200, b'{"ok":true}')  # the connection was reusable
 
 
+async def test_chunks_that_arrived_together_come_out_as_one_piece_in_order(serve) -> None:
+    events = [b"data: %d\n\n" % i for i in range(4)]
+    ready = asyncio.Event()
+
+    async def burst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events[:3]))
+        await writer.drain()
+        await ready.wait()
+        writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(events[3]), events[3]))
+        await keep_alive_json(reader, writer)
+
+    _, pool = await serve(burst)
+    conn = await pool.request(REQUEST)
+    while len(conn._chunks) < 3:  # the three events are parsed (three body callbacks)
+        await asyncio.sleep(0.001)
+    assert await conn.next_chunk() == b"".join(events[:3])  # taken in one piece
+    ready.set()
+    assert await conn.next_chunk() == events[3]
+    assert await conn.next_chunk() == b""
+    conn.release()
+    assert await exchange(pool) == (200, b'{"ok":true}')
+
+
 async def test_stale_keep_alive_connection_is_replaced(serve) -> None:
     async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

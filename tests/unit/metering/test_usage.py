@@ -77,3 +77,18 @@ def test_a_stream_cut_short_is_estimated_from_its_content_events() -> None:
         tap.feed(chunk)
     assert tap.usage is None
     assert tap.estimated_completion_tokens() == 3  # the role event has no content
+
+
+def test_content_split_across_chunks_is_counted_once_its_event_is_whole() -> None:
+    tap = UsageTap(hide_usage_chunk=True)
+    stream = b"".join(CONTENT)
+    for i in range(0, len(stream), 7):  # every marker cut somewhere
+        tap.feed(stream[i:i + 7])
+    assert tap.estimated_completion_tokens() == 3
+
+
+def test_a_usage_object_written_with_spaces_is_read_and_hidden() -> None:
+    spaced = b'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}}\n\n'
+    tap = UsageTap(hide_usage_chunk=True)
+    assert tap.feed(CONTENT[0] + spaced + DONE) == CONTENT[0] + DONE
+    assert tap.usage == Usage(2, 1)
