@@ -23,6 +23,7 @@ _CRLF = b"\r\n"
 _CONTENT_LENGTH = b"\r\ncontent-length:"
 _CHUNKED = b"\r\ntransfer-encoding: chunked"
 _OVERHEAD = b"\r\nx-inferenceops-overhead-ms:"
+_DONE = b"data: [DONE]"
 
 
 class ProtocolError(RuntimeError):
@@ -47,12 +48,17 @@ def _header_value(lower_head: bytes, marker: bytes) -> bytes | None:
 
 @dataclass(slots=True)
 class Exchange:
-    """One request/response: the full latency, first-chunk time and the gateway's header."""
+    """One request/response: the full latency, first-chunk time and the gateway's header.
+
+    ``done_s``: when the chunk holding ``data: [DONE]`` had been read whole (a stream's
+    last event; the chunked terminator follows it).
+    """
 
     latency_s: float
     first_chunk_s: float | None
     overhead_ms: float | None
     body: bytes
+    done_s: float | None = None
 
 
 @dataclass
@@ -62,6 +68,7 @@ class Samples:
     latencies: list[float] = field(default_factory=list)
     first_chunks: list[float] = field(default_factory=list)
     overheads_ms: list[float] = field(default_factory=list)
+    dones: list[float] = field(default_factory=list)
 
 
 class Connection:
@@ -84,6 +91,7 @@ class Connection:
         self._writer.write(self._request)
         head = await reader.readuntil(_HEAD_END)
         first: float | None = None
+        done: float | None = None
         if head[9:12] != b"200":
             raise ProtocolError(f"expected 200, got: {head[:200]!r}")
         lower = head.lower()
@@ -100,6 +108,8 @@ class Connection:
                 chunk = await reader.readexactly(size + 2)
                 if first is None:
                     first = time.perf_counter() - started
+                if done is None and _DONE in chunk:
+                    done = time.perf_counter() - started
                 if keep_body:
                     parts.append(chunk[:-2])
             body = b"".join(parts)
@@ -108,7 +118,7 @@ class Connection:
         elapsed = time.perf_counter() - started
         overhead = _header_value(lower, _OVERHEAD)
         return Exchange(elapsed, first, float(overhead) if overhead is not None else None,
-                        body if keep_body or length is not None else b"")
+                        body if keep_body or length is not None else b"", done)
 
     async def close(self) -> None:
         self._writer.close()
@@ -126,6 +136,8 @@ async def sequential(conn: Connection, count: int, samples: Samples) -> None:
             first.append(ex.first_chunk_s)
         if ex.overhead_ms is not None:
             over.append(ex.overhead_ms)
+        if ex.done_s is not None:
+            samples.dones.append(ex.done_s)
 
 
 async def fixed_count(host: str, port: int, request: bytes, total: int, connections: int) -> float:

@@ -17,6 +17,8 @@ limits:
 budgets:
   - {key: "*", amount: "1000000", currency: USD, period: monthly}
 """.replace("MODEL", upstream.MODEL)
+#: The paced model's price (its model entry's continuation), so its streams are settled priced.
+PACED_PRICE = '    price: {input_per_million: "0.15", output_per_million: "0.60"}\n'
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,9 @@ class Plan:
     latency_requests: int  # per block and side
     ttfc_blocks: int
     ttfc_requests: int  # per block and side
+    stream_blocks: int  # whole paced streams (bench.stream)
+    stream_requests: int  # per block and side
+    stream_warmup: int  # per side, untimed
     wrk_blocks: int
     wrk_seconds: float  # per block and side
     wrk_connections: int
@@ -36,8 +41,10 @@ class Plan:
 
 
 FULL = Plan(latency_blocks=5, latency_requests=2000, ttfc_blocks=5, ttfc_requests=200,
+            stream_blocks=6, stream_requests=40, stream_warmup=20,
             wrk_blocks=3, wrk_seconds=10, wrk_connections=64,
             memory_early=10_000, memory_late=200_000, max_soak_s=150)
 QUICK = Plan(latency_blocks=2, latency_requests=300, ttfc_blocks=2, ttfc_requests=100,
+             stream_blocks=2, stream_requests=15, stream_warmup=5,
              wrk_blocks=1, wrk_seconds=3, wrk_connections=64,
              memory_early=5_000, memory_late=30_000, max_soak_s=15)

@@ -33,6 +33,10 @@ TARGETS: dict[str, Target] = {t.key: t for t in (
     Target("gateway_rps_64", 4000.0, False),
     Target("gateway_cpu_ms_per_request", 0.25, True),
     Target("rss_growth_mb", 20.0, True),
+    # Issue 9: the gateway adds no more to a whole stream than a bare granian + aiohttp
+    # forwarder (gateway added ÷ reference added, same run), and idles under 100 MB a worker.
+    Target("stream_added_vs_aiohttp", 1.0, True),
+    Target("idle_worker_rss_mb", 100.0, True),
 )}
 
 
@@ -54,10 +58,12 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "gateway_rps_64": tp["gateway"]["rps_median"],
         "gateway_cpu_ms_per_request": tp["gateway"]["cpu_ms_per_request"],
         "rss_growth_mb": abs(mem["growth_mb"]),
+        "stream_added_vs_aiohttp": results.get("stream", {}).get("gateway_vs_aiohttp"),
+        "idle_worker_rss_mb": results.get("idle_memory", {}).get("worker_rss_mb"),
     }
     return {key: {"value": round(v, 4), "limit": TARGETS[key].limit,
                   "at_most": TARGETS[key].at_most, "met": TARGETS[key].met(v)}
-            for key, v in values.items()}
+            for key, v in values.items() if v is not None}
 
 
 _ADMISSION = {
@@ -77,6 +83,8 @@ def markdown(results: dict[str, Any]) -> str:
     conns = results["plan"]["wrk_connections"]
 
     def ok(key: str) -> str:
+        if key not in v:
+            return "—"
         return "✅ yes" if v[key]["met"] else "❌ no"
 
     rows = [
@@ -103,6 +111,8 @@ def markdown(results: dict[str, Any]) -> str:
          "requests (MB)", "—", f"{mem['early']['rss_mb']:.1f} → {mem['late']['rss_mb']:.1f}",
          f"{mem['growth_mb']:+.1f} MB", TARGETS["rss_growth_mb"].text(" MB"),
          ok("rss_growth_mb")),
+        *_stream_rows(results, ok),
+        *_idle_rows(results, ok),
     ]
     lines = ["| metric | direct | gateway | added/ratio | target | met? |",
              "|---|---:|---:|---:|---|---|"]
@@ -125,6 +135,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"interrupts (loopback network) {g['kernel_irq_cpu_share_pct']:.0f}%, other processes "
         f"{g['other_cpu_share_pct']:.0f}% of all cores).",
     ]
+    if "stream" in results:
+        lines += ["", *_stream_notes(results)]
     if "reference" in tp:
         r = tp["reference"]
         via = ("aiohttp" if results.get("reference_client") == "aiohttp"
@@ -148,10 +160,65 @@ def markdown(results: dict[str, Any]) -> str:
             f"| Server CPU per request (ms) | {_fmt(r['cpu_ms_per_request'])} | "
             f"{_fmt(g['cpu_ms_per_request'])} | "
             f"{_ratio(g['cpu_ms_per_request'], r['cpu_ms_per_request'])} |",
+            *_stream_reference_rows(results),
         ]
     if results.get("warnings"):
         lines += ["", *(f"⚠ {w}" for w in results["warnings"])]
     return "\n".join(lines) + "\n"
+
+
+STREAM_LABEL = "Stream total added, 20 chunks × 2 ms"
+
+
+def _stream_rows(results: dict[str, Any], ok: Any) -> list[tuple[str, ...]]:
+    st = results.get("stream")
+    if not st:
+        return []
+    target = ("≤ bare forwarder (aiohttp)'s added" if "gateway_vs_aiohttp" in st else "—")
+    return [(f"{STREAM_LABEL}, 1 client (ms)", _fmt(st["direct_p50_ms"]),
+             _fmt(st["gateway_p50_ms"]), f"+{_fmt(st['gateway_added_ms'])} ms", target,
+             ok("stream_added_vs_aiohttp"))]
+
+
+def _idle_rows(results: dict[str, Any], ok: Any) -> list[tuple[str, ...]]:
+    idle = results.get("idle_memory")
+    if not idle or idle.get("worker_rss_mb") is None:
+        return []
+    main = idle["gateway"]["main"]
+    return [("Idle RSS per worker, embedded default (MB)", "—",
+             f"{idle['worker_rss_mb']:.1f}",
+             f"USS {idle['worker_uss_mb']:.1f}; main {main['rss_mb']:.1f}",
+             TARGETS["idle_worker_rss_mb"].text(" MB"), ok("idle_worker_rss_mb"))]
+
+
+def _stream_notes(results: dict[str, Any]) -> list[str]:
+    st = results["stream"]
+    idle = results.get("idle_memory")
+    notes = [f"{STREAM_LABEL}: request written → the chunk holding `data: [DONE]` read, for a "
+             f"stream of {st['chunks']} content chunks {st['gap_ms']:g} ms apart from the mock "
+             "upstream (the gateway asks it for usage and hides that chunk again; usage "
+             "extraction on), median over alternating blocks of each block's p50 minus "
+             f"direct's; {st['streams_per_side']} streams a side."]
+    if idle and idle.get("reference_worker_rss_mb") is not None:
+        notes.append(f"Idle RSS: `inferenceops serve` with no configuration on a fresh data "
+                     f"dir, one worker, {idle['settle_s']:g} s after ready; a bare granian + "
+                     f"aiohttp forwarder's worker: {idle['reference_worker_rss_mb']:.1f} MB.")
+    return notes
+
+
+def _stream_reference_rows(results: dict[str, Any]) -> list[str]:
+    st = results.get("stream")
+    if not st or "reference_aiohttp_added_ms" not in st:
+        return []
+    rows = []
+    for client in ("aiohttp", "http1"):
+        ref = st.get(f"reference_{client}_added_ms")
+        if ref is None:
+            continue
+        via = "aiohttp" if client == "aiohttp" else "engines/http1"
+        rows.append(f"| {STREAM_LABEL} (ms), forwarder over {via} | +{_fmt(ref)} | "
+                    f"+{_fmt(st['gateway_added_ms'])} | {_ratio(st['gateway_added_ms'], ref)} |")
+    return rows
 
 
 def write(results: dict[str, Any], results_dir: Path, stem: str = "foundation") -> list[Path]:

@@ -7,8 +7,11 @@ blocks so that drifts in machine load hit both sides alike:
 
 1. added latency at 1 client (sequential keep-alive requests, lean client);
 2. added streaming time-to-first-chunk at 1 client;
-3. throughput, p99 and CPU per request at 64 clients (wrk);
-4. gateway memory after ~10k and ~200k requests.
+3. added whole-stream time, 20 chunks 2 ms apart, at 1 client (``bench.stream``);
+4. throughput, p99 and CPU per request at 64 clients (wrk);
+5. gateway memory after ~10k and ~200k requests;
+6. idle RSS of one ``inferenceops serve`` worker on the embedded default
+   (``bench.idle_memory``, its own server on a fresh data dir).
 
 Results go to ``bench/results/foundation-latest.{json,md}`` plus a dated copy,
 and the table is printed. Every process started here is stopped on the way out
@@ -31,9 +34,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from bench import client, procs, report, summary, upstream, wrk
+from bench import client, idle_memory, procs, report, stream, summary, upstream, wrk
 from bench import profile as pyspy
-from bench.plans import ADMISSION_RULES, FULL, QUICK, Plan
+from bench.plans import ADMISSION_RULES, FULL, PACED_PRICE, QUICK, Plan
 
 T = TypeVar("T")
 
@@ -95,11 +98,18 @@ def _on_sigterm(signum: int, frame: object) -> None:
 class Bench:
     """Owns the two servers, the client event loop and the running counts."""
 
+    host = HOST
+
     def __init__(self, args: argparse.Namespace, plan: Plan) -> None:
         self.args = args
         self.plan = plan
         self.sides: tuple[str, ...] = SIDES + (("reference",) if args.reference else ())
-        self.ports = {side: procs.free_port() for side in self.sides}
+        # The stream phase also measures the reference over the other client ("reference_alt").
+        self.reference_sides: tuple[str, ...] = (("reference", "reference_alt")
+                                                 if args.reference else ())
+        alt_client = "aiohttp" if args.reference_client == "http1" else "http1"
+        self.reference_clients = {"reference": args.reference_client, "reference_alt": alt_client}
+        self.ports = {side: procs.free_port() for side in (*self.sides, *self.reference_sides)}
         self.gateway_requests = 0  # every request the gateway has answered, for the memory marks
         self.rss_trace: list[dict[str, float]] = []
         self.warnings: list[str] = []
@@ -119,15 +129,21 @@ class Bench:
             WORK / "gateway.log", f"http://{HOST}:{self.ports['gateway']}/readyz",
             env={"INFERENCEOPS_ADMIN_KEY": API_KEY,
                  **({"INFERENCEOPS_REDIS_URL": args.redis_url} if args.admission == "redis" else {})})
-        self.reference = procs.ManagedProcess(
-            "reference",
-            [sys.executable, "-m", "bench.reference", "--port", str(self.ports.get("reference", 0)),
-             "--upstream", f"http://{HOST}:{self.ports['direct']}",
-             "--workers", str(args.gateway_workers), "--client", args.reference_client],
-            WORK / "reference.log", f"http://{HOST}:{self.ports.get('reference', 0)}/health")
+        self.reference = self._reference("reference")
+        self.reference_alt = self._reference("reference_alt")
         # Which process tree serves each side: its CPU is that side's "server CPU".
         self.servers = {"direct": self.upstream, "gateway": self.gateway,
-                        "reference": self.reference}
+                        "reference": self.reference, "reference_alt": self.reference_alt}
+
+    def _reference(self, side: str) -> procs.ManagedProcess:
+        port = self.ports.get(side, 0)
+        return procs.ManagedProcess(
+            side.replace("_", "-"),
+            [sys.executable, "-m", "bench.reference", "--port", str(port),
+             "--upstream", f"http://{HOST}:{self.ports['direct']}",
+             "--workers", str(self.args.gateway_workers),
+             "--client", self.reference_clients[side]],
+            WORK / f"{side}.log", f"http://{HOST}:{port}/health")
 
     def _platform_yaml(self) -> Path:
         WORK.mkdir(parents=True, exist_ok=True)
@@ -141,11 +157,24 @@ class Bench:
             "    replicas:\n"
             f"      - url: http://{HOST}:{self.ports['direct']}/v1\n"
             + ("    capacity: 10000\n" if self.args.admission != "off" else "")
+            + "  - name: bench-paced\n"
+            "    engine: openai\n"
+            f"    served_model: {upstream.PACED_MODEL}\n"
+            "    replicas:\n"
+            f"      - url: http://{HOST}:{self.ports['direct']}/v1\n"
+            + ("    capacity: 10000\n" if self.args.admission != "off" else "")
             + "models:\n"
-            f"  - name: {upstream.MODEL}\n"
+            f"  - name: {upstream.PACED_MODEL}\n"
+            "    deployment: bench-paced\n"
+            + (PACED_PRICE if self.args.admission != "off" else "")
+            + f"  - name: {upstream.MODEL}\n"
             "    deployment: bench-upstream\n"
             + (ADMISSION_RULES if self.args.admission != "off" else ""))
         return path
+
+    @staticmethod
+    def log(message: str) -> None:
+        _log(message)
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.runner.run(coro)
@@ -159,12 +188,15 @@ class Bench:
     # ---------------------------------------------------------------- processes
 
     def _procs(self) -> list[procs.ManagedProcess]:
-        return [self.servers[side] for side in self.sides]
+        return [self.servers[side] for side in self._all_sides()]
+
+    def _all_sides(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.sides, *self.reference_sides)))
 
     def start(self) -> None:
         for proc in self._procs():
             proc.start(ROOT)
-        for side, proc in zip(self.sides, self._procs(), strict=True):
+        for side, proc in zip(self._all_sides(), self._procs(), strict=True):
             took = proc.wait_ready()
             _log(f"{proc.name} ready on :{self.ports[side]} in {took:.1f}s "
                  f"(pid {proc.pid}, workers {proc.workers()})")
@@ -264,10 +296,10 @@ class Bench:
                     await conn.close()
             return out
 
-        cpu0 = self._cpu_snapshot(self_cpu=True)
+        cpu0 = self.cpu_snapshot(self_cpu=True)
         started = time.perf_counter()
         per_block = self.run_async(go())
-        cpu = self._cpu_delta(cpu0, time.perf_counter() - started, self_cpu=True)
+        cpu = self.cpu_delta(cpu0, time.perf_counter() - started, self_cpu=True)
         self.gateway_requests += blocks * count
         other = 100.0 * cpu["other_cpu_s"] / (cpu["wall_s"] * (os.cpu_count() or 1))
         if other > self.args.noise_threshold:
@@ -307,10 +339,10 @@ class Bench:
     def _wrk_block(self, side: str, seconds: float) -> dict[str, Any]:
         self.check_alive()
         threads0 = self._worker_threads()
-        cpu0 = self._cpu_snapshot()
+        cpu0 = self.cpu_snapshot()
         result = wrk.run(self.url(side), self.wrk_script, connections=self.plan.wrk_connections,
                          duration_s=seconds)
-        cpu = self._cpu_delta(cpu0, result.duration_s, extra_cpu_s=result.wrk_cpu_s)
+        cpu = self.cpu_delta(cpu0, result.duration_s, extra_cpu_s=result.wrk_cpu_s)
         cpu["server_cpu_s"] = cpu[f"{self.servers[side].name}_cpu_s"]
         threads1 = self._worker_threads()
         if result.non_2xx or result.socket_errors:
@@ -377,7 +409,7 @@ class Bench:
                 totals[name] = totals.get(name, 0.0) + secs
         return totals
 
-    def _cpu_snapshot(self, self_cpu: bool = False) -> dict[str, float]:
+    def cpu_snapshot(self, self_cpu: bool = False) -> dict[str, float]:
         snap = {proc.name: proc.cpu_seconds() for proc in self._procs()}
         snap.update({f"system_{k}": v for k, v in procs.system_cpu_seconds().items()})
         if self_cpu:
@@ -385,10 +417,10 @@ class Bench:
             snap["client"] = t.user + t.system
         return snap
 
-    def _cpu_delta(self, before: dict[str, float], wall_s: float, self_cpu: bool = False,
+    def cpu_delta(self, before: dict[str, float], wall_s: float, self_cpu: bool = False,
                    extra_cpu_s: float = 0.0) -> dict[str, float]:
         """CPU seconds each party used since ``before``; the load generator is ``client``."""
-        after = self._cpu_snapshot(self_cpu=self_cpu)
+        after = self.cpu_snapshot(self_cpu=self_cpu)
         ours = {f"{p.name}_cpu_s": after[p.name] - before[p.name] for p in self._procs()}
         loadgen = (after["client"] - before["client"]) if self_cpu else extra_cpu_s
         tasks = after["system_tasks"] - before["system_tasks"]
@@ -422,9 +454,16 @@ def measure(bench: Bench, plan: Plan) -> dict[str, Any]:
         bench.warnings.append(f"other processes used {busy:.0f}% of all cores when the run "
                               f"started (after waiting {info['quiet_wait_s']:.0f}s): "
                               "numbers are noisier")
+    _log("idle memory: the embedded default (inferenceops serve, fresh data dir), one worker")
+    idle = idle_memory.measure(WORK)
+    _log(f"idle RSS per worker {idle['worker_rss_mb']} MB (USS {idle['worker_uss_mb']} MB); "
+         f"main {idle['gateway']['main']['rss_mb']} MB; bare forwarder's worker "
+         f"{idle['reference_worker_rss_mb']} MB")
     bench.start()
     bench.sanity()
-    _log("sanity: gateway returns the upstream's exact bytes (plain and SSE)")
+    stream.sanity(bench)
+    _log("sanity: gateway returns the upstream's exact bytes (plain, SSE, paced SSE with the "
+         "usage chunk it asked for hidden)")
     bench.warmup()
     _log(f"warm-up done; gateway RSS {bench.rss_trace[-1]['rss_mb']:.1f} MB after "
          f"{bench.gateway_requests:,} requests")
@@ -434,6 +473,11 @@ def measure(bench: Bench, plan: Plan) -> dict[str, Any]:
     ttfc = bench.sequential_blocks(True, plan.ttfc_blocks, plan.ttfc_requests)
     _log(f"first chunk 1 client: direct p50 {ttfc['direct_p50_ms']:.3f} ms, gateway p50 "
          f"{ttfc['gateway_p50_ms']:.3f} ms, added p50 {ttfc['added_p50_ms']:.3f} ms")
+    _log(f"whole streams, {plan.stream_blocks} blocks × {plan.stream_requests} per side: "
+         f"{', '.join(stream.stream_sides(bench))}")
+    streams = stream.measure(bench, plan.stream_blocks, plan.stream_requests, plan.stream_warmup)
+    _log(f"{stream.LABEL}: gateway +{streams['gateway_added_ms']:.3f} ms"
+         + "".join(f", {n} +{streams[f'{n}_added_ms']:.3f} ms" for n in streams["sides"][2:]))
     bench.mark_rss("after 1-client phases")
     _log(f"wrk: {plan.wrk_blocks} block(s) × {plan.wrk_seconds:g}s per side, "
          f"{plan.wrk_connections} connections")
@@ -456,8 +500,10 @@ def measure(bench: Bench, plan: Plan) -> dict[str, Any]:
                           "sse_chunks": len(upstream.STREAM_CHUNKS)},
         "latency": latency,
         "ttfc": ttfc,
+        "stream": streams,
         "throughput": throughput,
         "memory": memory,
+        "idle_memory": idle,
     }
     if bench.args.profile:
         _log("profiling the gateway worker with py-spy during one extra wrk run")

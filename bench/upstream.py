@@ -4,7 +4,20 @@ Every answer is pre-encoded at import time: a fixed ``chat.completion`` JSON
 (~300 bytes), or with ``"stream": true`` a fixed SSE stream of ``SSE_CHUNKS``
 small chunks plus ``data: [DONE]``, each sent as its own body message (the way
 a real engine emits tokens). The request body is read (as a real engine must)
-but only scanned for the bytes ``"stream":true``; nothing is parsed as JSON.
+but only scanned for a few bytes (``"stream":true``, the paced model's name,
+``"include_usage":true``); nothing is parsed as JSON.
+
+The model ``PACED_MODEL`` streams the way a token generator does:
+``PACED_CHUNKS`` content chunks ``PACED_GAP_S`` apart, then — only when the
+request asked (``stream_options.include_usage``, as an engine honours it) — a
+usage chunk with empty ``choices``, then ``[DONE]``. It measures what a
+forwarder adds to a whole stream (``bench.stream``). Chunk *i* is due
+``i × PACED_GAP_S`` after the first, on the clock, not after the previous
+sleep: the event loop's timers are millisecond-grained and wake late under
+load, and with relative sleeps that slack piled up over 19 gaps (measured:
+the upstream's own 20-chunk stream took 42.8–45.5 ms from block to block, more
+than what a forwarder adds); with a schedule, one late wake-up is all a
+stream can lose.
 
 Two interfaces are offered, both served by granian with one worker:
 
@@ -20,6 +33,8 @@ Run standalone: ``python -m bench.upstream --port 18001 [--interface rsgi]``.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -27,6 +42,9 @@ import orjson
 
 MODEL = "bench-model"
 SSE_CHUNKS = 8
+PACED_MODEL = "bench-paced"
+PACED_CHUNKS = 20
+PACED_GAP_S = 0.002
 
 Message = MutableMapping[str, Any]
 
@@ -42,20 +60,30 @@ COMPLETION: bytes = orjson.dumps({
 })
 
 
-def _sse_chunk(index: int) -> bytes:
+def _sse_chunk(index: int, count: int = SSE_CHUNKS, model: str = MODEL) -> bytes:
     delta: dict[str, str] = {"content": f"tok{index} "}
     if index == 0:
         delta["role"] = "assistant"
-    finish = "stop" if index == SSE_CHUNKS - 1 else None
+    finish = "stop" if index == count - 1 else None
     doc = {"id": "chatcmpl-bench0000000000000000", "object": "chat.completion.chunk",
-           "created": 1_700_000_000, "model": MODEL,
+           "created": 1_700_000_000, "model": model,
            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
     return b"data: " + orjson.dumps(doc) + b"\n\n"
 
 
-STREAM_CHUNKS: tuple[bytes, ...] = (*(_sse_chunk(i) for i in range(SSE_CHUNKS)),
-                                    b"data: [DONE]\n\n")
+DONE = b"data: [DONE]\n\n"
+STREAM_CHUNKS: tuple[bytes, ...] = (*(_sse_chunk(i) for i in range(SSE_CHUNKS)), DONE)
+#: The paced stream's content chunks; ``PACED_USAGE`` follows them only when asked for.
+PACED_STREAM_CHUNKS: tuple[bytes, ...] = tuple(_sse_chunk(i, PACED_CHUNKS, PACED_MODEL)
+                                               for i in range(PACED_CHUNKS))
+PACED_USAGE: bytes = b"data: " + orjson.dumps({
+    "id": "chatcmpl-bench0000000000000000", "object": "chat.completion.chunk",
+    "created": 1_700_000_000, "model": PACED_MODEL, "choices": [],
+    "usage": {"prompt_tokens": 12, "completion_tokens": PACED_CHUNKS,
+              "total_tokens": 12 + PACED_CHUNKS}}) + b"\n\n"
 _STREAM_FLAG = b'"stream":true'
+_PACED_FLAG = b'"model":"%s"' % PACED_MODEL.encode()
+_USAGE_FLAG = b'"include_usage":true'
 _HEALTH = b'{"status":"ok"}'
 
 _JSON_HEADERS_ASGI = [(b"content-type", b"application/json"),
@@ -68,6 +96,23 @@ _SSE_HEADERS_ASGI = [(b"content-type", b"text/event-stream"), (b"cache-control",
 def _wants_stream(body: bytes) -> bool:
     """A byte scan, tolerant of one space after the colon; enough for the bench's own bodies."""
     return _STREAM_FLAG in body or b'"stream": true' in body
+
+
+def _paced(body: bytes) -> tuple[bytes, ...] | None:
+    """The paced stream's chunks (its usage chunk only when asked for), or None: not paced."""
+    if _PACED_FLAG not in body and b'"model": "%s"' % PACED_MODEL.encode() not in body:
+        return None
+    usage = _USAGE_FLAG in body or b'"include_usage": true' in body
+    return (*PACED_STREAM_CHUNKS, *((PACED_USAGE,) if usage else ()), DONE)
+
+
+async def _send_paced(chunks: tuple[bytes, ...], send: Callable[[bytes], Awaitable[None]]) -> None:
+    """Content chunk *i* at ``i × PACED_GAP_S`` after the first; usage and [DONE] with the last."""
+    started = time.perf_counter()
+    for i, chunk in enumerate(chunks):
+        if 0 < i < PACED_CHUNKS:
+            await asyncio.sleep(max(0.0, started + i * PACED_GAP_S - time.perf_counter()))
+        await send(chunk)
 
 
 async def asgi_app(scope: Message, receive: Callable[[], Awaitable[Message]],
@@ -97,8 +142,16 @@ async def asgi_app(scope: Message, receive: Callable[[], Awaitable[Message]],
         await send({"type": "http.response.body", "body": COMPLETION})
         return
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS_ASGI})
-    for chunk in STREAM_CHUNKS:
+
+    async def send_chunk(chunk: bytes) -> None:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    paced = _paced(body)
+    if paced is not None:
+        await _send_paced(paced, send_chunk)
+    else:
+        for chunk in STREAM_CHUNKS:
+            await send_chunk(chunk)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -118,6 +171,10 @@ class RSGIApp:
             protocol.response_bytes(200, _JSON_HEADERS_RSGI, COMPLETION)
             return
         transport = protocol.response_stream(200, _SSE_HEADERS_RSGI)
+        paced = _paced(body)
+        if paced is not None:
+            await _send_paced(paced, transport.send_bytes)
+            return
         for chunk in STREAM_CHUNKS:
             await transport.send_bytes(chunk)
 
