@@ -2,7 +2,8 @@
 
 Both get the same graceful shutdown contract: on SIGTERM/SIGINT stop
 accepting connections, let in-flight requests and streams finish for up to
-``shutdown_timeout_s``, then exit.
+``shutdown_timeout_s``, then exit. Both hand the application the TCP peer as
+``scope["client"]``, never an address from a header (``client_address``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ def run(factory: str, *, host: str, port: int, workers: int, server: Literal["gr
     if server == "uvicorn":
         import uvicorn
 
+        # proxy_headers off: uvicorn would otherwise let a loopback peer name any client address
+        # in X-Forwarded-For; which forwarded address to believe is ours to decide
+        # (``client_address``, INFERENCEOPS_TRUSTED_PROXIES), the same under both servers.
         uvicorn.run(factory, factory=True, host=host, port=port, workers=workers,
                     timeout_graceful_shutdown=math.ceil(shutdown_timeout_s), log_level=log_level,
-                    access_log=access_log, lifespan="on")
+                    access_log=access_log, lifespan="on", proxy_headers=False)
         return
     from granian.constants import Interfaces, Loops
     from granian.log import LogLevels

@@ -9,12 +9,12 @@ Loaded once at start and passed explicitly; nothing reads the environment later.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from inferenceops.signin_settings import OIDCConfig, ProxyAuthConfig
+from inferenceops.signin_settings import OIDCConfig, ProxyAuthConfig, check_cidrs
 
 
 class Settings(BaseSettings):
@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     proxy_auth: ProxyAuthConfig | None = Field(
         None, description="Admin sign-in through a trusted auth proxy's identity headers."
     )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="CIDRs of the reverse proxies in front of the platform, comma-separated: "
+        "X-Forwarded-For is believed only from these (the client address the audit log records)."
+    )
     server: Literal["granian", "uvicorn"] = "granian"
     workers: int = Field(1, ge=1, le=256)
     shutdown_timeout_s: float = Field(
@@ -98,6 +102,18 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 bytes; generate one with "
                              "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_cidrs(value)
 
     @field_validator("redis_url")
     @classmethod

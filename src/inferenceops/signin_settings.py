@@ -26,6 +26,9 @@ SUPPORTED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "
                                   "ES256", "ES384", "ES512", "EdDSA"})
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
 _LOOPBACK_HOSTS = ("localhost",)
+#: The issuer of identities the trusted auth proxy vouches for (the subject is its user header),
+#: in sign-in links; no OIDC issuer may be configured under this name.
+PROXY_ISSUER = "proxy"
 
 
 class _Frozen(BaseModel):
@@ -91,6 +94,20 @@ class OIDCConfig(_HumanAuthConfig):
     assume_email_verified: bool = Field(False, description="The IdP only issues verified "
                                         "emails: link a token without an email_verified claim "
                                         "to the user with its email (never one that says false).")
+    authorized_parties: tuple[str, ...] | None = Field(
+        None, description="Accepted `azp` values of a token whose `aud` lists several audiences "
+        "(such a token must name one); unset: the accepted audiences.")
+    max_token_lifetime_s: float | None = Field(
+        None, gt=0, le=30 * 86_400, description="Refuse tokens issued for longer than this "
+        "(`exp` − `iat`); unset: any lifetime the IdP chose.")
+
+    @field_validator("issuer")
+    @classmethod
+    def _not_the_proxy(cls, value: str) -> str:
+        if value == PROXY_ISSUER:
+            raise ValueError(f"{PROXY_ISSUER!r} names the trusted auth proxy's identities in "
+                             "sign-in links; use the issuer's URL")
+        return value
 
     @field_validator("audience")
     @classmethod
@@ -144,6 +161,11 @@ class OIDCConfig(_HumanAuthConfig):
         return (self.audience,) if isinstance(self.audience, str) else self.audience
 
     @property
+    def accepted_parties(self) -> tuple[str, ...]:
+        """The ``azp`` values a token with several audiences may name."""
+        return self.authorized_parties if self.authorized_parties is not None else self.audiences
+
+    @property
     def jwks_source(self) -> str:
         """The JWKS URL or file, for messages."""
         return self.jwks_url if self.jwks_url is not None else str(self.jwks_file)
@@ -170,15 +192,7 @@ class ProxyAuthConfig(_HumanAuthConfig):
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for cidr in value:
-            try:
-                network = ipaddress.ip_network(cidr, strict=True)
-            except ValueError as exc:
-                raise ValueError(f"{cidr!r} is not a CIDR ({exc})") from None
-            if network.prefixlen == 0:
-                raise ValueError(f"{cidr!r} trusts every address, so any client could "
-                                 "choose who it is")
-        return value
+        return check_cidrs(value)
 
     @model_validator(mode="after")
     def _distinct_headers(self) -> ProxyAuthConfig:
@@ -186,9 +200,18 @@ class ProxyAuthConfig(_HumanAuthConfig):
             raise ValueError("user_header and groups_header must differ")
         return self
 
-    @property
-    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        return tuple(ipaddress.ip_network(cidr) for cidr in self.trusted_proxies)
+
+def check_cidrs(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Trusted-proxy CIDRs: each a network (host bits clear), none that trusts every address."""
+    for cidr in value:
+        try:
+            network = ipaddress.ip_network(cidr, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{cidr!r} is not a CIDR ({exc})") from None
+        if network.prefixlen == 0:
+            raise ValueError(f"{cidr!r} trusts every address, so any client could "
+                             "choose who it is")
+    return value
 
 
 def _is_loopback(host: str) -> bool:

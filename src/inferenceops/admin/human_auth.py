@@ -28,6 +28,7 @@ from types import MappingProxyType
 
 from inferenceops.admin.principal import PLATFORM_ROLES, TEAM_ROLES, AdminPrincipal
 from inferenceops.signin_settings import (
+    PROXY_ISSUER,
     PlatformMapping,
     TeamMapping,
 )
@@ -65,9 +66,10 @@ class HumanIdentity:
     """An authenticated person: the principal, and who they are according to the IdP/proxy.
 
     ``user`` is what the operator chose to name users by (the ``user_claim``,
-    e.g. the email, else ``sub``; the proxy's user header). Link to a user row
-    only by ``verified_email``: an IdP that lets people type any address would
-    otherwise let them take over the user that has it.
+    e.g. the email, else ``sub``; the proxy's user header). ``(link_issuer, subject)``
+    is what a sign-in link names (``admin.linking``); the first link may be made by
+    ``verified_email`` only: an IdP that lets people type any address would otherwise
+    let them take over the user that has it.
     """
 
     principal: AdminPrincipal
@@ -78,6 +80,11 @@ class HumanIdentity:
     issuer: str | None = None  # None for proxy-header identities
     groups: tuple[str, ...] = ()
     name: str | None = None  # the `name` claim, a display name
+
+    @property
+    def link_issuer(self) -> str:
+        """The issuer a sign-in link records: the token's, or ``proxy`` for the auth proxy."""
+        return self.issuer if self.issuer is not None else PROXY_ISSUER
 
     def verified_email(self, *, assume_verified: bool = False) -> str | None:
         """The email to link by: when ``email_verified`` is true, or absent and ``assume_verified``

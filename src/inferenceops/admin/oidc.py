@@ -17,7 +17,10 @@ Verification, in order (cheap checks first, so junk never costs a key fetch):
    declares one), so a public key can never be used as an HMAC secret.
 4. PyJWT checks the signature, ``iss``, ``aud``, ``exp``, ``nbf`` and ``iat``
    (``leeway_s`` of clock skew); ``exp``, ``iat``, ``iss`` and ``sub`` are required.
-5. The groups claim is mapped to roles (``human_auth.map_groups``).
+5. A token whose ``aud`` lists several audiences must name an accepted ``azp``;
+   with ``max_token_lifetime_s``, ``exp`` − ``iat`` must not exceed it; ``sub`` is
+   1 to 255 printable characters; ``email_verified`` counts only as a JSON boolean.
+6. The groups claim is mapped to roles (``human_auth.map_groups``).
 
 No database access here; linking the identity to a user row is ``admin.linking``'s job.
 """
@@ -39,6 +42,7 @@ from inferenceops.errors import AuthenticationFailed
 from inferenceops.signin_settings import OIDCConfig
 
 MAX_TOKEN_CHARS = 16 * 1024
+MAX_SUBJECT_CHARS = 255  # OIDC Core: sub "MUST NOT exceed 255 ASCII characters"
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _PRINTABLE_ALG = re.compile(r"[A-Za-z0-9]{1,16}")
 _REQUIRED_CLAIMS = ["exp", "iat", "iss", "sub"]
@@ -100,17 +104,38 @@ class OIDCAuthenticator:
 
     def _verified_claims(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any]:
         try:
-            return jwt.decode(token, key=key, algorithms=[alg], audience=self.config.audiences,
-                              issuer=self.config.issuer, leeway=self.config.leeway_s,
-                              options={"require": _REQUIRED_CLAIMS,
-                                       "enforce_minimum_key_length": True})
+            claims: dict[str, Any] = jwt.decode(
+                token, key=key, algorithms=[alg], audience=self.config.audiences,
+                issuer=self.config.issuer, leeway=self.config.leeway_s,
+                options={"require": _REQUIRED_CLAIMS, "enforce_minimum_key_length": True})
         except jwt_errors.PyJWTError as exc:
             _fail(_describe(exc))
+        for name in ("exp", "iat", "nbf"):  # PyJWT also takes "1700000000" and true
+            value = claims.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                _fail(f"token's {name} claim is not a number")
+        self._check_authorized_party(claims)
+        self._check_lifetime(claims)
+        return claims
+
+    def _check_authorized_party(self, claims: Mapping[str, Any]) -> None:
+        """A token for several audiences must say which client it was issued to (OIDC Core
+        3.1.3.7): else a token another relying party obtained would be good here too."""
+        audience = claims.get("aud")
+        if isinstance(audience, list) and len(set(audience)) > 1:
+            party = claims.get("azp")
+            if not isinstance(party, str) or party not in self.config.accepted_parties:
+                _fail("token names several audiences but no authorized party (azp) accepted here")
+
+    def _check_lifetime(self, claims: Mapping[str, Any]) -> None:
+        longest = self.config.max_token_lifetime_s
+        if longest is not None and claims["exp"] - claims["iat"] > longest:
+            _fail(f"token lifetime (exp - iat) is longer than the {longest:g} s accepted here")
 
     def _identity(self, claims: Mapping[str, Any], source: str | None) -> HumanIdentity:
         subject = claims["sub"]
-        if not subject:
-            _fail("token has an empty sub claim")
+        if not subject or len(subject) > MAX_SUBJECT_CHARS or not subject.isprintable():
+            _fail(f"token's sub claim is not 1 to {MAX_SUBJECT_CHARS} printable characters")
         user = claims.get(self.config.user_claim)
         email = claims.get("email")
         name = claims.get("name")
@@ -121,7 +146,7 @@ class OIDCAuthenticator:
             principal=principal, subject=subject,
             user=user if isinstance(user, str) and user else subject,
             email=email if isinstance(email, str) and email else None,
-            email_verified=_boolean(claims.get("email_verified")),
+            email_verified=_email_verified(claims),
             issuer=self.config.issuer, groups=groups,
             name=name if isinstance(name, str) and name else None,
         )
@@ -195,12 +220,13 @@ def _claim(claims: Mapping[str, Any], name: str) -> Any:
     return value
 
 
-def _boolean(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value in ("true", "false"):  # some IdPs send the boolean as a string
-        return value == "true"
-    return None
+def _email_verified(claims: Mapping[str, Any]) -> bool | None:
+    """The ``email_verified`` claim: a JSON boolean, None when absent, and anything else (the
+    string "true" included) False — an email only ever links when the IdP said true, properly."""
+    if "email_verified" not in claims:
+        return None
+    value = claims["email_verified"]
+    return value if isinstance(value, bool) else False
 
 
 def _fail(message: str) -> NoReturn:

@@ -12,11 +12,11 @@ Pure: a function of (config, headers, source). No I/O, no database.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 
 from inferenceops.admin.human_auth import HumanIdentity, build_principal
 from inferenceops.admin.principal import AdminPrincipal
+from inferenceops.client_address import ClientAddress
 from inferenceops.errors import AuthenticationFailed
 from inferenceops.signin_settings import ProxyAuthConfig
 
@@ -29,13 +29,16 @@ class ProxyHeaderAuthenticator:
 
     def __init__(self, config: ProxyAuthConfig) -> None:
         self.config = config
-        self._networks = config.networks
+        self._proxies = ClientAddress(config.trusted_proxies)
 
     def authenticate(self, headers: Mapping[str, str], *, source: str | None) -> AdminPrincipal:
-        return self.identify(headers, source=source).principal
+        return self.identify(headers, peer=source).principal
 
-    def identify(self, headers: Mapping[str, str], *, source: str | None) -> HumanIdentity:
-        if not self.is_trusted(source):
+    def identify(self, headers: Mapping[str, str], *, peer: str | None,
+                 source: str | None = None) -> HumanIdentity:
+        """The identity the headers name, if ``peer`` (the TCP peer) is a trusted proxy;
+        ``source``: the client address the principal records (default: ``peer``)."""
+        if not self.is_trusted(peer):
             raise AuthenticationFailed("identity headers are accepted only from trusted proxies",
                                        code="untrusted_proxy")
         lowered = {name.lower(): value for name, value in headers.items()}
@@ -47,7 +50,8 @@ class ProxyHeaderAuthenticator:
             raise AuthenticationFailed(f"the {self.config.user_header} header is not a user name",
                                        code="missing_identity")
         groups = self._groups(lowered)
-        principal = build_principal(f"proxy:{user}", groups, self.config.group_mappings, source)
+        principal = build_principal(f"proxy:{user}", groups, self.config.group_mappings,
+                                    peer if source is None else source)
         # The proxy is trusted to have checked who this is, so an email it names is verified.
         email = user if "@" in user else None
         return HumanIdentity(principal=principal, subject=user, user=user, email=email,
@@ -55,15 +59,7 @@ class ProxyHeaderAuthenticator:
 
     def is_trusted(self, source: str | None) -> bool:
         """Whether ``source`` (an IPv4/IPv6 address, optionally [bracketed]) is a trusted proxy."""
-        if not source:
-            return False
-        try:
-            address = ipaddress.ip_address(source.strip().removeprefix("[").removesuffix("]"))
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # ::ffff:10.0.0.1 from a dual-stack socket is 10.0.0.1
-        return any(address in network for network in self._networks)
+        return self._proxies.is_trusted(source)
 
     def _groups(self, headers: Mapping[str, str]) -> tuple[str, ...]:
         if self.config.groups_header is None:

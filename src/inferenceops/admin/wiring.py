@@ -21,6 +21,7 @@ from inferenceops.admin.linking import link_identity
 from inferenceops.admin.oidc import OIDCAuthenticator, looks_like_jwt
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.admin.proxy_auth import ProxyHeaderAuthenticator
+from inferenceops.errors import InvalidRequest
 from inferenceops.platform import KeyHasher
 from inferenceops.platform_secret import platform_secret
 from inferenceops.settings import Settings
@@ -56,7 +57,7 @@ def build_admin(settings: Settings, hasher: KeyHasher, currency: str = "USD",
         cipher = cipher_from_environment(os.environ, platform_secret(settings))
     db = Database(settings.resolved_database_url)
     app = build_admin_app(db, hasher, extra_authenticators=human_authenticators(settings, db),
-                          currency=currency, cipher=cipher)
+                          currency=currency, cipher=cipher, trusted_proxies=settings.trusted_proxies)
     return app, AdminDatabase(db)
 
 
@@ -71,12 +72,11 @@ def human_authenticators(settings: Settings, db: Database, *,
     if oidc_config is not None:
         verifier = oidc if oidc is not None else OIDCAuthenticator(oidc_config)
 
-        async def by_token(request: Request) -> AdminPrincipal | None:
+        async def by_token(request: Request, source: str | None) -> AdminPrincipal | None:
             header = request.headers.get("authorization")
             token = header[7:].strip() if header and header[:7].lower() == "bearer " else ""
             if not looks_like_jwt(token):
                 return None
-            source = request.client.host if request.client else None
             identity = await verifier.identify(header, source=source)
             return await link_identity(db, identity, oidc_config)
 
@@ -85,12 +85,20 @@ def human_authenticators(settings: Settings, db: Database, *,
     if proxy_config is not None:
         proxy = ProxyHeaderAuthenticator(proxy_config)
         user_header = proxy_config.user_header.lower()
+        identity_headers = tuple(name for name in (user_header, proxy_config.groups_header)
+                                 if name is not None)
 
-        async def by_proxy(request: Request) -> AdminPrincipal | None:
+        async def by_proxy(request: Request, source: str | None) -> AdminPrincipal | None:
             if user_header not in request.headers:
                 return None
-            source = request.client.host if request.client else None
-            identity = proxy.identify(dict(request.headers), source=source)
+            for name in identity_headers:
+                if len(request.headers.getlist(name)) > 1:
+                    # Servers and proxies disagree about which of two counts: accept neither.
+                    raise InvalidRequest(f"The request carries more than one {name} header",
+                                         code="duplicate_header", param=name)
+            # Trust is the TCP peer's: never an address a header names.
+            peer = request.client.host if request.client else None
+            identity = proxy.identify(dict(request.headers), peer=peer, source=source)
             return await link_identity(db, identity, proxy_config)
 
         found.append(by_proxy)

@@ -27,7 +27,9 @@ from inferenceops.store.migrate import migration_lock
 
 log = logging.getLogger("inferenceops.control")
 
-BOOTSTRAP_EMAIL = "admin@inferenceops.local"
+#: Under .invalid (RFC 2606): no IdP can have verified it, so no sign-in claims this account by
+#: email (``admin.linking`` never links a platform-role user by email either).
+BOOTSTRAP_EMAIL = "bootstrap@inferenceops.invalid"
 BOOTSTRAP_ACTOR = "system:bootstrap"
 DEMO_TEAM = "demo"
 ALL_SCOPES = ("inference", "batch", "admin")

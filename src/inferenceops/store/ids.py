@@ -14,6 +14,7 @@ TEAM, USER, SERVICE_ACCOUNT, API_KEY = "team", "usr", "sa", "key"
 PROVIDER, DEPLOYMENT, MODEL = "prov", "dep", "mdl"
 LIMIT, BUDGET = "lim", "bgt"
 INVITATION = "inv"
+SIGN_IN_LINK = "lnk"
 
 RANDOM_CHARS = 20
 

@@ -60,6 +60,20 @@ class MembershipRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SignInLinkRecord:
+    """An external identity (``issuer``, ``subject``) that acts as ``user_id``; ``method``: email,
+    provisioned or admin; ``linked_by``: the actor that made the link."""
+
+    id: str
+    issuer: str
+    subject: str
+    user_id: str
+    method: str
+    linked_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class InvitationRecord:
     """An offer to join a team with a role; ``state``: pending, accepted, declined, withdrawn."""
 

@@ -53,6 +53,7 @@ PLATFORM_ROLES = ("platform-admin", "auditor", "billing")
 TEAM_ROLES = ("owner", "member", "viewer")
 SCOPES = ("inference", "batch", "admin")
 INVITATION_STATES = ("pending", "accepted", "declined", "withdrawn")
+LINK_METHODS = ("email", "provisioned", "admin")
 # Admission values. Spelled out (not derived from ``platform.policy``): a CHECK is part of the
 # schema and changes only with a migration; a test keeps these equal to the policy's enums.
 LIMIT_SCOPES = ("key", "team", "model", "team_model")
@@ -218,6 +219,25 @@ class Invitation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     decided_at: Mapped[datetime | None] = mapped_column()
+
+
+class SignInLink(Base):
+    """An external identity — ``(issuer, subject)`` of an OIDC token or the auth proxy — acting as
+    one user. ``method``: how it was made (a verified email, provisioning, a platform admin)."""
+
+    __tablename__ = "sign_in_links"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),
+                      CheckConstraint(_in("method", LINK_METHODS), name="method"),
+                      Index(None, "user_id"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True,
+                                    default=lambda: ids.new_id(ids.SIGN_IN_LINK))
+    issuer: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(Text)
+    linked_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Grant(Base):

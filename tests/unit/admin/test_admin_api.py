@@ -14,7 +14,7 @@ throwaway targets, so the cases do not depend on each other.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from inferenceops.platform.keys import KeyHasher, new_secret, visible_prefix
 from inferenceops.store import CredentialCipher, Database, repo
 from inferenceops.store.migrate import upgrade
 from inferenceops.store.repo import admin_queries as q
-from inferenceops.store.repo import invitations
+from inferenceops.store.repo import invitations, sign_in_links
 from inferenceops.store.repo.admin_queries import find_api_key_by_digest
 from inferenceops.store.repo.audit import list_audit
 from inferenceops.store.tables import utcnow
@@ -62,7 +62,9 @@ class Reply:
 
 async def call(app: FastAPI, method: str, path: str, body: Any = None, *, secret: str | None = None,
                headers: dict[str, str] | None = None, raw: bytes | None = None,
-               client: str = CLIENT) -> Reply:
+               client: str = CLIENT, repeated: Sequence[tuple[str, str]] = ()) -> Reply:
+    """One request to ``app`` from ``client``; ``repeated``: more headers, after ``headers``
+    (a name may come again)."""
     path, _, query = path.partition("?")
     data = raw if raw is not None else (b"" if body is None else orjson.dumps(body))
     hdrs = {"content-type": "application/json", **(headers or {})}
@@ -72,7 +74,8 @@ async def call(app: FastAPI, method: str, path: str, body: Any = None, *, secret
         hdrs["content-length"] = str(len(data))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
              "path": path, "raw_path": path.encode(), "query_string": query.encode(),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in hdrs.items()],
+             "headers": [(k.lower().encode(), v.encode())
+                         for k, v in [*hdrs.items(), *repeated]],
              "client": (client, 40000), "server": ("127.0.0.1", 8080), "scheme": "http",
              "root_path": ""}
     sent = False
@@ -330,6 +333,19 @@ async def _patch_user(w: World) -> tuple[str, Any]:
     return f"{V1}/users/{await w.fresh_user()}", {"disabled": True}
 
 
+async def _link_user(w: World) -> tuple[str, Any]:
+    return (f"{V1}/users/{await w.fresh_user()}/sign-in-links",
+            {"issuer": "https://idp.example.com", "subject": w.unique("sub")})
+
+
+async def _user_link(w: World) -> tuple[str, Any]:
+    user = await w.fresh_user()
+    async with w.db.transaction() as tx:
+        link = await sign_in_links.create_link(tx, "https://idp.example.com", w.unique("sub"), user,
+                                               method="admin", linked_by="test")
+    return f"{V1}/users/{user}/sign-in-links/{link.id}", None
+
+
 def _user_path() -> Make:
     async def make(w: World) -> tuple[str, Any]:
         return f"{V1}/users/{await w.fresh_user()}", None
@@ -480,6 +496,12 @@ CASES = [
     Case("users.get outside every team", "GET", "/users/{user_id}",
          _user_path(), "200 200 403 403 403 403 403 403"),
     Case("users.patch", "PATCH", "/users/{user_id}", _patch_user, "200 403 403 403 403 403 403 403"),
+    Case("users.links list", "GET", "/users/{user_id}/sign-in-links",
+         fixed(V1 + "/users/{memberA}/sign-in-links"), "200 200 403 403 403 403 403 403"),
+    Case("users.links create", "POST", "/users/{user_id}/sign-in-links", _link_user,
+         "201 403 403 403 403 403 403 403"),
+    Case("users.links delete", "DELETE", "/users/{user_id}/sign-in-links/{link_id}", _user_link,
+         "204 403 403 403 403 403 403 403"),
     Case("users.patch disables the last owner", "PATCH", "/users/{user_id}",
          fixed(V1 + "/users/{ownerB}", {"disabled": True}), "409 403 403 403 403 403 403 403"),
     Case("sa.list", "GET", "/service-accounts", fixed(V1 + "/service-accounts?team_id={A}"),
@@ -609,7 +631,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 58
+    assert len(_api_routes()) == 61
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 
@@ -913,9 +935,10 @@ async def test_unusable_credentials_are_401(world: World) -> None:
 
 
 async def test_admin_cannot_lock_themselves_out(world: World) -> None:
-    reply = await call(world.app, "PATCH", f"{V1}/users/{world.ids['admin']}", {"platform_role": None},
-                       secret=world.secrets["admin"])
-    assert reply.status == 409
+    for change in ({"platform_role": None}, {"disabled": True}):
+        reply = await call(world.app, "PATCH", f"{V1}/users/{world.ids['admin']}", change,
+                           secret=world.secrets["admin"])
+        assert reply.status == 403 and reply.json()["error"]["type"] == "permission_error"
 
 
 async def test_user_patch_changes_only_fields_sent(world: World) -> None:
@@ -934,7 +957,7 @@ async def test_user_patch_changes_only_fields_sent(world: World) -> None:
 
 
 async def test_extra_authenticators_are_consulted_after_keys(world: World) -> None:
-    async def header_auth(request: Request) -> AdminPrincipal | None:
+    async def header_auth(request: Request, source: str | None) -> AdminPrincipal | None:
         if request.headers.get("x-test-user") == "ada":
             return AdminPrincipal(actor="test:ada", platform_role="auditor")
         return None

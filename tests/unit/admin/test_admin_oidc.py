@@ -160,13 +160,16 @@ async def test_valid_token_maps_groups_to_roles(auth: OIDCAuthenticator) -> None
 
 
 @pytest.mark.parametrize(("verified", "assume", "expected"), [
-    (True, False, "ada@example.com"), ("true", False, "ada@example.com"), (False, False, None),
-    ("false", True, None), (None, False, None), (None, True, "ada@example.com"),
-    ("yes", False, None),
+    (True, False, "ada@example.com"), (False, False, None), (None, False, None),
+    (None, True, "ada@example.com"),
+    # Only a JSON boolean counts: a string (even "true") or a number is "not verified", and the
+    # operator's assume_email_verified does not turn it into a yes.
+    ("true", False, None), ("true", True, None), ("false", True, None), ("yes", False, None),
+    (1, True, None),
 ])
 async def test_verified_email(auth: OIDCAuthenticator, verified: Any, assume: bool,
                               expected: str | None) -> None:
-    """What may link to a user row: never an email the IdP says it has not verified."""
+    """What may link to a user row: never an email the IdP has not said, as a boolean, it verified."""
     identity = await auth.identify(bearer(token(email_verified=verified, name="Ada L.")), source=None)
     assert identity.verified_email(assume_verified=assume) == expected
     assert identity.name == "Ada L."
@@ -197,7 +200,44 @@ async def test_user_claim_falls_back_to_sub_and_nested_groups(server: JWKSServer
 
 async def test_audience_lists_on_both_sides(server: JWKSServer) -> None:
     auth = OIDCAuthenticator(config(jwks_url=server.url, audience=["other", AUDIENCE]))
-    await auth.authenticate(bearer(token(aud=["account", AUDIENCE])), source=None)
+    await auth.authenticate(bearer(token(aud=["account", AUDIENCE], azp=AUDIENCE)), source=None)
+    await auth.authenticate(bearer(token(aud=[AUDIENCE, AUDIENCE])), source=None)  # one, twice
+
+
+@pytest.mark.parametrize(("aud", "azp", "parties", "accepted"), [
+    (AUDIENCE, None, None, True),  # one audience: azp is not needed
+    ([AUDIENCE], "someone-else", None, True),  # ... nor checked
+    (["account", AUDIENCE], None, None, False),  # several: azp must say who it was issued to
+    (["account", AUDIENCE], "account", None, False),  # ... and be a party accepted here
+    (["account", AUDIENCE], AUDIENCE, None, True),  # the audiences are accepted by default
+    (["account", AUDIENCE], "ops-cli", ("ops-cli",), True),  # or the configured parties
+    (["account", AUDIENCE], AUDIENCE, ("ops-cli",), False),  # ... which then replace them
+    (["account", AUDIENCE], ["ops-cli"], ("ops-cli",), False),  # azp is one string
+])
+async def test_several_audiences_need_an_authorized_party(
+        server: JWKSServer, aud: Any, azp: Any, parties: tuple[str, ...] | None,
+        accepted: bool) -> None:
+    auth = OIDCAuthenticator(config(jwks_url=server.url, authorized_parties=parties))
+    credential = bearer(token(aud=aud, azp=azp))
+    if accepted:
+        await auth.authenticate(credential, source=None)
+    else:
+        assert "no authorized party (azp)" in await rejected(auth, credential)
+
+
+@pytest.mark.parametrize(("lifetime_s", "longest_s", "accepted"), [
+    (3600, None, True), (86_400 * 365, None, True),  # no maximum: the IdP decides
+    (3600, 3600, True), (3601, 3600, False), (86_400 * 365, 3600, False),
+])
+async def test_an_optional_maximum_token_lifetime(server: JWKSServer, lifetime_s: int,
+                                                  longest_s: float | None, accepted: bool) -> None:
+    auth = OIDCAuthenticator(config(jwks_url=server.url, max_token_lifetime_s=longest_s))
+    now = int(time.time())
+    credential = bearer(token(iat=now - 10, exp=now - 10 + lifetime_s))
+    if accepted:
+        await auth.authenticate(credential, source=None)
+    else:
+        assert "token lifetime (exp - iat) is longer than the 3600 s" in await rejected(auth, credential)
 
 
 async def test_keys_are_cached(auth: OIDCAuthenticator, server: JWKSServer, clock: Clock) -> None:
@@ -233,7 +273,12 @@ def _from_now(seconds: int) -> Callable[[], int]:
     ({"exp": None}, "exp claim"),
     ({"iat": None}, "iat claim"),
     ({"sub": None}, "sub claim"),
-    ({"sub": ""}, "empty sub"),
+    ({"sub": ""}, "sub claim is not 1 to 255 printable characters"),
+    ({"sub": "s" * 256}, "sub claim is not 1 to 255 printable characters"),
+    ({"sub": "admin\x00"}, "sub claim is not 1 to 255 printable characters"),
+    ({"exp": lambda: str(_from_now(300)())}, "exp claim is not a number"),
+    ({"iat": True}, "iat claim is not a number"),
+    ({"nbf": lambda: str(_from_now(-10)())}, "nbf claim is not a number"),
     ({"sub": 5}, "malformed iat or sub"),
     ({"iat": "yesterday"}, "malformed iat or sub"),
     ({"exp": "tomorrow"}, "malformed exp"),
@@ -583,6 +628,8 @@ async def test_missing_jwks_file_is_unavailable(tmp_path: Path) -> None:
     ({"leeway_s": -1}, "greater than or equal"),
     ({"jwks_cache_s": 1}, "greater than or equal to 30"),
     ({"issuer": None}, "issuer"),
+    ({"issuer": "proxy"}, "trusted auth proxy"),
+    ({"max_token_lifetime_s": 0}, "greater than 0"),
     ({"surprise": 1}, "Extra inputs"),
 ])
 def test_config_validation(overrides: dict[str, Any], expected: str) -> None:

@@ -34,7 +34,7 @@ HEADERS = {"x-forwarded-email": "ada@example.com", "X-Forwarded-Groups": "ml, au
 
 @pytest.mark.parametrize("source", ["10.1.2.3", "fd00:1::7", "[fd00:1::7]", "::ffff:10.0.0.1"])
 def test_trusted_source_maps_groups(source: str) -> None:
-    identity = AUTH.identify(HEADERS, source=source)
+    identity = AUTH.identify(HEADERS, peer=source)
     principal = identity.principal
     assert principal.actor == "proxy:ada@example.com"
     assert principal.platform_role == "auditor"
@@ -42,8 +42,18 @@ def test_trusted_source_maps_groups(source: str) -> None:
     assert principal.source == source and principal.user_id is None
     assert identity.groups == ("ml", "auditors", "ml-leads")
     assert identity.email == "ada@example.com" and identity.issuer is None
+    assert (identity.link_issuer, identity.subject) == ("proxy", "ada@example.com")
     # The proxy is trusted, so the email it names is verified: it links to the user row.
     assert identity.email_verified is True and identity.verified_email() == "ada@example.com"
+
+
+def test_trust_is_the_peers_and_the_principal_records_the_client() -> None:
+    """The proxy at 10.1.2.3 forwards a client at 203.0.113.9: the client is recorded, never
+    trusted; a client that names a trusted proxy as itself is refused at its own address."""
+    identity = AUTH.identify(HEADERS, peer="10.1.2.3", source="203.0.113.9")
+    assert identity.principal.source == "203.0.113.9"
+    with pytest.raises(AuthenticationFailed, match="trusted proxies"):
+        AUTH.identify(HEADERS, peer="203.0.113.9", source="10.1.2.3")
 
 
 @pytest.mark.parametrize("source", [None, "", "192.168.1.5", "11.0.0.1", "fd00:2::1", "::1",
@@ -71,7 +81,7 @@ def test_no_groups_header_means_no_roles() -> None:
     principal = AUTH.authenticate({"X-FORWARDED-EMAIL": "bob"}, source="10.0.0.1")
     assert principal.platform_role is None and dict(principal.team_roles) == {}
     assert principal.actor == "proxy:bob"
-    bob = AUTH.identify({"X-FORWARDED-EMAIL": "bob"}, source="10.0.0.1")
+    bob = AUTH.identify({"X-FORWARDED-EMAIL": "bob"}, peer="10.0.0.1")
     assert bob.email is None and bob.verified_email(assume_verified=True) is None  # not an email
     only_user = ProxyHeaderAuthenticator(config(groups_header=None))
     assert only_user.authenticate(HEADERS, source="10.0.0.1").platform_role is None

@@ -19,7 +19,7 @@ from inferenceops.store.tables import metadata
 
 TABLES = {"teams", "users", "service_accounts", "memberships", "api_keys", "grants", "providers",
           "deployments", "models", "audit_log", "control_state", "limits", "budgets",
-          "alembic_version", "invitations", "usage_records"}
+          "alembic_version", "invitations", "usage_records", "sign_in_links"}
 
 
 async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]:
@@ -37,7 +37,7 @@ async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]
 async def test_upgrade_creates_every_table_and_is_idempotent(fresh: FreshDatabases) -> None:
     url = await fresh.new()
     assert await current(url) is None
-    assert await upgrade(url) == head() == "0005"
+    assert await upgrade(url) == head() == "0006"
     assert await upgrade(url) == head()  # second run: a no-op
     assert await current(url) == head()
     tables, versions, state = await _schema(url)
@@ -181,6 +181,27 @@ async def test_0003_fills_existing_catalog_rows_and_downgrades_in_place(fresh: F
         assert await upgrade(url) == head()
         async with db.engine.connect() as conn:
             assert _0003_COLUMNS["deployments"] <= (await conn.run_sync(columns))["deployments"]
+    finally:
+        await db.close()
+
+
+async def test_0006_moves_the_bootstrap_admin_to_an_address_no_idp_can_verify(
+        fresh: FreshDatabases) -> None:
+    """Only the platform admin at the old documented address moves; anyone else keeps theirs."""
+    url = await fresh.new()
+    db = Database(url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_alembic, "upgrade", "0005")
+            for user_id, email, role in (("usr_a", "admin@inferenceops.local", "platform-admin"),
+                                         ("usr_b", "ada@example.com", "platform-admin")):
+                await conn.execute(text(
+                    "INSERT INTO users (id, email, display_name, platform_role, disabled, created_at)"
+                    " VALUES (:id, :email, '', :role, false, CURRENT_TIMESTAMP)"),
+                    {"id": user_id, "email": email, "role": role})
+            await conn.run_sync(_alembic, "upgrade", "0006")
+            emails = {row[0]: row[1] for row in await conn.execute(text("SELECT id, email FROM users"))}
+        assert emails == {"usr_a": "bootstrap@inferenceops.invalid", "usr_b": "ada@example.com"}
     finally:
         await db.close()
 

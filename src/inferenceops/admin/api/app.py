@@ -39,6 +39,7 @@ from inferenceops.admin.api._input import reject_nul
 from inferenceops.admin.api._openapi import document_errors
 from inferenceops.admin.api.deps import AdminContext, Authenticator, authenticated
 from inferenceops.admin.api.errors import HANDLED, error_response
+from inferenceops.client_address import ClientAddress
 from inferenceops.platform.keys import KeyHasher
 from inferenceops.platform.policy import CURRENCIES
 from inferenceops.store import CredentialCipher, Database
@@ -65,12 +66,14 @@ class AdminApp(FastAPI):
 
 def build_admin_app(db: Database, hasher: KeyHasher, *,
                     extra_authenticators: Iterable[Authenticator] = (),
-                    currency: str = "USD", cipher: CredentialCipher | None = None) -> FastAPI:
+                    currency: str = "USD", cipher: CredentialCipher | None = None,
+                    trusted_proxies: Iterable[str] = ()) -> FastAPI:
     """The admin REST API over ``db``; ``extra_authenticators`` are tried after API keys, in order.
 
     ``currency`` is the platform's (ISO 4217): budgets in any other are refused. ``cipher``
     encrypts provider API keys (``admin.wiring`` builds it from the environment); without
-    one, storing a key answers 503.
+    one, storing a key answers 503. ``trusted_proxies`` (CIDRs) may say, in X-Forwarded-For,
+    which client they forward (the audit log's source).
     """
     if currency not in CURRENCIES:
         raise ValueError(f"unknown currency {currency!r}; use an ISO 4217 code such as USD")
@@ -81,7 +84,8 @@ def build_admin_app(db: Database, hasher: KeyHasher, *,
         # without credentials learns nothing); the OpenAPI route is added by FastAPI outside.
         dependencies=[Depends(authenticated), Depends(reject_nul)],
     )
-    app.state.admin = AdminContext(db, hasher, tuple(extra_authenticators), currency, cipher)
+    app.state.admin = AdminContext(db, hasher, tuple(extra_authenticators), currency, cipher,
+                                   ClientAddress(trusted_proxies))
     for exc_class in HANDLED:
         app.add_exception_handler(exc_class, error_response)
     for router in ROUTERS:

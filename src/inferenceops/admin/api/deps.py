@@ -33,13 +33,16 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from inferenceops.admin.principal import AdminPrincipal
-from inferenceops.errors import AuthenticationFailed, NotFound, PermissionDenied
+from inferenceops.client_address import ClientAddress
+from inferenceops.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
 from inferenceops.platform.identity import key_power
 from inferenceops.platform.keys import KeyHasher
 from inferenceops.store import CredentialCipher, Database, repo
 from inferenceops.store.repo.admin_queries import find_api_key_by_digest, get_membership
 
-Authenticator = Callable[[Request], Awaitable[AdminPrincipal | None]]
+#: A human sign-in (``admin.wiring``): the request and the client's address → the principal,
+#: or None when the request carries none of its credentials.
+Authenticator = Callable[[Request, str | None], Awaitable[AdminPrincipal | None]]
 Extent = Literal["team", "own"]
 TEAM: Extent = "team"
 OWN: Extent = "own"
@@ -86,14 +89,16 @@ TEAM_ROLE_PERMISSIONS: Mapping[str, Mapping[str, Extent]] = MappingProxyType({
 @dataclass(frozen=True)
 class AdminContext:
     """What the routes share: the store, the key hasher, the extra authenticators, the
-    platform currency (the only one a budget may be set in), and the cipher provider API keys
-    are stored with (None: this app cannot store them)."""
+    platform currency (the only one a budget may be set in), the cipher provider API keys
+    are stored with (None: this app cannot store them), and who may say where a request
+    came from (``client_address``: the audit log's source)."""
 
     db: Database
     hasher: KeyHasher
     authenticators: tuple[Authenticator, ...] = ()
     currency: str = "USD"
     cipher: CredentialCipher | None = None
+    client_address: ClientAddress = ClientAddress()
 
 
 def context(request: Request) -> AdminContext:
@@ -110,16 +115,25 @@ async def authenticated(
     request: Request, ctx: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AdminPrincipal:
-    """The caller's principal: an admin-scoped API key, else an extra authenticator, else 401."""
-    source = request.client.host if request.client else None
+    """The caller's principal: an admin-scoped API key, else an extra authenticator, else 401.
+
+    Its ``source`` is the client's address (``ctx.client_address``: the peer, or what the
+    trusted proxies in front of it forwarded). Two ``Authorization`` headers are refused:
+    servers and proxies disagree about which one counts.
+    """
+    if len(request.headers.getlist("authorization")) > 1:
+        raise InvalidRequest("The request carries more than one Authorization header; send one",
+                             code="duplicate_header", param="Authorization")
+    peer = request.client.host if request.client else None
+    source = ctx.client_address.of(peer, request.headers.getlist("x-forwarded-for"))
     if credentials is not None and credentials.credentials.strip():
         principal = await principal_for_key(ctx.db, ctx.hasher, credentials.credentials.strip(), source)
         if principal is not None:
             return principal
     for authenticate in ctx.authenticators:
-        principal = await authenticate(request)
+        principal = await authenticate(request, source)
         if principal is not None:
-            return principal if principal.source else replace(principal, source=source)
+            return principal if principal.source == source else replace(principal, source=source)
     raise AuthenticationFailed("Authentication required: send `Authorization: Bearer <API key with the "
                                "admin scope>` or sign in", headers=_CHALLENGE)
 

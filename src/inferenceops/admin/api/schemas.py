@@ -27,6 +27,7 @@ from inferenceops.store.records import (
     LimitRecord,
     MembershipRecord,
     ServiceAccountRecord,
+    SignInLinkRecord,
     TeamRecord,
     UserRecord,
 )
@@ -138,6 +139,30 @@ class UserOut(BaseModel):
     def of(cls, r: UserRecord) -> UserOut:
         return cls(id=r.id, email=r.email, display_name=r.display_name, platform_role=r.platform_role,
                    disabled=r.disabled, created_at=r.created_at)
+
+
+class SignInLinkCreate(_Request):
+    """Link an external identity to the user: the token's ``iss`` and ``sub`` exactly as the IdP
+    writes them, or ``issuer: "proxy"`` and the auth proxy's user header value."""
+
+    issuer: str = Field(min_length=1, max_length=1024)
+    subject: str = Field(min_length=1, max_length=1024)
+
+
+class SignInLinkOut(BaseModel):
+    id: str
+    issuer: str
+    subject: str
+    user_id: str
+    method: Literal["email", "provisioned", "admin"]
+    linked_by: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: SignInLinkRecord) -> SignInLinkOut:
+        return cls(id=r.id, issuer=r.issuer, subject=r.subject, user_id=r.user_id,
+                   method=r.method,  # type: ignore[arg-type]  # the table's CHECK keeps it one of these
+                   linked_by=r.linked_by, created_at=r.created_at)
 
 
 # ---- service accounts -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.admin.api import schemas as s
 from inferenceops.admin.api.deps import Access, AdminContext
-from inferenceops.admin.api.errors import Conflict, Unprocessable
+from inferenceops.admin.api.errors import Unprocessable
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.errors import NotFound, PermissionDenied
 from inferenceops.store import errors as store_errors
@@ -220,13 +220,15 @@ async def create_user(ctx: AdminContext, access: Access, body: s.UserCreate) -> 
 async def update_user(ctx: AdminContext, access: Access, user_id: str, body: s.UserPatch) -> s.UserOut:
     access.check(None, f"user {user_id!r}")
     sent = body.model_fields_set
-    if user_id == access.principal.user_id and (
-            ("disabled" in sent and body.disabled) or
-            ("platform_role" in sent and body.platform_role != access.principal.platform_role)):
-        # Guard against locking the platform out by accident; another admin can do it.
-        raise Conflict("You cannot disable yourself or change your own platform role")
     async with ctx.db.transaction("updating a user") as tx:
         before = s.UserOut.of(await repo.get_user(tx, user_id))
+        if user_id == access.principal.user_id and (
+                ("disabled" in sent and body.disabled != before.disabled) or
+                ("platform_role" in sent and body.platform_role != before.platform_role)):
+            # Nobody changes their own standing: a disabled person must not re-enable
+            # themselves, and an admin must not lock the platform out by accident.
+            raise PermissionDenied("You cannot change your own disabled flag or platform role; "
+                                   "another platform admin can")
         record = None
         if "platform_role" in sent:
             record = await repo.set_platform_role(tx, user_id, body.platform_role)

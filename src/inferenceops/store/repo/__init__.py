@@ -9,6 +9,7 @@ Every mutation that changes what a snapshot would contain bumps the
     teams      teams and service accounts
     users      users, platform roles, memberships
     invitations  offers to join a team, accepted by the invitee (imported as a module)
+    sign_in_links  which OIDC/proxy identity acts as which user (imported as a module)
     keys       API keys: create, revoke, rotate, last use
     grants     per-team model grants
     admission  operators' rate limits and budgets (per subject); team weights live in teams
