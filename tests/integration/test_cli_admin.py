@@ -149,6 +149,25 @@ def test_key_rotate_prints_new_secret(spawn_gateway: SpawnGateway) -> None:
     assert "not be shown again" in rotated.stderr
 
 
+def test_users_sign_in_links_and_disabling(spawn_gateway: SpawnGateway) -> None:
+    gw = spawn_gateway(name="cli-users")
+    user = ok_json(gw, "users", "create", "ops@example.com", "--platform-role", "auditor")
+    assert "no sign-in links" in ok(gw, "users", "links", user["id"])
+    link = ok_json(gw, "users", "link", user["id"], "--issuer", "https://idp.example.com",
+                   "--subject", "248289761001")
+    assert (link["user_id"], link["method"], link["subject"]) == (user["id"], "admin", "248289761001")
+    table = ok(gw, "users", "links", user["id"])
+    assert table.splitlines()[0].split()[:4] == ["ID", "ISSUER", "SUBJECT", "METHOD"]
+    assert link["id"] in table and "https://idp.example.com" in table
+    twice = cli("users", "link", user["id"], "--issuer", "https://idp.example.com",
+                "--subject", "248289761001", url=gw.origin)
+    assert twice.returncode == 1 and "already linked" in twice.stderr
+    assert "removed sign-in link" in ok(gw, "users", "unlink", user["id"], link["id"])
+    assert ok_json(gw, "users", "links", user["id"])["data"] == []
+    assert ok_json(gw, "users", "disable", user["id"])["disabled"] is True
+    assert ok_json(gw, "users", "enable", user["id"])["disabled"] is False
+
+
 def test_server_down_names_the_url(refused_port: int) -> None:
     url = f"http://127.0.0.1:{refused_port}"
     result = cli("teams", "list", url=url)

@@ -37,6 +37,10 @@ USER_COLUMNS = (("id", "ID"), ("email", "EMAIL"), ("display_name", "NAME"),
                 ("platform_role", "PLATFORM ROLE"), ("disabled", "DISABLED"), ("created_at", "CREATED"))
 USER_FIELDS = (("id", "id"), ("email", "email"), ("display_name", "name"),
                ("platform_role", "platform role"), ("disabled", "disabled"), ("created_at", "created"))
+LINK_COLUMNS = (("id", "ID"), ("issuer", "ISSUER"), ("subject", "SUBJECT"), ("method", "METHOD"),
+                ("linked_by", "LINKED BY"), ("created_at", "CREATED"))
+LINK_FIELDS = (("id", "id"), ("user_id", "user"), ("issuer", "issuer"), ("subject", "subject"),
+               ("method", "method"), ("linked_by", "linked by"), ("created_at", "created"))
 KEY_COLUMNS = (("id", "ID"), ("name", "NAME"), ("prefix", "PREFIX"), ("team_id", "TEAM"),
                ("owner", "OWNER"), ("scopes", "SCOPES"),
                ("allowed_models", "MODELS"), ("expires_at", "EXPIRES"), ("revoked_at", "REVOKED"),
@@ -139,6 +143,59 @@ def users_create(
     if platform_role is not None:
         body["platform_role"] = platform_role
     _emit_one(_api(url, key, "POST", "/users", body), USER_FIELDS, as_json)
+
+
+def _set_disabled(user_id: str, disabled: bool, url: str, key: str | None, as_json: bool) -> None:
+    user = _api(url, key, "PATCH", f"/users/{_quote(user_id)}", {"disabled": disabled})
+    _emit_one(user, USER_FIELDS, as_json)
+
+
+@users_app.command("disable")
+def users_disable(user_id: Annotated[str, typer.Argument(metavar="USER_ID")],
+                  url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Disable a user: every way in closes (their keys, their sign-ins) within seconds."""
+    _set_disabled(user_id, True, url, key, as_json)
+
+
+@users_app.command("enable")
+def users_enable(user_id: Annotated[str, typer.Argument(metavar="USER_ID")],
+                 url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Enable a disabled user again (never yourself)."""
+    _set_disabled(user_id, False, url, key, as_json)
+
+
+@users_app.command("links")
+def users_links(user_id: Annotated[str, typer.Argument(metavar="USER_ID")],
+                url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """The OIDC / auth-proxy identities that sign in as this user."""
+    links = _api(url, key, "GET", f"/users/{_quote(user_id)}/sign-in-links")
+    _emit_list(links, LINK_COLUMNS, as_json, "sign-in links")
+
+
+@users_app.command("link")
+def users_link(
+    user_id: Annotated[str, typer.Argument(metavar="USER_ID")],
+    issuer: Annotated[str, typer.Option(help="The token's iss, exactly; `proxy` for the auth "
+                                             "proxy's identities.")],
+    subject: Annotated[str, typer.Option(help="The token's sub, or the proxy's user header.")],
+    url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Let an identity sign in as this user (the only way for a user with a platform role)."""
+    link = _api(url, key, "POST", f"/users/{_quote(user_id)}/sign-in-links",
+                {"issuer": issuer, "subject": subject})
+    _emit_one(link, LINK_FIELDS, as_json)
+
+
+@users_app.command("unlink")
+def users_unlink(user_id: Annotated[str, typer.Argument(metavar="USER_ID")],
+                 link_id: Annotated[str, typer.Argument(metavar="LINK_ID")],
+                 url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Remove a sign-in link: that identity signs in as nobody until linked again."""
+    _api(url, key, "DELETE", f"/users/{_quote(user_id)}/sign-in-links/{_quote(link_id)}")
+    if as_json:
+        _emit_json({"user_id": user_id, "link_id": link_id, "removed": True})
+    else:
+        typer.echo(f"removed sign-in link {link_id} of user {user_id}")
 
 
 # ---- keys -------------------------------------------------------------------------------------
