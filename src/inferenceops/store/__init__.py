@@ -6,7 +6,8 @@ background writers and the snapshot builder — never by the data plane
 (``gateway`` reads an in-memory snapshot built from ``load_identity``).
 
     db.py          Database (engine + sessions per URL), backend_of
-    migrate.py     upgrade / current, under a cross-process migration lock
+    migrate.py     upgrade / current, under a cross-process migration lock (Alembic is
+                   imported on first use of these names: a serving worker never migrates)
     tables.py      the schema (declarative, typed)
     records.py     the plain records that leave the store
     repo/          async repositories (teams, users, keys, grants, admission rules, catalog, identity)
@@ -24,6 +25,8 @@ Usage::
     identity = await repo.load_identity(db)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from inferenceops.store import repo
 from inferenceops.store.credentials import CredentialCipher, cipher_from_environment
 from inferenceops.store.db import Backend, Database, backend_of
@@ -38,7 +41,6 @@ from inferenceops.store.errors import (
     StoreUnavailable,
     WrongCredentialsKey,
 )
-from inferenceops.store.migrate import current, head, upgrade
 from inferenceops.store.records import (
     ActiveKey,
     ApiKeyRecord,
@@ -66,3 +68,22 @@ __all__ = [
     "WrongCredentialsKey", "backend_of", "cipher_from_environment", "current", "head", "repo",
     "upgrade",
 ]
+
+if TYPE_CHECKING:
+    from inferenceops.store.migrate import current, head, upgrade
+
+_MIGRATE = frozenset({"current", "head", "upgrade"})
+
+
+def __getattr__(name: str) -> Any:
+    """``current``, ``head`` and ``upgrade`` load Alembic (and Mako) when first asked for.
+
+    Only the processes that migrate need them (``serve`` before it starts the server,
+    ``worker``, ``db upgrade``); a serving worker reads the store but never migrates, and
+    keeps ~12 MB of modules out of its memory (``tests/unit/test_idle_imports.py``).
+    """
+    if name in _MIGRATE:
+        from inferenceops.store import migrate
+
+        return getattr(migrate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
