@@ -31,6 +31,11 @@ Ciphertext, version 1 (``VERSION``), bytes::
 
 Failures are ``CredentialsError`` (a ``StoreError``): a malformed key setting, an unknown
 format, an altered or misplaced ciphertext; ``WrongCredentialsKey`` for another key.
+
+The cryptography package (AES-GCM) is imported on the first ``encrypt`` or ``decrypt``, not
+with this module: every serving worker builds its cipher at start, and most never hold a
+provider key (its OpenSSL bindings are ~9 MB of a worker's memory). HKDF-SHA256 is the
+standard library's HMAC (RFC 5869), checked against cryptography's in the tests.
 """
 
 from __future__ import annotations
@@ -38,15 +43,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 from collections.abc import Mapping
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from typing import TYPE_CHECKING
 
 from inferenceops.store.errors import CredentialsError, WrongCredentialsKey
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_ENV = "INFERENCEOPS_CREDENTIALS_KEY"
 #: HKDF ``info`` for the key derived from the platform secret. Never change it: every stored
@@ -69,6 +74,18 @@ def key_id_of(key: bytes) -> bytes:
     return hashlib.sha256(KEY_ID_LABEL + key).digest()[:KEY_ID_BYTES]
 
 
+def hkdf_sha256(secret: bytes, *, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 (RFC 5869) without a salt: extract (HMAC keyed with zeros), then expand."""
+    prk = hmac.new(bytes(hashlib.sha256().digest_size), secret, hashlib.sha256).digest()
+    okm = block = b""
+    counter = 1
+    while len(okm) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        okm += block
+        counter += 1
+    return okm[:length]
+
+
 class CredentialCipher:
     """Seals and opens provider credentials with one AES-256 key (see the module doc).
 
@@ -76,15 +93,23 @@ class CredentialCipher:
     that need it; it holds no state besides the key.
     """
 
-    __slots__ = ("_aead", "_key_id", "source")
+    __slots__ = ("_aead", "_key", "_key_id", "source")
 
     def __init__(self, key: bytes, *, source: str = "an explicit key") -> None:
         if not isinstance(key, bytes) or len(key) != KEY_BYTES:
             raise CredentialsError(f"a credentials key is {KEY_BYTES} bytes (AES-256), "
                                    f"not {len(key) if isinstance(key, bytes) else type(key).__name__}")
-        self._aead = AESGCM(key)
+        self._key = key
+        self._aead: AESGCM | None = None  # on first use: see the module doc
         self._key_id = key_id_of(key)
         self.source = source  # where the key came from, for messages: never the key itself
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(self._key)
+        return self._aead
 
     @classmethod
     def derived_from(cls, platform_secret: bytes) -> CredentialCipher:
@@ -92,8 +117,7 @@ class CredentialCipher:
         if len(platform_secret) < MIN_PLATFORM_SECRET_BYTES:
             raise CredentialsError(f"the platform secret must be at least {MIN_PLATFORM_SECRET_BYTES} "
                                    "bytes to derive a credentials key from it")
-        key = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None,
-                   info=HKDF_INFO).derive(platform_secret)
+        key = hkdf_sha256(platform_secret, info=HKDF_INFO, length=KEY_BYTES)
         return cls(key, source="derived from the platform secret")
 
     @property
@@ -110,7 +134,7 @@ class CredentialCipher:
             raise CredentialsError("a credential must be bound to a row id")
         header = bytes([VERSION]) + self._key_id
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), header + bound_to.encode())
+        sealed = self._cipher().encrypt(nonce, plaintext.encode("utf-8"), header + bound_to.encode())
         return header + nonce + sealed
 
     def decrypt(self, blob: bytes, *, bound_to: str, what: str | None = None) -> str:
@@ -129,8 +153,11 @@ class CredentialCipher:
                 f"{KEY_ENV} to the key it was stored with",
                 stored_key_id=stored_id.hex(), current_key_id=self.key_id)
         nonce = blob[HEADER_BYTES:HEADER_BYTES + NONCE_BYTES]
+        aead = self._cipher()
+        from cryptography.exceptions import InvalidTag
+
         try:
-            plain = self._aead.decrypt(nonce, blob[HEADER_BYTES + NONCE_BYTES:],
+            plain = aead.decrypt(nonce, blob[HEADER_BYTES + NONCE_BYTES:],
                                        blob[:HEADER_BYTES] + bound_to.encode())
         except InvalidTag:
             raise CredentialsError(

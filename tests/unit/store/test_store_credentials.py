@@ -11,10 +11,12 @@ import pytest
 from inferenceops.store import CredentialsError, WrongCredentialsKey
 from inferenceops.store.credentials import (
     HEADER_BYTES,
+    HKDF_INFO,
     KEY_ENV,
     NONCE_BYTES,
     CredentialCipher,
     cipher_from_environment,
+    hkdf_sha256,
     parse_key,
 )
 
@@ -80,6 +82,19 @@ def test_derivation_from_the_platform_secret_is_deterministic() -> None:
     assert CredentialCipher.derived_from(b"x" * 40).key_id == "3b8030b6"
     with pytest.raises(CredentialsError, match="at least 32 bytes"):
         CredentialCipher.derived_from(b"short")
+
+
+@pytest.mark.parametrize("length", [1, 32, 33, 64, 100])
+def test_the_standard_library_hkdf_is_cryptography_s_hkdf(length: int) -> None:
+    """The derivation runs without cryptography (kept out of idle workers), to the same bytes."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    for secret in (SECRET, b"x" * 40, os.urandom(32), os.urandom(200)):
+        for info in (HKDF_INFO, b"", b"other"):
+            expected = HKDF(algorithm=hashes.SHA256(), length=length, salt=None,
+                            info=info).derive(secret)
+            assert hkdf_sha256(secret, info=info, length=length) == expected
 
 
 def test_the_environment_key_wins_in_every_base64_spelling() -> None:
