@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from inferenceops.admission.control import AdmissionControl
 from inferenceops.admission.instance import instance_heartbeat
@@ -18,6 +19,8 @@ from inferenceops.config.spec import ConfigError, Platform, load_platform
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.engines.simulator.mounts import SimulatorMounts
 from inferenceops.gateway.app import GatewayApp
+from inferenceops.gateway.http import ASGIApp
+from inferenceops.gateway.ondemand import OnDemandApp
 from inferenceops.gateway.state import GatewayState
 from inferenceops.outbox import Outbox
 from inferenceops.pipeline.forward import Forwarder
@@ -29,6 +32,9 @@ from inferenceops.platform_secret import platform_secret
 from inferenceops.routing import default_router
 from inferenceops.settings import Settings
 from inferenceops.supervisor import Service
+
+if TYPE_CHECKING:
+    from inferenceops.store import CredentialCipher
 
 log = logging.getLogger("inferenceops")
 
@@ -94,13 +100,34 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher, ident
     return state
 
 
+def admin_on_demand(settings: Settings, hasher: KeyHasher, currency: str,
+                    cipher: CredentialCipher, wake: Callable[[], None]) -> OnDemandApp:
+    """The admin API of a serving process, built on its first ``/admin/`` request.
+
+    FastAPI, the admin schemas and routes, the human sign-ins (PyJWT) are imported
+    then, not at start: a worker that never serves ``/admin/`` never holds them. Its
+    database's changes wake ``wake`` (the snapshot feed), so this process's admin
+    changes apply at once; the service closes that pool at shutdown.
+    """
+
+    def build() -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
+        from inferenceops.admin.wiring import build_admin
+
+        app, admin_db = build_admin(settings, hasher, currency=currency, cipher=cipher)
+        admin_db.db.on_change.append(wake)
+        return app, admin_db.stop
+
+    return OnDemandApp("admin-api", build, what="The admin API", code="admin_unavailable")
+
+
 def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     """Everything one process runs, on the store: the state and its services.
 
     Services in start order (stopped in reverse): the outbox writer first, so it
     flushes after everything that feeds it has stopped; the Redis heartbeat; the
     snapshot feed (the first snapshot is built before the process is ready); the
-    admin API's database pool when this process serves the admin API.
+    admin API (built on its first request; the service closes its database pool)
+    when this process serves the admin API.
     """
     from inferenceops.control.snapshot_feed import SnapshotFeed
     from inferenceops.outbox.writer import OutboxWriter
@@ -115,17 +142,15 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     writer = OutboxWriter(outbox, settings.resolved_database_url, flush_s=settings.outbox_flush_s)
     state = build_state(settings, platform, hasher, Identity([], {}), outbox=outbox,
                         leading=[writer])
+    cipher = cipher_from_environment(os.environ, secret)
     feed = SnapshotFeed(settings.resolved_database_url, platform, state=state,
-                        loopback_base_url=settings.loopback_base_url,
-                        cipher=cipher_from_environment(os.environ, secret),
+                        loopback_base_url=settings.loopback_base_url, cipher=cipher,
                         refresh_s=settings.snapshot_refresh_s)
     services: list[Service] = [feed]
     if serve_admin:
-        from inferenceops.admin.wiring import build_admin
-
-        state.admin_app, admin_db = build_admin(settings, hasher, currency=platform.policy.currency)
-        admin_db.db.on_change.append(feed.wake)  # this process's admin changes apply at once
-        services.append(admin_db)
+        admin = admin_on_demand(settings, hasher, platform.policy.currency, cipher, feed.wake)
+        state.admin_app = admin
+        services.append(admin)
     for service in services:
         state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)
     return state

@@ -10,8 +10,10 @@ its keyed hash is stored; the platform secret is a 0600 file in the folder.
 
 from __future__ import annotations
 
+import json
 import re
 import stat
+import urllib.request
 from pathlib import Path
 
 import openai
@@ -55,6 +57,9 @@ def test_fresh_start_prints_url_and_key_and_keeps_the_key(spawn_gateway: SpawnGa
     for path in data_dir.rglob("*"):  # the key is in no file, in clear
         assert key.encode() not in path.read_bytes(), path
     _check_serves(first.base_url, key)
+    # The admin API, not loaded at start, is built by its first request.
+    with urllib.request.urlopen(f"{first.origin}/admin/api/v1/openapi.json", timeout=30) as doc:
+        assert json.load(doc)["info"]["title"] == "InferenceOps admin API"
     with openai.OpenAI(base_url=first.base_url, api_key="sk-io-wrong", max_retries=0) as bad, \
             pytest.raises(openai.AuthenticationError):
         bad.models.list()

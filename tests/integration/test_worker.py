@@ -41,7 +41,7 @@ def test_the_worker_runs_the_services_and_stops_cleanly(spawn_gateway: SpawnGate
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         seen = _wait_for(proc, log, "worker ready: outbox-writer, snapshot-feed", 30)
-        assert "snapshot built" in seen and "admin-database" not in seen
+        assert "snapshot built" in seen and "admin-api" not in seen
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

@@ -9,7 +9,9 @@ Outermost → innermost for an HTTP request:
 3. router – exact-path dict lookup, then the prefixes (``/v1/models/``,
    ``/_sim/``, ``/admin/``); wrong method → 405, unknown path → 404, both
    OpenAI-shaped. ``/admin/`` goes whole to the admin application (its own
-   auth, errors and OpenAPI); the data plane never imports it.
+   auth, errors and OpenAPI); the data plane never imports it (the composition
+   root hands it over as a ``gateway.ondemand.OnDemandApp``, built on its first
+   request).
 4. handler – runs its pipeline stages (``gateway.handlers``).
 """
 

@@ -29,7 +29,7 @@ class GatewayState:
     pipeline: Pipeline
     outbox: Outbox
     simulators: SimulatorMounts = field(default_factory=SimulatorMounts)
-    admin_app: ASGIApp | None = None  # served under /admin/; built by the composition root
+    admin_app: ASGIApp | None = None  # served under /admin/; built on its first request
     supervisor: Supervisor = field(default_factory=Supervisor)
     ready: bool = False
 
