@@ -7,6 +7,7 @@ reads ``Settings`` from the environment (the CLI puts its flags there first).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -154,6 +155,23 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     for service in services:
         state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)
     return state
+
+
+#: What ``build_process`` imports when it runs (inside it, so that importing this module stays
+#: light for the CLI and the tests), for ``preload``.
+PROCESS_MODULES = ("inferenceops.admission.memory_ledger", "inferenceops.control.snapshot_feed",
+                   "inferenceops.outbox.writer", "inferenceops.store.credentials")
+
+
+def preload() -> None:
+    """Import what ``create_app`` needs, building nothing: for a server that forks its workers.
+
+    granian forks its workers from its main process (``inferenceops.launch``); what that
+    process imported first is shared by every worker (copy-on-write) instead of loaded
+    again by each. Not the admin API: a worker loads that on its first ``/admin/`` request.
+    """
+    for name in PROCESS_MODULES:
+        importlib.import_module(name)
 
 
 def create_app(settings: Settings | None = None) -> GatewayApp:

@@ -72,9 +72,9 @@ def serve(
     from inferenceops.app import build_simulators
     from inferenceops.config.spec import load_platform
     from inferenceops.control.bootstrap import prepare_store
+    from inferenceops.launch import exec_server
     from inferenceops.platform import KeyHasher
     from inferenceops.platform_secret import platform_secret
-    from inferenceops.serving import run
     from inferenceops.settings import Settings
     from inferenceops.store import StoreError
 
@@ -114,11 +114,12 @@ def serve(
     else:
         lines.append("  admin key: the one printed at first start (or set INFERENCEOPS_ADMIN_KEY)")
     typer.echo("\n".join(lines))
-    sys.stdout.flush()
-    run("inferenceops.app:create_app", host=settings.host, port=settings.port,
-        workers=settings.workers, server=settings.server,
-        shutdown_timeout_s=settings.shutdown_timeout_s, log_level=settings.log_level,
-        access_log=settings.access_log)
+    # The server runs in a fresh interpreter (same pid): its workers are forked from a process
+    # that holds none of the above (typer, Alembic, the store's schema), see inferenceops.launch.
+    exec_server(factory="inferenceops.app:create_app", host=settings.host, port=settings.port,
+                workers=settings.workers, server=settings.server,
+                shutdown_timeout_s=settings.shutdown_timeout_s, log_level=settings.log_level,
+                access_log=settings.access_log)
 
 
 @app.command()
