@@ -54,6 +54,7 @@ class FakeUpstream:
     requests: list[Seen] = field(default_factory=list)
     stream_chunks: int = 5
     chunk_delay_s: float = 0.0
+    cached_prompt_tokens: int | None = None
     active_streams: int = 0
     huge_bytes: int = 64 * 1024 * 1024
     huge_sent: int = 0
@@ -97,7 +98,10 @@ class FakeUpstream:
         if doc.get("stream"):
             options = doc.get("stream_options") or {}
             return await self._stream(request, model, bool(options.get("include_usage")))
-        return web.json_response(_completion(model))
+        answer = _completion(model)
+        if self.cached_prompt_tokens is not None:  # what vLLM says of its prefix cache
+            answer["usage"]["prompt_tokens_details"] = {"cached_tokens": self.cached_prompt_tokens}
+        return web.json_response(answer)
 
     async def _stream(self, request: web.Request, model: str,
                       include_usage: bool = False) -> web.StreamResponse:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,18 +82,22 @@ class AdmissionControl:
         return self.metrics.render(self._gates)
 
     async def admit(self, snapshot: Snapshot, key: ApiKey, model: Model, body_size: int,
-                    max_tokens: int | None, priority: Priority) -> Admission | None:
+                    max_tokens: int | None, priority: Priority, *,
+                    prompt_tokens: Callable[[], int] | None = None) -> Admission | None:
         """Reserve everything the request needs, or raise the error that says what refused it.
 
         None: nothing applies to this request (no limits, budgets or capacity).
+        ``prompt_tokens`` counts the prompt (``metering.tokens``), asked only when something
+        applies; without it, the prompt is estimated from ``body_size``.
         """
         deployment = model.deployment
         policy = snapshot.policy
         gate = self._gate(deployment)
         if policy.empty and gate is None:
             return None
-        plan = plan_request(policy, key, model.name, estimate_prompt_tokens(body_size),
-                            max_tokens or model.max_output_tokens, time.time())
+        prompt = prompt_tokens() if prompt_tokens is not None else estimate_prompt_tokens(body_size)
+        plan = plan_request(policy, key, model.name, prompt, max_tokens or model.max_output_tokens,
+                            time.time())
         request_id = os.urandom(9).hex()
         headers: list[tuple[bytes, bytes]] = []
         metered = False

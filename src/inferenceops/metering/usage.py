@@ -34,6 +34,7 @@ _TEXT, _NO_TEXT = b'"text":"', b'"text":""'
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of the prompt, served from the engine's prefix cache
 
     @property
     def total(self) -> int:
@@ -47,7 +48,9 @@ def parse_usage(value: object) -> Usage | None:
     completion = value.get("completion_tokens", 0)
     if not _count(prompt) or not _count(completion):
         return None
-    return Usage(prompt, completion)
+    details = value.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return Usage(prompt, completion, min(cached, prompt) if _count(cached) else 0)
 
 
 def usage_from_body(payload: bytes) -> Usage | None:

@@ -11,7 +11,7 @@ class UsageRecord:
     """One request, as it ended: who, what, how much, how it went.
 
     ``tokens_reported``: the engine said how many tokens were used (else they are
-    the gateway's estimate). ``cost_nanos`` is in the platform currency's
+    the gateway's count: ``metering.tokens``). ``cost_nanos`` is in the platform currency's
     nano-units (0 for an unpriced model). Times are epoch seconds and
     milliseconds since the request arrived.
     """
@@ -36,6 +36,8 @@ class UsageRecord:
     error_code: str | None
     latency_ms: float
     first_byte_ms: float | None
+    cached_tokens: int = 0  # of prompt_tokens, from the engine's prefix cache (as it reported)
+    adapter: str | None = None  # the LoRA adapter that served it (with adapters, in the fleet)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,8 @@ class RequestFacts:
 
     __slots__ = ("request_id", "endpoint", "authorization", "content_length", "priority_header",
                  "body_source", "started", "upstream_s", "key", "request", "model", "priority",
-                 "admission", "outcome", "response_headers", "error", "body_size")
+                 "admission", "outcome", "response_headers", "error", "body_size",
+                 "prompt_tokens")
 
     def __init__(self, endpoint: Endpoint | None, request_id: bytes, *,
                  authorization: bytes | None = None, content_length: bytes | None = None,
@@ -71,6 +72,7 @@ class RequestFacts:
         self.response_headers: list[tuple[bytes, bytes]] | None = None
         self.error: InferenceOpsError | None = None  # how the request failed, for settle
         self.body_size = 0
+        self.prompt_tokens: int | None = None  # counted once, when a stage needs it (``tokens``)
 
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[bytes, bytes]],

@@ -19,7 +19,8 @@ from inferenceops.errors import InvalidJSON, InvalidParameter, InvalidRequest
 from inferenceops.pipeline.params import check_params, wrong_type
 from inferenceops.platform import Endpoint
 
-_INPUT_FIELD = {
+#: The field holding each endpoint's input (what the prompt is counted from).
+INPUT_FIELD = {
     Endpoint.CHAT: "messages",
     Endpoint.COMPLETIONS: "prompt",
     Endpoint.EMBEDDINGS: "input",
@@ -85,7 +86,7 @@ def parse_inference(body: bytes, endpoint: Endpoint, max_tokens_limit: int) -> I
                     param=field)
             max_tokens = value if max_tokens is None else min(max_tokens, value)
 
-    field = _INPUT_FIELD[endpoint]
+    field = INPUT_FIELD[endpoint]
     if doc.get(field) is None:
         raise _missing(field)
     check_params(doc, endpoint)

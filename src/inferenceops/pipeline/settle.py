@@ -3,10 +3,12 @@
 Runs after every request that got past the start, answered or not — failed at
 any stage, cut off by the engine, abandoned by its caller. It
 
-1. works out what was used: the engine's reported usage, or, when it reported
-   none (a stream cut short), the prompt estimate plus one token per content
-   event that went out (never more than the output cap) — marked *estimated*;
-   nothing, for a request that never reached an engine or got no real answer;
+1. works out what was used: the engine's reported usage (with the prompt tokens its
+   prefix cache served), or, when it reported none (a stream cut short), the prompt
+   counted with the platform's tokenizer (``metering.tokens``) plus one token per
+   content event that went out (engines send one per token; never more than the
+   output cap) — marked *estimated*; nothing, for a request that never reached an
+   engine or got no real answer;
 2. prices it (the model's price in the snapshot's policy; 0 when unpriced);
 3. gives admission's slot back and settles its reservations to those tokens
    and that cost, or releases them when no engine saw the request;
@@ -21,8 +23,10 @@ import time
 from typing import TYPE_CHECKING
 
 from inferenceops.errors import InferenceOpsError
+from inferenceops.metering.tokens import fallback_tokens
 from inferenceops.metering.usage import Usage
 from inferenceops.outbox import UsageRecord
+from inferenceops.pipeline import stages
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.sink import ResponseSink
 from inferenceops.platform import Snapshot
@@ -35,12 +39,7 @@ NOTHING = Usage(0, 0)
 _CLASS = {Priority.INTERACTIVE: "interactive", Priority.BACKGROUND: "background"}
 
 
-def estimated_prompt_tokens(body_size: int) -> int:
-    """The prompt's size when no engine said (one token per 3 bytes: errs on the high side)."""
-    return body_size // 3 + 1
-
-
-def used(facts: RequestFacts) -> tuple[Usage, bool]:
+def used(p: Pipeline, facts: RequestFacts) -> tuple[Usage, bool]:
     """(tokens used, whether an engine reported them) — see the module doc."""
     outcome = facts.outcome
     if not outcome.reached_engine:
@@ -48,20 +47,21 @@ def used(facts: RequestFacts) -> tuple[Usage, bool]:
     if outcome.usage is not None:
         return outcome.usage, True
     admission = facts.admission
+    request, model = facts.request, facts.model
     if admission is not None:
-        prompt, cap = admission.ticket.plan.prompt_estimate, admission.ticket.plan.max_output
+        cap = admission.ticket.plan.max_output
     else:
-        request, model = facts.request, facts.model
-        prompt = estimated_prompt_tokens(facts.body_size)
         cap = (request.max_tokens if request is not None and request.max_tokens else
                model.max_output_tokens if model is not None else 0)
+    prompt = (stages.prompt_tokens(p, facts) if request is not None
+              else fallback_tokens(facts.body_size))
     sent = outcome.streamed_events
     completion = cap if sent is None else min(max(0, sent), cap)
     return Usage(prompt, completion), False
 
 
 async def settle(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: ResponseSink) -> None:
-    usage, reported = used(facts)
+    usage, reported = used(p, facts)
     model = facts.model
     price = snapshot.policy.price(model.name) if model is not None else None
     cost = price.cost(usage.prompt_tokens, usage.completion_tokens) if price is not None else 0
@@ -88,6 +88,7 @@ def _record(facts: RequestFacts, usage: Usage, reported: bool, cost: int,
         deployment=outcome.deployment, replica=outcome.replica, endpoint=facts.endpoint.value,
         priority=_CLASS[facts.priority], stream=request is not None and request.stream,
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
         tokens_reported=reported, cost_nanos=cost, status=status, error_code=code,
         latency_ms=round((now - facts.started) * 1000.0, 3),
         first_byte_ms=None if outcome.first_byte_s is None else round(outcome.first_byte_s * 1000.0, 3))

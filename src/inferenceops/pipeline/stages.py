@@ -17,9 +17,11 @@ from inferenceops.errors import (
     PayloadTooLarge,
     PermissionDenied,
 )
+from inferenceops.metering.tokens import fallback_tokens
+from inferenceops.metering.tokens import prompt_tokens as count_prompt
 from inferenceops.pipeline.auth import authenticate, require_scope
 from inferenceops.pipeline.facts import RequestFacts
-from inferenceops.pipeline.request import parse_inference
+from inferenceops.pipeline.request import INPUT_FIELD, parse_inference
 from inferenceops.pipeline.sink import ResponseSink
 from inferenceops.platform import Snapshot
 from inferenceops.platform.identity import SCOPE_INFERENCE
@@ -105,12 +107,24 @@ async def admit(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: Resp
     key, model, request = facts.key, facts.model, facts.request
     assert key is not None and model is not None and request is not None
     admission = await p.admission.admit(snapshot, key, model, facts.body_size,
-                                        request.max_tokens, facts.priority)
+                                        request.max_tokens, facts.priority,
+                                        prompt_tokens=lambda: prompt_tokens(p, facts))
     if admission is not None:
         facts.admission = admission
         facts.upstream_s += admission.queued_s  # waiting for engine capacity is not overhead
         if admission.headers:
             facts.add_response_headers(admission.headers)
+
+
+def prompt_tokens(p: Pipeline, facts: RequestFacts) -> int:
+    """The request's prompt in tokens, counted once (``metering.tokens``; the byte estimate
+    while the tokenizer loads)."""
+    if facts.prompt_tokens is None:
+        request, endpoint = facts.request, facts.endpoint
+        assert request is not None and endpoint is not None
+        facts.prompt_tokens = count_prompt(request.doc, INPUT_FIELD[endpoint], p.tokens,
+                                           facts.body_size)
+    return facts.prompt_tokens
 
 
 async def route_and_forward(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
@@ -120,6 +134,7 @@ async def route_and_forward(p: Pipeline, snapshot: Snapshot, facts: RequestFacts
     assert model is not None and request is not None and endpoint is not None
     user = request.doc.get("user")
     route = RouteFacts(priority=facts.priority,
-                       estimated_tokens=facts.body_size // 3 + (request.max_tokens or 0),
+                       estimated_tokens=(facts.prompt_tokens or fallback_tokens(facts.body_size))
+                       + (request.max_tokens or 0),
                        session=user if isinstance(user, str) else None, doc=request.doc)
     await p.forwarder.forward(facts, model.deployment, endpoint, request, route, sink)

@@ -444,6 +444,8 @@ class UsageRow(Base):
     error_code: Mapped[str | None] = mapped_column(Text)
     latency_ms: Mapped[float] = mapped_column(Float)
     first_byte_ms: Mapped[float | None] = mapped_column(Float)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    adapter: Mapped[str | None] = mapped_column(Text)
 
 
 class ControlState(Base):

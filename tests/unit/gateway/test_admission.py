@@ -23,6 +23,7 @@ from inferenceops.admission.ledger import Check, CheckKind, Ledger
 from inferenceops.admission.memory_ledger import MemoryLedger
 from inferenceops.admission.plan import budget_checks
 from inferenceops.admission.redis_ledger import RedisLedger
+from inferenceops.metering.tokens import TokenCounter, prompt_tokens
 from inferenceops.outbox import AuditRecord
 from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapshot
 from inferenceops.platform.policy import (
@@ -182,6 +183,7 @@ async def test_settle_and_release_leave_nothing_reserved_and_charge_exactly_what
             "  - name: stalls\n    engine: openai\n    served_model: stall\n    replicas:\n"
             f"      - url: http://127.0.0.1:{fake[1]}/v1\n"
             "    timeouts: {first_byte_s: 5, between_chunks_s: 30, total_s: 60}\n")
+    TokenCounter().load()
     h = await gateway(fake, ledger, policy, yaml_extra=yaml)
     stop_later.append(h)
     stream = {**CHAT, "stream": True, "max_tokens": 50}
@@ -198,8 +200,9 @@ async def test_settle_and_release_leave_nothing_reserved_and_charge_exactly_what
         assert b'"usage"' not in a.body, "the usage chunk we asked for must not reach the client"
     await asyncio.sleep(0.3)  # the disconnected streams notice and settle
     # Stalled streams sent one content delta, then the client left: no usage ever came, so
-    # each is charged its prompt estimate plus the one token streamed.
-    prompt_estimate = len(orjson.dumps({**stream, "model": "stalling"})) // 3 + 1
+    # each is charged its prompt, counted with the platform's tokenizer (loaded above, so the
+    # count is the tokenizer's and not the byte estimate), plus the one token streamed.
+    prompt_estimate = prompt_tokens(stream, "messages", TokenCounter(), size=0)
     expected = (5 * (3 * unit + 1 * 10 * unit) + 5 * (3 * unit + 3 * 10 * unit)
                 + 5 * (prompt_estimate * unit + 1 * 10 * unit))
     counter = _budget_counters(h)[0]

@@ -54,7 +54,7 @@ from tests.unit.gateway.test_critical_lines import (
 
 from inferenceops.admission.ledger import Admitted, Check, LedgerUnavailable, Refused
 from inferenceops.admission.memory_ledger import MemoryLedger
-from inferenceops.admission.plan import estimate_prompt_tokens
+from inferenceops.metering.tokens import TokenCounter, prompt_tokens
 from inferenceops.outbox import AuditRecord
 from inferenceops.platform import Catalog, Snapshot
 from inferenceops.platform.policy import (
@@ -73,9 +73,17 @@ __all__ = ["ledger", "make_gateway", "upstream"]  # fixtures shared with test_cr
 CHAT = {"model": "chat-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _tokenizer_loaded() -> None:
+    """Prompts are counted with the platform's tokenizer once it is loaded; load it first, so
+    every count below is the tokenizer's (not the byte estimate of a worker still loading)."""
+    TokenCounter().load()
+
+
 def estimate(doc: dict[str, Any]) -> int:
-    """The prompt tokens admission reserves for this body (docs/admission.md: bytes / 3)."""
-    return estimate_prompt_tokens(len(orjson.dumps(doc)))
+    """The prompt tokens admission reserves for this body, and settlement charges when no
+    engine reported usage (``metering.tokens``)."""
+    return prompt_tokens(doc, "messages", TokenCounter(), size=len(orjson.dumps(doc)))
 
 
 class SpyLedger(MemoryLedger):

@@ -6,7 +6,13 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inferenceops.metering.usage import Usage, UsageTap, request_stream_usage, usage_from_body
+from inferenceops.metering.usage import (
+    Usage,
+    UsageTap,
+    parse_usage,
+    request_stream_usage,
+    usage_from_body,
+)
 
 
 def event(doc: object) -> bytes:
@@ -26,6 +32,19 @@ def test_usage_of_a_whole_answer() -> None:
     assert usage_from_body(b'{"usage": {"prompt_tokens": -1}}') is None
     assert usage_from_body(b"not json, but says \"usage\"") is None
     assert usage_from_body(b"{}") is None
+
+
+def test_cached_prompt_tokens_are_read_when_the_engine_reports_them() -> None:
+    """vLLM and OpenAI report prefix-cache hits in prompt_tokens_details.cached_tokens."""
+    def usage(details: object) -> Usage | None:
+        return parse_usage({"prompt_tokens": 10, "completion_tokens": 2,
+                            "prompt_tokens_details": details})
+
+    assert usage({"cached_tokens": 8}) == Usage(10, 2, 8)
+    assert usage({"cached_tokens": 50}) == Usage(10, 2, 10)  # never more than the prompt
+    for junk in (None, {}, {"cached_tokens": -1}, {"cached_tokens": "8"}, {"cached_tokens": True},
+                 [8]):
+        assert usage(junk) == Usage(10, 2, 0)
 
 
 def test_a_stream_request_is_made_to_ask_for_usage_unless_it_did() -> None:

@@ -111,6 +111,14 @@ async def test_settle_prices_what_the_engine_reported(harness: Harness) -> None:
     assert record.cost_nanos == 10 * record.prompt_tokens + 1000 * record.completion_tokens > 0
 
 
+async def test_the_usage_record_keeps_the_prompt_tokens_the_engines_cache_served(
+        harness: Harness) -> None:
+    harness.fake.cached_prompt_tokens = 2
+    assert (await in_process(harness, Endpoint.CHAT, CHAT)).status == 200
+    (record,) = usage_records(harness)
+    assert (record.prompt_tokens, record.cached_tokens, record.tokens_reported) == (3, 2, True)
+
+
 async def test_a_caller_that_leaves_mid_stream_is_settled_with_what_was_sent(
         harness: Harness) -> None:
     harness.fake.chunk_delay_s = 0.05

@@ -54,4 +54,4 @@ async def list_usage(session: AsyncSession, *, key_id: str | None = None,
         r.request_id, r.at.timestamp(), r.key_id, r.team_id, r.principal_id, r.principal_kind,
         r.model, r.deployment, r.replica, r.endpoint, r.priority, r.stream, r.prompt_tokens,
         r.completion_tokens, r.tokens_reported, r.cost_nanos, r.status, r.error_code,
-        r.latency_ms, r.first_byte_ms) for r in reversed(rows))
+        r.latency_ms, r.first_byte_ms, r.cached_tokens, r.adapter) for r in reversed(rows))
