@@ -376,6 +376,28 @@ class MemoryLedger:
         budget.reap(now)
         return budget.live_spent(now), budget.used
 
+    def restore_spent(self, counter: str, spent: int, ttl_s: float | None) -> None:
+        """Start budget ``counter`` at ``spent`` (at least): what the usage ledger says its
+        period has spent, rebuilt at a worker's start (``control.spend_restore``)."""
+        now = self._clock()
+        budget = self._budgets.get(counter)
+        if budget is None:
+            budget = self._budgets[counter] = _Budget()
+        budget.spent = max(budget.live_spent(now), spent)
+        budget.touch(ttl_s, now)
+
+    def restore_window(self, check: Check, used: int) -> None:
+        """Count ``used`` in the window of ``check`` (REQUESTS or TOKENS) as of now: what the
+        usage ledger says its last window held. It then leaves the window like an admission."""
+        if check.kind is not _REQUESTS and check.kind is not _TOKENS:
+            raise ValueError(f"{check.kind} is not a window counter")
+        now = self._clock()
+        windows = self._tokens if check.kind is _TOKENS else self._requests
+        window = windows.get(check.counter)
+        if window is None:
+            window = windows[check.counter] = _Window(check.window_s)
+        window.add(now * SLOTS // check.window_s, used, now)
+
     async def close(self) -> None:
         """Nothing to release; the counters die with the process."""
 

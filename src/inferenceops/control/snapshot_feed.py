@@ -9,7 +9,9 @@ counter (one single-row read) every ``refresh_s``, the safety net for a lost
 listener and for other processes on SQLite. So a revoked key is refused by
 every replica within well under ``refresh_s`` plus build time. The hot path
 only ever sees the swapped snapshot. It is one of the process's supervised
-services: ``start`` builds the first snapshot (before the process is ready),
+services: ``start`` builds the first snapshot (before the process is ready; with
+the in-memory admission ledger, its counters are first rebuilt from the usage
+ledger, ``control.spend_restore``),
 ``run`` keeps it fresh, ``stop`` closes its connections. What the data plane
 queues for the store (usage, keys' last use, alerts) is the outbox writer's.
 """
@@ -23,9 +25,11 @@ from collections.abc import Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
+from inferenceops.admission.memory_ledger import MemoryLedger
 from inferenceops.config.source import platform_from_store
 from inferenceops.config.spec import Platform
 from inferenceops.control.policy import assemble_policy
+from inferenceops.control.spend_restore import restore_spend
 from inferenceops.platform import Snapshot
 from inferenceops.store import Database, repo
 from inferenceops.store.credentials import CredentialCipher
@@ -115,6 +119,11 @@ class SnapshotFeed:
         assert state is not None, "a SnapshotFeed serves one GatewayState: pass state="
         self._db = Database(self._url)
         served, snapshot = await self._build()
+        admission = state.admission
+        if admission is not None and isinstance(admission.ledger, MemoryLedger):
+            # Before the first request: this process's counters start from what the usage
+            # ledger says was spent (``spend_restore``), not from zero.
+            await restore_spend(self._db, snapshot, admission.ledger)
         await self._swap(state, served, snapshot)
         log.info("snapshot built: %d models, %d keys at revision %d", len(snapshot.catalog.models),
                  len(snapshot.identity), snapshot.identity.revision)

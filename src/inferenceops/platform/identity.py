@@ -145,6 +145,10 @@ class Identity:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def keys(self) -> Iterable[ApiKey]:
+        """Every key (for start-up work such as rebuilding counters; never on the hot path)."""
+        return self._keys.values()
+
     def may_use(self, key: ApiKey, model: str) -> bool:
         """Platform admins use every model; others what their team is granted (and key allows)."""
         if key.allowed_models is not None and model not in key.allowed_models:

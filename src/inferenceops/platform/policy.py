@@ -64,6 +64,18 @@ def from_nanos(nanos: int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def period_start(period: Period, now: float) -> float:
+    """Epoch seconds at which the UTC period containing ``now`` began (0 for ``lifetime``)."""
+    if period is Period.LIFETIME:
+        return 0.0
+    day = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period is Period.DAILY:
+        return day.timestamp()
+    if period is Period.WEEKLY:
+        return (day - timedelta(days=day.weekday())).timestamp()
+    return day.replace(day=1).timestamp()
+
+
 def period_window(period: Period, now: float) -> tuple[str, float | None]:
     """(id, end) of the UTC period containing ``now``: ``("m2026-11", <epoch of Dec 1>)``.
 
@@ -178,6 +190,17 @@ class Policy:
         """The budgets of exactly this key/team, else the ``"*"`` default (each by itself)."""
         found = self._budgets.get((scope, subject))
         return found if found is not None else self._budgets.get((scope, "*"), ())
+
+    def budget_rules(self) -> Iterable[tuple[Scope, str, Budget]]:
+        """Every budget: (scope, subject — ``"*"`` for the default —, budget)."""
+        for (scope, subject), budgets in self._budgets.items():
+            for budget in budgets:
+                yield scope, subject, budget
+
+    def limit_rules(self) -> Iterable[tuple[Scope, object, RateLimit]]:
+        """Every rate limit: (scope, subject — ``"*"``, a name, or a (team, model) pair —, limit)."""
+        for (scope, subject), limit in self._limits.items():
+            yield scope, subject, limit
 
     def weight(self, team_id: str | None) -> int:
         return self._weights.get(team_id, 1) if team_id is not None else 1
