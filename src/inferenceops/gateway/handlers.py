@@ -98,6 +98,7 @@ async def metrics(state: GatewayState, facts: RequestFacts, send: Send, *,
             raise NotFound("Unknown request URL: GET /metrics.", code="unknown_url")
     text = "" if state.admission is None else state.admission.render_metrics()
     text += render_outbox_metrics(state.outbox)
+    text += state.pipeline.usage_meter.render()
     await respond(send, facts, 200, text.encode(), content_type=b"text/plain; version=0.0.4")
 
 

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from inferenceops.admission.control import AdmissionControl
 from inferenceops.errors import InferenceOpsError
+from inferenceops.metering.metrics import UsageMeter
 from inferenceops.metering.tokens import TokenCounter
 from inferenceops.outbox import Outbox
 from inferenceops.pipeline import stages
@@ -59,13 +60,14 @@ class Pipeline:
     """Everything the stages share for the life of a process; requests bring their facts."""
 
     __slots__ = ("hasher", "forwarder", "outbox", "admission", "max_body_bytes",
-                 "max_tokens_limit", "stages", "tokens")
+                 "max_tokens_limit", "stages", "tokens", "usage_meter")
 
     def __init__(self, *, hasher: KeyHasher, forwarder: Forwarder, outbox: Outbox,
                  admission: AdmissionControl | None, max_body_bytes: int, max_tokens_limit: int,
                  stage_list: tuple[Stage, ...] = STAGES,
                  tokens: TokenCounter | None = None) -> None:
         self.tokens = tokens if tokens is not None else TokenCounter()
+        self.usage_meter = UsageMeter()  # tokens and cost per team and model, for /metrics
         self.hasher = hasher
         self.forwarder = forwarder
         self.outbox = outbox

@@ -12,7 +12,8 @@ any stage, cut off by the engine, abandoned by its caller. It
 2. prices it (the model's price in the snapshot's policy; 0 when unpriced);
 3. gives admission's slot back and settles its reservations to those tokens
    and that cost, or releases them when no engine saw the request;
-4. queues one usage record on the outbox (for a request whose key was known).
+4. queues one usage record on the outbox (for a request whose key was known), and
+   counts its tokens and cost per team and model for ``/metrics``.
 
 No I/O of its own: admission's ledger call is the only await.
 """
@@ -73,6 +74,8 @@ async def settle(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: Res
     key = facts.key
     if key is not None:
         p.outbox.put(_record(facts, usage, reported, cost, sink))
+        if model is not None:
+            p.usage_meter.add(key.team_id, model.name, usage, reported, cost)
 
 
 def _record(facts: RequestFacts, usage: Usage, reported: bool, cost: int,

@@ -17,7 +17,7 @@ from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.kernel import STAGES, Pipeline, Stage
 from inferenceops.pipeline.sink import CollectingSink
 from inferenceops.platform import Endpoint, Snapshot
-from inferenceops.platform.policy import Policy, Price
+from inferenceops.platform.policy import Policy, Price, from_nanos
 
 CHAT = {"model": "chat-model", "messages": [{"role": "user", "content": "hi"}]}
 STREAM = {**CHAT, "stream": True}
@@ -117,6 +117,21 @@ async def test_the_usage_record_keeps_the_prompt_tokens_the_engines_cache_served
     assert (await in_process(harness, Endpoint.CHAT, CHAT)).status == 200
     (record,) = usage_records(harness)
     assert (record.prompt_tokens, record.cached_tokens, record.tokens_reported) == (3, 2, True)
+
+
+async def test_tokens_and_cost_per_team_and_model_reach_metrics(harness: Harness) -> None:
+    state = harness.app.state
+    state.snapshot = Snapshot(state.snapshot.catalog, state.snapshot.identity,
+                              Policy(prices={"chat-model": Price(input=10, output=1000)}))
+    for _ in range(2):
+        assert (await in_process(harness, Endpoint.CHAT, CHAT)).status == 200
+    text = (await request(harness.app, "GET", "/metrics")).body.decode()
+    (record, _) = usage_records(harness)
+    labels = f'{{team="none",model="{record.model}"}}'  # the admin key has no team
+    assert f"inferenceops_usage_requests_total{labels} 2" in text
+    assert f"inferenceops_usage_prompt_tokens_total{labels} {2 * record.prompt_tokens}" in text
+    assert record.cost_nanos > 0
+    assert f"inferenceops_usage_cost_total{labels} {from_nanos(2 * record.cost_nanos)}" in text
 
 
 async def test_a_caller_that_leaves_mid_stream_is_settled_with_what_was_sent(
