@@ -448,6 +448,65 @@ class UsageRow(Base):
     adapter: Mapped[str | None] = mapped_column(Text)
 
 
+ROLLUP_GRANULARITIES = ("hour", "day")
+
+
+class UsageRollup(Base):
+    """The usage ledger summed per hour or day and per team, key, model, adapter and deployment.
+
+    Written only by ``repo.usage_rollups`` (the rollup service), which replaces whole buckets:
+    a bucket's rows are deleted and summed again from ``usage_records`` (hours) or from the
+    hours (days) in one transaction, so no uniqueness rule is needed to keep one row per
+    group, and NULL dimensions (a key without a team, no adapter) group like any value.
+    ``bucket`` is the UTC start of the hour or day. Reports read only these rows.
+    """
+
+    __tablename__ = "usage_rollups"
+    __table_args__ = (
+        CheckConstraint(_in("granularity", ROLLUP_GRANULARITIES), name="granularity"),
+        Index(None, "granularity", "bucket"), Index(None, "team_id", "granularity", "bucket"),
+        Index(None, "key_id", "granularity", "bucket"),
+    )
+
+    # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is the rowid.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    granularity: Mapped[str] = mapped_column(Text)
+    bucket: Mapped[datetime] = mapped_column()
+    team_id: Mapped[str | None] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(Text)
+    adapter: Mapped[str | None] = mapped_column(Text)
+    deployment: Mapped[str | None] = mapped_column(Text)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    estimated_requests: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    cost_nanos: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageRollupState(Base):
+    """The rollup service's one row: how far the rollups are final, and its lock.
+
+    ``closed_until``: every hour before it was summed after it ended (NULL: nothing yet);
+    ``last_id``: the highest ``usage_records.id`` the rollups had seen (later rows are
+    checked for late arrivals); ``refreshed_at``: the rollups hold the ledger as it was
+    then; ``raw_since``: retention dropped the raw records before it. A step locks this row
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock) for its transaction.
+    """
+
+    __tablename__ = "usage_rollup_state"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    closed_until: Mapped[datetime | None] = mapped_column()
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    refreshed_at: Mapped[datetime | None] = mapped_column()
+    raw_since: Mapped[datetime | None] = mapped_column()
+
+
 class ControlState(Base):
     """Small named counters; ``revision`` is bumped by every snapshot-relevant mutation."""
 
