@@ -127,10 +127,12 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     Services in start order (stopped in reverse): the outbox writer first, so it
     flushes after everything that feeds it has stopped; the Redis heartbeat; the
     snapshot feed (the first snapshot is built before the process is ready); the
-    admin API (built on its first request; the service closes its database pool)
-    when this process serves the admin API.
+    usage rollups (every process, the store lets one work at a time); the admin API
+    (built on its first request; the service closes its database pool) when this
+    process serves the admin API.
     """
     from inferenceops.control.snapshot_feed import SnapshotFeed
+    from inferenceops.control.usage_rollup import UsageRollups
     from inferenceops.outbox.writer import OutboxWriter
     from inferenceops.store.credentials import cipher_from_environment
 
@@ -147,7 +149,10 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     feed = SnapshotFeed(settings.resolved_database_url, platform, state=state,
                         loopback_base_url=settings.loopback_base_url, cipher=cipher,
                         refresh_s=settings.snapshot_refresh_s)
-    services: list[Service] = [feed]
+    rollups = UsageRollups(settings.resolved_database_url,
+                           interval_s=settings.usage_rollup_interval_s,
+                           retention_days=settings.usage_retention_days)
+    services: list[Service] = [feed, rollups]
     if serve_admin:
         admin = admin_on_demand(settings, hasher, platform.policy.currency, cipher, feed.wake)
         state.admin_app = admin
@@ -160,7 +165,8 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
 #: What ``build_process`` imports when it runs (inside it, so that importing this module stays
 #: light for the CLI and the tests), for ``preload``.
 PROCESS_MODULES = ("inferenceops.admission.memory_ledger", "inferenceops.control.snapshot_feed",
-                   "inferenceops.outbox.writer", "inferenceops.store.credentials")
+                   "inferenceops.control.usage_rollup", "inferenceops.outbox.writer",
+                   "inferenceops.store.credentials")
 
 
 def preload() -> None:
@@ -183,7 +189,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """``inferenceops worker``: the same process without the HTTP server, until ``stop`` is set.
 
     Today it runs the services every process runs (snapshot feed, outbox writer, the
-    Redis heartbeat); batch executors and rollups join it as they arrive.
+    Redis heartbeat, usage rollups); batch executors join it as they arrive.
     """
     state = build_process(settings, serve_admin=False)
     await state.start()

@@ -92,6 +92,15 @@ class Settings(BaseSettings):
         100_000, ge=100, le=10_000_000, description="Records each worker may hold for the store; "
         "past it new records are dropped and counted."
     )
+    usage_rollup_interval_s: float = Field(
+        60.0, gt=0, le=3600, description="How often the usage rollups (hourly and daily sums per "
+        "team, key, model, adapter and deployment, which reports read) are brought up to date; "
+        "reports lag the ledger by about this much."
+    )
+    usage_retention_days: int = Field(
+        90, ge=0, le=36_500, description="Raw usage records older than this many days are deleted "
+        "once rolled up (the rollups are kept); 0 keeps them forever."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
 
