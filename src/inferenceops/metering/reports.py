@@ -108,6 +108,9 @@ def resolve_range(start: datetime | None, end: datetime | None, granularity: Gra
                   now: datetime) -> tuple[datetime, datetime]:
     """``[from, to)`` rounded out to whole buckets; 400 naming ``to`` or ``from`` when it is
     empty, backwards or longer than ``MAX_RANGE``."""
+    if start is not None and end is not None and end <= start:
+        raise InvalidParameter(f"to: must be after from; got from {start.isoformat()}, to "
+                               f"{end.isoformat()}", param="to")
     try:
         to = ceil_to(end if end is not None else now, granularity)
         since = floor_to(start if start is not None else to - DEFAULT_SPAN[granularity], granularity)

@@ -592,6 +592,18 @@ CASES = [
          "204 403 403 403 403 403 403 403"),
     # Config as code changes the catalog: platform admins only (catalog:write).
     Case("apply", "POST", "/apply", _apply, "200 403 403 403 403 403 403 403", per_change=True),
+    # Usage reports: platform roles see everything, owners their team, members and viewers the
+    # keys they own (a service account's key owns none: an empty report); a team or key filter
+    # outside that is 404.
+    Case("usage", "GET", "/usage", fixed(f"{V1}/usage?group_by=team,key"),
+         "200 200 200 200 200 200 200 200"),
+    Case("usage team A", "GET", "/usage", fixed(V1 + "/usage?team_id={A}&format=csv"),
+         "200 200 200 200 200 200 404 200"),
+    Case("usage of memberA's key", "GET", "/usage", fixed(V1 + "/usage?key_id={memberA_key}"),
+         "200 200 200 200 200 404 404 404"),
+    Case("usage.csv", "GET", "/usage.csv",
+         fixed(V1 + "/usage.csv?team_id={A}&granularity=hour&group_by=model"),
+         "200 200 200 200 200 200 404 200"),
 ]
 
 
@@ -631,7 +643,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 61
+    assert len(_api_routes()) == 63
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 

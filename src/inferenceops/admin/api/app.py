@@ -33,6 +33,7 @@ from inferenceops.admin.api import (
     routes_providers,
     routes_service_accounts,
     routes_teams,
+    routes_usage,
     routes_users,
 )
 from inferenceops.admin.api._input import reject_nul
@@ -52,7 +53,7 @@ ROUTERS = (routes_audit.router, routes_teams.router, routes_users.router,
            routes_service_accounts.router, routes_keys.router, routes_grants.router,
            routes_limits.router, routes_budgets.router, routes_providers.router,
            routes_deployments.router, routes_models.router, routes_apply.router,
-           routes_invitations.router)
+           routes_invitations.router, routes_usage.router)
 
 
 class AdminApp(FastAPI):

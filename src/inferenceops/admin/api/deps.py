@@ -53,17 +53,18 @@ PERMISSIONS = (
     "service_accounts:read", "service_accounts:write", "keys:read", "keys:write",
     "grants:read", "grants:write", "audit:read",
     "limits:read", "limits:write", "budgets:read", "budgets:write",
-    "catalog:read", "catalog:write",
+    "catalog:read", "catalog:write", "usage:read",
 )
 _READS = frozenset(p for p in PERMISSIONS if p.endswith(":read"))
 
 #: Platform roles: permissions held on every team and every object.
-#: billing reads teams, the admission rules (what may be spent) and the catalog (prices);
-#: usage routes will widen it.
+#: billing reads teams, the admission rules (what may be spent), the catalog (prices) and
+#: usage reports.
 PLATFORM_ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType({
     "platform-admin": frozenset(PERMISSIONS),
     "auditor": _READS,
-    "billing": frozenset({"teams:read", "limits:read", "budgets:read", "catalog:read"}),
+    "billing": frozenset({"teams:read", "limits:read", "budgets:read", "catalog:read",
+                          "usage:read"}),
 })
 
 #: Team roles: permission → extent, held on that team only. OWN: keys owned by the caller's user.
@@ -73,16 +74,20 @@ PLATFORM_ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType({
 #: catalog:read held by a team role shows only the models granted to that team, and no
 #: provider or deployment (``catalog_service``); only platform admins change the catalog.
 #: No team role reads users: owners add members by email (``services.add_member``) instead.
+#: usage:read: owners see their team's usage; members and viewers that of the keys they own,
+#: as they see those keys (``usage_service``).
 TEAM_ROLE_PERMISSIONS: Mapping[str, Mapping[str, Extent]] = MappingProxyType({
     "owner": MappingProxyType({
         "teams:read": TEAM, "members:read": TEAM, "members:write": TEAM,
         "service_accounts:read": TEAM, "service_accounts:write": TEAM,
         "keys:read": TEAM, "keys:write": TEAM, "grants:read": TEAM,
-        "limits:read": TEAM, "budgets:read": TEAM, "catalog:read": TEAM,
+        "limits:read": TEAM, "budgets:read": TEAM, "catalog:read": TEAM, "usage:read": TEAM,
     }),
     "member": MappingProxyType({"teams:read": TEAM, "keys:read": OWN, "keys:write": OWN,
-                                "limits:read": OWN, "budgets:read": OWN, "catalog:read": TEAM}),
-    "viewer": MappingProxyType({"teams:read": TEAM, "keys:read": OWN, "catalog:read": TEAM}),
+                                "limits:read": OWN, "budgets:read": OWN, "catalog:read": TEAM,
+                                "usage:read": OWN}),
+    "viewer": MappingProxyType({"teams:read": TEAM, "keys:read": OWN, "catalog:read": TEAM,
+                                "usage:read": OWN}),
 })
 
 
