@@ -30,7 +30,7 @@ from inferenceops.store.repo.usage import insert_usage
 postgres, templates, backend, store_url, db = (store.postgres, store.templates, store.backend,
                                                store.store_url, store.db)
 
-NOW = time.time()
+NOW = time.time()  # the budget tests' instant: records, restore and checks all use it
 MONTH_START = period_start(Period.MONTHLY, NOW)
 DAY_START = period_start(Period.DAILY, NOW)
 
@@ -57,7 +57,7 @@ def snapshot(policy: Policy, *keys: ApiKey) -> Snapshot:
 
 
 async def spent(ledger: MemoryLedger, scope: str, meter: str, period: Period) -> int:
-    period_id, _ = period_window(period, time.time())
+    period_id, _ = period_window(period, NOW)
     return (await ledger.budget_totals(f"bud:{scope}:{meter}:{period_id}"))[0]
 
 
@@ -72,14 +72,14 @@ async def test_a_budgets_spend_this_period_is_restored_and_refuses_what_it_shoul
                         record(4, at=NOW - 5, team="team_b", key="key_b", cost=999))
     policy = Policy(budgets=[BudgetRule(Scope.TEAM, "team_a", Budget(1000, Period.MONTHLY))])
     ledger = MemoryLedger()
-    assert await restore_spend(db, snapshot(policy, key("key_a")), ledger) == 1
+    assert await restore_spend(db, snapshot(policy, key("key_a")), ledger, now=NOW) == 1
     assert await spent(ledger, "team", "team_a", Period.MONTHLY) == 700
     assert await spent(ledger, "team", "team_b", Period.MONTHLY) == 0  # team_b has no budget
     checks: list[Check] = []
-    budget_checks(checks, policy, key("key_a"), 301, time.time())
+    budget_checks(checks, policy, key("key_a"), 301, NOW)
     assert isinstance(await ledger.admit("over", checks, 60), Refused)
     checks = []
-    budget_checks(checks, policy, key("key_a"), 300, time.time())
+    budget_checks(checks, policy, key("key_a"), 300, NOW)
     assert not isinstance(await ledger.admit("fits", checks, 60), Refused)
 
 
@@ -103,7 +103,7 @@ async def test_default_budgets_and_key_lineages(db: Database) -> None:
                              BudgetRule(Scope.KEY, new.id, Budget(10**6, Period.DAILY))])
     ledger = MemoryLedger()
     live = key(new.id, meter=lineage)
-    await restore_spend(db, snapshot(policy, live, key("key_other", "team_b")), ledger)
+    await restore_spend(db, snapshot(policy, live, key("key_other", "team_b")), ledger, now=NOW)
     week_a = 40 + 2 + (1000 if period_start(Period.WEEKLY, NOW) <= DAY_START - 10 else 0)
     assert await spent(ledger, "team", "team_a", Period.WEEKLY) == week_a
     assert await spent(ledger, "team", "team_b", Period.WEEKLY) == 7
@@ -113,12 +113,13 @@ async def test_default_budgets_and_key_lineages(db: Database) -> None:
 
 async def test_last_minutes_tokens_and_requests_count_against_per_minute_limits(
         db: Database) -> None:
-    await store_records(db, *(record(n, at=NOW - 30, tokens=100) for n in range(3)),
-                        record(9, at=NOW - 600, tokens=10_000))  # ten minutes ago: gone
+    now = time.time()  # not the module's NOW: the suite may reach this test minutes later
+    await store_records(db, *(record(n, at=now - 30, tokens=100) for n in range(3)),
+                        record(9, at=now - 600, tokens=10_000))  # ten minutes ago: gone
     policy = Policy(limits=[LimitRule(Scope.TEAM, "team_a", RateLimit(rpm=5, tpm=1000)),
                             LimitRule(Scope.TEAM_MODEL, ("team_a", "m"), RateLimit(tpm=350))])
     ledger = MemoryLedger()
-    assert await restore_spend(db, snapshot(policy, key("key_a")), ledger) == 3
+    assert await restore_spend(db, snapshot(policy, key("key_a")), ledger, now=now) == 3
     plan = plan_request(policy, key("key_a"), "m", 50, 0, time.time())
     # team×model: 300 of 350 tokens used, so 50 fits and 51 does not; team: 3 of 5 requests.
     assert not isinstance(await ledger.admit("a", plan.checks, 60), Refused)
