@@ -55,18 +55,28 @@ class AdminClient:
     def request(self, method: str, path: str, body: Any = None,
                 query: dict[str, Any] | None = None) -> Any:
         """The decoded JSON response (None for an empty body, e.g. 204)."""
+        return self._decode(*self._send(method, path, body, query, "application/json"))
+
+    def text(self, path: str, query: dict[str, Any] | None = None, *,
+             accept: str = "text/csv") -> str:
+        """A ``GET`` whose answer is text (a CSV export), as it came."""
+        raw, _ = self._send("GET", path, None, query, accept)
+        return raw.decode("utf-8", errors="replace")
+
+    def _send(self, method: str, path: str, body: Any, query: dict[str, Any] | None,
+              accept: str) -> tuple[bytes, int]:
         target = f"{self.url}{API_PREFIX}{path}"
         params = {k: _query_value(v) for k, v in (query or {}).items() if v is not None}
         if params:
             target += "?" + urllib.parse.urlencode(params)
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json"}
+        headers = {"Authorization": f"Bearer {self.key}", "Accept": accept}
         if data is not None:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(target, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return self._decode(resp.read(), resp.status)
+                return resp.read(), resp.status
         except urllib.error.HTTPError as exc:
             raise CliError(self._error_message(exc), status=exc.code) from None
         except urllib.error.URLError as exc:

@@ -22,6 +22,7 @@ from inferenceops.cli.admission import ADMISSION_APPS
 from inferenceops.cli.apply import apply_command
 from inferenceops.cli.catalog import CATALOG_APPS
 from inferenceops.cli.invitations import INVITATION_APPS
+from inferenceops.cli.usage import usage_command
 from inferenceops.config.spec import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -189,6 +190,7 @@ app.add_typer(audit_app, name="audit")
 for _name, _sub_app in (*ADMIN_APPS, *ADMISSION_APPS, *CATALOG_APPS, *INVITATION_APPS):
     app.add_typer(_sub_app, name=_name)
 app.command("apply")(apply_command)
+app.command("usage")(usage_command)
 
 
 @audit_app.command("verify")
