@@ -127,11 +127,13 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     Services in start order (stopped in reverse): the outbox writer first, so it
     flushes after everything that feeds it has stopped; the Redis heartbeat; the
     snapshot feed (the first snapshot is built before the process is ready); the
-    usage rollups (every process, the store lets one work at a time); the admin API
+    usage rollups (every process, the store lets one work at a time) and the reads
+    behind ``GET /v1/usage`` (their pool opens on the first); the admin API
     (built on its first request; the service closes its database pool) when this
     process serves the admin API.
     """
     from inferenceops.control.snapshot_feed import SnapshotFeed
+    from inferenceops.control.usage_reads import UsageReads
     from inferenceops.control.usage_rollup import UsageRollups
     from inferenceops.outbox.writer import OutboxWriter
     from inferenceops.store.credentials import cipher_from_environment
@@ -152,7 +154,9 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     rollups = UsageRollups(settings.resolved_database_url,
                            interval_s=settings.usage_rollup_interval_s,
                            retention_days=settings.usage_retention_days)
-    services: list[Service] = [feed, rollups]
+    reads = UsageReads(settings.resolved_database_url)
+    state.usage = reads
+    services: list[Service] = [feed, rollups, reads]
     if serve_admin:
         admin = admin_on_demand(settings, hasher, platform.policy.currency, cipher, feed.wake)
         state.admin_app = admin
@@ -165,7 +169,8 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
 #: What ``build_process`` imports when it runs (inside it, so that importing this module stays
 #: light for the CLI and the tests), for ``preload``.
 PROCESS_MODULES = ("inferenceops.admission.memory_ledger", "inferenceops.control.snapshot_feed",
-                   "inferenceops.control.usage_rollup", "inferenceops.outbox.writer",
+                   "inferenceops.control.usage_reads", "inferenceops.control.usage_rollup",
+                   "inferenceops.outbox.writer",
                    "inferenceops.store.credentials")
 
 

@@ -1,4 +1,5 @@
-"""``inferenceops usage`` against a real server whose rollups run every half second.
+"""``inferenceops usage`` and ``GET /v1/usage`` against a real server whose rollups run every
+half second.
 
 Requests made through the data plane with a team member's key and the bootstrap admin's
 reach the ledger (outbox), the rollups (the ``usage-rollups`` service), and the report:
@@ -33,6 +34,12 @@ def chat(gw: Gateway, secret: str) -> None:
                                           "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert resp.status == 200
+
+
+def own_usage(gw: Gateway, secret: str) -> dict[str, object]:
+    req = urllib.request.Request(f"{gw.base_url}/usage", headers={"Authorization": f"Bearer {secret}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)  # type: ignore[no-any-return]
 
 
 def test_usage_reports_what_the_data_plane_did(spawn_gateway: SpawnGateway) -> None:
@@ -76,6 +83,12 @@ def test_usage_reports_what_the_data_plane_did(spawn_gateway: SpawnGateway) -> N
                           key=member["secret"]).stdout)
     assert {row["key_id"] for row in mine["data"]} == {member["id"]}
     assert mine["totals"]["requests"] == 3
+
+    # Self-service on the data plane: the team's usage by day and model; the bootstrap key
+    # (no team) sees only its own.
+    assert own_usage(gw, member["secret"])["totals"]["requests"] == 3
+    assert [(r["model"], r["requests"]) for r in own_usage(gw, member["secret"])["data"]] == [(MODEL, 3)]
+    assert own_usage(gw, ADMIN_KEY)["totals"]["requests"] == 1
 
     bad = cli("usage", "--from", "yesterday", url=gw.origin)
     assert bad.returncode == 1 and bad.stderr.startswith("error: from:"), bad.stderr

@@ -54,6 +54,11 @@ async def _quota(state: GatewayState, facts: RequestFacts, scope: Scope, receive
     await handlers.quota(state, facts, send)
 
 
+async def _usage(state: GatewayState, facts: RequestFacts, scope: Scope, receive: Receive,
+                 sink: AsgiSink, send: Send) -> None:
+    await handlers.usage(state, facts, scope.get("query_string", b""), send)
+
+
 async def _metrics(state: GatewayState, facts: RequestFacts, scope: Scope, receive: Receive,
                    sink: AsgiSink, send: Send) -> None:
     client = scope.get("client")
@@ -76,6 +81,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/embeddings": {"POST": _inference(Endpoint.EMBEDDINGS)},
     "/v1/models": {"GET": _models},
     "/v1/quota": {"GET": _quota},
+    "/v1/usage": {"GET": _usage},
     "/metrics": {"GET": _metrics},
     "/healthz": {"GET": _healthz},
     "/readyz": {"GET": _readyz},

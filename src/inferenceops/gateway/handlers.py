@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from contextlib import suppress
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,6 +21,7 @@ from inferenceops.admission.ledger import LedgerUnavailable
 from inferenceops.admission.quota import quota_document
 from inferenceops.errors import AuthenticationFailed, ModelNotFound, NotFound, Unavailable
 from inferenceops.gateway.http import AsgiSink, Receive, Send, read_body, respond
+from inferenceops.metering.own_usage import own_usage_document, own_usage_query, parse_query
 from inferenceops.outbox.metrics import render_outbox_metrics
 from inferenceops.pipeline.auth import authenticate
 from inferenceops.pipeline.facts import RequestFacts
@@ -76,6 +78,20 @@ async def quota(state: GatewayState, facts: RequestFacts, send: Send) -> None:
             raise Unavailable("Quota information is unavailable right now; try again shortly.",
                               code="admission_unavailable") from None
     await respond(send, facts, 200, orjson.dumps(body))
+
+
+async def usage(state: GatewayState, facts: RequestFacts, query_string: bytes, send: Send) -> None:
+    """The caller's team's usage by day and model — a key without a team: its own
+    (``GET /v1/usage``, ``metering.own_usage``). Reads the store's rollups through
+    ``state.usage``: never on an inference request's path."""
+    snapshot = state.snapshot
+    key = authenticate(snapshot.identity, state.hasher, facts.authorization, time.time())
+    query = own_usage_query(key, parse_query(query_string), datetime.now(UTC))
+    if state.usage is None:
+        raise Unavailable("Usage reports are not served by this process", code="usage_unavailable")
+    report = await state.usage.report(query)
+    await respond(send, facts, 200,
+                  orjson.dumps(own_usage_document(report, key, snapshot.policy.currency)))
 
 
 async def metrics(state: GatewayState, facts: RequestFacts, send: Send, *,

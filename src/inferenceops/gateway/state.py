@@ -15,6 +15,7 @@ from inferenceops.admission.control import AdmissionControl
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.engines.simulator.mounts import SimulatorMounts
 from inferenceops.gateway.http import ASGIApp
+from inferenceops.metering.reports import UsageSource
 from inferenceops.outbox import Outbox
 from inferenceops.pipeline.kernel import Pipeline
 from inferenceops.platform import KeyHasher, Snapshot
@@ -30,6 +31,7 @@ class GatewayState:
     outbox: Outbox
     simulators: SimulatorMounts = field(default_factory=SimulatorMounts)
     admin_app: ASGIApp | None = None  # served under /admin/; built on its first request
+    usage: UsageSource | None = None  # answers GET /v1/usage (the store's rollups); None: 503
     supervisor: Supervisor = field(default_factory=Supervisor)
     ready: bool = False
 
