@@ -72,7 +72,7 @@ POLICY = Policy(
     limits=[LimitRule(Scope.KEY, "*", RateLimit(rpm=BIG, tpm=BIG, concurrency=100_000)),
             LimitRule(Scope.MODEL, upstream.MODEL, RateLimit(rpm=BIG, tpm=BIG))],
     budgets=[BudgetRule(Scope.KEY, "*", Budget(10**15, Period.MONTHLY))],
-    prices={upstream.MODEL: Price(input=150, output=600)})
+    prices={upstream.MODEL: Price.per_token(input=150, output=600)})
 SNAPSHOT = Snapshot(Catalog([MODEL]), Identity([], {}), POLICY)
 BODY_SIZE = 120
 
@@ -83,10 +83,11 @@ async def one_request(admission: AdmissionControl) -> None:
     assert admitted is not None
     usage = usage_from_body(upstream.COMPLETION)
     assert usage is not None
-    price = SNAPSHOT.policy.price(MODEL.name)
+    price = SNAPSHOT.policy.price(MODEL.name, time.time())
     assert price is not None
     await admission.finish(admitted.ticket, reached_engine=True, tokens=usage.total,
-                           cost=price.cost(usage.prompt_tokens, usage.completion_tokens))
+                           cost=price.cost(usage.prompt_tokens, usage.completion_tokens,
+                                           usage.cached_tokens))
 
 
 async def memory_cpu() -> dict[str, Any]:

@@ -104,18 +104,6 @@ class BudgetSpec(_Strict):
         return self
 
 
-class PriceSpec(_Strict):
-    """Prices per million tokens, in the platform currency."""
-
-    input_per_million: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)] = Decimal(0)
-    output_per_million: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)] = Decimal(0)
-
-    def per_token_nanos(self) -> tuple[int, int]:
-        million = Decimal(1_000_000)
-        return (to_nanos(self.input_per_million / million),
-                to_nanos(self.output_per_million / million))
-
-
 @dataclass(frozen=True)
 class StaticPolicy:
     """What the YAML declares, with teams still by name."""

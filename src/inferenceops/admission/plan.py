@@ -50,12 +50,12 @@ def plan_request(policy: Policy, key: ApiKey, model: str, prompt_estimate: int, 
     limit_checks(checks, policy, Scope.MODEL, model, model, reserve_tokens)
     if team is not None:
         limit_checks(checks, policy, Scope.TEAM_MODEL, (team, model), f"{team}/{model}", reserve_tokens)
-    price = policy.price(model)
-    max_cost = price.cost(prompt_estimate, max_output) if price is not None else 0
+    price = policy.price(model, now)
+    max_cost = policy.max_cost(model, now, prompt_estimate, max_output)  # the prices in force now
     needs_usage = any(c.kind is CheckKind.TOKENS for c in checks)
     before = len(checks)
-    budget_checks(checks, policy, key, max_cost, now)
-    needs_usage = needs_usage or (price is not None and len(checks) > before)
+    budget_checks(checks, policy, key, max_cost or 0, now)
+    needs_usage = needs_usage or (max_cost is not None and len(checks) > before)
     return Plan(tuple(checks), price, prompt_estimate, max_output, needs_usage)
 
 

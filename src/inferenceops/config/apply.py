@@ -13,6 +13,10 @@ deleted; rows made through the admin API that the file does not name are
 left alone. The file's admission rules (currency, teams, limits, budgets)
 are not stored: the serving process reads them from the file itself.
 
+A model's prices are compared and synced by what they charge from the moment of the
+apply on (``metering.prices``): a changed ``price:`` becomes a price change starting
+then, scheduled ``prices:`` are matched one for one, and the history stays.
+
 Order inside the transaction keeps every intermediate state valid: providers
 and deployments are created or updated before the models that use them;
 models leave before the deployments and providers they used; a model whose
@@ -23,11 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from inferenceops.config.spec import PlatformSpec
+from inferenceops.config.spec import ModelSpec, PlatformSpec
+from inferenceops.metering.prices import view
 from inferenceops.store import Database, repo
 from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, ProviderRecord
 from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, provider_spec
@@ -69,21 +76,43 @@ class ApplyPlan:
                           *(f"  {c.line()}" for c in self.changes)])
 
 
-def plan_apply(spec: PlatformSpec, current: CatalogData) -> ApplyPlan:
-    """What applying ``spec`` would change in ``current`` (pure; ``dry_run`` set to True)."""
+def plan_apply(spec: PlatformSpec, current: CatalogData, now: datetime | None = None) -> ApplyPlan:
+    """What applying ``spec`` at ``now`` would change in ``current`` (pure; ``dry_run`` set).
+
+    A model's prices are compared by what they charge from ``now`` on (``metering.prices.view``):
+    the file's ``price`` from the beginning and the store's price in force since some change
+    are the same when they are the same price; what has started is history, not a difference.
+    """
+    now = now or datetime.now(UTC)
+
+    def model_fields(have: BaseModel, want: BaseModel) -> tuple[str, ...]:
+        assert isinstance(have, ModelSpec) and isinstance(want, ModelSpec)
+        others = _changed_fields(have.model_dump(exclude=_PRICES), want.model_dump(exclude=_PRICES))
+        prices = view(want.price_entries(), now).changed(view(have.price_entries(), now))
+        return tuple(sorted(others + prices))
+
     changes: list[Change] = []
-    for kind, wanted, stored in (
-        ("provider", spec.providers, {r.name: (provider_spec(r), r.managed_by) for r in current.providers}),
+    for kind, wanted, stored, compare in (
+        ("provider", spec.providers, {r.name: (provider_spec(r), r.managed_by) for r in current.providers},
+         _fields),
         ("deployment", spec.deployments,
-         {r.name: (deployment_spec(r), r.managed_by) for r in current.deployments}),
-        ("model", spec.models, {r.name: (model_spec(r), r.managed_by) for r in current.models}),
+         {r.name: (deployment_spec(r), r.managed_by) for r in current.deployments}, _fields),
+        ("model", spec.models, {r.name: (model_spec(r, now), r.managed_by) for r in current.models},
+         model_fields),
     ):
-        changes += _diff(kind, wanted, stored)  # type: ignore[arg-type]
+        changes += _diff(kind, wanted, stored, compare)  # type: ignore[arg-type]
     return ApplyPlan(tuple(changes), True)
 
 
-def _diff(kind: Kind, wanted: Iterable[BaseModel],
-          stored: Mapping[str, tuple[BaseModel, str | None]]) -> list[Change]:
+_PRICES = {"price", "prices"}
+
+
+def _fields(have: BaseModel, want: BaseModel) -> tuple[str, ...]:
+    return _changed_fields(have.model_dump(), want.model_dump())
+
+
+def _diff(kind: Kind, wanted: Iterable[BaseModel], stored: Mapping[str, tuple[BaseModel, str | None]],
+          compare: Callable[[BaseModel, BaseModel], tuple[str, ...]]) -> list[Change]:
     changes: list[Change] = []
     names = set()
     for spec in wanted:
@@ -93,7 +122,7 @@ def _diff(kind: Kind, wanted: Iterable[BaseModel],
             changes.append(Change("create", kind, name))
             continue
         have, managed_by = stored[name]
-        fields = _changed_fields(have.model_dump(), spec.model_dump())
+        fields = compare(have, spec)
         if fields or managed_by != MANAGED_BY:
             changes.append(Change("update", kind, name, fields, adopt=managed_by != MANAGED_BY))
     changes += [Change("delete", kind, name) for name, (_, managed_by) in sorted(stored.items())
@@ -115,18 +144,19 @@ def _changed_fields(have: Mapping[str, Any], want: Mapping[str, Any], prefix: st
 async def apply_platform(db: Database, spec: PlatformSpec, *, dry_run: bool = False,
                          actor: str = "system:config", source: str | None = None) -> ApplyPlan:
     """Plan, and unless ``dry_run`` carry out, in one transaction under the catalog lock."""
+    now = datetime.now(UTC)
     async with db.transaction("applying the platform file") as tx:
         await repo.lock_catalog(tx)
         current = await repo.load_catalog(tx)
-        plan = plan_apply(spec, current)
+        plan = plan_apply(spec, current, now)
         if dry_run or not plan.changes:
             return plan
-        await _carry_out(tx, spec, current, plan, actor, source)
+        await _carry_out(tx, spec, current, plan, actor, source, now)
     return ApplyPlan(plan.changes, False)
 
 
 async def _carry_out(tx: Any, spec: PlatformSpec, current: CatalogData, plan: ApplyPlan,
-                     actor: str, source: str | None) -> None:
+                     actor: str, source: str | None, now: datetime) -> None:
     wanted: dict[tuple[str, str], BaseModel] = {}
     for kind, specs in (("provider", spec.providers), ("deployment", spec.deployments),
                         ("model", spec.models)):
@@ -150,7 +180,7 @@ async def _carry_out(tx: Any, spec: PlatformSpec, current: CatalogData, plan: Ap
         "model": repo.create_model}
     updaters: dict[str, Callable[..., Awaitable[Any]]] = {
         "provider": repo.update_provider, "deployment": repo.update_deployment,
-        "model": repo.update_model}
+        "model": partial(repo.update_model, now=now)}
     deleters: dict[str, Callable[..., Awaitable[Any]]] = {
         "provider": repo.delete_provider, "deployment": repo.delete_deployment,
         "model": repo.delete_model}

@@ -26,9 +26,10 @@ from inferenceops.config.spec import (
     ProviderSpec,
     build_platform,
 )
+from inferenceops.metering.prices import model_prices
 from inferenceops.store.errors import StoreError
 from inferenceops.store.records import CatalogData
-from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, provider_spec
+from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, price_entry, provider_spec
 
 log = logging.getLogger("inferenceops.control")
 R = TypeVar("R")
@@ -47,8 +48,14 @@ def platform_from_store(data: CatalogData, static: StaticPolicy, *, loopback_bas
         teams=list(static.teams), limits=list(static.limits), budgets=list(static.budgets))
     keys = {row.name: row.api_key for row in data.providers if row.api_key}
     created = {row.name: int(row.created_at.timestamp()) for row in data.models}
+    # Whole schedules, history included: a request that started before a change is priced by
+    # the entry in force then, whichever snapshot settles it.
+    served = {m.name for m in models}
+    schedules = {row.name: model_prices(price_entry(p) for p in row.prices)
+                 for row in data.models if row.name in served and row.prices}
     return build_platform(spec, loopback_base_url=loopback_base_url, environ=environ,
-                          source="the store", provider_keys=keys, created=created)
+                          source="the store", provider_keys=keys, created=created,
+                          prices=schedules)
 
 
 def _usable(rows: Iterable[R], convert: Callable[[R], S], what: str,

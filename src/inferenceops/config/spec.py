@@ -26,11 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from inferenceops.admission.config import (
     BudgetSpec,
     LimitSpec,
-    PriceSpec,
     StaticPolicy,
     TeamSpec,
     check_currency,
 )
+from inferenceops.metering.prices import Entry, Instant, PriceSpec, clashes, model_prices, price_spec
 from inferenceops.platform import (
     Catalog,
     Deployment,
@@ -40,7 +40,7 @@ from inferenceops.platform import (
     Replica,
     Timeouts,
 )
-from inferenceops.platform.policy import Price
+from inferenceops.platform.prices import ModelPrices
 
 SIMULATOR_MOUNT = "/_sim"
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
@@ -129,14 +129,52 @@ class DeploymentSpec(_Strict):
         return self
 
 
+class ScheduledPriceSpec(PriceSpec):
+    """A price from ``effective_from`` on, for the model or for the requests one deployment serves."""
+
+    effective_from: Instant | None = Field(
+        None, description="when it starts: an RFC 3339 time with its offset (2026-12-10T00:00:00Z) "
+        "or a date (midnight UTC); a deployment's price without one applies from the beginning")
+    deployment: Name | None = Field(None, description="only for requests this deployment serves "
+                                    "(it overrides the model's price while in force)")
+
+    @model_validator(mode="after")
+    def _starts(self) -> ScheduledPriceSpec:
+        if self.effective_from is None and self.deployment is None:
+            raise ValueError("'effective_from' is required: when this price starts (e.g. "
+                             "2026-12-10T00:00:00Z); the model's price from the beginning is 'price:'")
+        return self
+
+    def entry(self) -> Entry:
+        return Entry(self.deployment, self.effective_from, price_spec(self))
+
+
 class ModelSpec(_Strict):
     name: Name
     deployment: Name
     aliases: list[Name] = []
     type: Literal["chat", "embedding"] = "chat"
-    price: PriceSpec | None = None
+    price: PriceSpec | None = Field(None, description="the price from the beginning (in the admin "
+                                    "API's answers: the model's own price in force now)")
+    prices: list[ScheduledPriceSpec] = Field(
+        [], max_length=1000, description="price changes, each from its effective_from, and prices "
+        "per deployment (in the admin API's answers: those in force and those to come; the whole "
+        "history is /models/{id}/prices)")
     max_output_tokens: int = Field(4096, ge=1, le=10_000_000, description="output tokens "
                                    "reserved for a request that does not set max_tokens")
+
+    def price_entries(self) -> list[Entry]:
+        """The whole schedule: ``price`` from the beginning, then ``prices`` as written."""
+        first = [] if self.price is None else [Entry(None, None, price_spec(self.price))]
+        return first + [p.entry() for p in self.prices]
+
+    def price_problems(self) -> list[tuple[list[Any], str]]:
+        """Two prices of one scope starting at the same time: (location in the spec, message)."""
+        located: list[tuple[Any, Entry]] = []
+        if self.price is not None:
+            located.append((["price"], Entry(None, None, price_spec(self.price))))
+        located += [(["prices", j, "effective_from"], p.entry()) for j, p in enumerate(self.prices)]
+        return clashes(located)
 
 
 class PlatformSpec(_Strict):
@@ -167,7 +205,7 @@ class Platform:
     simulators: tuple[SimulatorMount, ...]
     source: str
     policy: StaticPolicy = StaticPolicy()
-    prices: dict[str, Price] | None = None
+    prices: dict[str, ModelPrices] | None = None
     spec: PlatformSpec | None = None  # what it was built from (``inferenceops.config.apply`` stores it)
 
 
@@ -339,6 +377,11 @@ def _cross_check(spec: PlatformSpec, environ: dict[str, str]) -> list[Problem]:
             defined = ", ".join(dict.fromkeys(names))
             problems.append((["models", i, "deployment"], f"model {m.name!r} names deployment "
                              f"{m.deployment!r}, which is not defined; defined: {defined}"))
+        for j, entry in enumerate(m.prices):
+            if entry.deployment is not None and entry.deployment not in names:
+                problems.append((["models", i, "prices", j, "deployment"], f"model {m.name!r} has "
+                                 f"a price for deployment {entry.deployment!r}, which is not defined"))
+        problems += [(["models", i, *loc], message) for loc, message in m.price_problems()]
         for j, public in enumerate((m.name, *m.aliases)):
             if public in seen:
                 loc = ["models", i, "name"] if j == 0 else ["models", i, "aliases", j - 1]
@@ -393,18 +436,22 @@ def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
 
 def build_platform(spec: PlatformSpec, *, loopback_base_url: str, environ: Mapping[str, str],
                    source: str, provider_keys: Mapping[str, str] | None = None,
-                   created: Mapping[str, int] | None = None) -> Platform:
+                   created: Mapping[str, int] | None = None,
+                   prices: Mapping[str, ModelPrices] | None = None) -> Platform:
     """A platform from specs that are each valid already (e.g. the store's catalog).
 
     ``provider_keys`` are stored provider keys by provider name (they win over
-    ``api_key_env``); ``created`` the models' creation times by name.
+    ``api_key_env``); ``created`` the models' creation times by name; ``prices`` the models'
+    whole price schedules by name (instead of what the specs say, e.g. the store's history).
     """
-    return _build(spec, loopback_base_url, environ, source, provider_keys or {}, created or {})
+    return _build(spec, loopback_base_url, environ, source, provider_keys or {}, created or {},
+                  prices)
 
 
 def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source: str,
            provider_keys: Mapping[str, str] | None = None,
-           created_at: Mapping[str, int] | None = None) -> Platform:
+           created_at: Mapping[str, int] | None = None,
+           schedules: Mapping[str, ModelPrices] | None = None) -> Platform:
     deployments: dict[str, Deployment] = {}
     mounts: list[SimulatorMount] = []
     providers = {p.name: p for p in spec.providers}
@@ -440,7 +487,11 @@ def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source
               max_output_tokens=m.max_output_tokens)
         for m in spec.models
     ]
-    prices = {m.name: Price(*m.price.per_token_nanos()) for m in spec.models if m.price is not None}
+    if schedules is None:
+        schedules = {m.name: model_prices(m.price_entries()) for m in spec.models
+                     if m.price is not None or m.prices}
+    served = {m.name for m in models}
+    prices = {name: schedule for name, schedule in schedules.items() if name in served}
     policy = StaticPolicy(spec.currency, tuple(spec.teams), tuple(spec.limits), tuple(spec.budgets))
     return Platform(Catalog(models), tuple(mounts), source, policy, prices, spec)
 

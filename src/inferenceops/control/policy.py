@@ -6,6 +6,7 @@ applies (``platform.policy.Policy``). Pure: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import cast
 
 from inferenceops.admission.config import StaticPolicy
@@ -13,16 +14,16 @@ from inferenceops.platform.policy import (
     Budget,
     BudgetRule,
     LimitRule,
+    ModelPrices,
     Period,
     Policy,
-    Price,
     RateLimit,
     Scope,
 )
 from inferenceops.store.records import IdentityData
 
 
-def assemble_policy(static: StaticPolicy, prices: dict[str, Price] | None,
+def assemble_policy(static: StaticPolicy, prices: Mapping[str, ModelPrices] | None,
                     data: IdentityData) -> Policy:
     """The platform YAML's rules and the store's, teams resolved by name (see ``Policy``)."""
     team_ids = {t.name: t.id for t in data.teams}

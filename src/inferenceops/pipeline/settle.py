@@ -9,7 +9,8 @@ any stage, cut off by the engine, abandoned by its caller. It
    content event that went out (engines send one per token; never more than the
    output cap) — marked *estimated*; nothing, for a request that never reached an
    engine or got no real answer;
-2. prices it (the model's price in the snapshot's policy; 0 when unpriced);
+2. prices it at the price in force when it started, for the deployment that served it
+   (the snapshot's policy; cached prompt tokens at the cached-input price; 0 when unpriced);
 3. gives admission's slot back and settles its reservations to those tokens
    and that cost, or releases them when no engine saw the request;
 4. queues one usage record on the outbox (for a request whose key was known), and
@@ -64,8 +65,11 @@ def used(p: Pipeline, facts: RequestFacts) -> tuple[Usage, bool]:
 async def settle(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: ResponseSink) -> None:
     usage, reported = used(p, facts)
     model = facts.model
-    price = snapshot.policy.price(model.name) if model is not None else None
-    cost = price.cost(usage.prompt_tokens, usage.completion_tokens) if price is not None else 0
+    started_at = time.time() - (time.perf_counter() - facts.started)  # priced as of its start
+    price = (snapshot.policy.price(model.name, started_at, facts.outcome.deployment)
+             if model is not None else None)
+    cost = (price.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+            if price is not None else 0)
     admission = facts.admission
     if admission is not None and p.admission is not None:
         facts.admission = None  # settled once, whatever happens next

@@ -7,7 +7,9 @@ smaller limit, the smaller budget, hard over soft), so adding a rule can only
 tighten admission, never loosen it.
 
 Money is held as integer nano-units of the platform currency (1e-9), so sums
-are exact; ``to_nanos`` / ``from_nanos`` convert from and to decimal text.
+are exact; ``to_nanos`` / ``from_nanos`` convert from and to decimal text. Each
+model's prices are a schedule over time (``platform.prices``): a request is priced
+at the entry in force when it started.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import cast
+
+# Re-exported: prices are part of the policy (``platform.prices`` defines them).
+from inferenceops.platform.prices import ModelPrices as ModelPrices
+from inferenceops.platform.prices import Price as Price
 
 NANOS = 1_000_000_000
 #: The largest limit or budget (in nano-units) a ledger counts exactly: Redis's Lua computes in
@@ -123,17 +129,6 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
-class Price:
-    """Per-token prices of a model, in nano-units of the platform currency."""
-
-    input: int = 0
-    output: int = 0
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> int:
-        return prompt_tokens * self.input + completion_tokens * self.output
-
-
-@dataclass(frozen=True, slots=True)
 class LimitRule:
     """A rate limit for one scope. ``subject`` is a key id, team id, model name, or
     ``(team id, model name)``; ``"*"`` for key/team means "each key/team by itself"."""
@@ -159,7 +154,7 @@ class Policy:
 
     def __init__(self, *, currency: str = "USD", limits: Iterable[LimitRule] = (),
                  budgets: Iterable[BudgetRule] = (), team_weights: Mapping[str, int] | None = None,
-                 prices: Mapping[str, Price] | None = None,
+                 prices: Mapping[str, ModelPrices | Price] | None = None,
                  team_names: Mapping[str, str] | None = None) -> None:
         merged: dict[tuple[Scope, object], RateLimit] = {}
         for rule in limits:
@@ -175,7 +170,9 @@ class Policy:
         self._budgets: Mapping[tuple[Scope, str], tuple[Budget, ...]] = MappingProxyType(
             {at: tuple(per.values()) for at, per in budgets_by.items()})
         self._weights: Mapping[str, int] = MappingProxyType(dict(team_weights or {}))
-        self.prices: Mapping[str, Price] = MappingProxyType(dict(prices or {}))
+        self.prices: Mapping[str, ModelPrices] = MappingProxyType({
+            model: ModelPrices.constant(p) if isinstance(p, Price) else p
+            for model, p in (prices or {}).items()})
         self.team_names: Mapping[str, str] = MappingProxyType(dict(team_names or {}))
         self.empty = not merged and not budgets_by
 
@@ -205,8 +202,19 @@ class Policy:
     def weight(self, team_id: str | None) -> int:
         return self._weights.get(team_id, 1) if team_id is not None else 1
 
-    def price(self, model: str) -> Price | None:
-        return self.prices.get(model)
+    def price(self, model: str, at: float, deployment: str | None = None) -> Price | None:
+        """The price of a request to ``model`` that started at ``at`` (epoch seconds) and was
+        served by ``deployment`` (None: the model's own price); None when it is not priced."""
+        prices = self.prices.get(model)
+        return prices.at(at, deployment) if prices is not None else None
+
+    def max_cost(self, model: str, at: float, prompt_tokens: int, completion_tokens: int) -> int | None:
+        """The most these tokens may cost in a request starting at ``at``, whichever deployment
+        serves it (no cache hits, no discount); None when no price is in force."""
+        prices = self.prices.get(model)
+        costs = [p.cost(prompt_tokens, completion_tokens) for p in prices.in_force(at)] \
+            if prices is not None else []
+        return max(costs) if costs else None
 
     def describe(self, scope: Scope, subject: str | tuple[str, str]) -> str:
         """Human name of a scope for error messages: ``team 'ml'``, ``model 'demo-chat'``."""

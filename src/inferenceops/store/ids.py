@@ -11,7 +11,7 @@ import secrets
 
 #: Prefix per table; the admin API and the CLI may show them.
 TEAM, USER, SERVICE_ACCOUNT, API_KEY = "team", "usr", "sa", "key"
-PROVIDER, DEPLOYMENT, MODEL = "prov", "dep", "mdl"
+PROVIDER, DEPLOYMENT, MODEL, PRICE = "prov", "dep", "mdl", "prc"
 LIMIT, BUDGET = "lim", "bgt"
 INVITATION = "inv"
 SIGN_IN_LINK = "lnk"

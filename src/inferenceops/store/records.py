@@ -259,11 +259,28 @@ class DeploymentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceRecord:
+    """One entry of a model's price schedule: from ``effective_from`` (None: the beginning), for
+    the model or only for ``deployment``; amounts are decimal text per million tokens."""
+
+    id: str
+    model_id: str
+    deployment_id: str | None
+    deployment: str | None  # the deployment's name
+    effective_from: datetime | None
+    input_per_million: str
+    output_per_million: str
+    cached_input_per_million: str | None
+    batch_discount_percent: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ModelRecord:
     """A stored model: every field of ``config.spec.ModelSpec``, its deployment by id and name.
 
-    ``price`` is ``PriceSpec``'s JSON — decimal text per million tokens
-    (``{"input_per_million": "0.15", "output_per_million": "0.6"}``) — or None; read-only.
+    ``prices`` is its whole price schedule, history included, ordered by deployment (the
+    model's own first) and start (``catalog_specs.model_spec`` says what is in force).
     """
 
     id: str
@@ -272,7 +289,7 @@ class ModelRecord:
     deployment: str  # the deployment's name
     type: str
     aliases: tuple[str, ...]
-    price: dict[str, str] | None
+    prices: tuple[PriceRecord, ...]
     max_output_tokens: int
     managed_by: str | None
     created_at: datetime

@@ -368,11 +368,11 @@ class Deployment(Base):
 
 
 class Model(Base):
-    """Every field of ``config.spec.ModelSpec``; its deployment by id (NO ACTION on delete, as above).
+    """Every field of ``config.spec.ModelSpec`` but its prices (``ModelPrice``); its deployment by
+    id (NO ACTION on delete, as above).
 
     Names and aliases are unique across all models: the name by a constraint, the aliases by the
-    repository (under the catalog lock). ``price`` is ``PriceSpec``'s JSON (decimal text per
-    million tokens), NULL for none.
+    repository (under the catalog lock).
     """
 
     __tablename__ = "models"
@@ -385,9 +385,34 @@ class Model(Base):
     aliases: Mapped[list[str]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    price: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
     max_output_tokens: Mapped[int] = mapped_column(Integer, server_default=text("4096"))
     managed_by: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelPrice(Base):
+    """One entry of a model's price schedule (``metering.prices``): from ``effective_from`` on
+    (NULL: from the beginning), for the model or, with ``deployment_id``, for the requests that
+    deployment serves.
+
+    Amounts are ``PriceSpec``'s decimal text as written (per million tokens, the platform
+    currency; ``cached_input_per_million`` NULL: cached tokens cost input), validated by the
+    repository, which also keeps one entry per (model, deployment, effective_from) under the
+    catalog lock. Deleting the model deletes its schedule; a deployment cannot be deleted while
+    a price names it (NO ACTION).
+    """
+
+    __tablename__ = "model_prices"
+    __table_args__ = (Index(None, "model_id"), Index(None, "deployment_id"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.PRICE))
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    deployment_id: Mapped[str | None] = mapped_column(ForeignKey("deployments.id"))
+    effective_from: Mapped[datetime | None] = mapped_column()
+    input_per_million: Mapped[str] = mapped_column(Text)
+    output_per_million: Mapped[str] = mapped_column(Text)
+    cached_input_per_million: Mapped[str | None] = mapped_column(Text)
+    batch_discount_percent: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEntry(Base):

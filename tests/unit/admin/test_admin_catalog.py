@@ -85,8 +85,9 @@ async def test_platform_yaml_blocks_post_as_they_are_and_round_trip(world: World
     assert (gpt["provider"], gpt["provider_id"], gpt["replicas"]) == (names["p"], provider["id"], None)
     assert gpt["timeouts"] == {"connect_s": 2.5, "first_byte_s": 120.0, "between_chunks_s": 60.0,
                                "total_s": 120.0}
-    assert (model["deployment_id"], model["price"]) == (gpt["id"], {
-        "input_per_million": "0.15", "output_per_million": "0.60"})
+    assert (model["deployment_id"], model["price"], model["prices"]) == (gpt["id"], {
+        "input_per_million": "0.15", "output_per_million": "0.60", "cached_input_per_million": None,
+        "batch_discount_percent": "0"}, [])
     for kind, spec_class in (("providers", ProviderSpec), ("deployments", DeploymentSpec),
                              ("models", ModelSpec)):
         for spec in block[kind]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inferenceops.config.spec import ConfigError, parse_platform
-from inferenceops.platform.policy import Budget, Period, Price, RateLimit, Scope
+from inferenceops.platform.policy import Budget, ModelPrices, Period, Price, RateLimit, Scope
 
 BASE = """\
 currency: EUR
@@ -46,7 +46,7 @@ budgets:
     assert model is not None and model.max_output_tokens == 512
     assert model.deployment.capacity == 4 and model.deployment.queue.max_waiting == 10
     assert model.deployment.queue.interactive_max_wait_s == 2
-    assert platform.prices == {"chat": Price(input=150, output=600)}
+    assert platform.prices == {"chat": ModelPrices.constant(Price.per_token(input=150, output=600))}
     static = platform.policy
     assert static.currency == "EUR"
     teams = {"ml": "team_1"}

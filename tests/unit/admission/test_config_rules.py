@@ -3,7 +3,7 @@
 ``test_config`` loads one rule of each kind; mutmut (``make mutation``) found these
 cases unguarded: ``team: "*"`` limits and budgets (each team by itself), a rule
 whose team does not exist yet being skipped *without* dropping the rules after
-it, and prices turned into nano-units per token exactly.
+it, and prices turned into nano-units exactly.
 """
 
 from __future__ import annotations
@@ -29,10 +29,16 @@ def parse(extra: str):  # type: ignore[no-untyped-def]
     return parse_platform(BASE + extra, source="p.yaml", loopback_base_url="http://x", environ={})
 
 
-def test_prices_per_million_become_exact_nano_units_per_token() -> None:
-    # 1234.5 per million is 0.0012345 a token: 1,234,500 nano-units. 0.000001 per million is
-    # 1e-12 a token, less than a nano-unit: rounded up to one, never to a free token.
-    assert parse("").prices == {"chat": Price(input=1, output=1_234_500)}
+def test_prices_per_million_become_exact_nano_units_per_million() -> None:
+    # 1234.5 per million is 1,234,500,000,000 nano-units per million tokens; 0.000001 per
+    # million is 1,000 nano-units per million: a token of it is a thousandth of a nano-unit,
+    # charged as one nano-unit (rounded up once per request, never to a free request).
+    prices = parse("").prices
+    assert prices is not None
+    price = prices["chat"].at(0.0)
+    assert price == Price(input_per_million=1_000, output_per_million=1_234_500_000_000)
+    assert price.cost(1, 0) == 1 and price.cost(1000, 0) == 1 and price.cost(1001, 0) == 2
+    assert price.cost(0, 1) == 1_234_500
 
 
 def test_every_team_by_itself_and_rules_waiting_for_their_team() -> None:

@@ -38,7 +38,7 @@ DEPLOYMENT = Deployment("dep", "openai", "served", (Replica("r", "http://127.0.0
                         capacity=1)
 MODEL = Model("m", DEPLOYMENT, frozenset({Endpoint.CHAT}))
 POLICY = Policy(budgets=[BudgetRule(Scope.TEAM, "team_a", Budget(10**12, Period.MONTHLY))],
-                prices={"m": Price(input=1, output=1)})
+                prices={"m": Price.per_token(input=1, output=1)})
 SNAPSHOT = Snapshot(Catalog([MODEL]), Identity([], {"team_a": ["m"]}), POLICY)
 
 

@@ -36,7 +36,7 @@ def test_every_scope_is_checked_in_order_key_team_model_team_model_then_budgets(
                 LimitRule(Scope.KEY, "*", RateLimit(rpm=10))],
         budgets=[BudgetRule(Scope.KEY, "k1", Budget(5 * 10**9, Period.DAILY, hard=False)),
                  BudgetRule(Scope.TEAM, "t1", Budget(10**11, Period.MONTHLY))],
-        prices={"m": Price(input=100, output=400)}, team_names={"t1": "ml"})
+        prices={"m": Price.per_token(input=100, output=400)}, team_names={"t1": "ml"})
     plan = plan_request(policy, KEY, "m", 10, 100, NOW)
     assert [(c.kind, c.counter, c.limit, c.amount) for c in plan.checks] == [
         (CheckKind.REQUESTS, "rpm:key:k1", 10, 1),

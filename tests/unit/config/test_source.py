@@ -9,7 +9,14 @@ import pytest
 
 from inferenceops.admission.config import StaticPolicy
 from inferenceops.config.source import platform_from_store
-from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, ProviderRecord
+from inferenceops.platform.policy import NANOS, Price
+from inferenceops.store.records import (
+    CatalogData,
+    DeploymentRecord,
+    ModelRecord,
+    PriceRecord,
+    ProviderRecord,
+)
 
 AT = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -25,8 +32,9 @@ def deployment(name: str, **fields: object) -> DeploymentRecord:
 
 
 def model(name: str, deployment_name: str) -> ModelRecord:
+    price = PriceRecord(f"prc_{name}", f"mdl_{name}", None, None, None, "1", "2", None, "0", AT)
     return ModelRecord(f"mdl_{name}", name, f"dep_{deployment_name}", deployment_name, "chat", (),
-                       {"input_per_million": "1", "output_per_million": "2"}, 256, None, AT, AT)
+                       (price,), 256, None, AT, AT)
 
 
 def test_a_broken_provider_leaves_out_its_deployments_and_their_models_only(
@@ -44,7 +52,8 @@ def test_a_broken_provider_leaves_out_its_deployments_and_their_models_only(
     assert [m.name for m in platform.catalog.models] == ["kept"]
     kept = platform.catalog.model("kept")
     assert kept is not None and kept.max_output_tokens == 256 and kept.created == int(AT.timestamp())
-    assert platform.prices == {"kept": platform.prices["kept"]} and platform.prices["kept"].output == 2000
+    assert platform.prices is not None and set(platform.prices) == {"kept"}
+    assert platform.prices["kept"].at(0.0) == Price(input_per_million=NANOS, output_per_million=2 * NANOS)
     assert [m.id for m in platform.simulators] == ["sim-0"]
     logged = caplog.text
     assert "stored provider 'x' left out" in logged

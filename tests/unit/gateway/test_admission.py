@@ -147,7 +147,7 @@ async def test_zero_overshoot_500_concurrent_requests_on_a_budget_for_exactly_n(
     # max (1 token), so the budget fits exactly N whatever the order of settlements.
     n, unit = 7, 10**9
     policy = Policy(budgets=[BudgetRule(Scope.TEAM, "team_ml", Budget(n * unit, Period.DAILY))],
-                    prices={"chat-model": Price(input=0, output=unit)})
+                    prices={"chat-model": Price.per_token(input=0, output=unit)})
     h = await gateway(fake, ledger, policy)
     stop_later.append(h)
     doc = {**CHAT, "model": "chat-model"}
@@ -176,7 +176,7 @@ async def test_settle_and_release_leave_nothing_reserved_and_charge_exactly_what
     unit = 1000
     policy = Policy(budgets=[BudgetRule(Scope.TEAM, "team_ml", Budget(10**15, Period.MONTHLY))],
                     limits=[LimitRule(Scope.TEAM, "team_ml", RateLimit(tpm=10**9, concurrency=100))],
-                    prices={name: Price(input=unit, output=10 * unit)
+                    prices={name: Price.per_token(input=unit, output=10 * unit)
                             for name in ("chat-model", "broken", "stalling")})
     yaml = ("  - name: errors\n    engine: openai\n    served_model: error-500\n    replicas:\n"
             f"      - url: http://127.0.0.1:{fake[1]}/v1\n"
@@ -216,7 +216,7 @@ async def test_settle_and_release_leave_nothing_reserved_and_charge_exactly_what
 async def test_a_soft_budget_admits_past_its_limit_and_raises_one_alert(
         fake, ledger, stop_later) -> None:  # type: ignore[no-untyped-def]
     policy = Policy(budgets=[BudgetRule(Scope.KEY, "key_team", Budget(1, Period.DAILY, hard=False))],
-                    prices={"chat-model": Price(input=1, output=1)})
+                    prices={"chat-model": Price.per_token(input=1, output=1)})
     h = await gateway(fake, ledger, policy)
     stop_later.append(h)
     assert [(await chat(h)).status for _ in range(3)] == [200, 200, 200]
@@ -234,7 +234,7 @@ async def test_quota_shows_the_callers_own_limits_use_and_budget(fake, ledger, s
     policy = Policy(limits=[LimitRule(Scope.TEAM, "team_ml", RateLimit(rpm=10, tpm=5000)),
                             LimitRule(Scope.MODEL, "chat-model", RateLimit(concurrency=4))],
                     budgets=[BudgetRule(Scope.TEAM, "team_ml", Budget(5 * 10**9, Period.MONTHLY))],
-                    prices={"chat-model": Price(input=10**6, output=10**6)},
+                    prices={"chat-model": Price.per_token(input=10**6, output=10**6)},
                     team_names={"team_ml": "ml"})
     h = await gateway(fake, ledger, policy)
     stop_later.append(h)
@@ -309,7 +309,8 @@ async def test_a_request_costing_more_than_the_whole_budget_is_a_400_else_429_un
         fake, ledger, stop_later) -> None:  # type: ignore[no-untyped-def]
     unit = 10**9
     policy = Policy(budgets=[BudgetRule(Scope.TEAM, "team_ml", Budget(3 * unit, Period.DAILY))],
-                    prices={"chat-model": Price(input=0, output=unit)}, team_names={"team_ml": "ml"})
+                    prices={"chat-model": Price.per_token(input=0, output=unit)},
+                    team_names={"team_ml": "ml"})
     h = await gateway(fake, ledger, policy)
     stop_later.append(h)
     never = await chat(h, {**CHAT, "max_tokens": 4})

@@ -303,7 +303,8 @@ async def test_a_ledger_unreachable_at_admission_is_a_503_or_admits_unmetered(
 async def test_a_soft_budget_overrun_is_counted_every_time_and_reported_once(
         make_gateway, ledger, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
     policy = Policy(budgets=[BudgetRule(Scope.TEAM, "team_ml", Budget(1, Period.DAILY, hard=False))],
-                    prices={"chat-model": Price(input=UNIT, output=UNIT)}, team_names={"team_ml": "ml"})
+                    prices={"chat-model": Price.per_token(input=UNIT, output=UNIT)},
+                    team_names={"team_ml": "ml"})
     h = await make_gateway(ledger, policy=policy)
     caplog.set_level(logging.WARNING, "inferenceops.admission")
     assert [(await chat(h)).status for _ in range(3)] == [200, 200, 200]

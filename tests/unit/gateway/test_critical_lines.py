@@ -69,7 +69,7 @@ ANSWERED = 3 * UNIT + 1 * 10 * UNIT
 POLICY = Policy(
     limits=[LimitRule(Scope.TEAM, "team_ml", RateLimit(rpm=10_000, tpm=10**8, concurrency=100))],
     budgets=[BudgetRule(Scope.TEAM, "team_ml", Budget(10**15, Period.MONTHLY))],
-    prices={name: Price(input=UNIT, output=10 * UNIT) for name in MODELS},
+    prices={name: Price.per_token(input=UNIT, output=10 * UNIT) for name in MODELS},
     team_names={"team_ml": "ml"})
 MAX_BODY = 4096
 

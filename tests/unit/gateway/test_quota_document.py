@@ -52,7 +52,7 @@ POLICY = Policy(
     budgets=[BudgetRule(Scope.TEAM, "team_ml", Budget(5 * 10**9, Period.MONTHLY)),
              BudgetRule(Scope.KEY, "key_team", Budget(10**7, Period.DAILY, hard=False)),
              BudgetRule(Scope.KEY, "key_solo", Budget(10**9, Period.LIFETIME))],
-    prices={"chat-model": Price(input=UNIT, output=UNIT)},
+    prices={"chat-model": Price.per_token(input=UNIT, output=UNIT)},
     team_names={"team_ml": "ml"})
 
 
@@ -136,7 +136,7 @@ async def test_while_a_request_runs_its_reservations_show_and_remaining_leaves_t
 async def test_an_overspent_soft_budget_has_nothing_remaining(make_gateway, ledger) -> None:  # type: ignore[no-untyped-def]
     policy = Policy(budgets=[BudgetRule(Scope.KEY, "key_team", Budget(10**6, Period.WEEKLY,
                                                                       hard=False))],
-                    prices={"chat-model": Price(input=UNIT, output=UNIT)})
+                    prices={"chat-model": Price.per_token(input=UNIT, output=UNIT)})
     h = await make_gateway(ledger, policy=policy)
     assert (await chat(h)).status == 200  # spends 0.004 of 0.001
     (budget,) = (await quota(h))["budgets"]

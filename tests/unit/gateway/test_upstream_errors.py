@@ -91,7 +91,7 @@ UNIT = 1000
 POLICY = Policy(
     budgets=[BudgetRule(Scope.TEAM, "team_ml", Budget(10**15, Period.MONTHLY))],
     limits=[LimitRule(Scope.TEAM, "team_ml", RateLimit(tpm=10**9, concurrency=100))],
-    prices={b: Price(input=UNIT, output=10 * UNIT) for b in BEHAVIOURS})
+    prices={b: Price.per_token(input=UNIT, output=10 * UNIT) for b in BEHAVIOURS})
 
 
 async def chat(h: Harness, model: str, key: str = TENANT_KEY, stream: bool = False,

@@ -105,7 +105,7 @@ async def test_chat_stream_and_embedding_run_through_the_pipeline_without_a_serv
 async def test_settle_prices_what_the_engine_reported(harness: Harness) -> None:
     state = harness.app.state
     state.snapshot = Snapshot(state.snapshot.catalog, state.snapshot.identity,
-                              Policy(prices={"chat-model": Price(input=10, output=1000)}))
+                              Policy(prices={"chat-model": Price.per_token(input=10, output=1000)}))
     assert (await in_process(harness, Endpoint.CHAT, CHAT)).status == 200
     (record,) = usage_records(harness)
     assert record.cost_nanos == 10 * record.prompt_tokens + 1000 * record.completion_tokens > 0
@@ -122,7 +122,7 @@ async def test_the_usage_record_keeps_the_prompt_tokens_the_engines_cache_served
 async def test_tokens_and_cost_per_team_and_model_reach_metrics(harness: Harness) -> None:
     state = harness.app.state
     state.snapshot = Snapshot(state.snapshot.catalog, state.snapshot.identity,
-                              Policy(prices={"chat-model": Price(input=10, output=1000)}))
+                              Policy(prices={"chat-model": Price.per_token(input=10, output=1000)}))
     for _ in range(2):
         assert (await in_process(harness, Endpoint.CHAT, CHAT)).status == 200
     text = (await request(harness.app, "GET", "/metrics")).body.decode()

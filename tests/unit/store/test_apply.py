@@ -76,7 +76,7 @@ async def test_changes_are_updates_deletes_and_names_moving_between_models(db: D
     async with db.read() as tx:
         demo = await repo.get_model_by_name(tx, "demo")
         sim = await repo.get_deployment_by_name(tx, "sim")
-    assert demo.aliases == ("gpt-4o-mini",) and demo.price is None
+    assert demo.aliases == ("gpt-4o-mini",) and demo.prices == ()
     assert sim.replicas == 3 and sim.timeouts["connect_s"] == 2
     dropped = changed.replace("  - {name: small, deployment: gpt, aliases: []}\n", "")
     plan = await apply_platform(db, spec(dropped.replace(

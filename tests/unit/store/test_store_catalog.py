@@ -93,7 +93,9 @@ async def test_every_spec_round_trips(db: Database) -> None:
         assert (await repo.get_deployment_by_name(session, "vllm")).replicas == (
             "http://10.0.0.1:8000/v1", "http://10.0.0.2:8000/v1")
         pro = await repo.get_model_by_name(session, "org/chat-pro")
-        assert pro.price == {"input_per_million": "0.15", "output_per_million": "0.600"}
+        (entry,) = pro.prices  # the model's price from the beginning, as it was written
+        assert (entry.deployment, entry.effective_from, entry.input_per_million,
+                entry.output_per_million) == (None, None, "0.15", "0.600")
         assert repo.model_spec(pro).price.input_per_million == Decimal("0.15")  # type: ignore[union-attr]
         # "No replicas given" is JSON null in a NOT NULL column, not SQL NULL.
         raw = (await session.execute(text(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
 from alembic import command
@@ -20,7 +22,7 @@ from inferenceops.store.tables import metadata
 TABLES = {"teams", "users", "service_accounts", "memberships", "api_keys", "grants", "providers",
           "deployments", "models", "audit_log", "control_state", "limits", "budgets",
           "alembic_version", "invitations", "usage_records", "sign_in_links", "usage_rollups",
-          "usage_rollup_state"}
+          "usage_rollup_state", "model_prices"}
 
 
 async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]:
@@ -38,7 +40,7 @@ async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]
 async def test_upgrade_creates_every_table_and_is_idempotent(fresh: FreshDatabases) -> None:
     url = await fresh.new()
     assert await current(url) is None
-    assert await upgrade(url) == head() == "0008"
+    assert await upgrade(url) == head() == "0009"
     assert await upgrade(url) == head()  # second run: a no-op
     assert await current(url) == head()
     tables, versions, state = await _schema(url)
@@ -203,6 +205,48 @@ async def test_0006_moves_the_bootstrap_admin_to_an_address_no_idp_can_verify(
             await conn.run_sync(_alembic, "upgrade", "0006")
             emails = {row[0]: row[1] for row in await conn.execute(text("SELECT id, email FROM users"))}
         assert emails == {"usr_a": "bootstrap@inferenceops.invalid", "usr_b": "ada@example.com"}
+    finally:
+        await db.close()
+
+
+async def test_0009_moves_each_models_price_into_its_history_and_back(fresh: FreshDatabases) -> None:
+    """A model's price becomes its price from the beginning; the downgrade puts back the one in
+    force (a later change included, one still to come not) and drops the history."""
+    url = await fresh.new()
+    db = Database(url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_alembic, "upgrade", "0008")
+            for statement in _CATALOG_0002:
+                await conn.execute(text(statement))
+            await conn.execute(text(
+                "INSERT INTO models (id, name, deployment_id, type, aliases, created_at, updated_at) "
+                "VALUES ('mdl_2', 'free', 'dep_1', 'chat', '[]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            await conn.execute(text("UPDATE models SET price = :price WHERE id = 'mdl_1'"),
+                               {"price": '{"input_per_million": "0.60", "output_per_million": "0.8"}'})
+            await conn.run_sync(_alembic, "upgrade", "0009")
+            rows = (await conn.execute(text(
+                "SELECT model_id, deployment_id, effective_from, input_per_million, "
+                "output_per_million, cached_input_per_million, batch_discount_percent "
+                "FROM model_prices"))).all()
+            assert [tuple(r) for r in rows] == [("mdl_1", None, None, "0.60", "0.8", None, "0")]
+            columns = await conn.run_sync(
+                lambda sync: {c["name"] for c in inspect(sync).get_columns("models")})
+            assert "price" not in columns
+            for price_id, start, amount in (("prc_a", "2020-01-01 00:00:00+00:00", "0.5"),
+                                            ("prc_b", "2999-01-01 00:00:00+00:00", "9")):
+                await conn.execute(text(
+                    "INSERT INTO model_prices (id, model_id, effective_from, input_per_million, "
+                    "output_per_million, batch_discount_percent, created_at) VALUES (:id, 'mdl_1', "
+                    ":start, :amount, '1', '0', CURRENT_TIMESTAMP)"),
+                    {"id": price_id, "start": datetime.fromisoformat(start), "amount": amount})
+            await conn.run_sync(_alembic, "downgrade", "0008")
+            prices = dict((await conn.execute(text("SELECT id, price FROM models ORDER BY id"))).all())
+            tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+        assert {k: json.loads(v) if isinstance(v, str) else v for k, v in prices.items()} == {
+            "mdl_1": {"input_per_million": "0.5", "output_per_million": "1"}, "mdl_2": None}
+        assert "model_prices" not in tables
+        assert await upgrade(url) == head()
     finally:
         await db.close()
 

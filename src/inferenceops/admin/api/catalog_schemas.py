@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from inferenceops.admission.config import PriceSpec
 from inferenceops.config.spec import (
     DeploymentSpec,
     ModelSpec,
@@ -28,9 +27,11 @@ from inferenceops.config.spec import (
     ProviderSpec,
     QueueSpec,
     ReplicaSpec,
+    ScheduledPriceSpec,
     TimeoutsSpec,
     Url,
 )
+from inferenceops.metering.prices import PriceSpec
 from inferenceops.store.records import DeploymentRecord, ModelRecord, ProviderRecord
 from inferenceops.store.repo import deployment_spec, model_spec
 from inferenceops.store.repo.catalog import MAX_API_KEY_CHARS
@@ -138,7 +139,11 @@ class ModelPatch(_Patch):
     deployment: Name | None = None
     aliases: list[Name] | None = None
     type: Literal["chat", "embedding"] | None = None
-    price: PriceSpec | None = None
+    price: PriceSpec | None = Field(None, description="the model's own price from now on (the one "
+                                    "in force until now stays in its history)")
+    prices: list[ScheduledPriceSpec] | None = Field(
+        None, max_length=1000, description="replaces the prices to come and the deployments' "
+        "prices (those that have started stay in the history)")
     max_output_tokens: int | None = None
 
 

@@ -15,6 +15,7 @@ Every mutation that changes what a snapshot would contain bumps the
     admission  operators' rate limits and budgets (per subject); team weights live in teams
     catalog    providers (API keys encrypted), deployments, models; load_catalog
                (catalog_specs: rows/records <-> the platform YAML's specs)
+    prices     a model's price history: list, schedule a price, delete one still to come
     identity   load_identity (the snapshot read), is_empty
     audit      the hash-chained audit log: append (never bumps the revision), list, iterate
 """
@@ -69,6 +70,7 @@ from inferenceops.store.repo.keys import (
     rotate_api_key,
     touch_last_used,
 )
+from inferenceops.store.repo.prices import add_price, delete_price, list_prices
 from inferenceops.store.repo.teams import (
     create_service_account,
     create_team,
@@ -99,7 +101,7 @@ __all__ = [
     "get_deployment_by_name", "get_model", "get_model_by_name", "get_provider",
     "get_provider_by_name", "list_deployments", "list_models", "list_providers", "load_catalog",
     "lock_catalog", "model_spec", "provider_spec", "set_provider_key", "update_deployment", "update_model",
-    "update_provider",
+    "update_provider", "add_price", "delete_price", "list_prices",
     "delete_budget", "delete_limit", "find_budget", "find_limit", "get_budget", "get_limit",
     "list_budgets", "list_limits", "set_budget", "set_limit", "set_team_weight",
     "create_api_key", "create_service_account", "create_team", "create_user", "delete_team",

@@ -14,7 +14,10 @@ What one spec alone cannot tell is checked here, in the writer's transaction:
   deployment (``NotFound`` naming the missing one);
 * model names and aliases unique across all models (``Conflict`` naming the clash);
 * nothing deleted while another row names it (``Conflict`` naming those rows; the foreign
-  keys refuse it too).
+  keys refuse it too) — a model's price for a deployment names that deployment.
+
+A model's prices are rows of their own (``_schedule``; routes on them: ``prices``): created
+as written with the model, synced on update to what the spec charges from now on.
 
 Catalog writes are serialised so those checks cannot race: on PostgreSQL by
 ``pg_advisory_xact_lock(CATALOG_LOCK_KEY)`` until the transaction ends; on SQLite every write
@@ -30,6 +33,7 @@ platform file) is set by the caller that owns the row, and left alone by default
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
@@ -42,6 +46,13 @@ from inferenceops.store.credentials import CredentialCipher
 from inferenceops.store.errors import Conflict, CredentialsError, Invalid, NotFound, translating
 from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, Page, ProviderRecord
 from inferenceops.store.repo._common import bump_revision, page, revision
+from inferenceops.store.repo._schedule import (
+    check_schedule,
+    delete_entries,
+    insert_entries,
+    load_schedules,
+    sync_schedule,
+)
 from inferenceops.store.repo.catalog_specs import (
     deployment_columns,
     deployment_record,
@@ -55,7 +66,7 @@ from inferenceops.store.repo.catalog_specs import (
     storable_deployment,
     validated,
 )
-from inferenceops.store.tables import Deployment, Model, Provider
+from inferenceops.store.tables import Deployment, Model, ModelPrice, Provider, utcnow
 
 #: Fixed advisory-lock key ("infops" + 0x0003) serialising catalog writes on PostgreSQL.
 CATALOG_LOCK_KEY: Final = 0x696E_666F_7073_0003
@@ -340,6 +351,12 @@ async def delete_deployment(session: AsyncSession, deployment_id: str) -> None:
     if users:
         raise Conflict(f"deployment {row.name!r} serves model(s) {_quoted(users)}; delete them or "
                        "move them to another deployment first")
+    priced = (await session.execute(
+        select(Model.name).join(ModelPrice, ModelPrice.model_id == Model.id)
+        .where(ModelPrice.deployment_id == row.id).distinct().order_by(Model.name))).scalars().all()
+    if priced:
+        raise Conflict(f"deployment {row.name!r} has prices of model(s) {_quoted(priced)}; remove "
+                       "those prices from the models first")
     await _delete(session, Deployment, row.id, f"deleting deployment {row.name!r}")
 
 
@@ -365,13 +382,16 @@ async def _check_public_names(session: AsyncSession, spec: ModelSpec, model_id: 
 
 
 async def _model(session: AsyncSession, row: Model) -> ModelRecord:
-    return model_record(row, (await _names(session, Deployment, [row.deployment_id]))[row.deployment_id])
+    deployment = (await _names(session, Deployment, [row.deployment_id]))[row.deployment_id]
+    return model_record(row, deployment, (await load_schedules(session, [row.id])).get(row.id, ()))
 
 
 async def create_model(session: AsyncSession, spec: ModelSpec | Mapping[str, Any], *,
                        managed_by: str | None = None) -> ModelRecord:
-    """A new model; its ``deployment`` (a name) must exist, its name and aliases be free."""
+    """A new model; its ``deployment`` (a name) must exist, its name and aliases be free. Its
+    price schedule is stored as written (``price`` from the beginning, then ``prices``)."""
     spec = validated(ModelSpec, spec, "a model")
+    check_schedule(spec)
     await lock_catalog(session)
     await _check_public_names(session, spec, None)
     deployment_id = await _id_named(session, Deployment, spec.deployment, "deployment",
@@ -379,7 +399,8 @@ async def create_model(session: AsyncSession, spec: ModelSpec | Mapping[str, Any
     assert deployment_id is not None
     row = Model(id=ids.new_id(ids.MODEL), managed_by=managed_by, **model_columns(spec, deployment_id))
     await _insert(session, row, f"creating model {spec.name!r}")
-    return model_record(row, spec.deployment)
+    prices = await insert_entries(session, row.id, spec.name, spec.price_entries())
+    return model_record(row, spec.deployment, prices)
 
 
 async def get_model(session: AsyncSession, model_id: str) -> ModelRecord:
@@ -412,29 +433,41 @@ async def list_models(
             session, Deployment, deployment, "deployment", None))
     rows = await page(session, stmt, Model.name, after, limit, lambda r: r, lambda r: r.name)
     deployments = await _names(session, Deployment, [r.deployment_id for r in rows.items])
-    return Page(tuple(model_record(r, deployments[r.deployment_id]) for r in rows.items),
-                rows.next_after)
+    schedules = await load_schedules(session, [r.id for r in rows.items])
+    return Page(tuple(model_record(r, deployments[r.deployment_id], schedules.get(r.id, ()))
+                      for r in rows.items), rows.next_after)
 
 
 async def update_model(session: AsyncSession, model_id: str, changes: Mapping[str, Any], *,
-                       managed_by: ManagedBy = UNCHANGED) -> ModelRecord:
+                       managed_by: ManagedBy = UNCHANGED, now: datetime | None = None) -> ModelRecord:
     """Change the given ``ModelSpec`` fields. Grants and limits name models by name: renaming a
-    model does not carry them over (as deleting one does not remove them)."""
+    model does not carry them over (as deleting one does not remove them).
+
+    ``price`` and ``prices`` mean what the model charges from ``now`` (default: this instant) on,
+    as ``model_spec`` shows it: a different price in force is a new entry starting now, changes
+    to come are replaced, and what has started stays in the history (``metering.prices``).
+    """
+    now = now or utcnow()
     await lock_catalog(session)
     row = await _row(session, Model, model_id, "model")
-    spec = _merged(ModelSpec, model_spec(await _model(session, row)), changes, f"model {row.name!r}")
+    spec = _merged(ModelSpec, model_spec(await _model(session, row), now), changes,
+                   f"model {row.name!r}")
     await _check_public_names(session, spec, row.id)
     deployment_id = await _id_named(session, Deployment, spec.deployment, "deployment",
                                     f"model {spec.name!r}")
     assert deployment_id is not None
-    await _apply(session, row, model_columns(spec, deployment_id), managed_by,
-                 f"updating model {row.name!r}")
-    return model_record(row, spec.deployment)
+    changed = await _apply(session, row, model_columns(spec, deployment_id), managed_by,
+                           f"updating model {row.name!r}")
+    if await sync_schedule(session, row.id, spec, now) and not changed:
+        await bump_revision(session)
+    return await _model(session, row)
 
 
 async def delete_model(session: AsyncSession, model_id: str) -> None:
+    """Delete a model and its price schedule (usage records keep what they were charged)."""
     await lock_catalog(session)
     row = await _row(session, Model, model_id, "model")
+    await delete_entries(session, [p.id for p in (await load_schedules(session, [row.id])).get(row.id, [])])
     await _delete(session, Model, row.id, f"deleting model {row.name!r}")
 
 
@@ -457,6 +490,7 @@ async def load_catalog(session: AsyncSession, cipher: CredentialCipher | None = 
     models = (await session.execute(select(Model).order_by(Model.name))).scalars().all()
     provider_names = {p.id: p.name for p in providers}
     deployment_names = {d.id: d.name for d in deployments}
+    schedules = await load_schedules(session)
 
     def key_of(row: Provider) -> str | None:
         if cipher is None or row.credentials_encrypted is None:
@@ -473,4 +507,5 @@ async def load_catalog(session: AsyncSession, cipher: CredentialCipher | None = 
     return CatalogData(
         at, tuple(provider_record(p, key_of(p)) for p in providers),
         tuple(deployment_record(d, provider_names.get(d.provider_id or "")) for d in deployments),
-        tuple(model_record(m, deployment_names[m.deployment_id]) for m in models))
+        tuple(model_record(m, deployment_names[m.deployment_id], schedules.get(m.id, ()))
+              for m in models))

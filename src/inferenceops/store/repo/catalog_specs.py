@@ -10,15 +10,17 @@ and every record converts back to an equal spec (``provider_spec``, ``deployment
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from inferenceops.config.spec import DeploymentSpec, ModelSpec, ProviderSpec
+from inferenceops.metering.prices import Entry, PriceSpec, as_of
 from inferenceops.store.errors import Invalid
-from inferenceops.store.records import DeploymentRecord, ModelRecord, ProviderRecord
-from inferenceops.store.tables import Deployment, Model, Provider
+from inferenceops.store.records import DeploymentRecord, ModelRecord, PriceRecord, ProviderRecord
+from inferenceops.store.tables import Deployment, Model, ModelPrice, Provider, utcnow
 
 S = TypeVar("S", bound=BaseModel)
 MAX_BIGINT = 2**63 - 1
@@ -103,9 +105,19 @@ def deployment_columns(spec: DeploymentSpec, provider_id: str | None) -> dict[st
 
 
 def model_columns(spec: ModelSpec, deployment_id: str) -> dict[str, Any]:
+    """The model's own columns (its prices are rows of their own: ``price_columns``)."""
     return {"name": spec.name, "deployment_id": deployment_id, "type": spec.type,
-            "aliases": list(spec.aliases), "max_output_tokens": spec.max_output_tokens,
-            "price": None if spec.price is None else spec.price.model_dump(mode="json")}
+            "aliases": list(spec.aliases), "max_output_tokens": spec.max_output_tokens}
+
+
+def price_columns(entry: Entry, deployment_id: str | None) -> dict[str, Any]:
+    """One schedule entry's columns: its amounts as the decimal text they were written in."""
+    amounts = entry.price.model_dump(mode="json")
+    return {"deployment_id": deployment_id, "effective_from": entry.effective_from,
+            "input_per_million": amounts["input_per_million"],
+            "output_per_million": amounts["output_per_million"],
+            "cached_input_per_million": amounts["cached_input_per_million"],
+            "batch_discount_percent": amounts["batch_discount_percent"]}
 
 
 # ---- rows → records ---------------------------------------------------------------------------
@@ -124,9 +136,21 @@ def deployment_record(row: Deployment, provider: str | None) -> DeploymentRecord
         dict(row.queue), row.routing, row.managed_by, row.created_at, row.updated_at)
 
 
-def model_record(row: Model, deployment: str) -> ModelRecord:
+def price_record(row: ModelPrice, deployment: str | None) -> PriceRecord:
+    return PriceRecord(row.id, row.model_id, row.deployment_id, deployment, row.effective_from,
+                       row.input_per_million, row.output_per_million, row.cached_input_per_million,
+                       row.batch_discount_percent, row.created_at)
+
+
+def schedule_order(record: PriceRecord) -> tuple[bool, str, bool, datetime]:
+    """The model's own prices first, then by deployment; each from the beginning, then by start."""
+    return (record.deployment is not None, record.deployment or "", record.effective_from is not None,
+            record.effective_from or record.created_at)
+
+
+def model_record(row: Model, deployment: str, prices: Iterable[PriceRecord] = ()) -> ModelRecord:
     return ModelRecord(row.id, row.name, row.deployment_id, deployment, row.type, tuple(row.aliases),
-                       None if row.price is None else dict(row.price), row.max_output_tokens,
+                       tuple(sorted(prices, key=schedule_order)), row.max_output_tokens,
                        row.managed_by, row.created_at, row.updated_at)
 
 
@@ -147,7 +171,27 @@ def deployment_spec(r: DeploymentRecord) -> DeploymentSpec:
         "queue": r.queue, "routing": r.routing}, f"stored deployment {r.name!r}")
 
 
-def model_spec(r: ModelRecord) -> ModelSpec:
+def price_entry(r: PriceRecord) -> Entry:
+    """A stored entry of a schedule, its amounts validated as a ``PriceSpec``."""
+    amounts = validated(PriceSpec, {
+        "input_per_million": r.input_per_million, "output_per_million": r.output_per_million,
+        "cached_input_per_million": r.cached_input_per_million,
+        "batch_discount_percent": r.batch_discount_percent}, f"stored price {r.id!r}")
+    return Entry(r.deployment, r.effective_from, amounts)
+
+
+def model_spec(r: ModelRecord, now: datetime | None = None) -> ModelSpec:
+    """The spec a stored model is *as of* ``now`` (default: this instant): ``price`` is its own
+    price in force, ``prices`` the deployments' prices in force and every change to come — what
+    it charges from now on (its whole history: ``r.prices``)."""
+    price, shown = as_of([price_entry(p) for p in r.prices], now or utcnow())
     return validated(ModelSpec, {
         "name": r.name, "deployment": r.deployment, "aliases": list(r.aliases), "type": r.type,
-        "price": r.price, "max_output_tokens": r.max_output_tokens}, f"stored model {r.name!r}")
+        "price": price, "prices": [scheduled(e) for e in shown],
+        "max_output_tokens": r.max_output_tokens}, f"stored model {r.name!r}")
+
+
+def scheduled(entry: Entry) -> dict[str, Any]:
+    """An entry as the fields of ``config.spec.ScheduledPriceSpec``."""
+    return {**entry.price.model_dump(), "effective_from": entry.effective_from,
+            "deployment": entry.deployment}
