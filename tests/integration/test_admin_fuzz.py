@@ -101,8 +101,8 @@ def _call(session: requests.Session, gw: Gateway, method: str, path: str, body: 
 
 
 def _seed(gw: Gateway) -> Seeded:
-    """Two sets of a team with an owner, a service account, a key, a grant, catalog rows, a
-    limit and a budget: one set for DELETEs, one for everything else."""
+    """Two sets of a team with an owner, a service account, a key, a grant, catalog rows (a
+    model with a price to come), a limit and a budget: one set for DELETEs, one for the rest."""
     seeded = Seeded()
     with _session() as session:
         for pool in ("keep", "delete"):
@@ -122,6 +122,9 @@ def _seed(gw: Gateway) -> Seeded:
             model = _call(session, gw, "POST", "/models",
                           {"name": f"fuzz-{tag}", "deployment": deployment["name"]})
             _call(session, gw, "PUT", f"/grants/{team['id']}/{model['name']}")
+            price = _call(session, gw, "POST", f"/models/{model['id']}/prices", {
+                "effective_from": "2999-01-01T00:00:00Z", "input_per_million": "0.5",
+                "output_per_million": "1.5", "deployment": deployment["name"]})
             limit = _call(session, gw, "POST", "/limits",
                           {"scope": "team", "team_id": team["id"], "rpm": 100})
             budget = _call(session, gw, "POST", "/budgets", {
@@ -132,6 +135,7 @@ def _seed(gw: Gateway) -> Seeded:
                                 ("deployments", deployment["id"]),
                                 ("deployment_names", deployment["name"]),
                                 ("models", model["id"]), ("model_names", model["name"]),
+                                ("prices", price["id"]),
                                 ("limits", limit["id"]), ("budgets", budget["id"])):
                 seeded.add(pool, kind, value)
     return seeded
@@ -165,7 +169,8 @@ def admin_server(request: pytest.FixtureRequest,
 #: Path parameters and body fields that name a seeded object, and the kind they name.
 PATH_IDS = {"team_id": "teams", "user_id": "users", "key_id": "keys", "account_id": "accounts",
             "provider_id": "providers", "deployment_id": "deployments", "model_id": "models",
-            "model": "model_names", "limit_id": "limits", "budget_id": "budgets"}
+            "model": "model_names", "limit_id": "limits", "budget_id": "budgets",
+            "price_id": "prices"}
 QUERY_IDS = {"team_id": "teams", "user_id": "users", "key_id": "keys",
              "service_account_id": "accounts"}
 BODY_IDS = {"team_id": "teams", "user_id": "users", "key_id": "keys",

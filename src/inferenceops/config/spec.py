@@ -17,11 +17,20 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from inferenceops.admission.config import (
     BudgetSpec,
@@ -132,18 +141,20 @@ class DeploymentSpec(_Strict):
 class ScheduledPriceSpec(PriceSpec):
     """A price from ``effective_from`` on, for the model or for the requests one deployment serves."""
 
-    effective_from: Instant | None = Field(
-        None, description="when it starts: an RFC 3339 time with its offset (2026-12-10T00:00:00Z) "
-        "or a date (midnight UTC); a deployment's price without one applies from the beginning")
     deployment: Name | None = Field(None, description="only for requests this deployment serves "
                                     "(it overrides the model's price while in force)")
+    effective_from: Instant | None = Field(
+        None, validate_default=True, description="when it starts: an RFC 3339 time with its "
+        "offset (2026-12-10T00:00:00Z) or a date (midnight UTC); a deployment's price without one "
+        "applies from the beginning")
 
-    @model_validator(mode="after")
-    def _starts(self) -> ScheduledPriceSpec:
-        if self.effective_from is None and self.deployment is None:
-            raise ValueError("'effective_from' is required: when this price starts (e.g. "
-                             "2026-12-10T00:00:00Z); the model's price from the beginning is 'price:'")
-        return self
+    @field_validator("effective_from")
+    @classmethod
+    def _starts(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None and info.data.get("deployment") is None:
+            raise ValueError("is required: when this price starts (e.g. 2026-12-10T00:00:00Z); "
+                             "the model's price from the beginning is 'price:'")
+        return value
 
     def entry(self) -> Entry:
         return Entry(self.deployment, self.effective_from, price_spec(self))

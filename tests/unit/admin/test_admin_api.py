@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from tests.support.postgres import Postgres, probe
 from inferenceops.admin.api import build_admin_app
 from inferenceops.admin.api.app import ROUTERS
 from inferenceops.admin.principal import AdminPrincipal
+from inferenceops.metering.prices import PriceSpec
 from inferenceops.platform.keys import KeyHasher, new_secret, visible_prefix
 from inferenceops.store import CredentialCipher, Database, repo
 from inferenceops.store.migrate import upgrade
@@ -430,6 +432,15 @@ async def _create_model(w: World) -> tuple[str, Any]:
         w.unique("alias")]}
 
 
+async def _scheduled_price(w: World) -> tuple[str, Any]:
+    """A fresh model's price still to come (one that has started cannot be deleted)."""
+    model_id = await w.fresh_model()
+    async with w.db.transaction() as tx:
+        price = await repo.add_price(tx, model_id, PriceSpec(input_per_million=Decimal(1)),
+                                     effective_from=utcnow() + timedelta(days=30))
+    return f"{V1}/models/{model_id}/prices/{price.id}", None
+
+
 async def _apply(w: World) -> tuple[str, Any]:
     """A platform file with a new deployment and model (earlier file-managed rows then go)."""
     name = w.unique("applied")
@@ -590,6 +601,17 @@ CASES = [
          "200 403 403 403 403 403 403 403"),
     Case("models.delete", "DELETE", "/models/{model_id}", _catalog("models"),
          "204 403 403 403 403 403 403 403"),
+    # A model's prices: read with the model, scheduled and deleted by platform admins only.
+    Case("prices.list granted to A", "GET", "/models/{model_id}/prices", _catalog("models", "/prices"),
+         "200 200 200 200 200 200 404 200"),
+    Case("prices.list granted to none", "GET", "/models/{model_id}/prices",
+         _catalog("models", "/prices", granted_to=None), "200 200 200 404 404 404 404 404"),
+    Case("prices.add", "POST", "/models/{model_id}/prices",
+         _catalog("models", "/prices", {"effective_from": "2999-01-01T00:00:00Z",
+                                        "input_per_million": "0.5", "output_per_million": "1.5"}),
+         "201 403 403 403 403 403 403 403"),
+    Case("prices.delete", "DELETE", "/models/{model_id}/prices/{price_id}", _scheduled_price,
+         "204 403 403 403 403 403 403 403"),
     # Config as code changes the catalog: platform admins only (catalog:write).
     Case("apply", "POST", "/apply", _apply, "200 403 403 403 403 403 403 403", per_change=True),
     # Usage reports: platform roles see everything, owners their team, members and viewers the
@@ -643,7 +665,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 63
+    assert len(_api_routes()) == 66
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 

@@ -356,3 +356,157 @@ async def test_patch_bodies_have_exactly_the_specs_fields() -> None:
                         (c.ModelPatch, ModelSpec)):
         assert set(patch.model_fields) == set(spec.model_fields), patch.__name__
     assert set(c.ProviderCreate.model_fields) == set(ProviderSpec.model_fields) | {"api_key"}
+
+
+# ---- a model's prices -------------------------------------------------------------------------
+
+FUTURE = "2999-01-01T00:00:00Z"
+
+
+async def _priced_model(w: World) -> dict[str, Any]:
+    """A model priced from the beginning, with a change to come (and the deployment it runs on)."""
+    sim = await _sim(w)
+    body = {"name": w.unique("priced"), "deployment": sim["name"],
+            "price": {"input_per_million": "0.60", "output_per_million": "0.80"},
+            "prices": [{"effective_from": FUTURE, "input_per_million": "0.5", "output_per_million": "0.7"}]}
+    reply = await call(w.app, "POST", f"{V1}/models", body, secret=w.secrets["admin"])
+    assert reply.status == 201, reply.body
+    return {**reply.json(), "sim": sim}
+
+
+async def test_a_models_price_history_schedules_and_deletes_are_audited(world: World) -> None:
+    admin = world.secrets["admin"]
+    model = await _priced_model(world)
+    prices = f"{V1}/models/{model['id']}/prices"
+    listed = await call(world.app, "GET", prices, secret=world.secrets["billing"])
+    assert listed.status == 200 and listed.json()["next_after"] is None
+    assert [(p["effective_from"], p["input_per_million"], p["state"]) for p in listed.json()["data"]] == [
+        (None, "0.60", "in_force"), (FUTURE, "0.5", "scheduled")]
+    start, tail = await _revision(world), await world.audit_tail()
+    body = {"effective_from": "2998-06-01T02:00:00+02:00", "deployment": model["sim"]["name"],
+            "input_per_million": "0.3", "output_per_million": "0.4", "cached_input_per_million": "0.03",
+            "batch_discount_percent": "50"}
+    added = await call(world.app, "POST", prices, body, secret=admin)
+    assert added.status == 201, added.body
+    price = added.json()
+    assert (price["effective_from"], price["deployment"], price["deployment_id"], price["state"]) == (
+        "2998-06-01T00:00:00Z", model["sim"]["name"], model["sim"]["id"], "scheduled")
+    assert (price["cached_input_per_million"], price["batch_discount_percent"]) == ("0.03", "50")
+    now = await call(world.app, "POST", prices, {"input_per_million": "0.7", "output_per_million": "0.9"},
+                     secret=admin)  # no effective_from: from now
+    assert now.status == 201 and now.json()["state"] == "in_force"
+    got = (await call(world.app, "GET", f"{V1}/models/{model['id']}", secret=admin)).json()
+    assert got["price"]["input_per_million"] == "0.7"  # the model's price in force now
+    assert [p["effective_from"] for p in got["prices"]] == ["2998-06-01T00:00:00Z", FUTURE]
+    deleted = await call(world.app, "DELETE", f"{prices}/{price['id']}", secret=admin)
+    assert deleted.status == 204
+    states = [(p["input_per_million"], p["state"])
+              for p in (await call(world.app, "GET", prices, secret=admin)).json()["data"]]
+    assert states == [("0.60", "history"), ("0.7", "in_force"), ("0.5", "scheduled")]
+    entries = await world.audit_since(tail)
+    assert [(e.action, e.target_type, e.target_id) for e in entries] == [
+        ("model.add_price", "model", model["id"]), ("model.add_price", "model", model["id"]),
+        ("model.delete_price", "model", model["id"])]
+    assert entries[0].after["id"] == price["id"] and entries[2].before["id"] == price["id"]
+    assert entries[2].after is None
+    assert await _revision(world) == start + 3
+
+
+async def test_changing_a_models_price_keeps_the_old_one_in_its_history(world: World) -> None:
+    admin = world.secrets["admin"]
+    model = await _priced_model(world)
+    patched = await call(world.app, "PATCH", f"{V1}/models/{model['id']}",
+                         {"price": {"input_per_million": "0.65", "output_per_million": "0.80"}},
+                         secret=admin)
+    assert patched.status == 200 and patched.json()["price"]["input_per_million"] == "0.65"
+    history = (await call(world.app, "GET", f"{V1}/models/{model['id']}/prices", secret=admin)).json()
+    assert [(p["input_per_million"], p["state"]) for p in history["data"]] == [
+        ("0.60", "history"), ("0.65", "in_force"), ("0.5", "scheduled")]
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"input_per_million": "-1"}, "input_per_million"),
+    ({"input_per_million": "one"}, "input_per_million"),
+    ({"output_per_million": [1]}, "output_per_million"),
+    ({"input_per_million": "1", "cached_input_per_million": "-0.5"}, "cached_input_per_million"),
+    ({"input_per_million": "1", "batch_discount_percent": 101}, "batch_discount_percent"),
+    ({"input_per_million": "1", "effective_from": "10/12/2026"}, "effective_from"),
+    ({"input_per_million": "1", "effective_from": "2999-01-01T00:00:00"}, "effective_from"),
+    ({"input_per_million": "1", "effective_from": "9999-12-31T23:59:59-14:00"}, "effective_from"),
+    ({"input_per_million": "1", "effective_from": "2001-01-01T00:00:00Z"}, "effective_from"),  # past
+    ({"input_per_million": "1", "deployment": "bad name"}, "deployment"),
+    ({"input_per_million": "1", "colour": "red"}, "colour"),
+])
+async def test_a_bad_price_is_422_naming_the_field_and_nothing_is_written(world: World, body: Any,
+                                                                         param: str) -> None:
+    model = await _priced_model(world)
+    tail, revision = await world.audit_tail(), await _revision(world)
+    reply = await call(world.app, "POST", f"{V1}/models/{model['id']}/prices", body,
+                       secret=world.secrets["admin"])
+    assert reply.status == 422, reply.body
+    error = reply.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error", error
+    assert await world.audit_since(tail) == [] and await _revision(world) == revision
+    history = await call(world.app, "GET", f"{V1}/models/{model['id']}/prices",
+                         secret=world.secrets["admin"])
+    assert len(history.json()["data"]) == 2
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"prices": [{"effective_from": "tomorrow", "input_per_million": "1"}]}, "prices.0.effective_from"),
+    ({"prices": [{"input_per_million": "1"}]}, "prices.0.effective_from"),  # the model's needs one
+    ({"prices": [{"effective_from": FUTURE, "input_per_million": "1"},
+                 {"effective_from": FUTURE, "input_per_million": "2"}]}, "prices.1.effective_from"),
+    ({"price": {"output_per_million": "-3"}}, "price.output_per_million"),
+])
+async def test_a_bad_schedule_in_a_model_is_422_naming_the_field(world: World, body: Any,
+                                                                param: str) -> None:
+    model = await _priced_model(world)
+    tail, revision = await world.audit_tail(), await _revision(world)
+    reply = await call(world.app, "PATCH", f"{V1}/models/{model['id']}", body,
+                       secret=world.secrets["admin"])
+    assert reply.status == 422, reply.body
+    assert reply.json()["error"]["param"] == param, reply.json()
+    assert await world.audit_since(tail) == [] and await _revision(world) == revision
+
+
+async def test_history_duplicates_and_unknown_names_are_409_and_404(world: World) -> None:
+    admin = world.secrets["admin"]
+    model = await _priced_model(world)
+    prices = f"{V1}/models/{model['id']}/prices"
+    history = (await call(world.app, "GET", prices, secret=admin)).json()["data"]
+    tail, revision = await world.audit_tail(), await _revision(world)
+    started = await call(world.app, "DELETE", f"{prices}/{history[0]['id']}", secret=admin)
+    assert started.status == 409 and "history" in started.json()["error"]["message"]
+    twice = await call(world.app, "POST", prices, {"effective_from": FUTURE, "input_per_million": "1"},
+                       secret=admin)
+    assert twice.status == 409 and twice.json()["error"]["code"] == "conflict"
+    for method, path, body in (("POST", prices, {"input_per_million": "1", "deployment": "no-such"}),
+                               ("GET", f"{V1}/models/mdl_nope/prices", None),
+                               ("POST", f"{V1}/models/mdl_nope/prices", {"input_per_million": "1"}),
+                               ("DELETE", f"{prices}/prc_nope", None),
+                               ("DELETE", f"{V1}/models/mdl_nope/prices/{history[1]['id']}", None)):
+        reply = await call(world.app, method, path, body, secret=admin)
+        assert reply.status == 404, (path, reply.body)
+    assert await world.audit_since(tail) == [] and await _revision(world) == revision
+    # A deployment a price names stays until the price goes.
+    sim = model["sim"]
+    spot = await call(world.app, "POST", prices, {"deployment": sim["name"], "input_per_million": "1",
+                                                  "effective_from": FUTURE}, secret=admin)
+    await call(world.app, "PATCH", f"{V1}/models/{model['id']}", {"deployment": (await _sim(world))["name"]},
+               secret=admin)
+    kept = await call(world.app, "DELETE", f"{V1}/deployments/{sim['id']}", secret=admin)
+    assert kept.status == 409 and "prices of model" in kept.json()["error"]["message"]
+    assert (await call(world.app, "DELETE", f"{prices}/{spot.json()['id']}", secret=admin)).status == 204
+    assert (await call(world.app, "DELETE", f"{V1}/deployments/{sim['id']}", secret=admin)).status == 204
+
+
+async def test_team_roles_read_the_prices_of_their_granted_models_only(world: World) -> None:
+    model = await _priced_model(world)
+    prices = f"{V1}/models/{model['id']}/prices"
+    assert (await call(world.app, "GET", prices, secret=world.secrets["memberA"])).status == 404
+    async with world.db.transaction() as tx:
+        await repo.grant(tx, world.ids["A"], model["name"])
+    assert (await call(world.app, "GET", prices, secret=world.secrets["memberA"])).status == 200
+    assert (await call(world.app, "POST", prices, {"input_per_million": "1"},
+                       secret=world.secrets["ownerA"])).status == 403

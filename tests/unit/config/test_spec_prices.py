@@ -67,7 +67,7 @@ def test_a_file_without_prices_prices_nothing() -> None:
      "line 8: models[0].price.batch_discount_percent: 150 is not a percentage: the batch "
      "discount is from 0 to 100"),
     ('      - effective_from: "2026-12-10T12:00:00Z"\n', "      - effective_from: null\n",
-     "line 10: models[0].prices[0]: 'effective_from' is required: when this price starts"),
+     "line 10: models[0].prices[0].effective_from: is required: when this price starts"),
     ("2027-01-01, deployment: spot", "2026-12-10T12:00:00Z, deployment: nope",
      "line 13: models[0].prices[1].deployment: model 'chat' has a price for deployment 'nope', "
      "which is not defined"),

@@ -8,7 +8,9 @@ change (``null`` sets a field to null), and the result is validated as a whole s
 store — so a PATCH is refused for exactly what the YAML would refuse.
 
 Responses are the spec's JSON plus the row's ``id``, the referenced row's id, ``managed_by``
-and timestamps: what GET returns can be edited and sent back. A provider's API key is
+and timestamps: what GET returns can be edited and sent back. A model's ``price`` and ``prices``
+are what it charges from now on (``store.repo.model_spec``); ``PriceOut`` is one entry of its
+whole schedule, history included, and ``PriceCreate`` schedules one. A provider's API key is
 write-only: accepted by ``ProviderCreate`` and ``ProviderKeySet`` (a ``SecretStr``, so it is
 never in a ``repr`` or a log), never returned — responses say ``has_api_key``.
 """
@@ -31,10 +33,11 @@ from inferenceops.config.spec import (
     TimeoutsSpec,
     Url,
 )
-from inferenceops.metering.prices import PriceSpec
-from inferenceops.store.records import DeploymentRecord, ModelRecord, ProviderRecord
+from inferenceops.metering.prices import Instant, PriceSpec
+from inferenceops.store.records import DeploymentRecord, ModelRecord, PriceRecord, ProviderRecord
 from inferenceops.store.repo import deployment_spec, model_spec
 from inferenceops.store.repo.catalog import MAX_API_KEY_CHARS
+from inferenceops.store.repo.catalog_specs import price_entry
 
 API_KEY_DOC = "The provider's API key. Write-only: stored encrypted, never returned."
 
@@ -162,3 +165,51 @@ class ModelOut(ModelSpec):
     def of(cls, r: ModelRecord) -> ModelOut:
         return cls(**model_spec(r).model_dump(), id=r.id, deployment_id=r.deployment_id,
                    managed_by=r.managed_by, created_at=r.created_at, updated_at=r.updated_at)
+
+
+# ---- a model's prices -------------------------------------------------------------------------
+
+class PriceCreate(PriceSpec):
+    """A price for the model, or only for the requests one deployment serves, from a time on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    effective_from: Instant | None = Field(
+        None, description="when it starts: an RFC 3339 time with its offset "
+        "(2026-12-10T00:00:00Z) or a date (midnight UTC); now when left out, never in the past")
+    deployment: Name | None = Field(None, description="only for requests this deployment serves")
+
+
+PriceState = Literal["history", "in_force", "scheduled"]
+
+
+class PriceOut(PriceSpec):
+    """One entry of a model's price schedule (amounts as decimal text per million tokens)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    model_id: str
+    deployment: str | None = Field(description="null: the model's own price")
+    deployment_id: str | None
+    effective_from: datetime | None = Field(description="null: from the beginning")
+    state: PriceState = Field(description="history: started and replaced by a later one; "
+                              "in_force: what a request of its scope pays now; scheduled: to come")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: PriceRecord, state: PriceState) -> PriceOut:
+        return cls(**price_entry(r).price.model_dump(), id=r.id, model_id=r.model_id,
+                   deployment=r.deployment, deployment_id=r.deployment_id,
+                   effective_from=r.effective_from, state=state, created_at=r.created_at)
+
+    @classmethod
+    def schedule(cls, model: ModelRecord, now: datetime) -> list[PriceOut]:
+        """The model's whole schedule, each entry with its state at ``now``."""
+        in_force: dict[str | None, PriceRecord] = {}
+        for p in model.prices:  # ordered by scope, then start: the last started one wins
+            if p.effective_from is None or p.effective_from <= now:
+                in_force[p.deployment] = p
+        return [cls.of(p, "in_force" if in_force.get(p.deployment) is p else
+                       "history" if p.effective_from is None or p.effective_from <= now
+                       else "scheduled") for p in model.prices]

@@ -10,9 +10,15 @@ everything. A team role's ``catalog:read`` shows only the models granted to its 
 other model is a 404, as if it did not exist), and no provider or deployment: listing them
 is a 403, reading one by id a 404. Only platform admins change the catalog (``catalog:write``).
 Rows a platform file manages (``managed_by``) may be edited too: the file re-applies them.
+
+A model's prices are read with the model (``catalog:read``, the same visibility) and changed
+by platform admins: a price scheduled (``model.add_price``) or one still to come deleted
+(``model.delete_price``), each audited on the model with the entry.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +27,7 @@ from inferenceops.admin.api import schemas as s
 from inferenceops.admin.api.deps import Access, AdminContext
 from inferenceops.admin.api.services import audit, page_of
 from inferenceops.errors import NotFound, PermissionDenied, Unavailable
+from inferenceops.metering.prices import price_spec
 from inferenceops.store import CredentialCipher, repo
 
 
@@ -206,3 +213,35 @@ async def delete_model(ctx: AdminContext, access: Access, model_id: str) -> None
         before = c.ModelOut.of(await repo.get_model(tx, model_id))
         await repo.delete_model(tx, model_id)
         await audit(tx, access.principal, "model.delete", "model", model_id, before=before)
+
+
+# ---- a model's prices -------------------------------------------------------------------------
+
+async def list_prices(ctx: AdminContext, access: Access, model_id: str) -> s.Page[c.PriceOut]:
+    """The whole schedule (one page: a schedule is short). Team roles: of their granted models."""
+    async with ctx.db.read() as tx:
+        model = await repo.get_model(tx, model_id)
+        if not access.everywhere and model.name not in await _granted(tx, access):
+            raise NotFound(f"No model {model_id!r}")
+    return s.Page(data=c.PriceOut.schedule(model, datetime.now(UTC)), next_after=None)
+
+
+async def add_price(ctx: AdminContext, access: Access, model_id: str,
+                    body: c.PriceCreate) -> c.PriceOut:
+    access.check(None, f"model {model_id!r}")
+    async with ctx.db.transaction("scheduling a price") as tx:
+        now = datetime.now(UTC)
+        added = await repo.add_price(tx, model_id, price_spec(body), effective_from=body.effective_from,
+                                     deployment=body.deployment, now=now)
+        model = await repo.get_model(tx, model_id)
+        out = next(p for p in c.PriceOut.schedule(model, now) if p.id == added.id)
+        await audit(tx, access.principal, "model.add_price", "model", model_id, after=out)
+    return out
+
+
+async def delete_price(ctx: AdminContext, access: Access, model_id: str, price_id: str) -> None:
+    access.check(None, f"model {model_id!r}")
+    async with ctx.db.transaction("deleting a price") as tx:
+        removed = await repo.delete_price(tx, model_id, price_id)
+        await audit(tx, access.principal, "model.delete_price", "model", model_id,
+                    before=c.PriceOut.of(removed, "scheduled"))

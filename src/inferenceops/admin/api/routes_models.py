@@ -1,7 +1,8 @@
-"""Routes: ``/models`` (the catalog's models). Thin: parse → authorize → service → schema.
+"""Routes: ``/models`` (the catalog's models) and ``/models/{id}/prices`` (each model's price
+schedule). Thin: parse → authorize → service → schema.
 
 Bodies are the platform YAML's model spec as JSON; ``deployment`` names a deployment. Team
-roles see the models granted to their teams.
+roles see the models granted to their teams (and their prices); platform admins change them.
 """
 
 from __future__ import annotations
@@ -53,4 +54,25 @@ async def update_model(model_id: str, body: c.ModelPatch, ctx: Context, access: 
 @router.delete("/models/{model_id}", status_code=204, response_class=Response)
 async def delete_model(model_id: str, ctx: Context, access: Write) -> Response:
     await service.delete_model(ctx, access, model_id)
+    return Response(status_code=204)
+
+
+@router.get("/models/{model_id}/prices", response_model=s.Page[c.PriceOut])
+async def list_prices(model_id: str, ctx: Context, access: Read) -> s.Page[c.PriceOut]:
+    """The model's whole price schedule, history included: its own prices first, then each
+    deployment's, each by start, with what is in force now. One page (``next_after`` null)."""
+    return await service.list_prices(ctx, access, model_id)
+
+
+@router.post("/models/{model_id}/prices", status_code=201, response_model=c.PriceOut)
+async def add_price(model_id: str, body: c.PriceCreate, ctx: Context, access: Write) -> c.PriceOut:
+    """Schedule a price from ``effective_from`` (now when left out; never in the past). 409 when
+    one of the same scope starts at that time, 404 for an unknown deployment."""
+    return await service.add_price(ctx, access, model_id, body)
+
+
+@router.delete("/models/{model_id}/prices/{price_id}", status_code=204, response_class=Response)
+async def delete_price(model_id: str, price_id: str, ctx: Context, access: Write) -> Response:
+    """Delete a price still to come; one that has started is history (409)."""
+    await service.delete_price(ctx, access, model_id, price_id)
     return Response(status_code=204)
