@@ -281,10 +281,11 @@ def test_catalog_providers_deployments_models(spawn_gateway: SpawnGateway, tmp_p
 
     model = ok_json(gw, "models", "create", "--name", "mini", "--deployment", "eu-mini",
                     "--alias", "mini-latest", "--input-price", "0.15", "--output-price", "0.6")
+    unpriced = {"cached_input_per_million": None, "batch_discount_percent": "0"}
     assert model["aliases"] == ["mini-latest"] and model["price"] == {
-        "input_per_million": "0.15", "output_per_million": "0.6"}
+        "input_per_million": "0.15", "output_per_million": "0.6", **unpriced}
     repriced = ok_json(gw, "models", "update", "mini", "--output-price", "0.9")
-    assert repriced["price"] == {"input_per_million": "0.15", "output_per_million": "0.9"}
+    assert repriced["price"] == {"input_per_million": "0.15", "output_per_million": "0.9", **unpriced}
     table = ok(gw, "models", "list")
     assert table.splitlines()[0].split()[:5] == ["ID", "NAME", "DEPLOYMENT", "TYPE", "ALIASES"]
     assert "0.15/0.9" in table and "mini-latest" in table

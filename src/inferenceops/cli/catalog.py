@@ -1,4 +1,5 @@
-"""Operator commands for the model catalog on a running server: ``providers``, ``deployments``, ``models``.
+"""Operator commands for the model catalog on a running server: ``providers``, ``deployments``, ``models``
+(and ``prices``, a model's price history: ``cli.prices``).
 
 Same conventions as ``cli_admin`` (whose client and output helpers these use): ``--url`` /
 ``INFERENCEOPS_URL``, ``--key`` / ``INFERENCEOPS_ADMIN_KEY``, tables for people, ``--json``
@@ -35,6 +36,7 @@ from inferenceops.cli._client import (
     _quote,
     id_of,
 )
+from inferenceops.cli.prices import prices_app
 
 PROVIDER_COLUMNS = (("id", "ID"), ("name", "NAME"), ("base_url", "BASE URL"), ("dialect", "DIALECT"),
                     ("has_api_key", "KEY STORED"), ("api_key_env", "KEY ENV"),
@@ -114,6 +116,8 @@ def _for_people(kind: str, row: dict[str, Any]) -> dict[str, Any]:
                 out[field] = " ".join(f"{k}={v}" for k, v in row[field].items())
     if kind == "models" and isinstance(row.get("price"), dict):
         out["price"] = f"{row['price']['input_per_million']}/{row['price']['output_per_million']}"
+        if row.get("prices"):
+            out["price"] += f" (+{len(row['prices'])} more: prices list)"
     return out
 
 
@@ -389,4 +393,4 @@ def models_delete(ref: Ref, url: UrlOpt = DEFAULT_URL, key: KeyOpt = None,
 
 
 CATALOG_APPS = (("providers", providers_app), ("deployments", deployments_app),
-                ("models", models_app))
+                ("models", models_app), ("prices", prices_app))
