@@ -40,6 +40,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.ledger
 	$(BIN)/python -m bench.fair_queue
 	$(BIN)/python -m bench.identity
+	$(BIN)/python -m bench.usage_ledger
 	$(BIN)/python -m bench.params
 
 lint: $(VENV)/.installed-dev
