@@ -2,12 +2,15 @@
 
 Every ``flush_s`` (default 1 s) — or at once when a full batch waits — it takes
 up to ``batch_size`` records and the keys used since the last flush and writes
-them in **one transaction**: usage rows (multi-row inserts), the keys'
-``last_used_at``, audit entries. A failed write puts the batch back at the
-front of the queue (bounded: what no longer fits is dropped and counted) and
-retries after a backoff; a crash restarts it (the supervisor). ``stop`` —
-called after every service that feeds the outbox has stopped — flushes until
-the queue is empty or its deadline passes.
+them in **one transaction**: usage rows (one executemany), the keys'
+``last_used_at``, audit entries; under load it goes on while full batches
+wait, and leaves a part batch for the next turn. A failed write puts the batch
+back at the front of the queue (bounded: what no longer fits is dropped and
+counted) and retries after a backoff; a crash restarts it (the supervisor).
+``stop`` — called after every service that feeds the outbox has stopped — lets
+the batch being written finish (cancelling ``run`` does not interrupt it), then
+flushes until the queue is empty or its deadline passes.
+``bench/usage_ledger.py`` measures the rate.
 
 This module is the only part of the outbox that touches the store; the hot
 path imports ``outbox`` (the queue and records) only.
@@ -43,6 +46,7 @@ class OutboxWriter:
         self._url = url
         self._db: Database | None = None
         self._flush_s = flush_s
+        self._writing: asyncio.Future[int] | None = None  # run's batch being written
 
     @property
     def db(self) -> Database:
@@ -61,8 +65,9 @@ class OutboxWriter:
                 async with asyncio.timeout(self._flush_s):
                     await ready.wait()
             try:
-                while await self.flush() >= self._outbox.batch_size:
-                    pass  # under load: keep writing full batches
+                await self._flush_whole()
+                while self._outbox.depth >= self._outbox.batch_size:
+                    await self._flush_whole()  # under load: full batches; a part waits for its turn
                 retry_s = self._flush_s
             except StoreError as exc:
                 self._outbox.write_failures += 1
@@ -71,9 +76,23 @@ class OutboxWriter:
                 await asyncio.sleep(retry_s)
                 retry_s = min(retry_s * 2, _RETRY_MAX_S)
 
+    async def _flush_whole(self) -> int:
+        """``flush`` in a task of its own, which cancelling ``run`` does not cut short.
+
+        A transaction interrupted half-way can leave its connection holding SQLite's write
+        lock, so the final flush in ``stop`` would wait out the busy timeout and fail, and
+        the queue would be lost at exit. Instead ``stop`` waits for this batch to finish.
+        """
+        self._writing = asyncio.ensure_future(self.flush())
+        return await asyncio.shield(self._writing)
+
     async def stop(self) -> None:
         """Flush everything left (the supervisor bounds this with the service's deadline)."""
         try:
+            if self._writing is not None:
+                with suppress(Exception):  # a batch that failed went back to the queue: below
+                    await self._writing
+                self._writing = None
             while not self._outbox.empty:
                 await self.flush()
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from tests.unit.store import conftest as store
@@ -87,3 +88,39 @@ async def test_run_flushes_on_its_tick_and_stop_flushes_the_rest(store_url: str,
     assert box.depth == 0
     async with db.read() as tx:
         assert await count_usage(tx) == 129
+
+
+async def test_stop_waits_for_the_batch_being_written_instead_of_cancelling_it() -> None:
+    """Cancelling run mid-write would interrupt the batch's transaction: on SQLite, cut short
+    while the driver worked (opening the connection, BEGIN IMMEDIATE), the abandoned
+    connection kept the write lock, so stop's flush waited out the busy timeout, failed, and
+    the queue was lost at exit. So stop lets run's batch finish, then writes the rest."""
+    inside, release = asyncio.Event(), asyncio.Event()
+    seen: list[str] = []
+
+    class Held(OutboxWriter):
+        async def _write(self, records: list[Any], keys: set[str]) -> None:
+            seen.append(f"batch of {len(records)}")
+            inside.set()
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+            self._outbox.written["usage"] += len(records)
+
+    box = Outbox(batch_size=10)
+    supervisor = Supervisor()
+    supervisor.add(Held(box, "sqlite+aiosqlite://", flush_s=60.0))
+    await supervisor.start()
+    for n in range(25):
+        box.put(usage(n))
+    await inside.wait()  # run is writing its first full batch
+    stopping = asyncio.create_task(supervisor.stop())
+    for _ in range(20):  # stop cancels run (loop turns, not time)
+        await asyncio.sleep(0)
+    assert not stopping.done()
+    release.set()
+    await stopping
+    assert seen == ["batch of 10", "batch of 10", "batch of 5"]
+    assert box.depth == 0 and box.written["usage"] == 25 and box.write_failures == 0
