@@ -6,9 +6,13 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable
 
+from inferenceops.outbox.histogram import Histogram
 from inferenceops.outbox.records import AuditRecord, Record, UsageRecord
 
 _KIND = {UsageRecord: "usage", AuditRecord: "audit"}
+#: Buckets of ``/metrics``' batch-size and write-time histograms (records; seconds).
+BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Outbox:
@@ -20,7 +24,8 @@ class Outbox:
     """
 
     __slots__ = ("_records", "_keys", "max_records", "max_keys", "batch_size", "dropped",
-                 "queued", "written", "write_failures", "last_batch", "last_write_s", "_ready")
+                 "queued", "written", "write_failures", "last_batch", "last_write_s",
+                 "batch_sizes", "write_seconds", "_ready")
 
     def __init__(self, *, max_records: int = 100_000, max_keys: int = 100_000,
                  batch_size: int = 1000) -> None:
@@ -38,6 +43,8 @@ class Outbox:
         self.write_failures = 0
         self.last_batch = 0
         self.last_write_s = 0.0
+        self.batch_sizes = Histogram(BATCH_BUCKETS)
+        self.write_seconds = Histogram(WRITE_BUCKETS)
         self._ready: asyncio.Event | None = None
 
     def put(self, record: Record) -> bool:
@@ -91,6 +98,13 @@ class Outbox:
         self._records.extendleft(reversed(back[:room]))
         for key in keys:
             self.note_key_use(key)
+
+    def note_write(self, records: int, seconds: float) -> None:
+        """The writer stored a batch of ``records`` in ``seconds`` (for ``/metrics``)."""
+        self.last_batch = records
+        self.last_write_s = seconds
+        self.batch_sizes.observe(records)
+        self.write_seconds.observe(seconds)
 
     def wait_ready(self) -> asyncio.Event:
         """The event set when a full batch waits (created on the writer's loop)."""

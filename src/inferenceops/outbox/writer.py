@@ -9,7 +9,8 @@ back at the front of the queue (bounded: what no longer fits is dropped and
 counted) and retries after a backoff; a crash restarts it (the supervisor).
 ``stop`` — called after every service that feeds the outbox has stopped — lets
 the batch being written finish (cancelling ``run`` does not interrupt it), then
-flushes until the queue is empty or its deadline passes.
+flushes until the queue is empty or its deadline passes. Each batch stored is
+counted in the outbox's batch-size and write-time histograms (``/metrics``).
 ``bench/usage_ledger.py`` measures the rate.
 
 This module is the only part of the outbox that touches the store; the hot
@@ -112,8 +113,7 @@ class OutboxWriter:
         except BaseException:
             outbox.give_back(records, keys)
             raise
-        outbox.last_batch = len(records)
-        outbox.last_write_s = time.perf_counter() - started
+        outbox.note_write(len(records), time.perf_counter() - started)
         return len(records)
 
     async def _write(self, records: list[Record], keys: set[str]) -> None:

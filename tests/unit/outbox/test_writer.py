@@ -53,6 +53,7 @@ async def test_a_batch_of_every_kind_is_stored_in_one_flush(store_url: str, db: 
     assert [a.after for a in audits] == [{"limit_nanos": 5}]
     assert used is not None and used <= datetime.now(UTC)
     assert box.written == {"usage": 3, "audit": 1, "key_use": 1} and box.last_batch == 4
+    assert box.batch_sizes.count == box.write_seconds.count == 1 and box.batch_sizes.total == 4
 
 
 async def test_a_failed_write_keeps_the_batch(tmp_path: object) -> None:
@@ -63,6 +64,7 @@ async def test_a_failed_write_keeps_the_batch(tmp_path: object) -> None:
     with pytest.raises(StoreError):
         await writer.flush()
     assert box.depth == 1 and box.written["usage"] == 0 and box.take(0)[1] == {"key_a"}
+    assert box.write_seconds.count == 0  # only stored batches are timed; failures are counted
     with pytest.raises(StoreError):  # stop tries once more, and says it failed: no endless loop
         await writer.stop()
     assert box.depth == 1
