@@ -78,7 +78,8 @@ async def test_a_scheduled_change_prices_requests_from_its_time_and_old_ones_kee
         async with db.transaction() as tx:  # what POST /models/{id}/prices does
             await repo.add_price(tx, model.id, AFTER, effective_from=change_at)
         await rebuild(h, db)
-        upstream.chunk_delay_s = 2 * LEAD_S / upstream.stream_chunks
+        # Ten chunks 0.3 s apart (under the deployment's 0.5 s between chunks): 3 s in all.
+        upstream.stream_chunks, upstream.chunk_delay_s = 10, 2 * LEAD_S / 10
         spanning = asyncio.create_task(run(h, {**CHAT, "stream": True}))  # C: starts before it
         await spanning  # ... and settles after it
         assert time.time() > change_at.timestamp()
@@ -88,6 +89,7 @@ async def test_a_scheduled_change_prices_requests_from_its_time_and_old_ones_kee
         a, c, b = records(h)
         start = change_at.timestamp()
         assert a.at < start < c.at < b.at
+        assert (a.error_code, c.error_code, b.error_code) == (None, None, None)  # whole answers
         assert c.at - c.latency_ms / 1000 < start  # C started before the change
         assert a.cached_tokens == b.cached_tokens == 2 and a.prompt_tokens == b.prompt_tokens
         assert a.cost_nanos == price_of(BEFORE).cost(a.prompt_tokens, a.completion_tokens, 2)
