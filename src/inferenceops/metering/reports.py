@@ -121,7 +121,8 @@ def resolve_range(start: datetime | None, end: datetime | None, granularity: Gra
                                f"{granularity}); got {to.isoformat()}", param="to")
     if to - since > MAX_RANGE[granularity]:
         raise InvalidParameter(
-            f"from: a {granularity}ly report covers at most {MAX_RANGE[granularity].days} days; "
+            f"from: {'an hourly' if granularity == 'hour' else 'a daily'} report covers at most "
+            f"{MAX_RANGE[granularity].days} days; "
             f"{since.isoformat()} to {to.isoformat()} is {(to - since) / timedelta(days=1):g} "
             "days. Ask for a shorter range" + (", or by day" if granularity == "hour" else ""),
             param="from")

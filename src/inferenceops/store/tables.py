@@ -483,7 +483,9 @@ class UsageRollup(Base):
     a bucket's rows are deleted and summed again from ``usage_records`` (hours) or from the
     hours (days) in one transaction, so no uniqueness rule is needed to keep one row per
     group, and NULL dimensions (a key without a team, no adapter) group like any value.
-    ``bucket`` is the UTC start of the hour or day. Reports read only these rows.
+    ``bucket`` is the UTC start of the hour or day. Rows with ``key_id = '*'`` are the same
+    sums over all keys (per team, model, adapter, deployment), for reports that ask nothing
+    per key. Reports read only these rows.
     """
 
     __tablename__ = "usage_rollups"

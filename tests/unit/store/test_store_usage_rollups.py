@@ -29,9 +29,11 @@ from inferenceops.store import Database
 from inferenceops.store.repo import usage_rollups as rollups
 from inferenceops.store.repo.usage import insert_usage
 from inferenceops.store.repo.usage_rollups import (
+    ALL_KEYS,
     StepResult,
     drop_raw,
     mark_retention,
+    over_all_keys,
     read_report,
     read_state,
     roll_up,
@@ -60,15 +62,18 @@ def bucket_of(at: float, granularity: str) -> datetime:
 
 
 def expected(records: Iterable[UsageRecord], granularity: str) -> dict[Key, tuple[int, ...]]:
+    """The rows each bucket must hold: per key, and the same summed over all keys (``*``)."""
     sums: dict[Key, list[int]] = {}
     for r in records:
-        key = (bucket_of(r.at, granularity), r.team_id, r.key_id, r.model, r.adapter, r.deployment)
-        row = sums.setdefault(key, [0] * len(MEASURES))
         errored = r.error_code is not None or r.status >= 400
-        for i, value in enumerate((1, r.prompt_tokens, r.completion_tokens, r.cached_tokens,
-                                   0 if r.tokens_reported else 1, 1 if errored else 0,
-                                   r.cost_nanos)):
-            row[i] += value
+        values = (1, r.prompt_tokens, r.completion_tokens, r.cached_tokens,
+                  0 if r.tokens_reported else 1, 1 if errored else 0, r.cost_nanos)
+        for key_id in (r.key_id, ALL_KEYS):
+            key = (bucket_of(r.at, granularity), r.team_id, key_id, r.model, r.adapter,
+                   r.deployment)
+            row = sums.setdefault(key, [0] * len(MEASURES))
+            for i, value in enumerate(values):
+                row[i] += value
     return {k: tuple(v) for k, v in sums.items()}
 
 
@@ -380,7 +385,8 @@ async def test_reports_group_filter_and_scope_the_rollups(db: Database) -> None:
         widened = await read_report(tx, query(scope=UsageScope(teams=frozenset({"t2"})),
                                               team_id="t1"))
         nobody = await read_report(tx, query(scope=UsageScope()))
-    assert whole.totals == tuple(map(sum, zip(*expected(records, "day").values(), strict=True)))
+    per_key = [v for k, v in expected(records, "day").items() if k[2] != ALL_KEYS]
+    assert whole.totals == tuple(map(sum, zip(*per_key, strict=True)))
     assert [r.start.day for r in whole.rows] == [2, 3, 4] and all(r.dims == () for r in whole.rows)
     assert by_team.totals == whole.totals
     assert by_team.rows[0].dims[0] is None  # NULL teams sort first on both backends
@@ -392,3 +398,33 @@ async def test_reports_group_filter_and_scope_the_rollups(db: Database) -> None:
     assert scoped.totals[0] == len([r for r in records if r.team_id == "t2"])
     assert widened.rows == () and nobody.rows == ()
     assert whole.current_to == NOW
+
+
+async def test_reports_over_all_keys_agree_with_the_per_key_rows(db: Database) -> None:
+    records = spread(NOW - 50 * HOUR, 51)
+    await insert(db, records)
+    await catch_up(db)
+    team_t1 = UsageScope(teams=frozenset({"t1"}))
+    cases = [query(group_by=("team", "model")), query(granularity="hour", group_by=("adapter",)),
+             query(scope=team_t1, group_by=("deployment",))]
+    for fast in cases:
+        assert over_all_keys(fast)
+        per_key = replace(fast, group_by=(*fast.group_by, "key"))
+        assert not over_all_keys(per_key)
+        async with db.read() as tx:
+            summed, detailed = await read_report(tx, fast), await read_report(tx, per_key)
+        assert summed.totals == detailed.totals and summed.totals[0] > 0
+        regrouped: dict[tuple[Any, ...], list[int]] = {}
+        for row in detailed.rows:
+            sums = regrouped.setdefault((row.start, *row.dims[:-1]), [0] * len(MEASURES))
+            for i, value in enumerate(row.measures):
+                sums[i] += value
+        assert {(r.start, *r.dims): list(r.measures) for r in summed.rows} == regrouped
+    # Anything per key reads the per-key rows; "*" is never a key a filter can name.
+    for per_key_query in (query(key_id="k1"), query(scope=UsageScope(keys=frozenset({"k1"}))),
+                          query(scope=UsageScope(owner="usr_1", owner_teams=frozenset({"t1"})))):
+        assert not over_all_keys(per_key_query)
+    async with db.read() as tx:
+        assert (await read_report(tx, query(key_id=ALL_KEYS))).rows == ()
+        by_key = await read_report(tx, query(group_by=("key",)))
+    assert ALL_KEYS not in {row.dims[0] for row in by_key.rows}

@@ -31,6 +31,13 @@ than a cutoff: whole UTC days, never past ``closed_until`` (only rolled-up recor
 kept as ``raw_since``; late hours before it are never summed again (their raw records are
 gone, the rollup stays). Rollups are never deleted.
 
+**Two levels.** Each hour (and so each day) holds its rows per key, and the same sums over
+all keys — per team, model, adapter and deployment, with ``key_id`` = ``ALL_KEYS`` — made from
+them in the same step. A report that asks nothing per key (no key grouping, filter or
+key-based scope: the platform's and a team owner's usual questions) reads only the second
+level, several times fewer rows (the key index finds them as one range); any other reads
+only the first. Both are summed from the same rows, so they always agree.
+
 **Reports** (``read_report``) sum rollup rows of one granularity over ``[start, end)``, by
 bucket and the asked dimensions, within the caller's scope and filters. Sorted in Python
 (NULLs first on both backends); at most ``MAX_ROWS + 1`` rows are read.
@@ -72,6 +79,9 @@ STEP_HOURS = 24
 DROP_BATCH = 20_000
 
 _DIMS = ("team_id", "key_id", "model", "adapter", "deployment")
+#: ``key_id`` of the rows that sum every key of a team, model, adapter and deployment (a key id
+#: always has its ``key_`` prefix, so none is this).
+ALL_KEYS = "*"
 _STATE_ID = 1
 
 
@@ -197,10 +207,9 @@ async def _late_hours(session: AsyncSession, state: RollupState, closed: datetim
 
 
 async def _sum_hour(session: AsyncSession, hour: datetime) -> None:
-    """Replace the hour's rows by the sums of its ledger rows."""
-    r = Ledger
-    await session.execute(delete(UsageRollup).where(UsageRollup.granularity == "hour",
-                                                     UsageRollup.bucket == hour))
+    """Replace the hour's rows by the sums of its ledger rows, then their sums over all keys."""
+    r, u = Ledger, UsageRollup
+    await session.execute(delete(u).where(u.granularity == "hour", u.bucket == hour))
     errored = or_(r.error_code.is_not(None), r.status >= 400)
     sums = select(
         literal("hour"), literal(hour, UTCDateTime()), *(getattr(r, d) for d in _DIMS),
@@ -208,12 +217,20 @@ async def _sum_hour(session: AsyncSession, hour: datetime) -> None:
         func.sum(r.cached_tokens), func.sum(case((r.tokens_reported, 0), else_=1)),
         func.sum(case((errored, 1), else_=0)), func.sum(r.cost_nanos),
     ).where(r.at >= hour, r.at < hour + HOUR).group_by(*(getattr(r, d) for d in _DIMS))
-    await session.execute(insert(UsageRollup).from_select(
-        ["granularity", "bucket", *_DIMS, *MEASURES], sums))
+    await session.execute(insert(u).from_select(["granularity", "bucket", *_DIMS, *MEASURES], sums))
+    keyless = [d for d in _DIMS if d != "key_id"]
+    over_keys = select(
+        literal("hour"), literal(hour, UTCDateTime()), *(getattr(u, d) for d in keyless),
+        literal(ALL_KEYS), *(func.sum(getattr(u, m)) for m in MEASURES),
+    ).where(u.granularity == "hour", u.bucket == hour, u.key_id != ALL_KEYS).group_by(
+        *(getattr(u, d) for d in keyless))
+    await session.execute(insert(u).from_select(
+        ["granularity", "bucket", *keyless, "key_id", *MEASURES], over_keys))
 
 
 async def _sum_day(session: AsyncSession, day: datetime) -> None:
-    """Replace the day's rows by the sums of its hour rows."""
+    """Replace the day's rows by the sums of its hour rows (both levels: ``key_id`` is grouped
+    by, so the hours' ``ALL_KEYS`` rows sum into the day's)."""
     u = UsageRollup
     await session.execute(delete(u).where(u.granularity == "day", u.bucket == day))
     sums = select(
@@ -275,9 +292,17 @@ def _order(row: UsageRow) -> tuple[Any, ...]:
     return (row.start, *((value is not None, value or "") for value in row.dims))
 
 
+def over_all_keys(query: UsageQuery) -> bool:
+    """Whether the report can read the rows summed over all keys: nothing in it is per key."""
+    scope = query.scope
+    return ("key" not in query.group_by and query.key_id is None
+            and not (scope.keys or scope.lineages or scope.owner is not None))
+
+
 async def read_report(session: AsyncSession, query: UsageQuery) -> UsageReport:
     """The report ``query`` asks for, from the rollups (``UsageReport`` refuses too many rows)."""
     u = UsageRollup
+    level = u.key_id == ALL_KEYS if over_all_keys(query) else u.key_id != ALL_KEYS
     with translating("reading usage rollups"):
         state = await read_state(session)
         if query.scope.empty:
@@ -285,7 +310,7 @@ async def read_report(session: AsyncSession, query: UsageQuery) -> UsageReport:
         dims = [getattr(u, DIMENSIONS[name]) for name in query.group_by]
         stmt = (select(u.bucket, *dims, *(func.sum(getattr(u, m)) for m in MEASURES))
                 .where(u.granularity == query.granularity, u.bucket >= query.start,
-                       u.bucket < query.end, _scope(query),
+                       u.bucket < query.end, level, _scope(query),
                        *(getattr(u, column) == value for column, value in query.filters().items()))
                 .group_by(u.bucket, *dims).limit(MAX_ROWS + 1))
         rows = [UsageRow(row[0], tuple(row[1:1 + len(dims)]),
