@@ -10,7 +10,8 @@ another process, sums the same buckets again from the ledger.
 
 Every ``interval_s`` (the first one ``interval_s`` after start, so starting never waits on
 the store): steps until caught up — one transaction per step, a day of closed hours at
-most, so a first run over a long ledger comes in pieces — then, at most once an hour,
+most, so a first run over a long ledger comes in pieces, ``pause_s`` apart so the outbox
+writers get the store in between — then, at most once an hour,
 retention: the raw records older than ``retention_days`` (whole UTC days, only those
 already rolled up) go in batches of ``DROP_BATCH``, at most ``DROP_PER_RUN`` a run.
 ``run_once`` does one round at once (tests, benchmarks). Store failures are logged and
@@ -43,6 +44,8 @@ log = logging.getLogger("inferenceops.rollups")
 #: Raw records deleted by one round at most (the rest go at the next rounds).
 DROP_PER_RUN = 20 * DROP_BATCH
 RETENTION_EVERY_S = 3600.0
+#: Pause between two steps while catching up.
+STEP_PAUSE_S = 0.1
 
 
 @dataclass
@@ -64,13 +67,14 @@ class UsageRollups:
 
     def __init__(self, url: str, *, interval_s: float, retention_days: int,
                  clock: Callable[[], float] = time.time, settle: timedelta = SETTLE,
-                 step_hours: int = STEP_HOURS) -> None:
+                 step_hours: int = STEP_HOURS, pause_s: float = STEP_PAUSE_S) -> None:
         self._url = url
         self._interval_s = interval_s
         self._keep = None if retention_days == 0 else timedelta(days=retention_days)
         self._clock = clock
         self._settle = settle
         self._step_hours = step_hours
+        self._pause_s = pause_s
         self._db: Database | None = None
         self._retention_due = 0.0  # monotonic time of the next retention pass
 
@@ -120,7 +124,9 @@ class UsageRollups:
             result.caught_up = step.caught_up
             if step.caught_up:
                 break
-            await asyncio.sleep(0)  # other tasks of this process run between steps
+            # Between catch-up steps, other writers get the store (SQLite has one write lock,
+            # and whoever asks again first may keep getting it: the outbox writers wait).
+            await asyncio.sleep(self._pause_s)
         if self._keep is not None and time.monotonic() >= self._retention_due:
             result.dropped = await self._retain(self._keep)
         if result.late_hours:
@@ -138,7 +144,7 @@ class UsageRollups:
                 dropped += done
                 if done < DROP_BATCH:
                     break
-                await asyncio.sleep(0)
+                await asyncio.sleep(self._pause_s)
         if dropped:
             log.info("usage retention: dropped %d raw records before %s", dropped, cutoff)
         more = dropped >= DROP_PER_RUN  # a backlog: carry on next round
