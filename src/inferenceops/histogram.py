@@ -1,4 +1,5 @@
-"""A fixed-bucket histogram for the outbox's ``/metrics`` (no I/O, no locks: one loop owns it)."""
+"""A fixed-bucket histogram for ``/metrics`` series (the outbox's, the simulated engines'): no I/O, no
+locks — one event loop owns each."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ the batch before the scrape).
 
 from __future__ import annotations
 
-from inferenceops.outbox.histogram import Histogram
+from inferenceops.histogram import Histogram
 from inferenceops.outbox.queue import Outbox
 
 

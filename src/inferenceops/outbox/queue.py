@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable
 
-from inferenceops.outbox.histogram import Histogram
+from inferenceops.histogram import Histogram
 from inferenceops.outbox.records import AuditRecord, Record, UsageRecord
 
 _KIND = {UsageRecord: "usage", AuditRecord: "audit"}

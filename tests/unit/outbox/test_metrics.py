@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from inferenceops.histogram import Histogram
 from inferenceops.outbox import Outbox, UsageRecord
-from inferenceops.outbox.histogram import Histogram
 from inferenceops.outbox.metrics import render_outbox_metrics
 
 SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})? (\S+)$")

@@ -12,8 +12,9 @@ rendering happens only when ``/metrics`` is scraped.
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from dataclasses import dataclass, field
+
+from inferenceops.histogram import Histogram
 
 __all__ = ["CONTENT_TYPE", "EngineCounters", "Gauges", "Histogram", "render_metrics"]
 
@@ -61,23 +62,6 @@ _E2E_BUCKETS = (
     480.0,
     960.0,
 )
-
-
-class Histogram:
-    """A fixed-bucket histogram (cumulative counts computed at render time)."""
-
-    __slots__ = ("bounds", "counts", "total", "count")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.total = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
-        self.count += 1
 
 
 @dataclass(slots=True)
