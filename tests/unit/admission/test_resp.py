@@ -19,8 +19,7 @@ import socket
 import ssl
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from tests.support.fake_redis import Answer, FakeRedis, Hangup, pong
 
 from inferenceops.admission import resp
 from inferenceops.admission.resp import (
@@ -257,75 +257,6 @@ async def test_garbage_from_the_server_fails_every_pending_call_and_closes_the_c
 
 
 # -- whole clients against a scripted server ---------------------------------------------------
-
-@dataclass
-class Hangup:
-    """Write these bytes (maybe half a reply), then close the connection."""
-
-    data: bytes = b""
-
-
-Answer = bytes | Hangup | None  # None: never answer
-
-
-def pong(command: list[bytes]) -> Answer:
-    if command[0] == b"ECHO":
-        return b"$%d\r\n%b\r\n" % (len(command[1]), command[1])
-    return b"+OK\r\n" if command[0] in (b"AUTH", b"SELECT") else b"+PONG\r\n"
-
-
-class FakeRedis:
-    """A RESP server that records every command and answers with ``answer(command)``."""
-
-    def __init__(self, answer: Callable[[list[bytes]], Answer] = pong) -> None:
-        self.answer = answer
-        self.commands: list[list[bytes]] = []
-        self.connections = 0
-        self.disconnected = asyncio.Event()
-        self._writers: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-
-    async def start(self, *, unix_path: Path | None = None, tls: ssl.SSLContext | None = None) -> str:
-        if unix_path is not None:
-            self._server = await asyncio.start_unix_server(self._serve, unix_path)
-            return f"unix://{unix_path}"
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=tls)
-        port = self._server.sockets[0].getsockname()[1]
-        return f"{'rediss' if tls else 'redis'}://127.0.0.1:{port}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        self._writers.append(writer)
-        parser = hiredis.Reader()
-        try:
-            while data := await reader.read(65536):
-                parser.feed(data)
-                while (command := parser.gets()) is not False:
-                    self.commands.append(command)
-                    answer = self.answer(command)
-                    if isinstance(answer, Hangup):
-                        writer.write(answer.data)
-                        return
-                    if answer is not None:
-                        writer.write(answer)
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-            self.disconnected.set()
-
-    async def stop(self) -> None:
-        for writer in self._writers:
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeRedis]:
