@@ -14,6 +14,8 @@ Failure modes, all as exceptions a caller can act on:
 - ``ConnectionLost`` – the peer closed or reset mid-exchange. ``before_response``
   says whether not one byte of the response had arrived.
 - ``ProtocolError`` – the peer spoke something other than HTTP/1.1.
+- ``ReadTimeout`` – a streamed body stalled past the deadlines given with
+  ``Connection.watch`` (``total`` says which one ran out).
 
 One ``Pool`` per upstream host; it never creates more than ``max_connections``
 connections, and callers past that wait for one to come back. Nothing here
@@ -66,20 +68,34 @@ class ProtocolError(HTTPClientError):
     """The peer's bytes were not a valid HTTP/1.1 response."""
 
 
+class ReadTimeout(HTTPClientError):
+    """Waiting for a streamed body's next bytes ran out of time (see ``Connection.watch``).
+
+    ``total``: the response's deadline passed; otherwise nothing arrived for the idle time.
+    """
+
+    def __init__(self, message: str, *, total: bool) -> None:
+        super().__init__(message)
+        self.total = total
+
+
 class Connection(asyncio.Protocol):
     """One keep-alive connection carrying one exchange at a time."""
 
-    __slots__ = ("_pool", "_transport", "_parser", "_head", "_waiter", "_chunks", "_buffered",
-                 "_paused", "_complete", "_error", "_got_bytes", "status", "content_type",
-                 "retry_after", "idle_since", "closed", "_counted", "_keep_alive")
+    __slots__ = ("_pool", "_loop", "_transport", "_parser", "_head", "_waiter", "_chunks",
+                 "_buffered", "_paused", "_complete", "_error", "_got_bytes", "status",
+                 "content_type", "retry_after", "idle_since", "closed", "_counted", "_keep_alive",
+                 "_idle_s", "_deadline", "_waiting_since", "_timer")
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
+        self._loop = asyncio.get_running_loop()  # made by the loop's create_connection
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self.closed = False
         self._counted = True  # in the pool's count of open connections
         self.idle_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -95,6 +111,15 @@ class Connection(asyncio.Protocol):
         self.status = 0
         self.content_type = b"application/json"
         self.retry_after: bytes | None = None
+        self._idle_s: float | None = None  # set by watch(): a streamed body's deadlines
+        self._deadline = 0.0
+        self._waiting_since = 0.0
+        self._stop_timer()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,9 +180,42 @@ class Connection(asyncio.Protocol):
     def send(self, data: bytes) -> asyncio.Future[None]:
         """Write a whole request; the future resolves when the response head is in."""
         assert self._transport is not None
-        self._head = asyncio.get_running_loop().create_future()
+        self._head = self._loop.create_future()
         self._transport.write(data)
         return self._head
+
+    def watch(self, idle_s: float, deadline: float) -> None:
+        """From now on a wait in ``next_chunk`` fails with ``ReadTimeout`` once it has lasted
+        ``idle_s``, or when the loop's clock reaches ``deadline`` — for a streamed body.
+
+        One timer serves the whole response: a wait only notes when it began, and the
+        timer, when it fires, either ends the wait that ran out or is set again for the
+        current one. A stream of many small chunks thus costs no timer per chunk (an
+        ``asyncio.timeout`` around each wait arms and cancels one every time).
+        """
+        self._idle_s = idle_s
+        self._deadline = deadline
+
+    def _arm(self) -> None:
+        assert self._idle_s is not None
+        when = min(self._waiting_since + self._idle_s, self._deadline)
+        # A timer may fire a little early (the loop's clock is coarse): never re-arm for less
+        # than a millisecond ahead, so that cannot turn into a busy loop.
+        self._timer = self._loop.call_at(max(when, self._loop.time() + 0.001), self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self._idle_s is None:
+            return  # not waiting now: the next wait sets the timer again
+        now = self._loop.time()
+        idle_ends = self._waiting_since + self._idle_s
+        if now < min(idle_ends, self._deadline):
+            self._arm()  # set for an earlier wait that has ended: this one has time left
+        elif self._deadline <= idle_ends:
+            self._fail(ReadTimeout("the response's deadline passed", total=True))
+        else:
+            self._fail(ReadTimeout(f"nothing arrived for {self._idle_s:g}s", total=False))
 
     async def next_chunk(self) -> bytes:
         """The body that arrived since the last call (waiting for some); ``b""`` once complete.
@@ -174,7 +232,11 @@ class Connection(asyncio.Protocol):
                 return b""
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
+            if self._idle_s is not None:
+                self._waiting_since = self._loop.time()
+                if self._timer is None:
+                    self._arm()
             try:
                 await self._waiter
             finally:
@@ -224,6 +286,7 @@ class Connection(asyncio.Protocol):
             self.abort()
 
     def abort(self) -> None:
+        self._stop_timer()
         if not self.closed:
             self.closed = True
             if self._transport is not None:

@@ -25,6 +25,7 @@ from inferenceops.engines.http1 import (
     ConnectionLost,
     HTTPClientError,
     Pool,
+    ReadTimeout,
 )
 from inferenceops.engines.redaction import Redactor
 from inferenceops.errors import (
@@ -50,36 +51,34 @@ class UpstreamAnswer(NamedTuple):
 class UpstreamResponse:
     """A streamed upstream response whose head arrived; the body is read on demand."""
 
-    __slots__ = ("_conn", "_deadline", "_between", "_total", "_deployment", "replica",
-                 "status", "content_type")
+    __slots__ = ("_conn", "_between", "_total", "_deployment", "replica", "status",
+                 "content_type")
 
     def __init__(self, conn: Connection, deployment: Deployment, replica: Replica,
                  deadline: float) -> None:
         self._conn = conn
-        self._deadline = deadline
         self._between = deployment.timeouts.between_chunks_s
         self._total = deployment.timeouts.total_s
         self._deployment = deployment.name
         self.replica = replica.id
         self.status = conn.status
         self.content_type = conn.content_type
+        conn.watch(self._between, deadline)
 
     async def next_chunk(self) -> bytes:
         """The next piece of the body as it arrives; ``b""`` at the end.
 
-        Two clocks run: ``between_chunks_s`` since the last piece and ``total_s``
-        since the request was sent; whichever ends first cuts the stream, and
-        the error says which one it was.
+        Two clocks run: ``between_chunks_s`` since this call began waiting and ``total_s``
+        since the request was sent; whichever ends first cuts the stream, and the error
+        says which one it was. The connection keeps both with one timer for the whole
+        response (``Connection.watch``), not one per chunk.
         """
-        idle_deadline = asyncio.get_running_loop().time() + self._between
-        total_ends_first = self._deadline <= idle_deadline
         try:
-            async with asyncio.timeout_at(self._deadline if total_ends_first else idle_deadline):
-                return await self._conn.next_chunk()
-        except TimeoutError:
+            return await self._conn.next_chunk()
+        except ReadTimeout as exc:
             self.close()
             name = self._deployment
-            if total_ends_first:
+            if exc.total:
                 raise UpstreamTimeout(f"deployment {name!r} did not finish the stream within its "
                                       f"total timeout of {self._total:g}s",
                                       extra={"deployment": name},

@@ -18,6 +18,7 @@ from inferenceops.engines.http1 import (
     ConnectionLost,
     Pool,
     ProtocolError,
+    ReadTimeout,
     _connect_reason,
 )
 
@@ -270,4 +271,82 @@ async def test_read_at_most_stops_at_the_limit_and_says_so(serve) -> None:  # ty
     conn.abort()
     conn = await pool.request(REQUEST)
     assert await conn.read_at_most(100) == (b"x" * 100, True)
+    conn.release()
+
+
+def paced_stream(events: int, gap_s: float, after: asyncio.Event | None = None) -> Handler:
+    """An SSE answer of ``events`` chunks ``gap_s`` apart; the last waits for ``after`` (if any)."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        for i in range(events):
+            if i == events - 1 and after is not None:
+                await after.wait()
+            elif i:
+                await asyncio.sleep(gap_s)
+            data = b"data: %d\n\n" % i
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await keep_alive_json(reader, writer)
+    return handler
+
+
+async def read_all(conn: object) -> list[bytes]:
+    pieces = []
+    while chunk := await conn.next_chunk():  # type: ignore[attr-defined]
+        pieces.append(chunk)
+    return pieces
+
+
+async def test_a_watched_stream_outlives_its_idle_time_while_chunks_keep_coming(serve) -> None:  # type: ignore[no-untyped-def]
+    """The idle clock starts again with every wait: 12 chunks 20 ms apart outlast 100 ms idle."""
+    _, pool = await serve(paced_stream(12, 0.02))
+    conn = await pool.request(REQUEST)
+    loop = asyncio.get_running_loop()
+    conn.watch(0.1, loop.time() + 30)
+    assert len(b"".join(await read_all(conn)).split(b"\n\n")) == 13
+    conn.release()
+    assert conn._timer is None  # nothing left armed on a pooled connection
+    assert await exchange(pool) == (200, b'{"ok":true}')
+
+
+async def test_a_stalled_watched_stream_fails_saying_the_idle_time_ran_out(serve) -> None:  # type: ignore[no-untyped-def]
+    never = asyncio.Event()
+    _, pool = await serve(paced_stream(3, 0.0, after=never))
+    conn = await pool.request(REQUEST)
+    conn.watch(0.1, asyncio.get_running_loop().time() + 30)
+    with pytest.raises(ReadTimeout) as info:
+        await read_all(conn)
+    assert info.value.total is False
+    conn.abort()
+    assert pool.open_connections == 0
+
+
+async def test_a_watched_stream_past_its_deadline_fails_saying_so(serve) -> None:  # type: ignore[no-untyped-def]
+    """Chunks keep coming (never idle for long), but the response's deadline passes."""
+    _, pool = await serve(paced_stream(1000, 0.02))
+    conn = await pool.request(REQUEST)
+    conn.watch(5.0, asyncio.get_running_loop().time() + 0.15)
+    with pytest.raises(ReadTimeout) as info:
+        await read_all(conn)
+    assert info.value.total is True
+    conn.abort()
+
+
+async def test_time_spent_away_from_next_chunk_is_not_idle_time(serve) -> None:  # type: ignore[no-untyped-def]
+    """Only waiting counts: a caller busy elsewhere (writing to a slow client) for longer than
+    the idle time, then waiting briefly, is not cut off."""
+    go = asyncio.Event()
+    _, pool = await serve(paced_stream(3, 0.0, after=go))
+    conn = await pool.request(REQUEST)
+    conn.watch(0.1, asyncio.get_running_loop().time() + 30)
+    got = await conn.next_chunk()  # waits (the timer is set), then returns
+    while got.count(b"\n\n") < 2:
+        got += await conn.next_chunk()
+    await asyncio.sleep(0.25)  # away: the timer fires while nobody waits, and lets it be
+    go.set()
+    assert await conn.next_chunk() == b"data: 2\n\n"
+    assert await conn.next_chunk() == b""
     conn.release()
