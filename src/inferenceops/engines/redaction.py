@@ -202,7 +202,9 @@ class SSEErrorScrubber:
     def feed(self, chunk: bytes) -> bytes:
         """What to pass on for ``chunk``: whole events only, error events redacted."""
         if not self._pending and not self._discarding and chunk.endswith(b"\n\n"):
-            return self._redactor.raw(chunk) if _is_error(chunk) else chunk  # the common case
+            if chunk.find(b"error") == -1:  # the common case: whole events, no error marker
+                return chunk
+            return self._redactor.raw(chunk) if _is_error(chunk) else chunk
         data = self._pending + chunk
         if self._discarding:
             cut = _event_end(data, first=True)

@@ -111,3 +111,26 @@ def test_a_usage_object_written_with_spaces_is_read_and_hidden() -> None:
     tap = UsageTap(hide_usage_chunk=True)
     assert tap.feed(CONTENT[0] + spaced + DONE) == CONTENT[0] + DONE
     assert tap.usage == Usage(2, 1)
+
+
+def test_a_usage_chunk_arriving_with_other_events_is_cut_out_alone() -> None:
+    """One read holding content, an empty event, the usage chunk and [DONE]: only the usage
+    chunk goes (the rest keeps its bytes, the empty event too)."""
+    read = CONTENT[0] + b"\n\n" + USAGE + DONE
+    hidden = UsageTap(hide_usage_chunk=True)
+    assert hidden.feed(read) == CONTENT[0] + b"\n\n" + DONE
+    assert hidden.usage == Usage(7, 3)
+    kept = UsageTap(hide_usage_chunk=False)
+    assert kept.feed(read) is read  # nothing to cut: the same object goes on
+    assert kept.usage == Usage(7, 3)
+
+
+def test_a_usage_event_that_is_not_json_or_has_choices_is_passed_on() -> None:
+    broken = b'data: {"usage":{"prompt_tokens":1, oops\n\n'
+    with_choices = event({"choices": [{"index": 0, "delta": {"content": "x"}}],
+                          "usage": {"prompt_tokens": 4, "completion_tokens": 1}})
+    tap = UsageTap(hide_usage_chunk=True)
+    assert tap.feed(broken) == broken
+    assert tap.usage is None
+    assert tap.feed(with_choices) == with_choices
+    assert tap.usage == Usage(4, 1)
