@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from functools import lru_cache
 from types import MappingProxyType
 from typing import cast
 
@@ -85,19 +86,29 @@ def period_start(period: Period, now: float) -> float:
 def period_window(period: Period, now: float) -> tuple[str, float | None]:
     """(id, end) of the UTC period containing ``now``: ``("m2026-11", <epoch of Dec 1>)``.
 
-    Weeks start on Monday (ISO weeks). ``lifetime`` has no end.
+    Weeks start on Monday (ISO weeks). ``lifetime`` has no end. Every request with a
+    budget asks (admission's plan): each window is worked out once per UTC day (POSIX
+    days are exactly 86,400 s) and remembered, not rebuilt from datetimes every time.
     """
     if period is Period.LIFETIME:
         return "life", None
-    at = datetime.fromtimestamp(now, UTC)
-    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return _window_of_day(period, int(now // _DAY_S))
+
+
+_DAY_S = 86400
+
+
+@lru_cache(maxsize=32)
+def _window_of_day(period: Period, day: int) -> tuple[str, float]:
+    """The (id, end) of ``period`` around UTC day number ``day`` (days since the epoch)."""
+    start = datetime.fromtimestamp(day * _DAY_S, UTC)
     if period is Period.DAILY:
-        return f"d{day:%Y-%m-%d}", (day + timedelta(days=1)).timestamp()
+        return f"d{start:%Y-%m-%d}", (start + timedelta(days=1)).timestamp()
     if period is Period.WEEKLY:
-        start = day - timedelta(days=day.weekday())
-        year, week, _ = start.isocalendar()
-        return f"w{year}-W{week:02d}", (start + timedelta(days=7)).timestamp()
-    first = day.replace(day=1)
+        monday = start - timedelta(days=start.weekday())
+        year, week, _ = monday.isocalendar()
+        return f"w{year}-W{week:02d}", (monday + timedelta(days=7)).timestamp()
+    first = start.replace(day=1)
     following = first.replace(year=first.year + 1, month=1) if first.month == 12 \
         else first.replace(month=first.month + 1)
     return f"m{first:%Y-%m}", following.timestamp()

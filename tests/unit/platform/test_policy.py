@@ -86,3 +86,18 @@ def test_a_star_budget_gives_each_key_its_own_unless_it_has_one() -> None:
     assert policy.budgets(Scope.KEY, "k1") == (Budget(50, Period.DAILY),)
     assert policy.budgets(Scope.KEY, "k2") == (Budget(5, Period.DAILY),)
     assert policy.budgets(Scope.TEAM, "t1") == ()
+
+
+def test_a_period_window_is_the_same_from_any_instant_in_it_and_moves_on_at_its_end() -> None:
+    """Windows are remembered per UTC day: every instant of a day, and the last instant before
+    a boundary, gives what a fresh computation gives; the boundary itself starts the next."""
+    for period, start, end in [
+            (Period.DAILY, "2026-12-31T00:00:00", "2027-01-01T00:00:00"),
+            (Period.WEEKLY, "2026-12-28T00:00:00", "2027-01-04T00:00:00"),
+            (Period.MONTHLY, "2026-02-01T00:00:00", "2026-03-01T00:00:00")]:
+        first = period_window(period, at(start))
+        assert first[1] == at(end)
+        for now in (at(start) + 0.5, at(start) + 86399.999, at(end) - 0.001):
+            assert period_window(period, now) == first
+        assert period_window(period, at(end))[0] != first[0]
+        assert period_window(period, at(end))[1] > at(end)
