@@ -20,8 +20,10 @@ other processes used more than ``--noise-threshold`` of the cores is run
 again (bounded), as the wrk blocks are.
 
 ``python -m bench.stream`` runs this phase alone (upstream, gateway and both
-references started here; nothing written unless ``--write``), for iterating
-on the streaming path.
+references started here), for iterating on the streaming path: ``--runs N``
+measures N times with the same servers, ``--write`` records
+``bench/results/stream-latest.{json,md}`` (every run, the median of runs, the
+machine and commit) and a dated copy.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import gc
 import os
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -186,35 +189,129 @@ def summarise(per_block: list[dict[str, client.Samples]], sides: tuple[str, ...]
     return out
 
 
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs of ``measure`` (same servers): each run's figures and their medians.
+
+    Each run's ratio is taken within that run (its blocks alternate the sides); the
+    summary gives the median over runs of every side's added total and of the ratios.
+    """
+    names = runs[0]["sides"]
+    summary: dict[str, Any] = {"runs": len(runs), "sides": names}
+    for name in names[1:]:
+        for key in (f"{name}_added_ms", f"{name}_first_chunk_added_ms"):
+            summary[key] = round(median([r[key] for r in runs]), 3)
+    for client_name in ("aiohttp", "http1"):
+        ratios = [r.get(f"gateway_vs_{client_name}") for r in runs]
+        known = [float(x) for x in ratios if x is not None]
+        if known and len(known) == len(ratios):
+            summary[f"gateway_vs_{client_name}"] = round(median(known), 3)
+    ratio = summary.get("gateway_vs_aiohttp")
+    summary["target_met"] = None if ratio is None else ratio <= 1.0
+    summary["runs_meeting_target"] = sum(1 for r in runs if (r.get("gateway_vs_aiohttp") or 2) <= 1)
+    return summary
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """A short table: per run and the median, what each side adds to a whole stream."""
+    runs, summary, machine = doc["runs"], doc["summary"], doc["machine"]
+    names = summary["sides"][1:]
+    head = ["run", "direct p50 (ms)", *(f"{n} added (ms)" for n in names),
+            "gateway ÷ aiohttp", "gateway ÷ http1", "blocks (re-run)"]
+    lines = [f"# Whole-stream overhead: {LABEL}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def ratio(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f}×"
+
+    for i, run in enumerate(runs, 1):
+        lines.append("| " + " | ".join([
+            str(i), f"{run['direct_p50_ms']:.2f}",
+            *(f"+{run[f'{n}_added_ms']:.3f}" for n in names),
+            ratio(run.get("gateway_vs_aiohttp")), ratio(run.get("gateway_vs_http1")),
+            f"{run['blocks_kept']} ({len(run['discarded_blocks'])})"]) + " |")
+    lines.append("| " + " | ".join([
+        "**median**", "", *(f"**+{summary[f'{n}_added_ms']:.3f}**" for n in names),
+        f"**{ratio(summary.get('gateway_vs_aiohttp'))}**",
+        f"**{ratio(summary.get('gateway_vs_http1'))}**", ""]) + " |")
+    met = summary.get("target_met")
+    verdict = "—" if met is None else ("✅ met" if met else "❌ not met")
+    lines += ["", f"Target (issue 9): the gateway adds no more to a whole stream than a bare "
+              f"granian + aiohttp forwarder (gateway ÷ aiohttp ≤ 1, median of runs): {verdict} "
+              f"({summary['runs_meeting_target']} of {summary['runs']} runs met it).", "",
+              f"Added = median over {runs[0]['blocks_kept']} alternating blocks of (side p50 − "
+              f"direct p50), {runs[0]['streams_per_side']} streams a side per run; request "
+              "written → the chunk holding `data: [DONE]` read, 1 client, keep-alive. The "
+              "gateway asks the upstream for usage and hides that chunk again (usage extraction "
+              "and the whole filter chain on), with admission as in `make bench`. Sides: "
+              + ", ".join(summary["sides"]) + " (`bench/stream.py`, `bench/reference.py`).", "",
+              f"Machine: {machine['nproc']} cores ({machine['cpu_model']}), Python "
+              f"{machine['python']}, granian {machine['packages'].get('granian')}, aiohttp "
+              f"{machine['packages'].get('aiohttp')}; commit {machine['git_commit'][:12]}"
+              f"{' (dirty tree)' if machine['git_dirty'] else ''}; load average at start "
+              f"{' '.join(machine['loadavg_at_start'])}; {machine['timestamp']}. "
+              f"Command: `{doc['command']}`."]
+    if doc.get("warnings"):
+        lines += ["", "Warnings: " + "; ".join(doc["warnings"])]
+    return "\n".join(lines) + "\n"
+
+
+def write(doc: dict[str, Any], results_dir: Path) -> list[Path]:
+    """``stream-latest.{json,md}`` and a dated copy of each."""
+    from datetime import datetime
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromisoformat(doc["machine"]["timestamp"]).strftime("%Y%m%d-%H%M")
+    paths = []
+    for name in ("stream-latest", f"stream-{stamp}"):
+        for suffix, data in ((".json", orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"),
+                             (".md", markdown(doc).encode())):
+            path = results_dir / f"{name}{suffix}"
+            path.write_bytes(data)
+            paths.append(path)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
-    """This phase alone: ``python -m bench.stream [--blocks N] [--count N] [bench.run options]``."""
+    """This phase alone: ``python -m bench.stream [--runs N] [--blocks N] [--count N] [--write]
+    [bench.run options]``."""
     import argparse
 
-    from bench import procs, run
+    from bench import procs, run, summary
     from bench.plans import FULL
 
     extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--runs", type=int, default=1,
+                       help="measure this many times with the same servers (each run's ratio "
+                       "within the run; the summary is the median of runs)")
     extra.add_argument("--blocks", type=int, default=FULL.stream_blocks)
     extra.add_argument("--count", type=int, default=FULL.stream_requests)
     extra.add_argument("--write", action="store_true",
-                       help="also write bench/results/stream-latest.json")
+                       help="also write bench/results/stream-latest.{json,md} (and a dated copy)")
     mine, rest = extra.parse_known_args(argv)
     args = run.parse_args(["--reference", *rest])
     bench = run.Bench(args, FULL)
+    machine = summary.machine_info()
+    runs: list[dict[str, Any]] = []
     try:
         bench.start()
         sanity(bench)
-        result = measure(bench, mine.blocks, mine.count, FULL.stream_warmup)
+        for i in range(mine.runs):
+            if mine.runs > 1:
+                bench.log(f"run {i + 1}/{mine.runs}")
+            runs.append(measure(bench, mine.blocks, mine.count, FULL.stream_warmup))
     except (procs.StartupError, client.ProtocolError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         bench.stop()
-    print(orjson.dumps({k: v for k, v in result.items() if k != "blocks"},
+    doc = {"metric": runs[0]["metric"], "command": "python -m bench.stream " + " ".join(
+        argv if argv is not None else sys.argv[1:]), "machine": machine,
+        "summary": combine(runs), "runs": runs, "warnings": bench.warnings}
+    print(orjson.dumps({k: v for k, v in doc["summary"].items()},
                        option=orjson.OPT_INDENT_2).decode())
     if mine.write:
-        (args.results_dir / "stream-latest.json").write_bytes(
-            orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+        for path in write(doc, args.results_dir):
+            print(f"wrote {path}")
     return 0
 
 
