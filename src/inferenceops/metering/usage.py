@@ -8,7 +8,12 @@ drops that extra chunk again if the client had not asked, so the client sees
 exactly the stream it requested.
 
 ``UsageTap`` parses an event only when it may hold a usage object (a substring
-search); other chunks pass through as the same bytes object. It also counts
+search); other chunks pass through as the same bytes object. The usage chunk
+comes with the end of the stream (usually in the read that carries
+``[DONE]``), so it is parsed when ``usage`` is asked for, after the stream's
+end went out — not on the way: an event shaped as the usage chunk (a usage
+object and ``"choices":[]``) is recognised by those bytes and, when it is
+ours to hide, cut out as it passes. It also counts
 content deltas, so a stream that ends early (the client left, the engine
 failed) can still be charged: one token per non-empty content delta is what
 engines send. Every streamed chunk passes here, so ``feed`` is kept to a few
@@ -26,6 +31,8 @@ import orjson
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
 _USAGE, _USAGE_SPACED = _USAGE_MARKERS
 _EVENT_END = b"\n\n"
+#: How the usage chunk says it carries no choice (OpenAI and vLLM write it compact).
+_NO_CHOICES, _NO_CHOICES_SPACED = b'"choices":[]', b'"choices": []'
 _CONTENT, _NO_CONTENT = b'"content":"', b'"content":""'
 _TEXT, _NO_TEXT = b'"text":"', b'"text":""'
 
@@ -79,13 +86,21 @@ def request_stream_usage(doc: dict[str, Any]) -> bool:
 class UsageTap:
     """Watches an SSE stream for the usage chunk; optionally hides it from the client."""
 
-    __slots__ = ("usage", "content_events", "_hide", "_pending")
+    __slots__ = ("_usage", "_unread", "content_events", "_hide", "_pending")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
-        self.usage: Usage | None = None
+        self._usage: Usage | None = None
+        self._unread: list[bytes] = []  # events holding a usage marker, not parsed yet (0 or 1)
         self.content_events = 0
         self._hide = hide_usage_chunk
         self._pending = b""
+
+    @property
+    def usage(self) -> Usage | None:
+        """The last valid usage the stream carried (its events are parsed now, once)."""
+        if self._unread:
+            self._read_unread()
+        return self._usage
 
     @property
     def hides(self) -> bool:
@@ -122,34 +137,61 @@ class UsageTap:
         return self.content_events
 
     def _usage_events(self, events: bytes) -> bytes:
-        """Whole ``events``, one of them (at least) holding a usage object: its usage read, and
-        without the usage chunk when it is ours to hide.
+        """Whole ``events``, one of them (at least) holding a usage object: kept to be read
+        later (``usage``), and without the usage chunk when it is ours to hide.
 
-        Runs once a stream, right before its end goes out (the usage chunk and ``[DONE]``
-        usually arrive together), so it is kept to one split and one parse of each event
-        that holds the marker.
+        Runs once a stream, right before its end goes out. An event shaped as the usage
+        chunk (``"choices":[]``) is cut by that shape alone; only an event whose shape does
+        not say (no ``"choices"`` member, or written otherwise) is parsed here to decide.
         """
+        if not self._hide:
+            self._defer(events)  # nothing to cut: the same object goes on
+            return events
         parts = events.split(_EVENT_END)
         parts.pop()  # what follows the last event's end: b""
-        kept = [event for event in parts if not (
-            (event.find(_USAGE) != -1 or event.find(_USAGE_SPACED) != -1) and self._hidden(event))]
+        kept = []
+        for event in parts:
+            if event.find(_USAGE) == -1 and event.find(_USAGE_SPACED) == -1:
+                kept.append(event)
+            elif event.find(_NO_CHOICES) != -1 or event.find(_NO_CHOICES_SPACED) != -1:
+                self._defer(event)  # the usage chunk: hidden now, read later
+            else:
+                self._read_unread()  # in stream order: the last valid usage is the stream's
+                doc = self._read(event)
+                if doc is None or doc.get("choices"):
+                    kept.append(event)
         if len(kept) == len(parts):
             return events
         return b"".join(event + _EVENT_END for event in kept)
 
-    def _hidden(self, event: bytes) -> bool:
-        """Read the usage of ``event`` (one SSE event); True when it is the usage chunk to hide."""
+    def _defer(self, events: bytes) -> None:
+        """Keep ``events`` to be read later; at most one piece waits (an engine may send
+        usage in every chunk, as vLLM's continuous usage stats do)."""
+        if self._unread:
+            self._read_unread()
+        self._unread.append(events)
+
+    def _read_unread(self) -> None:
+        unread, self._unread = self._unread, []
+        for events in unread:
+            for event in events.split(_EVENT_END):
+                if event.find(_USAGE) != -1 or event.find(_USAGE_SPACED) != -1:
+                    self._read(event)
+
+    def _read(self, event: bytes) -> dict[str, Any] | None:
+        """Parse ``event`` (one SSE event); its document when it carries a valid usage (kept
+        as the stream's usage), else None."""
         try:
             doc = orjson.loads(event[event.index(b"data:") + 5:])
         except ValueError:  # no data field, or not JSON (orjson.JSONDecodeError is a ValueError)
-            return False
+            return None
         if type(doc) is not dict:
-            return False
+            return None
         usage = parse_usage(doc.get("usage"))
         if usage is None:
-            return False
-        self.usage = usage
-        return self._hide and not doc.get("choices")
+            return None
+        self._usage = usage
+        return doc
 
 
 def _content_deltas(events: bytes) -> int:

@@ -134,3 +134,34 @@ def test_a_usage_event_that_is_not_json_or_has_choices_is_passed_on() -> None:
     assert tap.usage is None
     assert tap.feed(with_choices) == with_choices
     assert tap.usage == Usage(4, 1)
+
+
+def test_the_usage_chunk_goes_by_its_shape_and_is_read_after_the_stream() -> None:
+    """``"choices":[]`` with a usage object is the usage chunk: hidden as it passes; its numbers
+    are read when asked for. A usage object in every chunk (vLLM's continuous usage stats)
+    keeps at most one piece waiting, and the last valid usage is the stream's."""
+    tap = UsageTap(hide_usage_chunk=True)
+    assert tap.feed(USAGE + DONE) == DONE
+    assert tap._unread and tap.usage == Usage(7, 3) and not tap._unread
+
+    running = [event({"choices": [{"index": 0, "delta": {"content": f"t{i}"}}],
+                      "usage": {"prompt_tokens": 7, "completion_tokens": i + 1}})
+               for i in range(5)]
+    for hide in (True, False):
+        tap = UsageTap(hide_usage_chunk=hide)
+        for chunk in running:
+            assert tap.feed(chunk) == chunk  # content with usage: never hidden
+            assert len(tap._unread) <= 1
+        assert tap.feed(USAGE + DONE) == (DONE if hide else USAGE + DONE)
+        assert tap.usage == Usage(7, 3)  # the final usage chunk's, the last valid one
+        tap = UsageTap(hide_usage_chunk=hide)
+        for chunk in running:
+            tap.feed(chunk)
+        assert tap.usage == Usage(7, 5)
+
+
+def test_a_usage_chunk_without_a_choices_member_is_read_at_once_to_decide() -> None:
+    bare = event({"usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+    tap = UsageTap(hide_usage_chunk=True)
+    assert tap.feed(CONTENT[0] + bare + DONE) == CONTENT[0] + DONE
+    assert not tap._unread and tap.usage == Usage(3, 2)
