@@ -38,12 +38,14 @@ COLUMNS = ("killed", "timeout", "survived", "no tests", "suspicious", "other", "
 
 @dataclass(frozen=True)
 class Rule:
-    """Survivors whose mutated line (the ``+`` side) matches ``pattern`` within ``module``."""
+    """Survivors whose mutated line (the ``+`` side) matches ``pattern`` within ``module``
+    (and, when ``was`` is given, whose original line (the ``-`` side) matches ``was``)."""
 
     module: str  # glob over the file path, e.g. "*/admission/metrics.py"
     pattern: str  # regex searched in the mutated line
     verdict: str  # "equivalent" | "harmless"
     why: str
+    was: str = ""  # regex searched in the original line, for a mutated line that says too little
 
 
 #: Survivors judged after reading them (the run of bench/results/mutation-latest.md). Keep each
@@ -61,7 +63,7 @@ JUDGED: tuple[Rule, ...] = (
          "spec.team is always set here: team and team×model limits are validated to name one"),
     Rule("*/admission/fair_queue.py", r"w\.fut\.set_result\(None\)", "equivalent",
          "an expired waiter reads its result as not granted: None and False alike"),
-    Rule("*/admission/fair_queue.py", r"self\._leave\(w, None\)", "equivalent",
+    Rule("*/admission/fair_queue.py", r"(self\._leave\(w, None\)|^\s*w\.state = None$)", "equivalent",
          "_EXPIRED is only ever told apart as not waiting, not granted, not cancelled: as None is"),
     Rule("*/admission/control.py", r"ticket\.metered = (None|True)$", "equivalent",
          "in _undo the ticket is dropped right after (None is as falsy as False); finish's own "
@@ -75,8 +77,8 @@ JUDGED: tuple[Rule, ...] = (
     Rule("*/admission/plan.py", r"(needs_usage|Plan\(tuple\(checks\), None)", "equivalent",
          "Plan.needs_usage and Plan.price have no reader since the pipeline kernel "
          "(settle prices the request and always reads usage)"),
-    Rule("*/admission/redis_ledger.py", r'call\("(ping|del)"', "equivalent",
-         "Redis command names are case-insensitive"),
+    Rule("*/admission/redis_ledger.py", r'call\("(ping|del|evalsha|script)"|call\("SCRIPT", "load"',
+         "equivalent", "Redis command names (and SCRIPT's subcommands) are case-insensitive"),
     Rule("*/admission/redis_ledger.py", r"self\._live_until = 1\.0", "equivalent",
          "both are long past on the monotonic clock: the instance is not live either way"),
     Rule("*/admission/resp.py", r"cast\(None, ", "equivalent", "typing.cast does nothing at run time"),
@@ -98,12 +100,94 @@ JUDGED: tuple[Rule, ...] = (
          "shifted alike for every team) or always overwritten before it is read (the loop, the last "
          "completion, a waiter's wait)"),
     Rule("*/admission/instance.py", r"self\._lapsed = None", "equivalent", "None is as falsy as False"),
+    Rule("*/admission/fair_queue.py", r"team\.gen (-= 1|\+= 2|= 1)\b", "equivalent",
+         "a team's generation is only compared for equality with its own heap entries, and its stale "
+         "entries always leave the heap before its live one (smaller start tag and sequence): any new "
+         "value serves"),
+    Rule("*/admission/fair_queue.py", r"team\.finish = tag \+ 2\.0 / w\.weight", "equivalent",
+         "every start tag is a sum of 1/weight steps from 0: doubling every step doubles every tag and "
+         "the virtual time alike, and the order of service stays the same"),
+    Rule("*/admission/fair_queue.py", r"self\._seq \+= 2", "equivalent",
+         "sequence numbers only order heap entries of equal start tag: counting in twos keeps the order"),
+    Rule("*/admission/fair_queue.py", r"if self\._in_flight <= self\._capacity:  # not reachable",
+         "equivalent", "_dispatch admits only while a slot is free: with none free it does nothing"),
+    Rule("*/admission/memory_ledger.py", r"if budget\.spent - check\.amount <= check\.limit", "equivalent",
+         "a hard budget's retry hint: ending every reservation frees what is reserved, which covers the "
+         "need only when spent + amount fits, so the lease walk finds none exactly when the guard "
+         "skips it"),
+    Rule("*/admission/memory_ledger.py", r"_SPAN >= life", "equivalent",
+         "a window span equal to the life so far: it is set to the value it has"),
+    Rule("*/admission/memory_ledger.py", r"reset = window if (\(amount > 0\) and False|amount > 1) else",
+         "equivalent", "the newest slot holding an amount is the one this admission just added, at now: "
+         "its reset is the window either way (to a rounding)"),
+    Rule("*/admission/memory_ledger.py", r"latest = expiry if \(expiry >= holder\.latest\) and False",
+         "equivalent", "exact_latest() finds the latest expiry the shortcut takes"),
+    Rule("*/admission/memory_ledger.py", r"(_Window\(None\)|self\.window = None)", "equivalent",
+         "a window's own window_s is read only by the sweep once it holds a slot, and the admission "
+         "that adds the slot sets it"),
+    Rule("*/admission/memory_ledger.py", r"^\s*self\.spent = (None|1)$", "equivalent",
+         "a new budget's deadline is already past (0.0): the first read of spent (live_spent) zeroes it"),
+    Rule("*/admission/memory_ledger.py", r"(^\s*self\.latest = 1\.0$|"
+         r"for lease in leases\.values\(\)\), default=1\.0\))", "equivalent",
+         "latest is an upper bound only: whenever a new lease may not be the latest, exact_latest() "
+         "recomputes it"),
+    Rule("*/admission/memory_ledger.py", r"if slot\[0\] == index or slot\[2\] > cutoff:", "equivalent",
+         "walking from the newest, the first slot at or before the admission's is its own while it is "
+         "held (older slots leave first), and a slot past the window is trimmed, with what it holds, "
+         "before any count is read"),
+    Rule("*/admission/resp.py", r'encode\("LATIN-1"\)', "equivalent", "codec names are case-insensitive"),
+    Rule("*/admission/resp.py", r"elif type\(None\) is int:", "equivalent",
+         "an int then takes the general path, where _bytes_of writes the same decimal digits"),
+    Rule("*/admission/resp.py", r"^\s*(self\._closed|self\.closed|opened) = None$", "equivalent",
+         "None is as falsy as False"),
+    Rule("*/admission/resp.py", r"(server_hostname=None\)|server_hostname=target\.host if "
+         r"\(self\._ssl\) and False else None\)|^\s*\)$)", "equivalent",
+         "asyncio verifies TLS against the host connected to when server_hostname is None (and "
+         "must have None without TLS)", was=r"server_hostname="),
+    Rule("*/admission/resp.py", r"conn\.abort\((None|Unavailable\(None\))\)", "equivalent",
+         "a connection that failed while opening was never handed to a caller, and its handshake "
+         "calls are answered or cancelled by then: nobody receives the error"),
+    Rule("*/admission/resp.py", r'^\s*self\._out = ""$', "equivalent",
+         "a closed connection writes nothing: send checks closed first, and a flush skips an empty join"),
+    Rule("*/admission/resp.py", r"elif self\._gone\.done\(\):", "equivalent",
+         "a connection aborted before it was made is never in a slot, so nobody waits for it to close"),
+    Rule("*/admission/resp.py", r"self\.abort\((None|ProtocolError\(None\))\)", "equivalent",
+         "a reply nobody asked for: no call is pending to receive the error", was=r"no call asked for"),
+    Rule("*/admission/redis_ledger.py", r"^\s*(self\._supervised|leased) = None$", "equivalent",
+         "None is as falsy as False"),
+    Rule("*/admission/redis_ledger.py", r"ttl = -2 if check\.ttl_s is None", "equivalent",
+         "the script reads every ttl_ms <= 0 as none (lua/ledger.lua refresh_spent)"),
+    Rule("*/admission/redis_ledger.py", r"max\(2, math\.ceil\(check\.ttl_s \* 1000\)\)", "equivalent",
+         "a budget's ttl_s is its period plus BUDGET_MARGIN_S (a week): never 1 ms or less"),
+    Rule("*/admission/control.py", r'b"%\.1F"', "equivalent",
+         "%F differs from %f only for inf and nan, and a wait is finite"),
     # -- harmless: a difference no caller can rely on ---------------------------------------------
+    Rule("*/admission/fair_queue.py", r"^\s*arrivals = None$", "harmless",
+         "granted waiters stay in the class's arrival list until the next expiry pass drops them (at "
+         "most max_wait later): memory, not order"),
+    Rule("*/admission/fair_queue.py", r"^\s*if cls\.stale .*len\(cls\.heap\):", "harmless",
+         "when stale heap entries are compacted (after how many, at what share): memory and CPU; what a "
+         "compaction keeps is pinned by test_fair_queue_housekeeping"),
+    Rule("*/admission/fair_queue.py", r"(errors\.append\(|counted != cls\.live and)", "harmless",
+         "_self_check is a test aid that reports broken invariants; the gate never breaks them, so its "
+         "messages (or an and for its or) are never seen"),
+    Rule("*/admission/resp.py", r"await asyncio\.gather\(return_exceptions=True\)", "harmless",
+         "close() returns without waiting for cancelled connects to unwind; each still fails its "
+         "callers as closed and aborts its connection"),
+    Rule("*/admission/redis_ledger.py", r"max\(2, math\.ceil\(self\.liveness\.ttl_s \* 1000\)\)",
+         "harmless", "a heartbeat TTL of 1 ms or less: Liveness allows it, nothing could keep it"),
+    Rule("*/admission/redis_ledger.py", r"if time\.monotonic\(\) > self\._live_until", "harmless",
+         "a heartbeat that runs out at the exact instant of an admission"),
+    Rule("*/admission/redis_ledger.py", r"None if reply\[2\] (<= 0|< 1) else", "harmless",
+         "a refusal whose retry is exactly 0 µs away: no hint or 'retry now'"),
+    Rule("*/admission/instance.py", r"if delay >= 0:", "harmless",
+         "a beat due exactly now: sleep(0) first, or the pace re-based on now; the same beat a loop "
+         "turn apart"),
     Rule("*/admission/metrics.py", r"(?i)# help |ledger was unreachable|did not reach redis",
          "harmless", "a metric's HELP text, for humans; names, types, labels and values are "
          "pinned by test_metrics_exposition"),
     Rule("*/admission/memory_ledger.py", r"(budget (>= 0|= 1|\+= 1|-= 2)|budget > 1:|"
-         r"_sweep_at = now|work = \[)", "harmless",
+         r"_sweep_at = now|_sweep_at = clock\(\) - SWEEP_EVERY_S|work = \[)", "harmless",
          "how much of a sweep round one admission does, or when the next starts: CPU and memory "
          "pacing; what a sweep may drop is pinned by test_memory_ledger_edges"),
     Rule("*/admission/memory_ledger.py", r"(value\[0\] < now|lease\[0\] < now|"
@@ -114,8 +198,10 @@ JUDGED: tuple[Rule, ...] = (
     Rule("*/admission/fair_queue.py", r"(horizon = loop\.time\(\) - _TIMER_SLACK_S|"
          r"if w\.deadline >= horizon)", "harmless",
          "a wait that runs out at its deadline or within the 1 ms timer slack of it"),
-    Rule("*/admission/fair_queue.py", r"self\.prune_at = 65", "harmless",
-         "when idle teams are pruned from memory: one team later"),
+    Rule("*/admission/fair_queue.py", r"(self\.prune_at = 65|cls\.prune_at = max\((65, 2 \*|64, 3 \*) "
+         r"len\(cls\.teams\)\)|if len\(cls\.teams\) > cls\.prune_at:|t\.live or t\.finish >= cls\.vtime)",
+         "harmless", "when idle teams are pruned from memory (a team later, at another size) or whether "
+         "one whose turn is exactly now stays: it would start at that turn either way"),
     Rule("*/admission/memory_ledger.py", r"(ticket\[0\] (>=|<) now|now > (slots|budget)\.next_expiry|"
          r"if now <= self\.next_expiry|slots\[0\]\[2\] < cutoff|slot\[2\] >= cutoff|"
          r"expiry <= holder\.next_expiry|expiry > holder\.latest)", "harmless",
@@ -156,8 +242,10 @@ def changed_lines(diff: str) -> tuple[list[str], list[str]]:
 
 def judge(path: Path, added: list[str], removed: list[str]) -> Rule | None:
     text = "\n".join(added) if added else "\n".join(removed)
+    original = "\n".join(removed)
     for rule in JUDGED:
-        if fnmatch(str(path), rule.module) and re.search(rule.pattern, text):
+        if fnmatch(str(path), rule.module) and re.search(rule.pattern, text) and \
+                (not rule.was or re.search(rule.was, original)):
             return rule
     return None
 
