@@ -129,16 +129,17 @@ async def test_by_default_calls_spread_over_two_connections_and_more_when_asked(
     assert fake.connections == 2 + 3
 
 
-async def test_by_default_a_call_waits_half_a_second_for_its_reply(
-        fake: FakeRedis, ledgers: list[RedisLedger]) -> None:
+@pytest.mark.parametrize(("options", "wait"), [({}, "0.5s"), ({"timeout_s": 0.2}, "0.2s")])
+async def test_a_call_waits_half_a_second_for_its_reply_unless_told_otherwise(
+        fake: FakeRedis, ledgers: list[RedisLedger], options: dict[str, float], wait: str) -> None:
     fake.answer = lambda command: None
     url = await fake.start()
     async with asyncio.timeout(5):
         with pytest.raises(LedgerUnavailable) as info:
-            await ledger_at(ledgers, url).ping()
+            await ledger_at(ledgers, url, **options).ping()
     port = url.rsplit(":", 1)[1]
     assert str(info.value) == (f"redis ledger ping failed: Unavailable: no reply from "
-                               f"127.0.0.1:{port} within 0.5s")
+                               f"127.0.0.1:{port} within {wait}")
 
 
 async def test_each_operation_is_one_evalsha_and_a_forgotten_script_is_loaded_once(
@@ -181,6 +182,25 @@ async def test_an_instance_still_unknown_right_after_a_heartbeat_is_refused(
     assert str(info.value) == (f"redis ledger admit: instance {ledger.instance_id} is not live "
                                "in Redis right after a heartbeat")
     assert [operation(c) for c in fake.commands] == [b"beat", b"admit", b"beat", b"admit"]
+
+
+async def test_an_admission_retried_after_a_heartbeat_says_so_when_it_fails(
+        fake: FakeRedis, ledgers: list[RedisLedger]) -> None:
+    admits: list[bytes] = []
+
+    def answer(command: list[bytes]) -> Answer:
+        if command[0].upper() != b"EVALSHA":
+            return pong(command)
+        if operation(command) == b"beat":
+            return b":1\r\n"
+        admits.append(command[1])
+        return b"*1\r\n:-2\r\n" if len(admits) == 1 else b"-ERR the server broke\r\n"
+
+    fake.answer = answer
+    ledger = ledger_at(ledgers, await fake.start(), prefix="wire")
+    with pytest.raises(LedgerUnavailable) as info:
+        await ledger.admit("r1", [slots()], 30.0)
+    assert str(info.value) == "redis ledger admit failed: ReplyError: ERR the server broke"
 
 
 # -- against the real server -------------------------------------------------------------------

@@ -12,6 +12,7 @@ reads in the ledger's errors.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -51,6 +52,7 @@ def port_of(url: str) -> int:
     ("redis://h/?timeout=1&pool=2", "unsupported Redis URL option(s): pool, timeout (only db is)"),
     ("redis://h/2X", "the Redis database must be a number, not '2X'"),
     ("redis://ledger@h", "a username in a Redis URL needs a password (redis://user:password@host)"),
+    ("unix://", "a unix:// Redis URL needs a socket path (unix:///run/redis.sock)"),
 ])
 def test_urls_refused_say_exactly_why(url: str, words: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -124,6 +126,28 @@ async def test_a_refused_connect_gives_the_reason_not_the_errno(closing: list[Re
         await client(closing, f"redis://127.0.0.1:{port}").call("PING")
     said = str(info.value)
     assert said.startswith(f"cannot connect to 127.0.0.1:{port}: ") and "[Errno" not in said
+
+
+async def test_a_connect_that_fails_or_is_cancelled_fails_its_caller_and_logs_nothing_more(
+        fake: FakeRedis, closing: list[RespClient], caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fake.answer = lambda command: None  # AUTH hangs: the connect never completes
+    hanging = await fake.start()
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        with pytest.raises(Unavailable):
+            await client(closing, f"redis://127.0.0.1:{port}").call("PING")
+        connecting = client(closing, hanging.replace("redis://", "redis://:pw@"), connections=1)
+        waiting = asyncio.ensure_future(connecting.call("PING"))
+        async with asyncio.timeout(2):
+            while not fake.commands:
+                await asyncio.sleep(0.01)
+        await connecting.close()
+        with pytest.raises(Unavailable):
+            await waiting
+        await asyncio.sleep(0)
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 async def test_closing_fails_a_connect_in_progress_and_a_call_in_flight_each_with_its_words(
