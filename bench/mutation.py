@@ -74,7 +74,8 @@ JUDGED: tuple[Rule, ...] = (
          "response header names are lower-cased on the way out (respond_error)"),
     Rule("*/admission/headers.py", r'rstrip\("XX[0.]XX"\)', "equivalent",
          "rstrip takes a set of characters; 'X' never occurs in a formatted number"),
-    Rule("*/admission/plan.py", r"(needs_usage|Plan\(tuple\(checks\), None)", "equivalent",
+    Rule("*/admission/plan.py", r"(needs_usage|Plan\(tuple\(checks\), None|"
+         r"^\s*price = (None|policy\.price\(None, now\))$)", "equivalent",
          "Plan.needs_usage and Plan.price have no reader since the pipeline kernel "
          "(settle prices the request and always reads usage)"),
     Rule("*/admission/redis_ledger.py", r'call\("(ping|del|evalsha|script)"|call\("SCRIPT", "load"',
@@ -135,7 +136,8 @@ JUDGED: tuple[Rule, ...] = (
          "walking from the newest, the first slot at or before the admission's is its own while it is "
          "held (older slots leave first), and a slot past the window is trimmed, with what it holds, "
          "before any count is read"),
-    Rule("*/admission/resp.py", r'encode\("LATIN-1"\)', "equivalent", "codec names are case-insensitive"),
+    Rule("*/admission/resp.py", r"""(encode|decode)\(["']LATIN-1["']\)""", "equivalent",
+         "codec names are case-insensitive"),
     Rule("*/admission/resp.py", r"elif type\(None\) is int:", "equivalent",
          "an int then takes the general path, where _bytes_of writes the same decimal digits"),
     Rule("*/admission/resp.py", r"^\s*(self\._closed|self\.closed|opened) = None$", "equivalent",
