@@ -96,3 +96,27 @@ def test_usage_reports_what_the_data_plane_did(spawn_gateway: SpawnGateway) -> N
     assert long.returncode == 1 and "at most 31 days" in long.stderr and "from" in long.stderr
     both = cli("usage", "--json", "--csv", url=gw.origin)
     assert both.returncode == 2 and "not both" in both.stderr
+
+    # Chargeback: the demo deployment declares a GPU cost (1 GPU at $3.60 an hour: a cent per
+    # 10 s, since midnight), the same usage shares it; the lines add up to the cost.
+    spec = gw.data_dir.parent / "gpu.yaml"
+    spec.write_text("gpu_cost: {gpus: 1, cost_per_gpu_hour: '3.60', since: "
+                    f"'{time.strftime('%Y-%m-%d', time.gmtime())}'}}\n")
+    ok(gw, "deployments", "update", "demo-chat", "--file", str(spec))
+    for view in ([], ["--spread-idle"]):
+        charged = ok_json(gw, "chargeback", *view)
+        lines = charged["data"]
+        assert {line["deployment"] for line in lines} == {"demo-chat"}, charged
+        [total] = charged["deployments"]
+        assert sum(line["cost_cents"] for line in lines) == total["cost_cents"] > 0
+        teams = {line["team_id"]: line["requests"] for line in lines if line["kind"] == "team"}
+        assert teams == {team["id"]: 3, None: 1}
+        assert charged["view"] == ("chargeback" if view else "showback")
+    table = ok(gw, "chargeback").splitlines()
+    assert table[0].split()[:3] == ["DEPLOYMENT", "TEAM", "COST"]
+    assert any(line.split()[:2] == ["demo-chat", "search"] for line in table[1:])
+    assert any("(no team)" in line for line in table) and table[-2].startswith("total ")
+    exported = list(csv.DictReader(io.StringIO(ok(gw, "chargeback", "--csv", "--by", "day"))))
+    assert {row["deployment"] for row in exported} == {"demo-chat"}
+    refused = cli("chargeback", "--deployment", "demo-embed", url=gw.origin)
+    assert refused.returncode == 1 and "gpu_cost" in refused.stderr, refused.stderr

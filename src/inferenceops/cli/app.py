@@ -21,6 +21,7 @@ from inferenceops.cli.admin import ADMIN_APPS
 from inferenceops.cli.admission import ADMISSION_APPS
 from inferenceops.cli.apply import apply_command
 from inferenceops.cli.catalog import CATALOG_APPS
+from inferenceops.cli.chargeback import chargeback_command
 from inferenceops.cli.invitations import INVITATION_APPS
 from inferenceops.cli.usage import usage_command
 from inferenceops.config.spec import ConfigError
@@ -191,6 +192,7 @@ for _name, _sub_app in (*ADMIN_APPS, *ADMISSION_APPS, *CATALOG_APPS, *INVITATION
     app.add_typer(_sub_app, name=_name)
 app.command("apply")(apply_command)
 app.command("usage")(usage_command)
+app.command("chargeback")(chargeback_command)
 
 
 @audit_app.command("verify")

@@ -39,6 +39,7 @@ from inferenceops.admission.config import (
     TeamSpec,
     check_currency,
 )
+from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Entry, Instant, PriceSpec, clashes, model_prices, price_spec
 from inferenceops.platform import (
     Catalog,
@@ -116,6 +117,8 @@ class DeploymentSpec(_Strict):
     routing: Literal["least_outstanding", "round_robin"] = Field(
         "least_outstanding", description="how a replica is picked for each request: "
         "least_outstanding (fewest in flight) or round_robin")
+    gpu_cost: GpuCostSpec | None = Field(None, description="self-hosted: its GPUs and their "
+                                         "hourly cost, shared among teams by chargeback")
 
     @model_validator(mode="after")
     def _engine_fields(self) -> DeploymentSpec:

@@ -1,25 +1,29 @@
 """GPU-time chargeback: a self-hosted deployment's cost shared among teams, to the cent.
 
-A self-hosted deployment costs GPU-hours whether or not anyone uses it. For a
-period, its cost is ``gpus × hours × cost per GPU-hour``. Each request caused
-*engine work*, weighted per deployment by a cost model (``CostModel``):
+A self-hosted deployment costs GPU-hours whether or not anyone uses it
+(``metering.gpu_costs``: GPUs × cost per GPU-hour, changing over time). Each request
+caused *engine work*, weighted per deployment by a cost model (``CostModel``):
 
     work = prefill × (prompt − cached) + cached × cached_tokens + decode × completion
 
 (prefix-cache hits are cheaper than prefilling; decoding a token usually costs
 more than prefilling one). ``capacity`` is the work the deployment can do per
-hour when saturated. A team's share is ``cost × its work / (capacity × hours)``;
-what no team's work accounts for is *idle* cost. When the teams' work exceeds the
-capacity the deployment was busier than calibrated: the whole cost is shared in
-proportion to work and idle is zero.
+hour when saturated.
 
-Two views: **showback** reports each team's share and the idle remainder
-separately; **chargeback** also spreads the idle remainder over the teams in
-proportion to their work (a fully loaded cost: the teams pay the whole bill; if
-nobody used the deployment, its cost stays idle). Either way the parts add up to
-the deployment's cost *exactly*, in cents: shares are exact fractions, then
-rounded by the largest-remainder method (each part floored, the leftover cents
-to the largest remainders, ties by name), so no cent is lost or invented.
+**Showback**, hour by hour: a team's share of the hour's cost is ``cost × its work /
+capacity``; what no team's work accounts for is *idle* cost. When the teams' work
+exceeds the capacity the deployment was busier than calibrated: the hour's whole cost
+is shared in proportion to work and idle is zero (likewise when the capacity is not
+calibrated, 0). An hour nobody used is idle entirely.
+
+**Chargeback**, over the whole bucket (a day, the report's period): the teams pay the
+whole bill — the bucket's cost shared in proportion to each team's work in it, idle hours
+included; it stays idle only if nobody used the deployment at all.
+
+Either way the parts add up to the bucket's cost *exactly*, in cents: shares are kept as
+exact fractions over every hour, the bucket's cost is rounded once (half up), and split
+by the largest-remainder method (each part floored, the leftover cents to the largest
+remainders, ties by name), so no cent is lost or invented.
 
 Calibrating the cost model from vLLM's own metrics over a busy hour:
 ``decode / prefill = (Δ vllm:request_decode_time_seconds_sum / Δ
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 IDLE = "idle"
@@ -73,37 +77,65 @@ class Allocation:
         return sum(self.shares.values()) + self.idle
 
 
-def deployment_cost_cents(gpus: int, hours: Fraction, cents_per_gpu_hour: Fraction) -> int:
-    """What the deployment cost for ``hours``, rounded to the nearest cent (half up)."""
-    if gpus < 0 or hours < 0 or cents_per_gpu_hour < 0:
-        raise ValueError("GPUs, hours and price must not be negative")
-    return math.floor(gpus * hours * cents_per_gpu_hour + Fraction(1, 2))
+def round_cents(amount: Fraction) -> int:
+    """An exact amount of cents, rounded half up (amounts are never negative)."""
+    return math.floor(amount + Fraction(1, 2))
 
 
-def showback(cost_cents: int, hours: Fraction, model: CostModel,
-             work_by_team: Mapping[str, Fraction]) -> Allocation:
-    """Each team's share of ``cost_cents`` by its work against the capacity; the rest idle."""
-    work = {team: amount for team, amount in work_by_team.items() if amount > 0}
-    total_work = sum(work.values(), Fraction(0))
-    capacity = model.capacity_per_hour * hours
-    if total_work == 0:
-        return Allocation(cost_cents, dict.fromkeys(work_by_team, 0), cost_cents)
-    if capacity <= 0 or total_work >= capacity:
-        parts = largest_remainder(cost_cents, work)
-        return Allocation(cost_cents, _with_zeros(parts, work_by_team), 0)
-    weights = {**work, IDLE: capacity - total_work}
-    parts = largest_remainder(cost_cents, weights)
-    idle = parts.pop(IDLE)
-    return Allocation(cost_cents, _with_zeros(parts, work_by_team), idle)
+@dataclass(slots=True)
+class BucketAccount:
+    """One deployment's hours in one bucket: exact cost, exact showback shares, work per team.
 
+    Feed it hour by hour (``add_hour``); then ``showback()`` or ``chargeback()`` round once.
+    """
 
-def chargeback(cost_cents: int, work_by_team: Mapping[str, Fraction]) -> Allocation:
-    """The whole cost spread over the teams by their work (idle included); idle only when no
-    team used the deployment at all."""
-    work = {team: amount for team, amount in work_by_team.items() if amount > 0}
-    if not work:
-        return Allocation(cost_cents, dict.fromkeys(work_by_team, 0), cost_cents)
-    return Allocation(cost_cents, _with_zeros(largest_remainder(cost_cents, work), work_by_team), 0)
+    cost: Fraction = Fraction(0)  # exact cents
+    shares: dict[str, Fraction] = field(default_factory=dict)  # exact cents, showback
+    idle: Fraction = Fraction(0)
+    work: dict[str, Fraction] = field(default_factory=dict)
+
+    def add_hour(self, cost: Fraction, capacity: Fraction, work_by_team: Mapping[str, Fraction]) -> None:
+        """``cost`` (exact cents) and ``capacity`` (work) of the hour, or of the part of it that
+        was costed; ``work_by_team`` what each team's requests in it caused."""
+        self.cost += cost
+        used = {team: amount for team, amount in work_by_team.items() if amount > 0}
+        for team in work_by_team:
+            self.shares.setdefault(team, Fraction(0))
+            self.work.setdefault(team, Fraction(0))
+        total = sum(used.values(), Fraction(0))
+        for team, amount in used.items():
+            self.work[team] += amount
+        if total == 0:
+            self.idle += cost
+            return
+        over = total if capacity <= 0 or total >= capacity else capacity
+        given = Fraction(0)
+        for team, amount in used.items():
+            share = cost * amount / over
+            self.shares[team] += share
+            given += share
+        self.idle += cost - given
+
+    def showback(self) -> Allocation:
+        """Each team's share and the idle remainder, in cents adding up to the bucket's cost."""
+        cents = round_cents(self.cost)
+        weights = {team: share for team, share in self.shares.items() if share > 0}
+        if self.idle > 0:
+            weights[IDLE] = self.idle
+        if not weights:
+            return Allocation(cents, dict.fromkeys(self.shares, 0), cents)
+        parts = largest_remainder(cents, weights)
+        idle = parts.pop(IDLE, 0)
+        return Allocation(cents, _with_zeros(parts, self.shares), idle)
+
+    def chargeback(self) -> Allocation:
+        """The bucket's whole cost spread over the teams by their work (idle hours included);
+        idle only when no team used the deployment in the bucket."""
+        cents = round_cents(self.cost)
+        work = {team: amount for team, amount in self.work.items() if amount > 0}
+        if not work:
+            return Allocation(cents, dict.fromkeys(self.work, 0), cents)
+        return Allocation(cents, _with_zeros(largest_remainder(cents, work), self.work), 0)
 
 
 def largest_remainder(total: int, weights: Mapping[str, Fraction]) -> dict[str, int]:

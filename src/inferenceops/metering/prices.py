@@ -57,7 +57,7 @@ _DATETIME = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:\d{2})?$")
 
 
-def _decimal(value: object, what: str) -> Decimal:
+def parse_decimal(value: object, what: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise ValueError(f"{what} must be decimal text such as \"0.15\", not {type(value).__name__}")
     try:
@@ -72,7 +72,7 @@ def _decimal(value: object, what: str) -> Decimal:
 
 def _amount(value: object) -> Decimal:
     """A price per million tokens: a number, 0 or more, below a billion, to nine decimal places."""
-    number = _decimal(value, "a price per million tokens")
+    number = parse_decimal(value, "a price per million tokens")
     if number < 0:
         raise ValueError(f"{value!r} is negative: a price is 0 or more")
     if number >= MAX_AMOUNT:
@@ -84,7 +84,7 @@ def _amount(value: object) -> Decimal:
 
 
 def _percent(value: object) -> Decimal:
-    number = _decimal(value, "a discount in percent")
+    number = parse_decimal(value, "a discount in percent")
     if not 0 <= number <= 100:
         raise ValueError(f"{value!r} is not a percentage: the batch discount is from 0 to 100")
     if number != number.quantize(Decimal("0.01")):

@@ -239,7 +239,7 @@ def report_json(report: UsageReport, currency: str) -> dict[str, Any]:
     }
 
 
-def _cell(value: str | None) -> str:
+def csv_cell(value: str | None) -> str:
     if value is None:
         return ""
     return "'" + value if value.startswith(_FORMULA_START) else value
@@ -252,6 +252,6 @@ def report_csv(report: UsageReport) -> bytes:
     writer.writerow(["start", *(DIMENSIONS[name] for name in report.query.group_by), *MEASURES,
                      "cost"])
     for row in report.rows:
-        writer.writerow([row.start.isoformat(), *(_cell(v) for v in row.dims), *row.measures,
+        writer.writerow([row.start.isoformat(), *(csv_cell(v) for v in row.dims), *row.measures,
                          from_nanos(row.measures[_COST])])
     return out.getvalue().encode()

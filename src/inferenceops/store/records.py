@@ -256,6 +256,7 @@ class DeploymentRecord:
     managed_by: str | None
     created_at: datetime
     updated_at: datetime
+    gpu_cost: dict[str, Any] | None = None  # ``GpuCostSpec`` as JSON
 
 
 @dataclass(frozen=True, slots=True)

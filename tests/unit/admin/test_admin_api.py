@@ -626,6 +626,13 @@ CASES = [
     Case("usage.csv", "GET", "/usage.csv",
          fixed(V1 + "/usage.csv?team_id={A}&granularity=hour&group_by=model"),
          "200 200 200 200 200 200 404 200"),
+    # Chargeback: the same reach (platform roles every line; owners their team's lines; members
+    # and viewers none, as a share is the whole team's); a team outside it is 404.
+    Case("chargeback", "GET", "/chargeback", fixed(f"{V1}/chargeback?view=chargeback"),
+         "200 200 200 200 200 200 200 200"),
+    Case("chargeback.csv team A", "GET", "/chargeback.csv",
+         fixed(V1 + "/chargeback.csv?team_id={A}&granularity=day"),
+         "200 200 200 200 200 200 404 200"),
 ]
 
 
@@ -665,7 +672,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 66
+    assert len(_api_routes()) == 68
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 

@@ -10,11 +10,10 @@ from hypothesis import strategies as st
 
 from inferenceops.metering.chargeback import (
     Allocation,
+    BucketAccount,
     CostModel,
-    chargeback,
-    deployment_cost_cents,
     largest_remainder,
-    showback,
+    round_cents,
 )
 
 MODEL = CostModel(prefill=Fraction(1), cached=Fraction(1, 10), decode=Fraction(4),
@@ -27,32 +26,51 @@ def test_engine_work_weighs_prefill_cache_hits_and_decode() -> None:
     assert MODEL.work(100, 0, cached_tokens=500) == 10  # never more hits than prompt tokens
 
 
+def account(*hours: tuple[Fraction, Fraction, dict[str, Fraction]]) -> BucketAccount:
+    bucket = BucketAccount()
+    for cost, capacity, work in hours:
+        bucket.add_hour(cost, capacity, work)
+    return bucket
+
+
 def test_a_known_scenario_reconciles_to_the_cent() -> None:
     """2 GPUs at $2.50 an hour for 3 hours, one of them idle, and the GPU price raised to
-    $3.10 for the third: team A caused 1,000 units of work in hour 1, team B 500 in hour 2."""
-    hours = [(Fraction(250), {"A": Fraction(1000), "B": Fraction(0)}),  # A saturates hour 1
-             (Fraction(250), {"A": Fraction(0), "B": Fraction(500)}),
-             (Fraction(310), {"A": Fraction(0), "B": Fraction(0)})]   # idle, at the new price
-    parts = [showback(deployment_cost_cents(2, Fraction(1), price), Fraction(1), MODEL, work)
-             for price, work in hours]
-    assert [p.cost_cents for p in parts] == [500, 500, 620]
-    assert [(dict(p.shares), p.idle) for p in parts] == [
-        ({"A": 500, "B": 0}, 0), ({"A": 0, "B": 250}, 250), ({"A": 0, "B": 0}, 620)]
-    total = sum(p.cost_cents for p in parts)
-    assert total == 1620 == sum(p.total for p in parts)  # $16.20: teams 750 cents, idle 870
+    $3.10 for the third: team A saturates hour 1 (1,000 units of work), B half-fills hour 2."""
+    capacity = MODEL.capacity_per_hour
+    bucket = account((Fraction(500), capacity, {"A": Fraction(1000), "B": Fraction(0)}),
+                     (Fraction(500), capacity, {"A": Fraction(0), "B": Fraction(500)}),
+                     (Fraction(620), capacity, {}))  # idle, at the new price
+    assert bucket.showback() == Allocation(1620, {"A": 500, "B": 250}, 870)
+    # chargeback: the whole $16.20 by work, 1000 : 500
+    assert bucket.chargeback() == Allocation(1620, {"A": 1080, "B": 540}, 0)
+
+
+def test_an_hour_nobody_used_is_idle_in_both_views() -> None:
+    idle = account((Fraction(333), MODEL.capacity_per_hour, {"A": Fraction(0)}))
+    assert idle.showback() == Allocation(333, {"A": 0}, 333)
+    assert idle.chargeback() == Allocation(333, {"A": 0}, 333)
+
+
+def test_the_cost_is_rounded_once_per_bucket_not_per_hour() -> None:
+    """Three hours of 1/3 cent each make 1 cent, not 0 (rounding each hour would lose it)."""
+    third = Fraction(1, 3)
+    bucket = account(*[(third, Fraction(0), {"A": Fraction(1)})] * 3)
+    assert bucket.showback() == Allocation(1, {"A": 1}, 0)
+    assert round_cents(Fraction(5, 2)) == 3 and round_cents(Fraction(249, 100)) == 2
 
 
 def test_chargeback_spreads_idle_over_the_users() -> None:
-    work = {"A": Fraction(2), "B": Fraction(1), "C": Fraction(0)}
-    assert chargeback(1000, work) == Allocation(1000, {"A": 667, "B": 333, "C": 0}, 0)
-    assert chargeback(1000, {"A": Fraction(0)}) == Allocation(1000, {"A": 0}, 1000)
+    bucket = account((Fraction(1000), Fraction(100), {"A": Fraction(2), "B": Fraction(1),
+                                                      "C": Fraction(0)}))
+    assert bucket.chargeback() == Allocation(1000, {"A": 667, "B": 333, "C": 0}, 0)
+    assert bucket.showback() == Allocation(1000, {"A": 20, "B": 10, "C": 0}, 970)
 
 
 def test_busier_than_calibrated_shares_the_whole_cost() -> None:
     work = {"A": Fraction(3000), "B": Fraction(1000)}
-    assert showback(800, Fraction(1), MODEL, work) == Allocation(800, {"A": 600, "B": 200}, 0)
-    uncalibrated = CostModel()
-    assert showback(800, Fraction(1), uncalibrated, {"A": Fraction(1)}).idle == 0
+    assert account((Fraction(800), MODEL.capacity_per_hour, work)).showback() == Allocation(
+        800, {"A": 600, "B": 200}, 0)
+    assert account((Fraction(800), Fraction(0), {"A": Fraction(1)})).showback().idle == 0
 
 
 def test_largest_remainder_gives_leftover_cents_to_the_largest_remainders() -> None:
@@ -85,13 +103,21 @@ def test_parts_add_up_exactly_and_stay_within_a_cent_of_the_exact_share(
                 assert parts[a] >= parts[b]
 
 
-@given(cost=st.integers(0, 10**7), hours=st.fractions(min_value=Fraction(1, 60), max_value=744),
-       capacity=st.fractions(min_value=0, max_value=10**6), work=weights)
-def test_showback_and_chargeback_always_sum_to_the_cost(cost: int, hours: Fraction,
-                                                        capacity: Fraction,
-                                                        work: dict[str, Fraction]) -> None:
-    model = CostModel(capacity_per_hour=capacity)
-    for allocation in (showback(cost, hours, model, work), chargeback(cost, work)):
-        assert allocation.total == cost
+hour = st.tuples(st.fractions(min_value=0, max_value=10**5),
+                 st.fractions(min_value=0, max_value=10**6), weights)
+
+
+@given(hours=st.lists(hour, min_size=1, max_size=24))
+def test_showback_and_chargeback_always_sum_to_the_cost(
+        hours: list[tuple[Fraction, Fraction, dict[str, Fraction]]]) -> None:
+    bucket = account(*hours)
+    cost = round_cents(sum((cost for cost, _, _ in hours), Fraction(0)))
+    teams = {team for _, _, work in hours for team in work}
+    for allocation in (bucket.showback(), bucket.chargeback()):
+        assert allocation.cost_cents == cost == allocation.total
         assert all(share >= 0 for share in allocation.shares.values()) and allocation.idle >= 0
-        assert set(allocation.shares) == set(work)
+        assert set(allocation.shares) == teams
+    if len(hours) == 1:  # within an hour, chargeback adds a share of idle: never less, to a cent
+        shown, charged = bucket.showback(), bucket.chargeback()
+        for team in teams:
+            assert charged.shares[team] >= shown.shares[team] - 1

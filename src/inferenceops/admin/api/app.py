@@ -24,6 +24,7 @@ from inferenceops.admin.api import (
     routes_apply,
     routes_audit,
     routes_budgets,
+    routes_chargeback,
     routes_deployments,
     routes_grants,
     routes_invitations,
@@ -53,7 +54,7 @@ ROUTERS = (routes_audit.router, routes_teams.router, routes_users.router,
            routes_service_accounts.router, routes_keys.router, routes_grants.router,
            routes_limits.router, routes_budgets.router, routes_providers.router,
            routes_deployments.router, routes_models.router, routes_apply.router,
-           routes_invitations.router, routes_usage.router)
+           routes_invitations.router, routes_usage.router, routes_chargeback.router)
 
 
 class AdminApp(FastAPI):

@@ -33,6 +33,7 @@ from inferenceops.config.spec import (
     TimeoutsSpec,
     Url,
 )
+from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Instant, PriceSpec
 from inferenceops.store.records import DeploymentRecord, ModelRecord, PriceRecord, ProviderRecord
 from inferenceops.store.repo import deployment_spec, model_spec
@@ -113,6 +114,7 @@ class DeploymentPatch(_Patch):
     capacity: int | None = None
     queue: QueueSpec | None = None
     routing: Literal["least_outstanding", "round_robin"] | None = None
+    gpu_cost: GpuCostSpec | None = None
 
 
 class DeploymentOut(DeploymentSpec):

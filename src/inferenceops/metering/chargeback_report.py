@@ -1,0 +1,304 @@
+"""The chargeback report: each self-hosted deployment's GPU cost per bucket, shared among teams.
+
+For every deployment that declares a ``gpu_cost`` (``metering.gpu_costs``) and every bucket
+of the report — the whole period, each UTC day or each UTC hour (``granularity``) — it
+answers what the deployment cost, what each team's share was and what stayed idle
+(``metering.chargeback``: ``showback`` shows idle apart, ``chargeback`` spreads it over the
+teams that used the deployment), in cents that add up exactly to the deployment's cost.
+
+The engine work comes from the hourly usage rollups (per deployment and team: prompt,
+completion and cached tokens), so the report is as current as the rollups (``current_to``).
+Hours are costed as far as they have passed: the current hour counts up to ``now``, later
+ones not at all. A deployment is costed from its ``gpu_cost.since`` or else its creation.
+Deployments that declare no GPU cost (external providers, priced per token) are not in
+it; usage of a deployment that no longer exists has nobody to charge and is left out.
+
+Who sees what: platform roles every line; a team owner the lines of their teams only (no
+idle line, no deployment totals: they would reveal other teams' use). Input errors are
+``InvalidParameter`` (400) naming the parameter. No I/O.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any, Literal
+
+from inferenceops.errors import InvalidParameter
+from inferenceops.metering.chargeback import IDLE, Allocation, BucketAccount
+from inferenceops.metering.gpu_costs import GpuSchedule
+from inferenceops.metering.reports import Granularity as ReportGrain
+from inferenceops.metering.reports import ceil_to, csv_cell, floor_to
+
+Granularity = Literal["period", "day", "hour"]
+View = Literal["showback", "chargeback"]
+HOUR = timedelta(hours=1)
+#: The longest range: a quarter (92 days) of days or as one period, 31 days of hours.
+MAX_RANGE: dict[Granularity, timedelta] = {"period": timedelta(days=92), "day": timedelta(days=92),
+                                           "hour": timedelta(days=31)}
+DEFAULT_SPAN: dict[Granularity, timedelta] = {"period": timedelta(days=30),
+                                              "day": timedelta(days=30), "hour": timedelta(hours=24)}
+_NO_TEAM = ""  # usage of keys that belong to no team: a party of its own
+CSV_COLUMNS = ("start", "deployment", "kind", "team_id", "cost_cents", "cost", "share_percent",
+               "work", "requests", "prompt_tokens", "completion_tokens", "cached_tokens")
+
+
+@dataclass(frozen=True)
+class ChargebackQuery:
+    start: datetime
+    end: datetime
+    granularity: Granularity
+    view: View
+    deployment: str | None = None
+    team_id: str | None = None
+    #: The teams whose lines the caller may see; None: everything (idle and totals included).
+    visible_teams: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkRow:
+    """One hour's usage of one deployment by one team (from the hourly rollups)."""
+
+    hour: datetime
+    deployment: str
+    team_id: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A team's (or idle's) part of one deployment in one bucket."""
+
+    start: datetime
+    deployment: str
+    kind: Literal["team", "idle"]
+    team_id: str | None
+    cost_cents: int
+    share_percent: float
+    work: Fraction = Fraction(0)
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentTotal:
+    """One deployment in one bucket: what it cost, its GPU-hours, and how that was shared."""
+
+    start: datetime
+    deployment: str
+    gpu_cost_cents: int
+    teams_cents: int
+    idle_cents: int
+    costed_hours: Fraction
+    work: Fraction
+    capacity: Fraction
+
+
+@dataclass(frozen=True)
+class ChargebackReport:
+    query: ChargebackQuery
+    lines: tuple[Line, ...]
+    totals: tuple[DeploymentTotal, ...]  # empty for a caller who sees only their teams
+    current_to: datetime | None = None  # the rollups hold the ledger as it was then
+
+
+# ---- parsing ----------------------------------------------------------------------------------
+
+def parse_granularity(text: str | None) -> Granularity:
+    value = (text or "period").strip().lower()
+    for known in ("period", "day", "hour"):
+        if value == known:
+            return known
+    raise InvalidParameter(f"granularity: {value[:32]!r} is not a granularity; use period, day "
+                           "or hour", param="granularity")
+
+
+def parse_view(text: str | None) -> View:
+    value = (text or "showback").strip().lower()
+    if value == "showback":
+        return "showback"
+    if value == "chargeback":
+        return "chargeback"
+    raise InvalidParameter(f"view: {value[:32]!r} is not a view; use showback (idle cost apart) "
+                           "or chargeback (idle cost spread over the teams)", param="view")
+
+
+def resolve_range(start: datetime | None, end: datetime | None, granularity: Granularity,
+                  now: datetime) -> tuple[datetime, datetime]:
+    """``[from, to)`` rounded out to whole hours (days for ``day``); 400 naming the parameter
+    when it is empty, backwards or longer than ``MAX_RANGE``."""
+    unit: ReportGrain = "day" if granularity == "day" else "hour"
+    if start is not None and end is not None and end <= start:
+        raise InvalidParameter(f"to: must be after from; got from {start.isoformat()}, to "
+                               f"{end.isoformat()}", param="to")
+    try:
+        to = ceil_to(end if end is not None else now, unit)
+        since = floor_to(start if start is not None else to - DEFAULT_SPAN[granularity], unit)
+    except OverflowError:
+        raise InvalidParameter("to: the range reaches past the calendar", param="to") from None
+    if to <= since:
+        raise InvalidParameter(f"to: must be after from ({since.isoformat()}); got "
+                               f"{to.isoformat()}", param="to")
+    if to - since > MAX_RANGE[granularity]:
+        raise InvalidParameter(
+            f"from: a chargeback report by {granularity} covers at most "
+            f"{MAX_RANGE[granularity].days} days; {since.isoformat()} to {to.isoformat()} is "
+            f"{(to - since) / timedelta(days=1):g} days. Ask for a shorter range", param="from")
+    return since, to
+
+
+# ---- computing --------------------------------------------------------------------------------
+
+def buckets(query: ChargebackQuery) -> list[tuple[datetime, datetime]]:
+    if query.granularity == "period":
+        return [(query.start, query.end)]
+    step = HOUR if query.granularity == "hour" else timedelta(days=1)
+    out, at = [], query.start
+    while at < query.end:
+        out.append((at, min(at + step, query.end)))
+        at += step
+    return out
+
+
+def compute(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
+            rows: Iterable[WorkRow], now: datetime, *,
+            current_to: datetime | None = None) -> ChargebackReport:
+    """The report for ``query`` from each deployment's schedule and the hourly work rows."""
+    by_hour: dict[tuple[str, datetime], list[WorkRow]] = defaultdict(list)
+    for row in rows:
+        if row.deployment in schedules:
+            by_hour[(row.deployment, row.hour.astimezone(UTC))].append(row)
+    names = sorted(name for name in schedules
+                   if query.deployment is None or name == query.deployment)
+    lines: list[Line] = []
+    totals: list[DeploymentTotal] = []
+    until = min(query.end, now).timestamp()
+    for name in names:
+        schedule = schedules[name]
+        model = schedule.cost_model
+        for begin, end in buckets(query):
+            account = BucketAccount()
+            tokens: dict[str, list[int]] = {}
+            hours = Fraction(0)
+            capacity_total = Fraction(0)
+            at = begin
+            while at < end:
+                start_s = at.timestamp()
+                stop_s = min((at + HOUR).timestamp(), until)
+                if stop_s > start_s:
+                    costed = schedule.costed_seconds(start_s, stop_s) / 3600
+                    capacity = model.capacity_per_hour * costed
+                    work: dict[str, Fraction] = {}
+                    for row in by_hour.get((name, at), ()):
+                        team = row.team_id or _NO_TEAM
+                        work[team] = work.get(team, Fraction(0)) + model.work(
+                            row.prompt_tokens, row.completion_tokens, row.cached_tokens)
+                        sums = tokens.setdefault(team, [0, 0, 0, 0])
+                        sums[0] += row.requests
+                        sums[1] += row.prompt_tokens
+                        sums[2] += row.completion_tokens
+                        sums[3] += row.cached_tokens
+                    account.add_hour(schedule.cents(start_s, stop_s), capacity, work)
+                    hours += costed
+                    capacity_total += capacity
+                at += HOUR
+            allocation = account.showback() if query.view == "showback" else account.chargeback()
+            lines += _lines(begin, name, allocation, account, tokens)
+            totals.append(DeploymentTotal(
+                begin, name, allocation.cost_cents, sum(allocation.shares.values()),
+                allocation.idle, hours, sum(account.work.values(), Fraction(0)), capacity_total))
+    return _visible(ChargebackReport(query, tuple(lines), tuple(totals), current_to))
+
+
+def _lines(begin: datetime, deployment: str, allocation: Allocation, account: BucketAccount,
+           tokens: Mapping[str, list[int]]) -> list[Line]:
+    def percent(cents: int) -> float:
+        return round(cents * 100 / allocation.cost_cents, 2) if allocation.cost_cents else 0.0
+    out = []
+    for team in sorted(allocation.shares):
+        requests, prompt, completion, cached = tokens.get(team, (0, 0, 0, 0))
+        cents = allocation.shares[team]
+        out.append(Line(begin, deployment, "team", team or None, cents, percent(cents),
+                        account.work.get(team, Fraction(0)), requests, prompt, completion, cached))
+    if allocation.idle or not allocation.shares:
+        out.append(Line(begin, deployment, "idle", None, allocation.idle, percent(allocation.idle)))
+    return out
+
+
+def _visible(report: ChargebackReport) -> ChargebackReport:
+    query = report.query
+    lines = report.lines
+    if query.team_id is not None:
+        lines = tuple(line for line in lines if line.kind == "team" and line.team_id == query.team_id)
+    if query.visible_teams is None:
+        return ChargebackReport(query, lines, report.totals, report.current_to)
+    seen = tuple(line for line in lines
+                 if line.kind == "team" and line.team_id in query.visible_teams)
+    return ChargebackReport(query, seen, (), report.current_to)
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+def money(cents: int) -> str:
+    """Cents as the currency's decimal text: 1234 → "12.34"."""
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+def _work(value: Fraction) -> float:
+    return round(float(value), 3)
+
+
+def line_json(line: Line) -> dict[str, Any]:
+    return {"start": line.start.isoformat(), "deployment": line.deployment, "kind": line.kind,
+            "team_id": line.team_id, "cost": money(line.cost_cents), "cost_cents": line.cost_cents,
+            "share_percent": line.share_percent, "work": _work(line.work),
+            "requests": line.requests, "prompt_tokens": line.prompt_tokens,
+            "completion_tokens": line.completion_tokens, "cached_tokens": line.cached_tokens}
+
+
+def total_json(total: DeploymentTotal) -> dict[str, Any]:
+    return {"start": total.start.isoformat(), "deployment": total.deployment,
+            "cost": money(total.gpu_cost_cents), "cost_cents": total.gpu_cost_cents,
+            "teams_cost_cents": total.teams_cents, "idle_cost_cents": total.idle_cents,
+            "costed_hours": _work(total.costed_hours), "work": _work(total.work),
+            "capacity": _work(total.capacity)}
+
+
+def report_json(report: ChargebackReport, currency: str) -> dict[str, Any]:
+    """The report as the admin API answers it (``object: "chargeback.report"``)."""
+    query = report.query
+    filters = {name: value for name, value in (("deployment", query.deployment),
+                                               ("team_id", query.team_id)) if value is not None}
+    cents = sum(line.cost_cents for line in report.lines)
+    idle = sum(line.cost_cents for line in report.lines if line.kind == IDLE)
+    return {
+        "object": "chargeback.report", "from": query.start.isoformat(),
+        "to": query.end.isoformat(), "granularity": query.granularity, "view": query.view,
+        "filters": filters, "currency": currency,
+        "current_to": None if report.current_to is None else report.current_to.isoformat(),
+        "data": [line_json(line) for line in report.lines],
+        "deployments": [total_json(total) for total in report.totals],
+        "totals": {"cost": money(cents), "cost_cents": cents, "idle_cost_cents": idle},
+    }
+
+
+def report_csv(report: ChargebackReport) -> bytes:
+    """One header line (``CSV_COLUMNS``), then one line per team or idle part (UTF-8, CRLF)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for line in report.lines:
+        row = line_json(line)
+        writer.writerow([row["start"], csv_cell(line.deployment), line.kind, csv_cell(line.team_id),
+                         *(row[column] for column in CSV_COLUMNS[4:])])
+    return out.getvalue().encode()
