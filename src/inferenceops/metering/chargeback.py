@@ -63,6 +63,15 @@ class CostModel:
         return (self.prefill * (prompt_tokens - cached) + self.cached * cached
                 + self.decode * completion_tokens)
 
+    def units(self, scale: int) -> tuple[int, int, int, int]:
+        """(prefill, cached, decode, capacity) × ``scale`` as integers — exact when the weights
+        have at most log10(scale) decimals, as the platform file's do (``gpu_costs``)."""
+        values = tuple(v * scale for v in (self.prefill, self.cached, self.decode,
+                                           self.capacity_per_hour))
+        if any(v.denominator != 1 for v in values):
+            raise ValueError(f"the cost model's weights are not whole multiples of 1/{scale}")
+        return tuple(int(v) for v in values)  # type: ignore[return-value]
+
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
@@ -82,47 +91,62 @@ def round_cents(amount: Fraction) -> int:
     return math.floor(amount + Fraction(1, 2))
 
 
+#: Showback shares are kept in nano-cents (integers: fast over thousands of hours and teams);
+#: each hour's share is floored to one, so a share is off its exact value by less than a
+#: nano-cent per hour — far below the cent the final split rounds to, which stays exact.
+NANO = 10**9
+
+
 @dataclass(slots=True)
 class BucketAccount:
-    """One deployment's hours in one bucket: exact cost, exact showback shares, work per team.
+    """One deployment's hours in one bucket: exact cost, showback shares, work per team.
 
     Feed it hour by hour (``add_hour``); then ``showback()`` or ``chargeback()`` round once.
+    Work may be integers (``CostModel.units``) or fractions.
     """
 
     cost: Fraction = Fraction(0)  # exact cents
-    shares: dict[str, Fraction] = field(default_factory=dict)  # exact cents, showback
-    idle: Fraction = Fraction(0)
-    work: dict[str, Fraction] = field(default_factory=dict)
+    shares: dict[str, int] = field(default_factory=dict)  # nano-cents, showback
+    idle: int = 0  # nano-cents
+    work: dict[str, Fraction | int] = field(default_factory=dict)
 
-    def add_hour(self, cost: Fraction, capacity: Fraction, work_by_team: Mapping[str, Fraction]) -> None:
+    def add_hour(self, cost: Fraction, capacity: Fraction | int,
+                 work_by_team: Mapping[str, Fraction | int]) -> None:
         """``cost`` (exact cents) and ``capacity`` (work) of the hour, or of the part of it that
         was costed; ``work_by_team`` what each team's requests in it caused."""
         self.cost += cost
-        used = {team: amount for team, amount in work_by_team.items() if amount > 0}
-        for team in work_by_team:
-            self.shares.setdefault(team, Fraction(0))
-            self.work.setdefault(team, Fraction(0))
-        total = sum(used.values(), Fraction(0))
-        for team, amount in used.items():
-            self.work[team] += amount
+        shares, work = self.shares, self.work
+        total: Fraction | int = 0
+        for team, amount in work_by_team.items():
+            if team not in shares:
+                shares[team] = 0
+                work[team] = 0
+            if amount > 0:
+                work[team] += amount
+                total += amount
+        cost_nanos = cost.numerator * NANO // cost.denominator
         if total == 0:
-            self.idle += cost
+            self.idle += cost_nanos
             return
         over = total if capacity <= 0 or total >= capacity else capacity
-        given = Fraction(0)
-        for team, amount in used.items():
-            share = cost * amount / over
-            self.shares[team] += share
-            given += share
-        self.idle += cost - given
+        # share = cost × amount / over, floored to a nano-cent, in integers
+        top = cost.numerator * NANO * over.denominator
+        bottom = cost.denominator * over.numerator
+        given = 0
+        for team, amount in work_by_team.items():
+            if amount > 0:
+                share = top * amount.numerator // (bottom * amount.denominator)
+                shares[team] += share
+                given += share
+        self.idle += cost_nanos - given
 
     def showback(self) -> Allocation:
         """Each team's share and the idle remainder, in cents adding up to the bucket's cost."""
         cents = round_cents(self.cost)
-        weights = {team: share for team, share in self.shares.items() if share > 0}
+        weights = {team: Fraction(share) for team, share in self.shares.items() if share > 0}
         if self.idle > 0:
-            weights[IDLE] = self.idle
-        if not weights:
+            weights[IDLE] = Fraction(self.idle)
+        if not weights or cents == 0:
             return Allocation(cents, dict.fromkeys(self.shares, 0), cents)
         parts = largest_remainder(cents, weights)
         idle = parts.pop(IDLE, 0)
@@ -132,7 +156,7 @@ class BucketAccount:
         """The bucket's whole cost spread over the teams by their work (idle hours included);
         idle only when no team used the deployment in the bucket."""
         cents = round_cents(self.cost)
-        work = {team: amount for team, amount in self.work.items() if amount > 0}
+        work = {team: Fraction(amount) for team, amount in self.work.items() if amount > 0}
         if not work:
             return Allocation(cents, dict.fromkeys(self.work, 0), cents)
         return Allocation(cents, _with_zeros(largest_remainder(cents, work), self.work), 0)
@@ -158,5 +182,5 @@ def largest_remainder(total: int, weights: Mapping[str, Fraction]) -> dict[str, 
     return parts
 
 
-def _with_zeros(parts: Mapping[str, int], teams: Mapping[str, Fraction]) -> dict[str, int]:
+def _with_zeros(parts: Mapping[str, int], teams: Mapping[str, object]) -> dict[str, int]:
     return {team: parts.get(team, 0) for team in teams}

@@ -25,7 +25,7 @@ import io
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -43,6 +43,8 @@ MAX_RANGE: dict[Granularity, timedelta] = {"period": timedelta(days=92), "day": 
                                            "hour": timedelta(days=31)}
 DEFAULT_SPAN: dict[Granularity, timedelta] = {"period": timedelta(days=30),
                                               "day": timedelta(days=30), "hour": timedelta(hours=24)}
+#: Work is counted in millionths of a unit: integers, exact for the file's weights (6 decimals).
+WORK_SCALE = 10**6
 _NO_TEAM = ""  # usage of keys that belong to no team: a party of its own
 CSV_COLUMNS = ("start", "deployment", "kind", "team_id", "cost_cents", "cost", "share_percent",
                "work", "requests", "prompt_tokens", "completion_tokens", "cached_tokens")
@@ -174,10 +176,10 @@ def compute(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
             rows: Iterable[WorkRow], now: datetime, *,
             current_to: datetime | None = None) -> ChargebackReport:
     """The report for ``query`` from each deployment's schedule and the hourly work rows."""
-    by_hour: dict[tuple[str, datetime], list[WorkRow]] = defaultdict(list)
+    by_hour: dict[tuple[str, float], list[WorkRow]] = defaultdict(list)
     for row in rows:
         if row.deployment in schedules:
-            by_hour[(row.deployment, row.hour.astimezone(UTC))].append(row)
+            by_hour[(row.deployment, row.hour.timestamp())].append(row)
     names = sorted(name for name in schedules
                    if query.deployment is None or name == query.deployment)
     lines: list[Line] = []
@@ -185,38 +187,38 @@ def compute(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
     until = min(query.end, now).timestamp()
     for name in names:
         schedule = schedules[name]
-        model = schedule.cost_model
+        prefill, cached_w, decode, capacity_units = schedule.cost_model.units(WORK_SCALE)
         for begin, end in buckets(query):
             account = BucketAccount()
             tokens: dict[str, list[int]] = {}
             hours = Fraction(0)
-            capacity_total = Fraction(0)
-            at = begin
-            while at < end:
-                start_s = at.timestamp()
-                stop_s = min((at + HOUR).timestamp(), until)
+            start_s, end_s = begin.timestamp(), end.timestamp()
+            while start_s < end_s:
+                stop_s = min(start_s + 3600, until)
                 if stop_s > start_s:
                     costed = schedule.costed_seconds(start_s, stop_s) / 3600
-                    capacity = model.capacity_per_hour * costed
-                    work: dict[str, Fraction] = {}
-                    for row in by_hour.get((name, at), ()):
+                    work: dict[str, int] = {}
+                    for row in by_hour.get((name, start_s), ()):
                         team = row.team_id or _NO_TEAM
-                        work[team] = work.get(team, Fraction(0)) + model.work(
-                            row.prompt_tokens, row.completion_tokens, row.cached_tokens)
+                        cached = min(max(row.cached_tokens, 0), row.prompt_tokens)
+                        work[team] = work.get(team, 0) + (
+                            prefill * (row.prompt_tokens - cached) + cached_w * cached
+                            + decode * row.completion_tokens)
                         sums = tokens.setdefault(team, [0, 0, 0, 0])
                         sums[0] += row.requests
                         sums[1] += row.prompt_tokens
                         sums[2] += row.completion_tokens
                         sums[3] += row.cached_tokens
-                    account.add_hour(schedule.cents(start_s, stop_s), capacity, work)
+                    account.add_hour(schedule.cents(start_s, stop_s), capacity_units * costed, work)
                     hours += costed
-                    capacity_total += capacity
-                at += HOUR
+                start_s += 3600
             allocation = account.showback() if query.view == "showback" else account.chargeback()
             lines += _lines(begin, name, allocation, account, tokens)
             totals.append(DeploymentTotal(
                 begin, name, allocation.cost_cents, sum(allocation.shares.values()),
-                allocation.idle, hours, sum(account.work.values(), Fraction(0)), capacity_total))
+                allocation.idle, hours,
+                Fraction(sum(account.work.values()), WORK_SCALE),
+                schedule.cost_model.capacity_per_hour * hours))
     return _visible(ChargebackReport(query, tuple(lines), tuple(totals), current_to))
 
 
@@ -229,7 +231,8 @@ def _lines(begin: datetime, deployment: str, allocation: Allocation, account: Bu
         requests, prompt, completion, cached = tokens.get(team, (0, 0, 0, 0))
         cents = allocation.shares[team]
         out.append(Line(begin, deployment, "team", team or None, cents, percent(cents),
-                        account.work.get(team, Fraction(0)), requests, prompt, completion, cached))
+                        Fraction(account.work.get(team, 0)) / WORK_SCALE, requests, prompt,
+                        completion, cached))
     if allocation.idle or not allocation.shares:
         out.append(Line(begin, deployment, "idle", None, allocation.idle, percent(allocation.idle)))
     return out
