@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from alembic import command
@@ -40,7 +40,7 @@ async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]
 async def test_upgrade_creates_every_table_and_is_idempotent(fresh: FreshDatabases) -> None:
     url = await fresh.new()
     assert await current(url) is None
-    assert await upgrade(url) == head() == "0010"
+    assert await upgrade(url) == head() == "0011"
     assert await upgrade(url) == head()  # second run: a no-op
     assert await current(url) == head()
     tables, versions, state = await _schema(url)
@@ -246,6 +246,40 @@ async def test_0009_moves_each_models_price_into_its_history_and_back(fresh: Fre
         assert {k: json.loads(v) if isinstance(v, str) else v for k, v in prices.items()} == {
             "mdl_1": {"input_per_million": "0.5", "output_per_million": "1"}, "mdl_2": None}
         assert "model_prices" not in tables
+        assert await upgrade(url) == head()
+    finally:
+        await db.close()
+
+
+async def test_0011_sums_existing_rollups_over_all_teams_and_back(fresh: FreshDatabases) -> None:
+    """Buckets rolled up before 0011 get their third level (over all keys and teams) from their
+    ``'*'`` rows; the downgrade removes exactly those rows."""
+    url = await fresh.new()
+    db = Database(url)
+    measures = ("requests, prompt_tokens, completion_tokens, cached_tokens, estimated_requests, "
+                "errors, cost_nanos")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_alembic, "upgrade", "0010")
+            for granularity, team, key, model, requests in (
+                    ("hour", "t1", "*", "m", 2), ("hour", "t2", "*", "m", 3),
+                    ("hour", "t1", "k1", "m", 2), ("hour", None, "*", "n", 1),
+                    ("day", "t1", "*", "m", 5), ("day", "t2", "*", "m", 7)):
+                await conn.execute(text(
+                    f"INSERT INTO usage_rollups (granularity, bucket, team_id, key_id, model, "
+                    f"adapter, deployment, {measures}) VALUES (:g, :b, :t, :k, :m, NULL, 'd', "
+                    ":r, :r, 0, 0, 0, 0, :r)"),
+                    {"g": granularity, "b": datetime(2026, 12, 1, tzinfo=UTC), "t": team, "k": key,
+                     "m": model, "r": requests})
+            await conn.run_sync(_alembic, "upgrade", "0011")
+            rows = (await conn.execute(text(
+                "SELECT granularity, team_id, model, requests, cost_nanos FROM usage_rollups "
+                "WHERE key_id = '**' ORDER BY granularity, model"))).all()
+            assert [tuple(r) for r in rows] == [("day", None, "m", 12, 12), ("hour", None, "m", 5, 5),
+                                                ("hour", None, "n", 1, 1)]
+            await conn.run_sync(_alembic, "downgrade", "0010")
+            left = (await conn.execute(text("SELECT COUNT(*) FROM usage_rollups"))).scalar_one()
+        assert left == 6
         assert await upgrade(url) == head()
     finally:
         await db.close()

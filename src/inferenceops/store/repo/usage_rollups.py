@@ -31,12 +31,15 @@ than a cutoff: whole UTC days, never past ``closed_until`` (only rolled-up recor
 kept as ``raw_since``; late hours before it are never summed again (their raw records are
 gone, the rollup stays). Rollups are never deleted.
 
-**Two levels.** Each hour (and so each day) holds its rows per key, and the same sums over
+**Three levels.** Each hour (and so each day) holds its rows per key; the same sums over
 all keys — per team, model, adapter and deployment, with ``key_id`` = ``ALL_KEYS`` — made from
-them in the same step. A report that asks nothing per key (no key grouping, filter or
-key-based scope: the platform's and a team owner's usual questions) reads only the second
-level, several times fewer rows (the key index finds them as one range); any other reads
-only the first. Both are summed from the same rows, so they always agree.
+them in the same step; and the sums over all keys and teams — per model, adapter and
+deployment, ``key_id`` = ``ALL_TEAMS``, ``team_id`` NULL — made from the second. A report reads
+exactly one level (``_level``): the third when it asks nothing per team or key and the caller
+sees every team (the platform's usual "by model" questions: a few rows per hour), else the
+second when it asks nothing per key (no key grouping, filter or key-based scope: a team
+owner's usual questions; several times fewer rows than the first), else the first. All are
+summed from the same rows, so they always agree.
 
 **Reports** (``read_report``) sum rollup rows of one granularity over ``[start, end)``, by
 bucket and the asked dimensions, within the caller's scope and filters. Sorted in Python
@@ -82,6 +85,9 @@ _DIMS = ("team_id", "key_id", "model", "adapter", "deployment")
 #: ``key_id`` of the rows that sum every key of a team, model, adapter and deployment (a key id
 #: always has its ``key_`` prefix, so none is this).
 ALL_KEYS = "*"
+#: ``key_id`` of the third level: sums over all keys and teams (``team_id`` NULL).
+ALL_TEAMS = "**"
+_SUMMED = (ALL_KEYS, ALL_TEAMS)
 _STATE_ID = 1
 
 
@@ -222,10 +228,18 @@ async def _sum_hour(session: AsyncSession, hour: datetime) -> None:
     over_keys = select(
         literal("hour"), literal(hour, UTCDateTime()), *(getattr(u, d) for d in keyless),
         literal(ALL_KEYS), *(func.sum(getattr(u, m)) for m in MEASURES),
-    ).where(u.granularity == "hour", u.bucket == hour, u.key_id != ALL_KEYS).group_by(
+    ).where(u.granularity == "hour", u.bucket == hour, u.key_id.not_in(_SUMMED)).group_by(
         *(getattr(u, d) for d in keyless))
     await session.execute(insert(u).from_select(
         ["granularity", "bucket", *keyless, "key_id", *MEASURES], over_keys))
+    teamless = [d for d in keyless if d != "team_id"]
+    over_teams = select(
+        literal("hour"), literal(hour, UTCDateTime()), *(getattr(u, d) for d in teamless),
+        literal(ALL_TEAMS), *(func.sum(getattr(u, m)) for m in MEASURES),
+    ).where(u.granularity == "hour", u.bucket == hour, u.key_id == ALL_KEYS).group_by(
+        *(getattr(u, d) for d in teamless))
+    await session.execute(insert(u).from_select(
+        ["granularity", "bucket", *teamless, "key_id", *MEASURES], over_teams))
 
 
 async def _sum_day(session: AsyncSession, day: datetime) -> None:
@@ -299,10 +313,27 @@ def over_all_keys(query: UsageQuery) -> bool:
             and not (scope.keys or scope.lineages or scope.owner is not None))
 
 
+def over_all_teams(query: UsageQuery) -> bool:
+    """Whether it can read the rows summed over all keys and teams: nothing in it is per key
+    or per team, and the caller sees every team."""
+    return (over_all_keys(query) and query.scope.everything and "team" not in query.group_by
+            and query.team_id is None)
+
+
+def _level(query: UsageQuery) -> ColumnElement[bool]:
+    """The one level of rows that answers ``query`` (each holds the whole ledger once)."""
+    u = UsageRollup
+    if over_all_teams(query):
+        return u.key_id == ALL_TEAMS
+    if over_all_keys(query):
+        return u.key_id == ALL_KEYS
+    return u.key_id.not_in(_SUMMED)
+
+
 async def read_report(session: AsyncSession, query: UsageQuery) -> UsageReport:
     """The report ``query`` asks for, from the rollups (``UsageReport`` refuses too many rows)."""
     u = UsageRollup
-    level = u.key_id == ALL_KEYS if over_all_keys(query) else u.key_id != ALL_KEYS
+    level = _level(query)
     with translating("reading usage rollups"):
         state = await read_state(session)
         if query.scope.empty:
