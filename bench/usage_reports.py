@@ -25,6 +25,8 @@ then:
    wall time per call; then the whole admin route in process (``GET /admin/api/v1/usage``
    with a platform admin's, a team owner's and a member's admin key: authentication, the
    scope, the read, the JSON) and ``GET /v1/usage``'s read and document for a team key.
+   Then ``GET /admin/api/v1/chargeback`` the same way (the three self-hosted deployments
+   declare GPU costs; the report reads their hourly rows per team and shares the cost out).
    Median and p95 (nearest rank) per query; target: p95 under 100 ms.
 
 The machine is shared (2 cores): how busy other processes kept it is recorded before
@@ -80,6 +82,8 @@ MODELS = {
     "gpt-4o": ("openai", 2500, 10_000, ()), "text-embed-3": ("openai", 20, 0, ()),
     "bge-m3": ("embed-cpu", 5, 0, ()),
 }
+#: The self-hosted deployments (GPUs each), whose cost the chargeback report shares out.
+GPU_DEPLOYMENTS = {"vllm-8b": 1, "vllm-70b": 4, "embed-cpu": 0}
 CHUNK = 100_000
 WARMUP, RUNS = 3, 30
 TARGET_MS = 100.0
@@ -135,6 +139,13 @@ async def make_world(db: Database, rng: random.Random) -> World:
             key = await repo.create_api_key(tx, name="platform", prefix="sk-io-bench",
                                             digest=os.urandom(32), user_id=admin.id)
             world.keys.append(SynthKey(key.id, None, admin.id, tuple(rng.sample(names, 2))))
+        for deployment, gpus in GPU_DEPLOYMENTS.items():
+            await repo.create_deployment(tx, {
+                "name": deployment, "engine": "openai", "served_model": deployment,
+                "replicas": [{"url": "http://127.0.0.1:9/v1"}],
+                "gpu_cost": {"gpus": gpus, "cost_per_gpu_hour": "2.35",
+                             "since": "2020-01-01T00:00:00Z",
+                             "cost_model": {"capacity_per_hour": 400_000_000}}})
     rng.shuffle(world.keys)
     total = 0.0
     for rank in range(1, len(world.keys) + 1):
@@ -329,6 +340,21 @@ async def measure(url: str, world: World, now: datetime, runs: int) -> dict[str,
             async def get(role: str = role, query_text: str = query_text) -> int:
                 return await asgi_get(app, f"/admin/api/v1/usage?{query_text}", world.secrets[role])
             out["admin_route"][name] = await timed(get, runs)
+        until = (now + timedelta(hours=1)).date().isoformat()
+        charges = {
+            "platform admin: 30 days, showback": ("admin", f"from={since}&to={until}"),
+            "platform admin: 30 days by day, chargeback, CSV": (
+                "admin", f"from={since}&to={until}&granularity=day&view=chargeback&format=csv"),
+            "platform admin: 7 days by hour": ("admin", f"from={(now - timedelta(days=7)).date()}"
+                                               f"&to={until}&granularity=hour"),
+            "team owner: 30 days, showback": ("owner", f"from={since}&to={until}"),
+        }
+        out["chargeback_route"] = {}
+        for name, (role, query_text) in charges.items():
+            async def charge(role: str = role, query_text: str = query_text) -> int:
+                return await asgi_get(app, f"/admin/api/v1/chargeback?{query_text}",
+                                      world.secrets[role])
+            out["chargeback_route"][name] = await timed(charge, runs)
         reads = UsageReads(url)
         key = ApiKey(world.ids["team_key"], "sk-io-bench", Principal("u"), world.ids["team"],
                      frozenset({"inference"}))
@@ -461,8 +487,9 @@ def write(doc: dict[str, Any]) -> str:
                  f"{b['busy_before_reports_pct']} % before the reports", "",
                  "| report | rows | median | p95 | max | p95 ≤ 100 ms |", "|---|---:|---:|---:|---:|---|"]
         for kind, label in (("store", "read_report"), ("admin_route", "GET /admin/api/v1/usage"),
-                            ("v1_usage", "GET /v1/usage (read + document)")):
-            for name, r in b[kind].items():
+                            ("v1_usage", "GET /v1/usage (read + document)"),
+                            ("chargeback_route", "GET /admin/api/v1/chargeback")):
+            for name, r in b.get(kind, {}).items():
                 unit = "bytes" if kind != "store" else ""
                 ok = "yes" if r["p95_ms"] <= TARGET_MS else "**no**"
                 rows.append(f"| {label}: {name} | {r['rows']:,} {unit} | {r['median_ms']} ms "

@@ -9,9 +9,10 @@ and the named deployments: one index range (``granularity, bucket``), a few rows
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.metering.chargeback_report import WorkRow
@@ -38,7 +39,10 @@ async def read_work(session: AsyncSession, start: datetime, end: datetime,
     if not deployments:
         return []
     u = UsageRollup
-    stmt = (select(u.bucket, u.deployment, u.team_id, func.sum(u.requests),
+    # The bucket as the driver gives it (SQLite: text; PostgreSQL: an aware datetime), turned
+    # into a time once per distinct hour rather than once per row.
+    bucket = type_coerce(u.bucket, Text)
+    stmt = (select(bucket, u.deployment, u.team_id, func.sum(u.requests),
                    func.sum(u.prompt_tokens), func.sum(u.completion_tokens),
                    func.sum(u.cached_tokens))
             .where(u.granularity == "hour", u.key_id == ALL_KEYS, u.bucket >= start,
@@ -46,7 +50,19 @@ async def read_work(session: AsyncSession, start: datetime, end: datetime,
             .group_by(u.bucket, u.deployment, u.team_id))
     with translating("reading usage rollups"):
         rows = (await session.execute(stmt)).all()
-    return [WorkRow(bucket, deployment, team, int(requests), int(prompt), int(completion),
-                    int(cached))
-            for bucket, deployment, team, requests, prompt, completion, cached in rows
-            if deployment is not None]
+    hours: dict[Any, datetime] = {}
+    out = []
+    for raw, deployment, team, requests, prompt, completion, cached in rows:
+        if deployment is None:  # never: the filter names deployments
+            continue
+        hour = hours.get(raw)
+        if hour is None:
+            hour = hours[raw] = _as_utc(raw)
+        out.append(WorkRow(hour, deployment, team, int(requests), int(prompt), int(completion),
+                           int(cached)))
+    return out
+
+
+def _as_utc(value: str | datetime) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
