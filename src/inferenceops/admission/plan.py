@@ -10,6 +10,13 @@ Reservations: a request reserves 1 request, ``prompt + max output`` tokens,
 request body (one token per 3 bytes: an over-estimate for English text, so a
 reservation errs on the safe side); settlement replaces every estimate with
 the engine's reported usage.
+
+What applies to a request depends on the policy, the key and the model only:
+which rules, their counter names and labels. ``plan_request`` works that out
+once per (policy, key, model) and keeps it in the policy's ``memo`` (a new
+snapshot's policy starts afresh, so it never goes stale); per request it adds
+only what the request itself decides — the token and money amounts — and the
+budget periods of the day.
 """
 
 from __future__ import annotations
@@ -18,9 +25,21 @@ from dataclasses import dataclass
 
 from inferenceops.admission.ledger import Check, CheckKind
 from inferenceops.platform.identity import ApiKey
-from inferenceops.platform.policy import Policy, Price, RateLimit, Scope, period_window
+from inferenceops.platform.policy import (
+    DAY_S,
+    Budget,
+    Policy,
+    Price,
+    RateLimit,
+    Scope,
+    period_window,
+)
 
 BUDGET_MARGIN_S = 7 * 86400.0  # budget counters outlive their period by a week (for reports)
+#: How many (key, model) pairs' rules a policy remembers for plans (the oldest go first).
+TEMPLATES = 4096
+
+_TOKENS, _BUDGET = CheckKind.TOKENS, CheckKind.BUDGET
 
 
 def estimate_prompt_tokens(body_size: int) -> int:
@@ -39,38 +58,93 @@ class Plan:
     needs_usage: bool
 
 
+class _Template:
+    """What applies to every request of one key to one model under one policy.
+
+    ``limits`` are the limit checks in order, shared by every plan (they are never
+    mutated): all but TOKENS checks are complete as they are; a TOKENS check is copied
+    with the request's own amount. ``budgets`` are (counter name without the period,
+    budget, label); ``windows`` is (UTC day, (counter name, period end) per budget) for
+    the day last asked, replaced whole when the day changes.
+    """
+
+    __slots__ = ("limits", "has_tokens", "budgets", "windows")
+
+    def __init__(self, policy: Policy, key: ApiKey, model: str) -> None:
+        checks: list[Check] = []
+        limit_checks(checks, policy, Scope.KEY, key.id, key.meter, 0)
+        if key.team_id is not None:
+            limit_checks(checks, policy, Scope.TEAM, key.team_id, key.team_id, 0)
+        limit_checks(checks, policy, Scope.MODEL, model, model, 0)
+        if key.team_id is not None:
+            limit_checks(checks, policy, Scope.TEAM_MODEL, (key.team_id, model),
+                         f"{key.team_id}/{model}", 0)
+        self.limits = tuple(checks)
+        self.has_tokens = any(c.kind is _TOKENS for c in checks)
+        self.budgets = _budgets_of(policy, key)
+        self.windows: tuple[int, tuple[tuple[str, float | None], ...]] = (-1, ())
+
+    def windows_of(self, now: float) -> tuple[tuple[str, float | None], ...]:
+        """(counter, period end) of each budget for the periods containing ``now``."""
+        day = int(now // DAY_S)  # the period windows change only with the UTC day
+        windows = self.windows
+        if windows[0] != day:
+            current = []
+            for prefix, budget, _ in self.budgets:
+                period_id, end = period_window(budget.period, now)
+                current.append((prefix + period_id, end))
+            windows = self.windows = (day, tuple(current))
+        return windows[1]
+
+
 def plan_request(policy: Policy, key: ApiKey, model: str, prompt_estimate: int, max_output: int,
                  now: float) -> Plan:
-    checks: list[Check] = []
-    reserve_tokens = prompt_estimate + max_output
-    team = key.team_id
-    limit_checks(checks, policy, Scope.KEY, key.id, key.meter, reserve_tokens)
-    if team is not None:
-        limit_checks(checks, policy, Scope.TEAM, team, team, reserve_tokens)
-    limit_checks(checks, policy, Scope.MODEL, model, model, reserve_tokens)
-    if team is not None:
-        limit_checks(checks, policy, Scope.TEAM_MODEL, (team, model), f"{team}/{model}", reserve_tokens)
+    memo = policy.memo
+    at = ("plan", key.id, key.meter_id, key.team_id, model)
+    template: _Template | None = memo.get(at)
+    if template is None:
+        template = _Template(policy, key, model)
+        if len(memo) >= TEMPLATES:
+            del memo[next(iter(memo))]
+        memo[at] = template
+    if template.has_tokens:
+        reserve_tokens = prompt_estimate + max_output
+        checks = [Check(_TOKENS, c.counter, c.limit, reserve_tokens, c.label) if c.kind is _TOKENS
+                  else c for c in template.limits]
+    else:
+        checks = list(template.limits)
     price = policy.price(model, now)
     max_cost = policy.max_cost(model, now, prompt_estimate, max_output)  # the prices in force now
-    needs_usage = any(c.kind is CheckKind.TOKENS for c in checks)
-    before = len(checks)
-    budget_checks(checks, policy, key, max_cost or 0, now)
-    needs_usage = needs_usage or (max_cost is not None and len(checks) > before)
+    needs_usage = template.has_tokens
+    if template.budgets:
+        amount = max_cost or 0
+        for (_, budget, label), (counter, end) in zip(template.budgets, template.windows_of(now),
+                                                      strict=True):
+            checks.append(Check(_BUDGET, counter, budget.limit, amount, label, 60.0, budget.hard,
+                                None if end is None else end - now + BUDGET_MARGIN_S))
+        needs_usage = needs_usage or max_cost is not None
     return Plan(tuple(checks), price, prompt_estimate, max_output, needs_usage)
 
 
 def budget_checks(checks: list[Check], policy: Policy, key: ApiKey, amount: int, now: float) -> None:
     """Append a check per budget of the key's team and of the key, for the current periods."""
+    for prefix, budget, label in _budgets_of(policy, key):
+        period_id, end = period_window(budget.period, now)
+        checks.append(Check(CheckKind.BUDGET, prefix + period_id, budget.limit, amount, label,
+                            hard=budget.hard, ttl_s=None if end is None else end - now + BUDGET_MARGIN_S))
+
+
+def _budgets_of(policy: Policy, key: ApiKey) -> tuple[tuple[str, Budget, str], ...]:
+    """(counter name without the period, budget, label) of the key's team's budgets, then the key's."""
+    found = []
     for scope, subject, meter in ((Scope.TEAM, key.team_id, key.team_id),
                                   (Scope.KEY, key.id, key.meter)):
         if subject is None:
             continue
         for budget in policy.budgets(scope, subject):
-            period_id, end = period_window(budget.period, now)
-            checks.append(Check(
-                CheckKind.BUDGET, f"bud:{scope.value}:{meter}:{period_id}", budget.limit, amount,
-                f"{budget.period.value} budget of {policy.describe(scope, subject)}",
-                hard=budget.hard, ttl_s=None if end is None else end - now + BUDGET_MARGIN_S))
+            found.append((f"bud:{scope.value}:{meter}:", budget,
+                          f"{budget.period.value} budget of {policy.describe(scope, subject)}"))
+    return tuple(found)
 
 
 def limit_checks(checks: list[Check], policy: Policy, scope: Scope, subject: str | tuple[str, str],

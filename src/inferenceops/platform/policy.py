@@ -15,13 +15,13 @@ at the entry in force when it started.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from functools import lru_cache
 from types import MappingProxyType
-from typing import cast
+from typing import Any, cast
 
 # Re-exported: prices are part of the policy (``platform.prices`` defines them).
 from inferenceops.platform.prices import ModelPrices as ModelPrices
@@ -89,19 +89,22 @@ def period_window(period: Period, now: float) -> tuple[str, float | None]:
     Weeks start on Monday (ISO weeks). ``lifetime`` has no end. Every request with a
     budget asks (admission's plan): each window is worked out once per UTC day (POSIX
     days are exactly 86,400 s) and remembered, not rebuilt from datetimes every time.
+    The answer depends on ``now`` only through its UTC day, ``int(now // DAY_S)``: callers
+    may keep it for as long as that stays the same.
     """
     if period is Period.LIFETIME:
         return "life", None
-    return _window_of_day(period, int(now // _DAY_S))
+    return _window_of_day(period, int(now // DAY_S))
 
 
-_DAY_S = 86400
+#: Seconds per UTC day; every period boundary is a multiple of it (POSIX time has no leap seconds).
+DAY_S = 86400
 
 
 @lru_cache(maxsize=32)
 def _window_of_day(period: Period, day: int) -> tuple[str, float]:
     """The (id, end) of ``period`` around UTC day number ``day`` (days since the epoch)."""
-    start = datetime.fromtimestamp(day * _DAY_S, UTC)
+    start = datetime.fromtimestamp(day * DAY_S, UTC)
     if period is Period.DAILY:
         return f"d{start:%Y-%m-%d}", (start + timedelta(days=1)).timestamp()
     if period is Period.WEEKLY:
@@ -159,9 +162,17 @@ class BudgetRule:
 
 
 class Policy:
-    """Every admission rule, indexed for dict lookups on the hot path. Immutable."""
+    """Every admission rule, indexed for dict lookups on the hot path. Immutable.
 
-    __slots__ = ("currency", "_limits", "_budgets", "_weights", "prices", "team_names", "empty")
+    ``memo`` is the one mutable part, and holds nothing of the policy's own: readers keep
+    there what they derive from this policy (admission's plan keeps which rules apply to a
+    key and model). As the rules never change, nothing kept there goes stale; a changed
+    rule comes as a new ``Policy`` (the next snapshot), with an empty memo. Each reader
+    bounds what it keeps.
+    """
+
+    __slots__ = ("currency", "_limits", "_budgets", "_weights", "prices", "team_names", "empty",
+                 "memo")
 
     def __init__(self, *, currency: str = "USD", limits: Iterable[LimitRule] = (),
                  budgets: Iterable[BudgetRule] = (), team_weights: Mapping[str, int] | None = None,
@@ -186,6 +197,7 @@ class Policy:
             for model, p in (prices or {}).items()})
         self.team_names: Mapping[str, str] = MappingProxyType(dict(team_names or {}))
         self.empty = not merged and not budgets_by
+        self.memo: dict[Hashable, Any] = {}
 
     def limit(self, scope: Scope, subject: str | tuple[str, str]) -> RateLimit | None:
         """The limit for exactly this subject, else the ``"*"`` default of key/team scope."""
@@ -223,8 +235,12 @@ class Policy:
         """The most these tokens may cost in a request starting at ``at``, whichever deployment
         serves it (no cache hits, no discount); None when no price is in force."""
         prices = self.prices.get(model)
-        costs = [p.cost(prompt_tokens, completion_tokens) for p in prices.in_force(at)] \
-            if prices is not None else []
+        if prices is None:
+            return None
+        if not prices.deployments:  # the usual case: the model's own price is the only one
+            price = prices.model.at(at)
+            return None if price is None else price.cost(prompt_tokens, completion_tokens)
+        costs = [p.cost(prompt_tokens, completion_tokens) for p in prices.in_force(at)]
         return max(costs) if costs else None
 
     def describe(self, scope: Scope, subject: str | tuple[str, str]) -> str:
