@@ -44,7 +44,23 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True)
+def immutable(cls: type[_T]) -> type[_T]:
+    """A slots dataclass that type checkers treat as frozen, built at a plain dataclass's speed.
+
+    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``: a
+    ``Check`` took ~1 µs to build instead of ~0.25 µs, a ``CounterState`` ~0.4 instead of
+    ~0.15, and a request builds several of each. These are not frozen at run time, but
+    never mutated: mypy (``--strict`` over ``src``) refuses any assignment to their fields,
+    and plans share ``Check`` objects (``plan.py``). Equality and hashing are by value, as
+    with a frozen dataclass.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)
 
 
 class CheckKind(enum.Enum):
@@ -54,7 +70,7 @@ class CheckKind(enum.Enum):
     BUDGET = "budget"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Check:
     """One counter a request must fit in.
 
@@ -76,7 +92,7 @@ class Check:
     ttl_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CounterState:
     """A counter after admission, for ``x-ratelimit-*`` headers and ``/v1/quota``.
 
@@ -93,7 +109,7 @@ class CounterState:
         return max(0, self.limit - self.used)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Admitted:
     """Every check passed. ``states`` is parallel to the checks; ``over_soft`` lists
     the indexes of soft budgets this request took past their limit."""
@@ -103,7 +119,7 @@ class Admitted:
     over_soft: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Refused:
     """Check ``index`` failed; nothing was reserved.
 

@@ -21,9 +21,7 @@ budget periods of the day.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from inferenceops.admission.ledger import Check, CheckKind
+from inferenceops.admission.ledger import Check, CheckKind, immutable
 from inferenceops.platform.identity import ApiKey
 from inferenceops.platform.policy import (
     DAY_S,
@@ -46,7 +44,7 @@ def estimate_prompt_tokens(body_size: int) -> int:
     return body_size // 3 + 1
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Plan:
     """The checks for one request, plus what settlement needs to price it."""
 
