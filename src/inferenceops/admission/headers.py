@@ -15,7 +15,11 @@ from collections.abc import Sequence
 
 from inferenceops.admission.ledger import Check, CheckKind, CounterState
 
-_KINDS = ((CheckKind.REQUESTS, b"requests"), (CheckKind.TOKENS, b"tokens"))
+_REQUESTS, _TOKENS = CheckKind.REQUESTS, CheckKind.TOKENS
+_LIMIT_REQUESTS, _REMAINING_REQUESTS, _RESET_REQUESTS = (
+    b"x-ratelimit-limit-requests", b"x-ratelimit-remaining-requests", b"x-ratelimit-reset-requests")
+_LIMIT_TOKENS, _REMAINING_TOKENS, _RESET_TOKENS = (
+    b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens")
 
 
 def format_reset(seconds: float) -> str:
@@ -29,16 +33,33 @@ def format_reset(seconds: float) -> str:
 
 def rate_limit_headers(checks: Sequence[Check],
                        states: Sequence[CounterState]) -> list[tuple[bytes, bytes]] | None:
+    """The headers of the tightest REQUESTS and of the tightest TOKENS counter (the first of
+    equally tight ones), or None when neither kind applied.
+
+    Every admitted request asks: one pass over the checks, ``remaining`` worked out inline.
+    """
+    requests: CounterState | None = None
+    tokens: CounterState | None = None
+    requests_left = tokens_left = 0
+    for check, state in zip(checks, states, strict=True):
+        kind = check.kind
+        if kind is _REQUESTS or kind is _TOKENS:
+            left = state.limit - state.used  # CounterState.remaining
+            if left < 0:
+                left = 0
+            if kind is _REQUESTS:
+                if requests is None or left < requests_left:
+                    requests, requests_left = state, left
+            elif tokens is None or left < tokens_left:
+                tokens, tokens_left = state, left
     headers: list[tuple[bytes, bytes]] = []
-    for kind, name in _KINDS:
-        tightest: CounterState | None = None
-        for check, state in zip(checks, states, strict=True):
-            if check.kind is kind and (tightest is None or state.remaining < tightest.remaining):
-                tightest = state
-        if tightest is not None:
-            headers += [(b"x-ratelimit-limit-" + name, b"%d" % tightest.limit),
-                        (b"x-ratelimit-remaining-" + name, b"%d" % tightest.remaining),
-                        (b"x-ratelimit-reset-" + name, format_reset(tightest.reset_s).encode())]
+    if requests is not None:
+        headers += [(_LIMIT_REQUESTS, b"%d" % requests.limit),
+                    (_REMAINING_REQUESTS, b"%d" % requests_left),
+                    (_RESET_REQUESTS, format_reset(requests.reset_s).encode())]
+    if tokens is not None:
+        headers += [(_LIMIT_TOKENS, b"%d" % tokens.limit), (_REMAINING_TOKENS, b"%d" % tokens_left),
+                    (_RESET_TOKENS, format_reset(tokens.reset_s).encode())]
     return headers or None
 
 
