@@ -161,6 +161,11 @@ def resolve_range(start: datetime | None, end: datetime | None, granularity: Gra
 
 # ---- computing --------------------------------------------------------------------------------
 
+def team_key(team_id: str | None) -> str:
+    """A team's key in the shares: its id, or "" for keys in no team (a party of its own)."""
+    return team_id or _NO_TEAM
+
+
 def buckets(query: ChargebackQuery) -> list[tuple[datetime, datetime]]:
     if query.granularity == "period":
         return [(query.start, query.end)]
@@ -199,7 +204,7 @@ def compute(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
                     costed = schedule.costed_seconds(start_s, stop_s) / 3600
                     work: dict[str, int] = {}
                     for row in by_hour.get((name, start_s), ()):
-                        team = row.team_id or _NO_TEAM
+                        team = team_key(row.team_id)
                         cached = min(max(row.cached_tokens, 0), row.prompt_tokens)
                         work[team] = work.get(team, 0) + (
                             prefill * (row.prompt_tokens - cached) + cached_w * cached
@@ -213,16 +218,16 @@ def compute(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
                     hours += costed
                 start_s += 3600
             allocation = account.showback() if query.view == "showback" else account.chargeback()
-            lines += _lines(begin, name, allocation, account, tokens)
+            lines += lines_of(begin, name, allocation, account, tokens)
             totals.append(DeploymentTotal(
                 begin, name, allocation.cost_cents, sum(allocation.shares.values()),
                 allocation.idle, hours,
                 Fraction(sum(account.work.values()), WORK_SCALE),
                 schedule.cost_model.capacity_per_hour * hours))
-    return _visible(ChargebackReport(query, tuple(lines), tuple(totals), current_to))
+    return visible(ChargebackReport(query, tuple(lines), tuple(totals), current_to))
 
 
-def _lines(begin: datetime, deployment: str, allocation: Allocation, account: BucketAccount,
+def lines_of(begin: datetime, deployment: str, allocation: Allocation, account: BucketAccount,
            tokens: Mapping[str, list[int]]) -> list[Line]:
     def percent(cents: int) -> float:
         return round(cents * 100 / allocation.cost_cents, 2) if allocation.cost_cents else 0.0
@@ -238,7 +243,7 @@ def _lines(begin: datetime, deployment: str, allocation: Allocation, account: Bu
     return out
 
 
-def _visible(report: ChargebackReport) -> ChargebackReport:
+def visible(report: ChargebackReport) -> ChargebackReport:
     query = report.query
     lines = report.lines
     if query.team_id is not None:

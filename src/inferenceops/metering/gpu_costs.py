@@ -155,6 +155,18 @@ class GpuSchedule:
             index += 1
         return total
 
+    def rate_over(self, begin: float, end: float) -> Fraction | None:
+        """The one rate (cents per hour) that holds over the costed part of ``[begin, end)``;
+        0 when none of it is costed; None when a change falls inside it."""
+        if self.start is not None:
+            begin = max(begin, self.start)
+        if end <= begin:
+            return Fraction(0)
+        index = bisect.bisect_right(self.change_starts, begin)
+        if index < len(self.change_starts) and self.change_starts[index] < end:
+            return None
+        return self.base_cents_per_hour if index == 0 else self.change_cents_per_hour[index - 1]
+
     def costed_seconds(self, begin: float, end: float) -> Fraction:
         """How much of ``[begin, end)`` the deployment was costed for (after its start)."""
         if self.start is not None:

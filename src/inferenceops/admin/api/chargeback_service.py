@@ -4,7 +4,8 @@ Scope (``usage:read``): platform admins, auditors and billing see every deployme
 idle cost and totals; a team owner sees their teams' lines only (a ``team_id`` they hold no
 role in is a 404, as for every team route); members and viewers, who see only their own
 keys' usage, see no chargeback lines (a share is the whole team's). Reads the deployments'
-GPU costs and the hourly rollups in one read transaction (``store.repo.chargeback``);
+GPU costs and the rollups in one read transaction (``store.repo.chargeback``; by hour every
+hour per team, else by runs of hours: ``metering.chargeback_runs``);
 nothing is audited. Input errors are 400 naming the parameter (``metering.chargeback_report``).
 """
 
@@ -27,8 +28,9 @@ from inferenceops.metering.chargeback_report import (
     report_json,
     resolve_range,
 )
+from inferenceops.metering.chargeback_runs import compute_runs
 from inferenceops.metering.reports import parse_time
-from inferenceops.store.repo.chargeback import gpu_schedules, read_work
+from inferenceops.store.repo.chargeback import RollupSource, gpu_schedules, read_work
 from inferenceops.store.repo.usage_rollups import read_state
 
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -53,11 +55,14 @@ async def chargeback_report(ctx: AdminContext, access: Access, *, start: str | N
         if deployment is not None and deployment not in schedules:
             raise InvalidParameter(f"deployment: {deployment[:200]!r} is not a deployment that "
                                    "declares a gpu_cost", param="deployment")
+        state = await read_state(tx)
+        current_to = None if state is None else state.refreshed_at
+        if grain != "hour":
+            return await compute_runs(query, schedules, RollupSource(tx), now,
+                                      current_to=current_to)
         names = [deployment] if deployment is not None else list(schedules)
         rows = await read_work(tx, since, until, names)
-        state = await read_state(tx)
-    return compute(query, schedules, rows, now,
-                   current_to=None if state is None else state.refreshed_at)
+    return compute(query, schedules, rows, now, current_to=current_to)
 
 
 def json_response(report: ChargebackReport, currency: str) -> Response:

@@ -1,15 +1,17 @@
-"""What the chargeback report reads: the deployments' GPU costs, and each hour's usage per
-deployment and team from the rollups.
+"""What the chargeback report reads: the deployments' GPU costs, and usage from the rollups.
 
-Only the hourly rows summed over all keys (``key_id = ALL_KEYS``), grouped again by
-(hour, deployment, team) — they are kept per model and adapter too — within ``[start, end)``
-and the named deployments: one index range (``granularity, bucket``), a few rows per hour.
+``read_work``: each hour's usage per deployment and team (the rows summed over all keys,
+``key_id = ALL_KEYS``, grouped again by hour, deployment and team — they are kept per model
+and adapter too): what the report by hour reads. ``RollupSource``: what the report by period
+or by day reads (``metering.chargeback_runs``) — each hour's totals over all teams (the third
+level, ``ALL_TEAMS``: a few rows per hour), a team's sums over a range (day rows for its whole
+days, hour rows at its ends), and the rows per team of a few given hours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from datetime import UTC, datetime
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Text, func, select, type_coerce
@@ -19,7 +21,7 @@ from inferenceops.metering.chargeback_report import WorkRow
 from inferenceops.metering.gpu_costs import GpuCostSpec, GpuSchedule
 from inferenceops.store.errors import translating
 from inferenceops.store.repo.catalog_specs import validated
-from inferenceops.store.repo.usage_rollups import ALL_KEYS
+from inferenceops.store.repo.usage_rollups import ALL_KEYS, ALL_TEAMS, floor_day
 from inferenceops.store.tables import Deployment, UsageRollup
 
 
@@ -66,3 +68,83 @@ async def read_work(session: AsyncSession, start: datetime, end: datetime,
 def _as_utc(value: str | datetime) -> datetime:
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+#: Past this many single hours, one range read (filtered here) is cheaper than a long IN list.
+_MANY_HOURS = 96
+_SUMS = (UsageRollup.requests, UsageRollup.prompt_tokens, UsageRollup.completion_tokens,
+         UsageRollup.cached_tokens)
+
+
+class RollupSource:
+    """``metering.chargeback_runs.WorkSource`` over the rollups, in the caller's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def _rows(self, stmt: Any) -> list[tuple[Any, ...]]:
+        with translating("reading usage rollups"):
+            return [tuple(row) for row in (await self._session.execute(stmt)).all()]
+
+    async def hour_totals(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
+        u = UsageRollup
+        stmt = (select(type_coerce(u.bucket, Text), *(func.sum(c) for c in _SUMS))
+                .where(u.granularity == "hour", u.key_id == ALL_TEAMS, u.deployment == deployment,
+                       u.bucket >= start, u.bucket < end).group_by(u.bucket))
+        hours: dict[Any, datetime] = {}
+        return [WorkRow(_hour(hours, raw), deployment, None, *(int(v) for v in sums))
+                for raw, *sums in await self._rows(stmt)]
+
+    async def team_totals(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
+        first_day = floor_day(start)
+        if first_day < start:
+            first_day += timedelta(days=1)
+        last_day = floor_day(end)
+        parts = ([("hour", start, end)] if first_day >= last_day else
+                 [("hour", start, first_day), ("day", first_day, last_day), ("hour", last_day, end)])
+        sums: dict[str | None, list[int]] = {}
+        u = UsageRollup
+        for granularity, since, until in parts:
+            if since >= until:
+                continue
+            stmt = (select(u.team_id, *(func.sum(c) for c in _SUMS))
+                    .where(u.granularity == granularity, u.key_id == ALL_KEYS,
+                           u.deployment == deployment, u.bucket >= since, u.bucket < until)
+                    .group_by(u.team_id))
+            for team, *values in await self._rows(stmt):
+                into = sums.setdefault(team, [0, 0, 0, 0])
+                for i, value in enumerate(values):
+                    into[i] += int(value)
+        return [WorkRow(start, deployment, team, *values) for team, values in sums.items()]
+
+    async def team_days(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
+        u = UsageRollup
+        stmt = (select(type_coerce(u.bucket, Text), u.team_id, *(func.sum(c) for c in _SUMS))
+                .where(u.granularity == "day", u.key_id == ALL_KEYS, u.deployment == deployment,
+                       u.bucket >= start, u.bucket < end).group_by(u.bucket, u.team_id))
+        seen: dict[Any, datetime] = {}
+        return [WorkRow(_hour(seen, raw), deployment, team, *(int(v) for v in sums))
+                for raw, team, *sums in await self._rows(stmt)]
+
+    async def team_hours(self, hours: Sequence[datetime], deployment: str) -> list[WorkRow]:
+        if not hours:
+            return []
+        if len(hours) > _MANY_HOURS:
+            wanted = set(hours)
+            rows = await read_work(self._session, min(hours), max(hours) + timedelta(hours=1),
+                                   [deployment])
+            return [row for row in rows if row.hour in wanted]
+        u = UsageRollup
+        stmt = (select(type_coerce(u.bucket, Text), u.team_id, *(func.sum(c) for c in _SUMS))
+                .where(u.granularity == "hour", u.key_id == ALL_KEYS, u.deployment == deployment,
+                       u.bucket.in_(list(hours))).group_by(u.bucket, u.team_id))
+        seen: dict[Any, datetime] = {}
+        return [WorkRow(_hour(seen, raw), deployment, team, *(int(v) for v in sums))
+                for raw, team, *sums in await self._rows(stmt)]
+
+
+def _hour(seen: dict[Any, datetime], raw: Any) -> datetime:
+    hour = seen.get(raw)
+    if hour is None:
+        hour = seen[raw] = _as_utc(raw)
+    return hour

@@ -1,0 +1,258 @@
+"""Chargeback by period or by day without reading every hour's usage per team.
+
+Showback shares hour h of a deployment among teams as ``cost_h × w_ht / over_h``. In an hour
+whose total work stays under the capacity at one GPU rate — the usual hour of a calibrated
+deployment — ``over_h`` is the hour's capacity, and ``cost_h / capacity_h = rate / capacity``
+whatever part of the hour is costed: one factor for every such hour at that rate. So over a
+*run* of hours at one rate a team's share is ``rate / capacity × its work in the run``, and
+its work in the run is what the daily rollups answer in a few rows. Only the other hours
+(busier than the capacity, a rate change inside the hour, an uncalibrated deployment) are
+shared hour by hour from the hourly rows per team; the hours' totals over all teams (the
+rollups' third level: a few rows per hour) say which hours those are. Chargeback needs only
+each team's work over the bucket.
+
+The answer is ``chargeback_report.compute``'s (the reference, which reads every hour per team
+and which the by-hour report uses): the same cost, the same work, each team's share the same
+to within a cent — shares are floored to a nano-cent per run rather than per hour, which can
+move one cent between two parts of a split that is within a nano-cent of a tie. A record's
+cached tokens are never more than its prompt tokens (as the ledger holds them), so the sums
+weigh alike at every grouping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Protocol, TypeVar
+
+from inferenceops.metering.chargeback import NANO, BucketAccount
+from inferenceops.metering.chargeback_report import (
+    WORK_SCALE,
+    ChargebackQuery,
+    ChargebackReport,
+    DeploymentTotal,
+    Line,
+    WorkRow,
+    buckets,
+    lines_of,
+    team_key,
+    visible,
+)
+from inferenceops.metering.gpu_costs import GpuSchedule
+
+HOUR_S = 3600
+K = TypeVar("K")
+
+
+class WorkSource(Protocol):
+    """The usage a report reads (the store's rollups; a list in tests)."""
+
+    async def hour_totals(self, start: datetime, end: datetime, deployment: str) -> Sequence[WorkRow]:
+        """Per hour in ``[start, end)``: the sums over all teams (``team_id`` None)."""
+
+    async def team_totals(self, start: datetime, end: datetime, deployment: str) -> Sequence[WorkRow]:
+        """Per team: the sums over ``[start, end)`` (whole hours; ``hour`` is ``start``)."""
+
+    async def team_hours(self, hours: Sequence[datetime], deployment: str) -> Sequence[WorkRow]:
+        """Per hour of ``hours`` and team: the sums."""
+
+    async def team_days(self, start: datetime, end: datetime, deployment: str) -> Sequence[WorkRow]:
+        """Per UTC day in ``[start, end)`` (whole days) and team: the sums (``hour``: the day)."""
+
+
+@dataclass(slots=True)
+class _Run:
+    rate: Fraction | None  # cents per hour; None: a rate change inside (a run of one hour)
+    start: float
+    end: float
+
+
+async def compute_runs(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
+                       source: WorkSource, now: datetime, *,
+                       current_to: datetime | None = None) -> ChargebackReport:
+    """The report for ``query`` (by period or by day) from ``source`` (see the module doc)."""
+    if query.granularity == "hour":
+        raise ValueError("by hour, every hour is read anyway: use chargeback_report.compute")
+    names = sorted(name for name in schedules
+                   if query.deployment is None or name == query.deployment)
+    until = min(query.end, now).timestamp()
+    lines: list[Line] = []
+    totals: list[DeploymentTotal] = []
+    last_all = _hour_up(until)
+    for name in names:
+        schedule = schedules[name]
+        load: dict[float, int] = {}
+        work = _weigher(schedule)
+        for row in await source.hour_totals(query.start, last_all, name):
+            at = row.hour.timestamp()
+            load[at] = load.get(at, 0) + work(row)
+        days: dict[datetime, list[WorkRow]] = {}
+        if query.granularity == "day":
+            for row in await source.team_days(query.start, query.end, name):
+                days.setdefault(row.hour, []).append(row)
+        for begin, end in buckets(query):
+            account, tokens, hours = await _bucket(name, schedule, source, begin, end, until,
+                                                   load, days.get(begin, [])
+                                                   if query.granularity == "day" else None)
+            allocation = account.showback() if query.view == "showback" else account.chargeback()
+            lines += lines_of(begin, name, allocation, account, tokens)
+            totals.append(DeploymentTotal(
+                begin, name, allocation.cost_cents, sum(allocation.shares.values()),
+                allocation.idle, hours, Fraction(sum(account.work.values()), WORK_SCALE),
+                schedule.cost_model.capacity_per_hour * hours))
+    return visible(ChargebackReport(query, tuple(lines), tuple(totals), current_to))
+
+
+def _weigher(schedule: GpuSchedule) -> Callable[[WorkRow], int]:
+    """A row's engine work in ``WORK_SCALE`` units, by the deployment's cost model."""
+    prefill, cached_w, decode, _ = schedule.cost_model.units(WORK_SCALE)
+
+    def work(row: WorkRow) -> int:
+        cached = min(max(row.cached_tokens, 0), row.prompt_tokens)
+        return prefill * (row.prompt_tokens - cached) + cached_w * cached + decode * row.completion_tokens
+    return work
+
+
+async def _bucket(name: str, schedule: GpuSchedule, source: WorkSource, begin: datetime,
+                  end: datetime, until: float, load: Mapping[float, int],
+                  day_rows: Sequence[WorkRow] | None
+                  ) -> tuple[BucketAccount, dict[str, list[int]], Fraction]:
+    """One deployment's bucket: ``load`` is each hour's work over all teams; ``day_rows`` the
+    bucket's sums per team when the caller read them already (by day)."""
+    capacity = schedule.cost_model.units(WORK_SCALE)[3]
+    work = _weigher(schedule)
+    stop_all = min(end.timestamp(), until)
+    if stop_all <= begin.timestamp():
+        return BucketAccount(), {}, Fraction(0)
+    last = _hour_up(stop_all)
+    cost, hours = Fraction(0), Fraction(0)
+    runs: list[_Run] = []
+    special: dict[float, tuple[Fraction, Fraction]] = {}  # hour → (cost, capacity)
+    at = begin.timestamp()
+    while at < stop_all:
+        stop = min(at + HOUR_S, stop_all)
+        costed = schedule.costed_seconds(at, stop) / HOUR_S
+        cost_h = schedule.cents(at, stop)
+        cost += cost_h
+        hours += costed
+        rate = schedule.rate_over(at, stop)
+        used = load.get(at, 0)
+        if used > 0 and cost_h > 0 and (capacity <= 0 or rate is None or used >= capacity * costed):
+            special[at] = (cost_h, capacity * costed)
+        if runs and rate is not None and runs[-1].rate == rate and runs[-1].end == at:
+            runs[-1].end = at + HOUR_S
+        else:
+            runs.append(_Run(rate, at, at + HOUR_S))
+        at += HOUR_S
+
+    whole = day_rows if day_rows is not None else await source.team_totals(begin, last, name)
+    tokens: dict[str, list[int]] = {}
+    done: dict[str, int] = {}
+    for row in whole:
+        team = team_key(row.team_id)
+        done[team] = done.get(team, 0) + work(row)
+        sums = tokens.setdefault(team, [0, 0, 0, 0])
+        sums[0] += row.requests
+        sums[1] += row.prompt_tokens
+        sums[2] += row.completion_tokens
+        sums[3] += row.cached_tokens
+    shares = dict.fromkeys(done, 0)
+    in_special: dict[float, dict[str, int]] = {}
+    if special:
+        wanted = [datetime.fromtimestamp(h, UTC) for h in sorted(special)]
+        for row in await source.team_hours(wanted, name):
+            at = row.hour.timestamp()
+            if at in special:
+                team = team_key(row.team_id)
+                per_team = in_special.setdefault(at, {})
+                per_team[team] = per_team.get(team, 0) + work(row)
+    for at, (cost_h, capacity_h) in special.items():
+        per_team = in_special.get(at, {})
+        total = sum(per_team.values())
+        if total <= 0:
+            continue
+        over = Fraction(total) if capacity_h <= 0 or total >= capacity_h else capacity_h
+        top, bottom = cost_h.numerator * NANO * over.denominator, cost_h.denominator * over.numerator
+        for team, amount in per_team.items():
+            shares[team] = shares.get(team, 0) + top * amount // bottom
+    if capacity > 0:
+        for run in runs:
+            if not run.rate:
+                continue
+            if run.start == begin.timestamp() and run.end >= last.timestamp():
+                in_run = dict(done)
+            else:
+                in_run = {}
+                for row in await source.team_totals(_at(run.start), _at(min(run.end, last.timestamp())),
+                                                    name):
+                    team = team_key(row.team_id)
+                    in_run[team] = in_run.get(team, 0) + work(row)
+            for at, per_team in in_special.items():
+                if run.start <= at < run.end:
+                    for team, amount in per_team.items():
+                        in_run[team] = in_run.get(team, 0) - amount
+            rate = run.rate
+            for team, amount in in_run.items():
+                if amount > 0:
+                    shares[team] = shares.get(team, 0) + (
+                        rate.numerator * NANO * amount // (rate.denominator * capacity))
+    idle = max(0, cost.numerator * NANO // cost.denominator - sum(shares.values()))
+    work_by_team: dict[str, Fraction | int] = dict(done)
+    for team in shares:
+        work_by_team.setdefault(team, 0)
+    return BucketAccount(cost, shares, idle, work_by_team), tokens, hours
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _hour_up(epoch: float) -> datetime:
+    moment = _at(epoch)
+    floor = moment.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
+class RowsSource:
+    """A ``WorkSource`` over hourly rows per team in memory: what the tests compare with the
+    reference computation over the same rows."""
+
+    def __init__(self, rows: Sequence[WorkRow]) -> None:
+        self._rows = rows
+
+    def _of(self, deployment: str) -> list[WorkRow]:
+        return [row for row in self._rows if row.deployment == deployment]
+
+    async def hour_totals(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
+        return [_sum(hour, deployment, None, rows) for hour, rows in _group(
+            (row.hour, row) for row in self._of(deployment) if start <= row.hour < end).items()]
+
+    async def team_totals(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
+        return [_sum(start, deployment, team, rows) for team, rows in _group(
+            (row.team_id, row) for row in self._of(deployment) if start <= row.hour < end).items()]
+
+    async def team_days(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
+        return [_sum(day, deployment, team, rows) for (day, team), rows in _group(
+            ((row.hour.replace(hour=0), row.team_id), row) for row in self._of(deployment)
+            if start <= row.hour < end).items()]
+
+    async def team_hours(self, hours: Sequence[datetime], deployment: str) -> list[WorkRow]:
+        wanted = set(hours)
+        return [_sum(hour, deployment, team, rows) for (hour, team), rows in _group(
+            ((row.hour, row.team_id), row) for row in self._of(deployment)
+            if row.hour in wanted).items()]
+
+
+def _group(pairs: Iterable[tuple[K, WorkRow]]) -> dict[K, list[WorkRow]]:
+    out: dict[K, list[WorkRow]] = {}
+    for key, row in pairs:
+        out.setdefault(key, []).append(row)
+    return out
+
+
+def _sum(hour: datetime, deployment: str, team: str | None, rows: list[WorkRow]) -> WorkRow:
+    return WorkRow(hour, deployment, team, sum(r.requests for r in rows),
+                   sum(r.prompt_tokens for r in rows), sum(r.completion_tokens for r in rows),
+                   sum(r.cached_tokens for r in rows))
