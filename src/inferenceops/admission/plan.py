@@ -34,8 +34,10 @@ from inferenceops.platform.policy import (
 )
 
 BUDGET_MARGIN_S = 7 * 86400.0  # budget counters outlive their period by a week (for reports)
-#: How many (key, model) pairs' rules a policy remembers for plans (the oldest go first).
+#: How many (key, model) pairs' rules a policy remembers for plans (the oldest go first),
+#: under ``MEMO_KEY`` in its ``memo``.
 TEMPLATES = 4096
+MEMO_KEY = "admission.plan"
 
 _TOKENS, _BUDGET = CheckKind.TOKENS, CheckKind.BUDGET
 
@@ -97,14 +99,16 @@ class _Template:
 
 def plan_request(policy: Policy, key: ApiKey, model: str, prompt_estimate: int, max_output: int,
                  now: float) -> Plan:
-    memo = policy.memo
-    at = ("plan", key.id, key.meter_id, key.team_id, model)
-    template: _Template | None = memo.get(at)
+    templates: dict[tuple[str, str, str | None, str], _Template] | None = policy.memo.get(MEMO_KEY)
+    if templates is None:
+        templates = policy.memo[MEMO_KEY] = {}
+    at = (key.id, key.meter_id, key.team_id, model)  # all a template depends on, with the policy
+    template = templates.get(at)
     if template is None:
         template = _Template(policy, key, model)
-        if len(memo) >= TEMPLATES:
-            del memo[next(iter(memo))]
-        memo[at] = template
+        if len(templates) >= TEMPLATES:  # one event loop per process: nothing else runs meanwhile
+            del templates[next(iter(templates))]
+        templates[at] = template
     if template.has_tokens:
         reserve_tokens = prompt_estimate + max_output
         checks = [Check(_TOKENS, c.counter, c.limit, reserve_tokens, c.label) if c.kind is _TOKENS

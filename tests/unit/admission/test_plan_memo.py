@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inferenceops.admission.ledger import Check, CheckKind
-from inferenceops.admission.plan import TEMPLATES, Plan, budget_checks, limit_checks, plan_request
+from inferenceops.admission.plan import (
+    MEMO_KEY,
+    TEMPLATES,
+    Plan,
+    budget_checks,
+    limit_checks,
+    plan_request,
+)
 from inferenceops.platform import ApiKey, Principal
 from inferenceops.platform.policy import (
     Budget,
@@ -103,7 +110,7 @@ def test_a_policy_remembers_a_bounded_number_of_key_and_model_pairs() -> None:
     for n in range(TEMPLATES + 10):
         key = ApiKey(f"k{n}", "sk-io-x", Principal("u1"), None, frozenset({"inference"}))
         assert plan_request(policy, key, "m", 1, 1, now).checks[0].counter == f"tpm:key:k{n}"
-    assert len(policy.memo) == TEMPLATES
+    assert len(policy.memo[MEMO_KEY]) == TEMPLATES
     first = ApiKey("k0", "sk-io-x", Principal("u1"), None, frozenset({"inference"}))
     assert plan_request(policy, first, "m", 2, 3, now).checks[0].amount == 5  # forgotten, then again
 
