@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 LOCK   := requirements/dev.lock
 PIP    := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test bench lint typecheck lock clean mutation
+.PHONY: serve test bench lint typecheck lock clean mutation engines clean-engines
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,33 @@ $(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(BIN)/python
 serve: $(VENV)/.installed-base
 	$(BIN)/inferenceops serve $(ARGS)
 
-# Lint and type-check first (ruff, mypy --strict over src/), then the whole suite.
+# Lint and type-check first (ruff, mypy --strict over src/), then the engine tier's virtualenv
+# (unless the machine lacks the memory or disk for it: then the tier is skipped and says why),
+# then the whole suite. ENGINES=skip leaves the engine tier out on purpose.
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@skip="$$($(ENGINES_PREFLIGHT))" && \
+	if [ -z "$$skip" ]; then $(MAKE) --no-print-directory $(VLLM_VENV)/.installed; \
+	else echo "make test: engine tier (tests/engines) skipped: $$skip"; fi && \
+	INFERENCEOPS_ENGINES_SKIP="$$skip" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The engine test tier (tests/engines, docs/engines.md): real vLLM for the CPU in a virtualenv of
+# its own, made once and kept (.engines/ is git-ignored; ~2 min and ~2.5 GB). Re-installed when
+# requirements/engines-vllm.txt changes; a failed install fails the target (and `make test`).
+ENGINES       ?= auto
+ENGINES_DIR   := .engines
+VLLM_VENV     := $(ENGINES_DIR)/vllm
+VLLM_REQS     := requirements/engines-vllm.txt
+ENGINES_PREFLIGHT := $(PYTHON) tests/engines/preflight.py --engines $(ENGINES) --venv $(VLLM_VENV)
+
+engines: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: $(VLLM_REQS)
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet --requirement $(VLLM_REQS)
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton
+	$(VLLM_VENV)/bin/python -c 'import vllm.entrypoints.openai.api_server, peft, transformers'
+	touch $@
 
 bench: $(VENV)/.installed-dev
 	bench/ensure-tools
@@ -77,3 +101,7 @@ lock: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) inferenceops-data .pytest_cache
+
+# The engine tier's virtualenv and built models (not part of `make clean`: they take minutes to remake).
+clean-engines:
+	rm -rf $(ENGINES_DIR)
