@@ -15,7 +15,6 @@ gateway live here (``tests/integration/_harness.py`` starts the gateway).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from tests.engines import preflight
 from tests.integration._harness import free_port
+from tests.support.process_groups import LIVE, kill_group
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES_DIR = ROOT / ".engines"
@@ -88,22 +88,6 @@ def build_models() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-_LIVE: set[subprocess.Popen[bytes]] = set()
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for proc in list(_LIVE):
-        _kill_group(proc)
-        with contextlib.suppress(Exception):
-            proc.wait(5)
-
-
 class VllmServer:
     """One vLLM OpenAI-compatible server on the CPU, serving ``model`` as ``SERVED_MODEL``."""
 
@@ -125,7 +109,7 @@ class VllmServer:
             self.proc = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        _LIVE.add(self.proc)
+        LIVE.add(self.proc)
         self.started = time.monotonic()
         self.ready_after_s: float | None = None
 
@@ -184,9 +168,9 @@ class VllmServer:
                 os.killpg(self.proc.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(grace_s)
-        _kill_group(self.proc)  # an engine core or worker that outlived the server
+        kill_group(self.proc)  # an engine core or worker that outlived the server
         code = self.proc.wait(10)
-        _LIVE.discard(self.proc)
+        LIVE.discard(self.proc)
         return code
 
     def output(self) -> str:

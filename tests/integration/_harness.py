@@ -16,7 +16,6 @@ gateway's behaviour live here.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import os
 import signal
@@ -35,6 +34,7 @@ import yaml
 from aiohttp import web
 
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.process_groups import LIVE, kill_group
 
 ADMIN_KEY = "sk-integration-admin"
 UPSTREAM_KEY_ENV = "IO_IT_UPSTREAM_KEY"
@@ -140,22 +140,6 @@ def serve_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "inferenceops", "serve", *args]
 
 
-_LIVE: set[subprocess.Popen[bytes]] = set()
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for proc in list(_LIVE):
-        _kill_group(proc)
-        with contextlib.suppress(Exception):
-            proc.wait(5)
-
-
 class Gateway:
     """One gateway server process."""
 
@@ -179,7 +163,7 @@ class Gateway:
                 serve_command(*command), cwd=workdir, env=gateway_env(env, admin_key=admin_key),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        _LIVE.add(self.proc)
+        LIVE.add(self.proc)
 
     @property
     def origin(self) -> str:
@@ -221,9 +205,9 @@ class Gateway:
             self.signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(grace_s)
-        _kill_group(self.proc)  # stray workers, or a main process that ignored SIGTERM
+        kill_group(self.proc)  # stray workers, or a main process that ignored SIGTERM
         code = self.proc.wait(10)
-        _LIVE.discard(self.proc)
+        LIVE.discard(self.proc)
         return code
 
     def tail(self, chars: int = 6000) -> str:
