@@ -74,6 +74,22 @@ JUDGED: tuple[Rule, ...] = (
          "response header names are lower-cased on the way out (respond_error)"),
     Rule("*/admission/headers.py", r'rstrip\("XX[0.]XX"\)', "equivalent",
          "rstrip takes a set of characters; 'X' never occurs in a formatted number"),
+    Rule("*/admission/plan.py", r"(limit_checks\(checks, policy, Scope\.\w+, .*, (None|1)\)$|"
+         r"f\"\{key\.team_id\}/\{model\}\", (None|1)\)$)", "equivalent",
+         "a template's limit checks take a placeholder amount: only TOKENS checks carry it, and "
+         "plan_request rebuilds those with the request's own amount (test_plan_memo)"),
+    Rule("*/admission/plan.py", r"^\s*(template = None|template = templates\.get\(None\)|"
+         r"templates\[at\] = None)$", "harmless",
+         "the template is worked out again on every request: the same plan, only slower"),
+    Rule("*/admission/plan.py", r"strict=(None|False)\):$", "equivalent",
+         "both sequences are the template's budgets, the same length by construction"),
+    Rule("*/admission/plan.py", r"= \((\+1|-2), \(\)\)$", "equivalent",
+         "the first day asked is days since 1970 (about 20,000): never 1 or -2"),
+    Rule("*/admission/plan.py", r"day = int\(now / DAY_S\)", "equivalent",
+         "for times after 1970 int() truncates as // floors"),
+    Rule("*/admission/plan.py", r"if windows\[1\] != day:", "harmless",
+         "compares the windows tuple with a day number: always worked out again, the same "
+         "windows, only slower"),
     Rule("*/admission/plan.py", r"(needs_usage|Plan\(tuple\(checks\), None|"
          r"^\s*price = (None|policy\.price\(None, now\))$)", "equivalent",
          "Plan.needs_usage and Plan.price have no reader since the pipeline kernel "
