@@ -74,6 +74,11 @@ JUDGED: tuple[Rule, ...] = (
          "response header names are lower-cased on the way out (respond_error)"),
     Rule("*/admission/headers.py", r'rstrip\("XX[0.]XX"\)', "equivalent",
          "rstrip takes a set of characters; 'X' never occurs in a formatted number"),
+    Rule("*/admission/memory_ledger.py", r"window\.add\(now (\* SLOTS /|/ SLOTS //) check\.window_s, "
+         r"used, now\)", "harmless",
+         "a restored window slot's index only decides whether a later admission in the same slot "
+         "joins its entry (one list entry fewer); slots leave the window by their time "
+         "(test_memory_ledger_restore)"),
     Rule("*/admission/plan.py", r"(limit_checks\(checks, policy, Scope\.\w+, .*, (None|1)\)$|"
          r"f\"\{key\.team_id\}/\{model\}\", (None|1)\)$)", "equivalent",
          "a template's limit checks take a placeholder amount: only TOKENS checks carry it, and "
