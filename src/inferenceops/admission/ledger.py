@@ -43,24 +43,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, TypeVar, dataclass_transform
+from typing import Protocol
 
-_T = TypeVar("_T")
-
-
-@dataclass_transform(frozen_default=True)
-def immutable(cls: type[_T]) -> type[_T]:
-    """A slots dataclass that type checkers treat as frozen, built at a plain dataclass's speed.
-
-    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__``: a
-    ``Check`` took ~1 µs to build instead of ~0.25 µs, a ``CounterState`` ~0.4 instead of
-    ~0.15, and a request builds several of each. These are not frozen at run time, but
-    never mutated: mypy (``--strict`` over ``src``) refuses any assignment to their fields,
-    and plans share ``Check`` objects (``plan.py``). Equality and hashing are by value, as
-    with a frozen dataclass.
-    """
-    return dataclass(slots=True, unsafe_hash=True)(cls)
+from inferenceops.values import immutable
 
 
 class CheckKind(enum.Enum):

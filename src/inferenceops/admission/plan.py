@@ -21,7 +21,7 @@ budget periods of the day.
 
 from __future__ import annotations
 
-from inferenceops.admission.ledger import Check, CheckKind, immutable
+from inferenceops.admission.ledger import Check, CheckKind
 from inferenceops.platform.identity import ApiKey
 from inferenceops.platform.policy import (
     DAY_S,
@@ -32,6 +32,7 @@ from inferenceops.platform.policy import (
     Scope,
     period_window,
 )
+from inferenceops.values import immutable
 
 BUDGET_MARGIN_S = 7 * 86400.0  # budget counters outlive their period by a week (for reports)
 #: How many (key, model) pairs' rules a policy remembers for plans (the oldest go first),
