@@ -32,8 +32,7 @@ from typing import Any, Literal
 from inferenceops.errors import InvalidParameter
 from inferenceops.metering.chargeback import IDLE, Allocation, BucketAccount
 from inferenceops.metering.gpu_costs import GpuSchedule
-from inferenceops.metering.reports import Granularity as ReportGrain
-from inferenceops.metering.reports import ceil_to, csv_cell, floor_to
+from inferenceops.metering.reports import csv_cell, rounded_range
 
 Granularity = Literal["period", "day", "hour"]
 View = Literal["showback", "chargeback"]
@@ -139,24 +138,13 @@ def resolve_range(start: datetime | None, end: datetime | None, granularity: Gra
                   now: datetime) -> tuple[datetime, datetime]:
     """``[from, to)`` rounded out to whole hours (days for ``day``); 400 naming the parameter
     when it is empty, backwards or longer than ``MAX_RANGE``."""
-    unit: ReportGrain = "day" if granularity == "day" else "hour"
-    if start is not None and end is not None and end <= start:
-        raise InvalidParameter(f"to: must be after from; got from {start.isoformat()}, to "
-                               f"{end.isoformat()}", param="to")
-    try:
-        to = ceil_to(end if end is not None else now, unit)
-        since = floor_to(start if start is not None else to - DEFAULT_SPAN[granularity], unit)
-    except OverflowError:
-        raise InvalidParameter("to: the range reaches past the calendar", param="to") from None
-    if to <= since:
-        raise InvalidParameter(f"to: must be after from ({since.isoformat()}); got "
-                               f"{to.isoformat()}", param="to")
-    if to - since > MAX_RANGE[granularity]:
-        raise InvalidParameter(
-            f"from: a chargeback report by {granularity} covers at most "
-            f"{MAX_RANGE[granularity].days} days; {since.isoformat()} to {to.isoformat()} is "
-            f"{(to - since) / timedelta(days=1):g} days. Ask for a shorter range", param="from")
-    return since, to
+    def too_long(since: datetime, to: datetime) -> str:
+        return (f"a chargeback report by {granularity} covers at most "
+                f"{MAX_RANGE[granularity].days} days; {since.isoformat()} to {to.isoformat()} is "
+                f"{(to - since) / timedelta(days=1):g} days. Ask for a shorter range")
+    return rounded_range(start, end, "day" if granularity == "day" else "hour", now,
+                         default_span=DEFAULT_SPAN[granularity],
+                         max_range=MAX_RANGE[granularity], too_long=too_long)
 
 
 # ---- computing --------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -108,24 +108,34 @@ def resolve_range(start: datetime | None, end: datetime | None, granularity: Gra
                   now: datetime) -> tuple[datetime, datetime]:
     """``[from, to)`` rounded out to whole buckets; 400 naming ``to`` or ``from`` when it is
     empty, backwards or longer than ``MAX_RANGE``."""
+    def too_long(since: datetime, to: datetime) -> str:
+        return (f"{'an hourly' if granularity == 'hour' else 'a daily'} report covers at most "
+                f"{MAX_RANGE[granularity].days} days; {since.isoformat()} to {to.isoformat()} is "
+                f"{(to - since) / timedelta(days=1):g} days. Ask for a shorter range"
+                + (", or by day" if granularity == "hour" else ""))
+    return rounded_range(start, end, granularity, now, default_span=DEFAULT_SPAN[granularity],
+                         max_range=MAX_RANGE[granularity], too_long=too_long)
+
+
+def rounded_range(start: datetime | None, end: datetime | None, unit: Granularity, now: datetime,
+                  *, default_span: timedelta, max_range: timedelta,
+                  too_long: Callable[[datetime, datetime], str]) -> tuple[datetime, datetime]:
+    """``[from, to)`` rounded out to whole ``unit``s (``to`` defaults to now, ``from`` to
+    ``default_span`` before it); 400 naming ``to`` when it is empty or backwards, ``from``
+    (with ``too_long``'s message) when it is longer than ``max_range``."""
     if start is not None and end is not None and end <= start:
         raise InvalidParameter(f"to: must be after from; got from {start.isoformat()}, to "
                                f"{end.isoformat()}", param="to")
     try:
-        to = ceil_to(end if end is not None else now, granularity)
-        since = floor_to(start if start is not None else to - DEFAULT_SPAN[granularity], granularity)
+        to = ceil_to(end if end is not None else now, unit)
+        since = floor_to(start if start is not None else to - default_span, unit)
     except OverflowError:
         raise InvalidParameter("to: the range reaches past the calendar", param="to") from None
     if to <= since:
         raise InvalidParameter(f"to: must be after from ({since.isoformat()} rounded to the "
-                               f"{granularity}); got {to.isoformat()}", param="to")
-    if to - since > MAX_RANGE[granularity]:
-        raise InvalidParameter(
-            f"from: {'an hourly' if granularity == 'hour' else 'a daily'} report covers at most "
-            f"{MAX_RANGE[granularity].days} days; "
-            f"{since.isoformat()} to {to.isoformat()} is {(to - since) / timedelta(days=1):g} "
-            "days. Ask for a shorter range" + (", or by day" if granularity == "hour" else ""),
-            param="from")
+                               f"{unit}); got {to.isoformat()}", param="to")
+    if to - since > max_range:
+        raise InvalidParameter(f"from: {too_long(since, to)}", param="from")
     return since, to
 
 
