@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -149,6 +149,16 @@ def resolve_range(start: datetime | None, end: datetime | None, granularity: Gra
 
 # ---- computing --------------------------------------------------------------------------------
 
+def weigher(schedule: GpuSchedule) -> Callable[[WorkRow], int]:
+    """A row's engine work in ``WORK_SCALE`` units, by the deployment's cost model."""
+    prefill, cached_w, decode, _ = schedule.cost_model.units(WORK_SCALE)
+
+    def work(row: WorkRow) -> int:
+        cached = min(max(row.cached_tokens, 0), row.prompt_tokens)
+        return prefill * (row.prompt_tokens - cached) + cached_w * cached + decode * row.completion_tokens
+    return work
+
+
 def team_key(team_id: str | None) -> str:
     """A team's key in the shares: its id, or "" for keys in no team (a party of its own)."""
     return team_id or _NO_TEAM
@@ -180,7 +190,8 @@ def compute(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
     until = min(query.end, now).timestamp()
     for name in names:
         schedule = schedules[name]
-        prefill, cached_w, decode, capacity_units = schedule.cost_model.units(WORK_SCALE)
+        capacity_units = schedule.cost_model.units(WORK_SCALE)[3]
+        weigh = weigher(schedule)
         for begin, end in buckets(query):
             account = BucketAccount()
             tokens: dict[str, list[int]] = {}
@@ -193,10 +204,7 @@ def compute(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
                     work: dict[str, int] = {}
                     for row in by_hour.get((name, start_s), ()):
                         team = team_key(row.team_id)
-                        cached = min(max(row.cached_tokens, 0), row.prompt_tokens)
-                        work[team] = work.get(team, 0) + (
-                            prefill * (row.prompt_tokens - cached) + cached_w * cached
-                            + decode * row.completion_tokens)
+                        work[team] = work.get(team, 0) + weigh(row)
                         sums = tokens.setdefault(team, [0, 0, 0, 0])
                         sums[0] += row.requests
                         sums[1] += row.prompt_tokens

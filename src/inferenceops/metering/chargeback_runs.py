@@ -21,7 +21,7 @@ weigh alike at every grouping.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -39,6 +39,7 @@ from inferenceops.metering.chargeback_report import (
     lines_of,
     team_key,
     visible,
+    weigher,
 )
 from inferenceops.metering.gpu_costs import GpuSchedule
 
@@ -84,7 +85,7 @@ async def compute_runs(query: ChargebackQuery, schedules: Mapping[str, GpuSchedu
     for name in names:
         schedule = schedules[name]
         load: dict[float, int] = {}
-        work = _weigher(schedule)
+        work = weigher(schedule)
         for row in await source.hour_totals(query.start, last_all, name):
             at = row.hour.timestamp()
             load[at] = load.get(at, 0) + work(row)
@@ -105,16 +106,6 @@ async def compute_runs(query: ChargebackQuery, schedules: Mapping[str, GpuSchedu
     return visible(ChargebackReport(query, tuple(lines), tuple(totals), current_to))
 
 
-def _weigher(schedule: GpuSchedule) -> Callable[[WorkRow], int]:
-    """A row's engine work in ``WORK_SCALE`` units, by the deployment's cost model."""
-    prefill, cached_w, decode, _ = schedule.cost_model.units(WORK_SCALE)
-
-    def work(row: WorkRow) -> int:
-        cached = min(max(row.cached_tokens, 0), row.prompt_tokens)
-        return prefill * (row.prompt_tokens - cached) + cached_w * cached + decode * row.completion_tokens
-    return work
-
-
 async def _bucket(name: str, schedule: GpuSchedule, source: WorkSource, begin: datetime,
                   end: datetime, until: float, load: Mapping[float, int],
                   day_rows: Sequence[WorkRow] | None
@@ -122,7 +113,7 @@ async def _bucket(name: str, schedule: GpuSchedule, source: WorkSource, begin: d
     """One deployment's bucket: ``load`` is each hour's work over all teams; ``day_rows`` the
     bucket's sums per team when the caller read them already (by day)."""
     capacity = schedule.cost_model.units(WORK_SCALE)[3]
-    work = _weigher(schedule)
+    work = weigher(schedule)
     stop_all = min(end.timestamp(), until)
     if stop_all <= begin.timestamp():
         return BucketAccount(), {}, Fraction(0)
