@@ -118,8 +118,8 @@ async def _link(db: Database, identity: HumanIdentity, config: OIDCConfig | Prox
                 method = "email"
                 if user is None:
                     user, method = await _provision(tx, identity, email, principal), "provisioned"
-                else:
-                    await _check_linkable_by_email(tx, identity, user)
+                elif await _check_linkable_by_email(tx, identity, user):
+                    return user  # a concurrent first sign-in linked it after our first read
                 link = await sign_in_links.create_link(
                     tx, identity.link_issuer, identity.subject, user.id, method=method,
                     linked_by=principal.actor)
@@ -135,7 +135,13 @@ async def _link(db: Database, identity: HumanIdentity, config: OIDCConfig | Prox
 
 
 async def _check_linkable_by_email(tx: AsyncSession, identity: HumanIdentity,
-                                   user: UserRecord) -> None:
+                                   user: UserRecord) -> bool:
+    """Refuse what rule 2 forbids; True if ``identity`` itself is already ``user``'s link.
+
+    Each statement of a READ COMMITTED transaction sees what was committed before
+    it began, so a concurrent first sign-in of the same person can commit its link
+    between our look-up of the link and this one: that link is ours, not another.
+    """
     if user.disabled:
         raise PermissionDenied("Your user account is disabled; ask a platform admin to enable it")
     refused = ""
@@ -143,11 +149,16 @@ async def _check_linkable_by_email(tx: AsyncSession, identity: HumanIdentity,
         refused = f"user {user.id} holds the platform role {user.platform_role}"
     elif user.email.endswith(UNVERIFIABLE_DOMAIN):
         refused = f"user {user.id}'s address is under {UNVERIFIABLE_DOMAIN}"
-    elif await sign_in_links.list_links(tx, user_id=user.id, issuer=identity.link_issuer):
-        refused = f"user {user.id} is linked to another identity of {identity.link_issuer!r}"
+    else:
+        links = await sign_in_links.list_links(tx, user_id=user.id, issuer=identity.link_issuer)
+        if any(link.subject == identity.subject for link in links):
+            return True
+        if links:
+            refused = f"user {user.id} is linked to another identity of {identity.link_issuer!r}"
     if refused:
         raise _not_linked(identity, "the user with your email address is linked only by a "
                                     "platform admin", why=refused)
+    return False
 
 
 def _not_linked(identity: HumanIdentity, reason: str, *, why: str | None = None) -> NotLinked:

@@ -157,6 +157,23 @@ async def test_once_linked_the_subject_decides_not_the_email(world: World, oidc_
         ("user.link", subject, "email")]
 
 
+
+async def test_a_link_committed_between_two_look_ups_is_found_not_refused(
+        world: World, oidc_app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A concurrent first sign-in of the same person commits the link after this request looked
+    for it (READ COMMITTED: each statement sees its own snapshot): the user found by email then
+    already holds this very identity, which is this person's link, not "another identity"."""
+    user, email = await new_user(world)
+    subject = world.unique("sub")
+    admin_link_record = await admin_link(world, user, subject)
+    monkeypatch.setattr(sign_in_links, "find_link", _never_found)  # both look-ups ran before it
+    assert (await me(oidc_app, token(email, sub=subject)))["user_id"] == user
+    assert await links_of(world, user) == [(ISSUER, subject, admin_link_record["method"])]
+
+
+async def _never_found(*_args: Any) -> None:
+    return None
+
 @pytest.mark.parametrize(("verified", "assume", "linked"), [
     (True, False, True), (False, False, False), (False, True, False), (None, False, False),
     (None, True, True), ("true", False, False), ("true", True, False),
