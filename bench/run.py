@@ -395,6 +395,7 @@ class Bench:
             return None
         summary = pyspy.summarise(out)
         text = pyspy.as_text(summary)
+        self.args.results_dir.mkdir(parents=True, exist_ok=True)
         (self.args.results_dir / "foundation-profile-latest.txt").write_text(
             f"gateway worker pid {worker}, {block['rps']:,.0f} req/s while sampled "
             f"(py-spy running; not a reported number)\n\n{text}")
