@@ -305,3 +305,29 @@ class CatalogData:
     providers: tuple[ProviderRecord, ...]
     deployments: tuple[DeploymentRecord, ...]
     models: tuple[ModelRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FileOwner:
+    """Whose files a caller sees: its team's, or — a key without a team — its principal's own."""
+
+    team_id: str | None
+    principal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A stored file (``tables.File``); ``path`` is relative to the files folder."""
+
+    id: str
+    team_id: str | None
+    principal_id: str
+    key_id: str
+    purpose: str
+    filename: str
+    bytes: int
+    line_count: int
+    status: str
+    path: str
+    created_at: datetime
+    expires_at: datetime | None
