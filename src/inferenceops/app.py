@@ -30,7 +30,8 @@ from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapsh
 from inferenceops.platform.identity import PLATFORM_ADMIN
 from inferenceops.platform.keys import visible_prefix
 from inferenceops.platform_secret import platform_secret
-from inferenceops.routing import default_router
+from inferenceops.routing import SCRAPED_STRATEGIES, EngineBoard, default_router
+from inferenceops.routing.scraper import EngineScraper
 from inferenceops.settings import Settings
 from inferenceops.supervisor import Service
 
@@ -77,18 +78,20 @@ def build_admission(settings: Settings, outbox: Outbox | None = None) -> Admissi
 
 
 def build_state(settings: Settings, platform: Platform, hasher: KeyHasher, identity: Identity,
-                *, outbox: Outbox | None = None, leading: Sequence[Service] = ()) -> GatewayState:
+                *, outbox: Outbox | None = None, leading: Sequence[Service] = (),
+                board: EngineBoard | None = None) -> GatewayState:
     """The serving state: the pipeline, its outbox, admission and engines, and their services.
 
     ``leading`` services start first and stop last (the outbox writer); a ledger shared
     through Redis brings its heartbeat next. ``create_app`` adds the services that read
-    the store after these.
+    the store after these. ``board`` is what the engine-aware routing strategies know of
+    each replica's load (``build_process`` adds the scraper that keeps it fresh).
     """
     client = OpenAICompatClient(platform.catalog.deployments.values(),
                                 max_response_bytes=settings.max_response_bytes)
     outbox = outbox or Outbox(max_records=settings.outbox_max_records)
     admission = build_admission(settings, outbox)
-    forwarder = Forwarder(client, default_router())
+    forwarder = Forwarder(client, default_router(board))
     pipeline = Pipeline(hasher=hasher, forwarder=forwarder, outbox=outbox, admission=admission,
                         max_body_bytes=settings.max_body_bytes,
                         max_tokens_limit=settings.max_tokens_limit)
@@ -145,8 +148,18 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     hasher = KeyHasher(secret)
     outbox = Outbox(max_records=settings.outbox_max_records)
     writer = OutboxWriter(outbox, settings.resolved_database_url, flush_s=settings.outbox_flush_s)
+    board = EngineBoard(stale_after_s=settings.engine_metrics_interval_s
+                        * settings.engine_metrics_stale_after)
     state = build_state(settings, platform, hasher, Identity([], {}), outbox=outbox,
-                        leading=[writer])
+                        leading=[writer], board=board)
+    # Next after the writer and heartbeat: the engine-metrics scraper, which reads the catalog
+    # the process serves at each round (the feed may swap it) and keeps ``board`` fresh for the
+    # engine_load deployments (docs/routing.md).
+    state.supervisor.add(EngineScraper(lambda: state.snapshot.catalog.deployments.values(), board,
+                                       scraped=SCRAPED_STRATEGIES,
+                                       interval_s=settings.engine_metrics_interval_s,
+                                       timeout_s=settings.engine_metrics_timeout_s),
+                         stop_deadline_s=settings.shutdown_timeout_s)
     cipher = cipher_from_environment(os.environ, secret)
     feed = SnapshotFeed(settings.resolved_database_url, platform, state=state,
                         loopback_base_url=settings.loopback_base_url, cipher=cipher,

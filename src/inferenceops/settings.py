@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     snapshot_refresh_s: float = Field(
         1.0, gt=0, le=60, description="How often each worker checks the store for changes."
     )
+    engine_metrics_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often each worker scrapes the /metrics of the replicas "
+        "of deployments routed by engine load."
+    )
+    engine_metrics_timeout_s: float = Field(
+        0.5, gt=0, le=60, description="How long one scrape of one replica's /metrics may take."
+    )
+    engine_metrics_stale_after: int = Field(
+        3, ge=1, le=1000, description="Intervals after which a replica's last scrape is stale: "
+        "routing then falls back to the worker's own in-flight count for it."
+    )
     outbox_flush_s: float = Field(
         1.0, gt=0, le=60, description="How often each worker writes what the data plane queued "
         "(usage records, keys' last use, audit entries) to the store; also the most a hard kill "

@@ -114,9 +114,12 @@ class DeploymentSpec(_Strict):
     capacity: int | None = Field(None, ge=1, le=100_000, description="requests this gateway "
                                  "process sends at once; more wait in the fair queue")
     queue: QueueSpec = QueueSpec()
-    routing: Literal["least_outstanding", "round_robin"] = Field(
+    routing: Literal["least_outstanding", "round_robin", "engine_load", "prefix_affinity",
+                     "session_affinity"] = Field(
         "least_outstanding", description="how a replica is picked for each request: "
-        "least_outstanding (fewest in flight) or round_robin")
+        "least_outstanding (fewest in flight), round_robin, engine_load (two random choices on "
+        "the engines' scraped /metrics), prefix_affinity or session_affinity (consistent hashing "
+        "of the prompt's prefix or the session, with bounded load)")
     gpu_cost: GpuCostSpec | None = Field(None, description="self-hosted: its GPUs and their "
                                          "hourly cost, shared among teams by chargeback")
 

@@ -82,7 +82,8 @@ def test_embedded_default_serves_demo_chat_on_two_replicas_and_demo_embed() -> N
     (GOOD.replace("  - name: sim\n", "  - name: vllm\n"),
      "line 10: deployments[1].name: deployment name 'vllm' is already used"),
     (GOOD.replace("    replicas: 2\n", "    replicas: 2\n    routing: fastest\n"),
-     "routing: Input should be 'least_outstanding' or 'round_robin'"),
+     "routing: Input should be 'least_outstanding', 'round_robin', 'engine_load', "
+     "'prefix_affinity' or 'session_affinity'"),
 ])
 def test_bad_file_names_line_field_and_problem(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -52,7 +52,7 @@ def test_each_deployment_gets_the_strategy_it_names() -> None:
     router = default_router()
     assert isinstance(router.strategy(DEP), LeastOutstanding)  # the default
     assert isinstance(router.strategy(replace(DEP, routing="round_robin")), RoundRobin)
-    assert router.names == {"least_outstanding", "round_robin"}
+    assert {"least_outstanding", "round_robin"} <= router.names
     with pytest.raises(ValueError, match="default routing strategy"):
         Router({"round_robin": RoundRobin()}, "least_outstanding")
 

@@ -113,7 +113,8 @@ class DeploymentPatch(_Patch):
     max_connections: int | None = None
     capacity: int | None = None
     queue: QueueSpec | None = None
-    routing: Literal["least_outstanding", "round_robin"] | None = None
+    routing: Literal["least_outstanding", "round_robin", "engine_load", "prefix_affinity",
+                     "session_affinity"] | None = None
     gpu_cost: GpuCostSpec | None = None
 
 

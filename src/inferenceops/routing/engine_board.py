@@ -1,0 +1,106 @@
+"""What this process knows of each replica's load: its own in-flight count and the last scrape.
+
+The engine-aware strategies read it on the hot path; the scraper service
+(``routing.scraper``) writes the scrapes; ``acquire``/``release`` of the
+strategies keep the in-flight counts. Reads are dict look-ups and one clock
+read: no I/O, no waiting.
+
+A replica's **load** — what ``engine_load`` compares and what the stale
+fallback returns — is, in "requests":
+
+* with a fresh scrape (younger than ``stale_after_s``)::
+
+      running + waiting_weight·waiting + kv_weight·kv_usage + sent since the scrape
+
+  the engine's own view (which includes other gateway processes' requests),
+  plus what this process has sent since the scrape was taken (the scrape
+  cannot show those yet; without them every request of a burst would go to the
+  replica that looked idle a second ago). A queued request weighs more than a
+  running one (it has not even started its prefill), and a nearly full KV cache
+  adds up to ``kv_weight`` (the engine will soon queue or preempt);
+* with no scrape, or a stale one (the engine stopped answering ``/metrics``,
+  the scraper is behind): **this process's in-flight count**, as
+  ``least_outstanding`` uses — never a frozen picture of the past.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from inferenceops.routing.engine_metrics import EngineLoad
+
+#: How much a queued request weighs against a running one.
+WAITING_WEIGHT = 2.0
+#: What a full KV cache adds to a replica's load (in requests).
+KV_WEIGHT = 4.0
+
+
+@dataclass(slots=True)
+class _Scrape:
+    load: EngineLoad
+    at: float  # monotonic seconds
+    sent_since: int = 0
+
+
+class EngineBoard:
+    """Per replica id: this process's in-flight requests and the last engine scrape."""
+
+    __slots__ = ("_inflight", "_scrapes", "stale_after_s", "_clock")
+
+    def __init__(self, *, stale_after_s: float = 3.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._inflight: dict[str, int] = {}
+        self._scrapes: dict[str, _Scrape] = {}
+        self.stale_after_s = stale_after_s
+        self._clock = clock
+
+    # ---- the hot path -------------------------------------------------------------------------
+
+    def acquire(self, replica_id: str) -> None:
+        self._inflight[replica_id] = self._inflight.get(replica_id, 0) + 1
+        scrape = self._scrapes.get(replica_id)
+        if scrape is not None:
+            scrape.sent_since += 1
+
+    def release(self, replica_id: str) -> None:
+        left = self._inflight.get(replica_id, 0) - 1
+        self._inflight[replica_id] = max(left, 0)
+
+    def in_flight(self, replica_id: str) -> int:
+        """Requests this process has on ``replica_id`` now."""
+        return self._inflight.get(replica_id, 0)
+
+    def fresh(self, replica_id: str) -> EngineLoad | None:
+        """The last scrape of ``replica_id`` if it is not stale, else None."""
+        scrape = self._scrapes.get(replica_id)
+        if scrape is None or self._clock() - scrape.at > self.stale_after_s:
+            return None
+        return scrape.load
+
+    def load(self, replica_id: str) -> float:
+        """The replica's load (see the module docstring): engine-reported when fresh."""
+        scrape = self._scrapes.get(replica_id)
+        if scrape is None or self._clock() - scrape.at > self.stale_after_s:
+            return float(self._inflight.get(replica_id, 0))
+        engine = scrape.load
+        return (engine.running + WAITING_WEIGHT * engine.waiting + KV_WEIGHT * engine.kv_usage
+                + scrape.sent_since)
+
+    # ---- the scraper --------------------------------------------------------------------------
+
+    def record(self, replica_id: str, load: EngineLoad, at: float | None = None) -> None:
+        """A scrape of ``replica_id`` taken at ``at`` (monotonic; default now)."""
+        self._scrapes[replica_id] = _Scrape(load, self._clock() if at is None else at)
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop what is known of replicas not in ``keep`` (they left the catalog)."""
+        for replica_id in [r for r in self._scrapes if r not in keep]:
+            del self._scrapes[replica_id]
+        for replica_id in [r for r, n in self._inflight.items() if r not in keep and n == 0]:
+            del self._inflight[replica_id]
+
+    def scraped_at(self, replica_id: str) -> float | None:
+        scrape = self._scrapes.get(replica_id)
+        return None if scrape is None else scrape.at
