@@ -124,6 +124,35 @@ def admin_on_demand(settings: Settings, hasher: KeyHasher, currency: str,
     return OnDemandApp("admin-api", build, what="The admin API", code="admin_unavailable")
 
 
+def files_on_demand(settings: Settings, state: GatewayState) -> OnDemandApp:
+    """The Files API (``/v1/files``, ``batch.routes``), built on its first request.
+
+    It authenticates against the data plane's current snapshot and keeps its files in
+    ``settings.resolved_files_dir``; the service closes its database pool at shutdown.
+    Uploads a crash left half-written are swept from the folder when it is built.
+    """
+
+    def build() -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
+        from inferenceops.batch.files import FileStore
+        from inferenceops.batch.routes import FilesApp
+        from inferenceops.batch.service import PARTIAL_MAX_AGE_S, FilesService
+        from inferenceops.batch.upload import FileLimits
+
+        store = FileStore(settings.resolved_files_dir)
+        swept = store.sweep_partial(PARTIAL_MAX_AGE_S)
+        if swept:
+            log.info("files: removed %d upload(s) a crash left unfinished", swept)
+        limits = FileLimits(max_bytes=settings.files_max_bytes,
+                            max_lines=settings.files_max_lines,
+                            max_line_bytes=settings.max_body_bytes)
+        service = FilesService(settings.resolved_database_url, store, limits)
+        app = FilesApp(service, snapshot=lambda: state.snapshot, hasher=state.hasher,
+                       note_key_use=state.outbox.note_key_use)
+        return app, service.close
+
+    return OnDemandApp("files-api", build, what="The Files API", code="files_unavailable")
+
+
 def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     """Everything one process runs, on the store: the state and its services.
 
@@ -131,9 +160,9 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     flushes after everything that feeds it has stopped; the Redis heartbeat; the
     snapshot feed (the first snapshot is built before the process is ready); the
     usage rollups (every process, the store lets one work at a time) and the reads
-    behind ``GET /v1/usage`` (their pool opens on the first); the admin API
-    (built on its first request; the service closes its database pool) when this
-    process serves the admin API.
+    behind ``GET /v1/usage`` (their pool opens on the first); the Files API and the
+    admin API (each built on its first request; their services close their database
+    pools) when this process serves HTTP.
     """
     from inferenceops.control.snapshot_feed import SnapshotFeed
     from inferenceops.control.usage_reads import UsageReads
@@ -171,6 +200,9 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     state.usage = reads
     services: list[Service] = [feed, rollups, reads]
     if serve_admin:
+        files = files_on_demand(settings, state)
+        state.files_app = files
+        services.append(files)
         admin = admin_on_demand(settings, hasher, platform.policy.currency, cipher, feed.wake)
         state.admin_app = admin
         services.append(admin)

@@ -9,6 +9,7 @@ routing, gateway) and turned into OpenAI error JSON in exactly one place:
     ├── InvalidRequest                     400 invalid_request_error
     │   ├── InvalidJSON                    400 invalid_request_error / invalid_json
     │   ├── InvalidParameter               400 invalid_request_error / invalid_value (and others)
+    │   │   └── InvalidFile                400 invalid_request_error / invalid_file (names the line)
     │   └── PayloadTooLarge                413 invalid_request_error / payload_too_large
     ├── AuthenticationFailed               401 authentication_error / invalid_api_key
     ├── PermissionDenied                   403 permission_error / permission_denied
@@ -83,6 +84,12 @@ class InvalidJSON(InvalidRequest):
 
 class InvalidParameter(InvalidRequest):
     code = "invalid_value"
+
+
+class InvalidFile(InvalidParameter):
+    """An uploaded file's content breaks a rule; ``extra["line"]`` names the line when one does."""
+
+    code = "invalid_file"
 
 
 class PayloadTooLarge(InvalidRequest):

@@ -112,6 +112,17 @@ class Settings(BaseSettings):
         90, ge=0, le=36_500, description="Raw usage records older than this many days are deleted "
         "once rolled up (the rollups are kept); 0 keeps them forever."
     )
+    files_dir: Path | None = Field(
+        None, description="Where the Files API keeps uploaded files (batch input); unset = "
+        "'files' in the data folder. Every replica serving /v1/files must see the same folder."
+    )
+    files_max_bytes: int = Field(
+        200 * 1024 * 1024, ge=1024, description="Largest file accepted by POST /v1/files "
+        "(413 above)."
+    )
+    files_max_lines: int = Field(
+        50_000, ge=1, description="Most requests (lines) a batch input file may hold (400 above)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
 
@@ -163,6 +174,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'inferenceops.db').resolve()}"
+
+    @property
+    def resolved_files_dir(self) -> Path:
+        """The Files API's folder: the configured one, or ``files`` in the data folder."""
+        return self.files_dir if self.files_dir is not None else self.data_dir / "files"
 
     @property
     def loopback_base_url(self) -> str:

@@ -11,7 +11,8 @@ Outermost → innermost for an HTTP request:
    OpenAI-shaped. ``/admin/`` goes whole to the admin application (its own
    auth, errors and OpenAPI); the data plane never imports it (the composition
    root hands it over as a ``gateway.ondemand.OnDemandApp``, built on its first
-   request).
+   request). ``/v1/files`` goes whole to the Files API (``batch.routes``, handed over
+   the same way: it reads the store, so the data plane does not import it).
 4. handler – runs its pipeline stages (``gateway.handlers``).
 """
 
@@ -35,6 +36,7 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 SIMULATOR_PREFIX = "/_sim/"
 ADMIN_PREFIX = "/admin/"
 MODELS_PREFIX = "/v1/models/"
+FILES_PATH = "/v1/files"
 
 
 def _inference(endpoint: Endpoint) -> Handler:
@@ -108,6 +110,10 @@ class GatewayApp:
             return
         if path.startswith(ADMIN_PREFIX) and self.state.admin_app is not None:
             await self.state.admin_app(scope, receive, send)
+            return
+        if self.state.files_app is not None and (
+                path == FILES_PATH or path.startswith(FILES_PATH + "/")):
+            await self.state.files_app(scope, receive, send)
             return
         facts = RequestFacts.from_headers(scope["headers"])
         sink = AsgiSink(send, receive)

@@ -31,6 +31,7 @@ class GatewayState:
     outbox: Outbox
     simulators: SimulatorMounts = field(default_factory=SimulatorMounts)
     admin_app: ASGIApp | None = None  # served under /admin/; built on its first request
+    files_app: ASGIApp | None = None  # serves /v1/files (batch.routes); built on its first request
     usage: UsageSource | None = None  # answers GET /v1/usage (the store's rollups); None: 503
     supervisor: Supervisor = field(default_factory=Supervisor)
     ready: bool = False
