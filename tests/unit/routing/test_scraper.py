@@ -7,6 +7,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 import pytest
@@ -177,3 +178,18 @@ async def test_the_scraper_runs_under_the_supervisor(engines: Engines) -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         EngineScraper(catalog(), EngineBoard(), scraped=SCRAPED_STRATEGIES, interval_s=0)
+
+
+def test_every_serving_process_runs_the_scraper_on_the_catalog_it_serves(tmp_path: Path) -> None:
+    """``build_process`` supervises the scraper, sharing its board with the router (no I/O yet)."""
+    from inferenceops.app import build_process
+    from inferenceops.settings import Settings
+
+    state = build_process(Settings(data_dir=tmp_path), serve_admin=False)
+    (scraper,) = [s for s in state.supervisor.services if isinstance(s, EngineScraper)]
+    assert scraper.name == "engine-metrics" and scraper.interval_s == 1.0
+    strategy = state.pipeline.forwarder.router.strategy(
+        Deployment("d", "openai", "m", (), routing="engine_load"))
+    assert isinstance(strategy, EngineLoadStrategy) and strategy.board is scraper.board
+    assert scraper.board.stale_after_s == 3.0
+    assert list(scraper._deployments()) == list(state.snapshot.catalog.deployments.values())
