@@ -22,7 +22,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "inferenceops"
 HOT_PATH = ("gateway", "pipeline", "admission", "metering", "routing", "engines", "platform",
-            "outbox")
+            "outbox", "guardrails")
 FORBIDDEN = ("inferenceops.store", "inferenceops.admin", "inferenceops.audit",
              "inferenceops.control", "inferenceops.cli", "inferenceops.config",
              "inferenceops.outbox.writer", "inferenceops.app", "sqlalchemy", "alembic", "asyncpg",
@@ -35,6 +35,9 @@ NEVER = {
               "outbox.writer"},
     "admin": {"app", "cli", "gateway", "pipeline", "control"},
     "config.spec": {"store", "admin", "app", "cli", "control"},
+    # Detectors are pure functions over text: the pipeline uses them, never the other way.
+    "guardrails": {"gateway", "pipeline", "admission", "metering", "routing", "engines",
+                   "control", "store"},
 }
 _SPLIT = ("config.spec", "outbox.writer")
 

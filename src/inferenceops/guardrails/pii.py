@@ -82,6 +82,20 @@ class ScanText:
         return self._pairs
 
 
+def _candidates(pattern: re.Pattern[str], text: str, start: int, end: int) -> Iterator[re.Match[str]]:
+    """Every match of ``pattern`` in ``text[start:end]``, each search going on from the
+    character after the last match's start (not its end): a long stretch that turns out
+    not to be a card or a phone must not hide one inside it. Overlaps between the findings
+    made of these are settled later (``detect.settle_overlaps``)."""
+    pos = start
+    while pos < end:
+        m = pattern.search(text, pos, end)
+        if m is None:
+            return
+        yield m
+        pos = m.start() + 1
+
+
 # --- email: found from each "@", the local part read backwards, the domain forwards ----------
 _LOCAL = re.compile(r"[A-Za-z0-9._%+-]{1,64}\Z")  # what addresses in use hold (RFC 5322 allows more)
 _DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
@@ -114,12 +128,18 @@ _CARD = re.compile(
 def find_cards(scan: ScanText) -> Iterator[Finding]:
     text = scan.text
     for start, end in scan.runs(12):
-        for m in _CARD.finditer(text, start, end):
-            digits = m.group().translate(_DROP_SEPARATORS)
-            if 12 <= len(digits) <= 19 and checksums.luhn_valid(digits):
-                brand = checksums.card_brand(digits)
-                if brand is not None:
-                    yield Finding(CARD, brand, m.start(), m.end())
+        for m in _candidates(_CARD, text, start, end):
+            candidate = m.group()
+            # Groups may run on into another number ("4242 4242 4242 4242 42"): the whole,
+            # then without its last group.
+            for stop in (len(candidate), candidate.rfind(candidate[4]) if candidate[4] in " .-"
+                         else -1):
+                digits = candidate[:stop].translate(_DROP_SEPARATORS)
+                if stop > 0 and 12 <= len(digits) <= 19 and checksums.luhn_valid(digits):
+                    brand = checksums.card_brand(digits)
+                    if brand is not None:
+                        yield Finding(CARD, brand, m.start(), m.start() + stop)
+                        break
 
 
 # National identifiers with digits only (or digits and a check letter after them).
@@ -156,21 +176,33 @@ _SEPARATORS = re.compile(r"[ .-]{2,}|\(\)|\)\(")
 def find_phones(scan: ScanText) -> Iterator[Finding]:
     text = scan.text
     for start, end in scan.runs(8):
-        for m in _PHONE.finditer(text, start, end):
+        for m in _candidates(_PHONE, text, start, end):
+            at = m.start()
+            if at > 1 and text[at] not in "+(" and text[at - 1] in " .-" and text[at - 2].isdigit():
+                continue  # the tail of a longer number (an IBAN's, a card's), not a phone
             candidate = m.group()
-            digits = sum(map(str.isdigit, candidate))
-            if not 8 <= digits <= 15 or _SEPARATORS.search(candidate) \
-                    or _DATE_LIKE.match(candidate) or candidate.count("(") != candidate.count(")"):
-                continue
-            if candidate[0] == "+" or candidate.startswith("00") and candidate[2:3] not in "0 ":
-                kind = "international"
-            elif _NANP.match(candidate):
-                kind = "nanp"
-            elif _NATIONAL.match(candidate) and 9 <= digits <= 11:
-                kind = "national"
-            else:
-                continue
-            yield Finding(PHONE, kind, m.start(), m.end())
+            # The pattern is greedy: a phone followed by other numbers ("+44 20 7946 0958 4242")
+            # is tried whole, then without its last groups, longest first.
+            for stop in [len(candidate), *(i for i in range(len(candidate) - 1, 7, -1)
+                                           if candidate[i] in " .-" and candidate[i - 1].isdigit())]:
+                kind = _phone_kind(candidate[:stop])
+                if kind is not None:
+                    yield Finding(PHONE, kind, at, at + stop)
+                    break
+
+
+def _phone_kind(candidate: str) -> str | None:
+    digits = sum(map(str.isdigit, candidate))
+    if not 8 <= digits <= 15 or _SEPARATORS.search(candidate) \
+            or _DATE_LIKE.match(candidate) or candidate.count("(") != candidate.count(")"):
+        return None
+    if candidate[0] == "+" or candidate.startswith("00") and candidate[2:3] not in "0 ":
+        return "international"
+    if _NANP.match(candidate):
+        return "nanp"
+    if _NATIONAL.match(candidate) and 9 <= digits <= 11:
+        return "national"
+    return None
 
 
 # --- letters then digits: IBANs (two capitals, two digits) and UK NINOs share one scan --------

@@ -47,7 +47,7 @@ _SHAPES: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
         ("google_api_key", "AIza", r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
         ("huggingface_token", "hf_", r"hf_[A-Za-z0-9]{30,}"),
         ("azure_storage_key", "AccountKey=", r"AccountKey=[A-Za-z0-9+/]{60,}={0,2}"),
-        ("private_key", "PRIVATE KEY", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+        ("private_key", "-----BEGIN", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
                                        r"(?:.{0,16384}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY"
                                        r"(?: BLOCK)?-----|.{0,16384})"),
         ("jwt", "eyJ", r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"),
