@@ -49,11 +49,12 @@ class RequestFacts:
     __slots__ = ("request_id", "endpoint", "authorization", "content_length", "priority_header",
                  "body_source", "started", "upstream_s", "key", "request", "model", "priority",
                  "admission", "outcome", "response_headers", "error", "body_size",
-                 "prompt_tokens")
+                 "prompt_tokens", "batch")
 
     def __init__(self, endpoint: Endpoint | None, request_id: bytes, *,
                  authorization: bytes | None = None, content_length: bytes | None = None,
-                 priority_header: bytes | None = None, body_source: BodySource | None = None) -> None:
+                 priority_header: bytes | None = None, body_source: BodySource | None = None,
+                 batch: bool = False) -> None:
         self.started = time.perf_counter()
         self.upstream_s = 0.0  # waiting on engines (and for capacity): not gateway overhead
         self.endpoint = endpoint
@@ -73,6 +74,9 @@ class RequestFacts:
         self.error: InferenceOpsError | None = None  # how the request failed, for settle
         self.body_size = 0
         self.prompt_tokens: int | None = None  # counted once, when a stage needs it (``tokens``)
+        #: A line of a batch: admitted in the background class, priced with the batch
+        #: discount, recorded as class ``batch``. Only in-process callers set it (``for_call``).
+        self.batch = batch
 
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[bytes, bytes]],
@@ -93,8 +97,12 @@ class RequestFacts:
 
     @classmethod
     def for_call(cls, endpoint: Endpoint, body: bytes, *, api_key: str,
-                 priority: str | None = None, request_id: str | None = None) -> RequestFacts:
-        """An in-process request (a batch line, a test): the body is already here."""
+                 priority: str | None = None, request_id: str | None = None,
+                 batch: bool = False) -> RequestFacts:
+        """An in-process request (a batch line, a test): the body is already here.
+
+        ``batch``: a line of a batch (see ``RequestFacts.batch``).
+        """
 
         async def source() -> bytes:
             return body
@@ -103,7 +111,7 @@ class RequestFacts:
                    authorization=b"Bearer " + api_key.encode(),
                    content_length=b"%d" % len(body),
                    priority_header=None if priority is None else priority.encode(),
-                   body_source=source)
+                   body_source=source, batch=batch)
 
     def overhead_ms(self) -> bytes:
         elapsed = time.perf_counter() - self.started - self.upstream_s

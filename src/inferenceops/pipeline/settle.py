@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 NOTHING = Usage(0, 0)
 _CLASS = {Priority.INTERACTIVE: "interactive", Priority.BACKGROUND: "background"}
+BATCH_CLASS = "batch"  # the usage record's class of a batch line (admitted as background)
 
 
 def used(p: Pipeline, facts: RequestFacts) -> tuple[Usage, bool]:
@@ -68,8 +69,8 @@ async def settle(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: Res
     started_at = time.time() - (time.perf_counter() - facts.started)  # priced as of its start
     price = (snapshot.policy.price(model.name, started_at, facts.outcome.deployment)
              if model is not None else None)
-    cost = (price.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-            if price is not None else 0)
+    cost = (price.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
+                       batch=facts.batch) if price is not None else 0)
     admission = facts.admission
     if admission is not None and p.admission is not None:
         facts.admission = None  # settled once, whatever happens next
@@ -93,7 +94,8 @@ def _record(facts: RequestFacts, usage: Usage, reported: bool, cost: int,
         team_id=key.team_id, principal_id=key.principal.id, principal_kind=key.principal.kind,
         model=facts.model.name if facts.model is not None else None,
         deployment=outcome.deployment, replica=outcome.replica, endpoint=facts.endpoint.value,
-        priority=_CLASS[facts.priority], stream=request is not None and request.stream,
+        priority=BATCH_CLASS if facts.batch else _CLASS[facts.priority],
+        stream=request is not None and request.stream,
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens,
         tokens_reported=reported, cost_nanos=cost, status=status, error_code=code,

@@ -92,7 +92,9 @@ async def authorize(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
             raise InvalidParameter("The x-inferenceops-priority header must be 'interactive' or "
                                    "'background'.", param="x-inferenceops-priority")
         priority = found
-    if key.background_only:
+    if facts.batch:
+        priority = Priority.BACKGROUND  # batch work never takes interactive capacity
+    elif key.background_only:
         if priority is Priority.INTERACTIVE and header is not None:
             raise PermissionDenied(f"This API key ({key.prefix}…) may only send background "
                                    "requests.")

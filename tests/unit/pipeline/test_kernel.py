@@ -111,6 +111,24 @@ async def test_settle_prices_what_the_engine_reported(harness: Harness) -> None:
     assert record.cost_nanos == 10 * record.prompt_tokens + 1000 * record.completion_tokens > 0
 
 
+@pytest.mark.parametrize("batch", [False, True])
+async def test_a_batch_line_is_background_work_priced_with_the_batch_discount(
+        harness: Harness, batch: bool) -> None:
+    state = harness.app.state
+    price = Price(10 * 1_000_000, 1000 * 1_000_000, batch_discount_bp=5_000)  # 50 % off batches
+    state.snapshot = Snapshot(state.snapshot.catalog, state.snapshot.identity,
+                              Policy(prices={"chat-model": price}))
+    facts = RequestFacts.for_call(Endpoint.CHAT, orjson.dumps(CHAT), api_key=ADMIN_KEY,
+                                  priority="interactive", batch=batch)
+    sink = CollectingSink()
+    await state.pipeline.run(state.snapshot, facts, sink)
+    assert sink.status == 200
+    (record,) = usage_records(harness)
+    full = 10 * record.prompt_tokens + 1000 * record.completion_tokens
+    assert record.cost_nanos == (-(-full // 2) if batch else full) > 0
+    assert record.priority == ("batch" if batch else "interactive")
+
+
 async def test_the_usage_record_keeps_the_prompt_tokens_the_engines_cache_served(
         harness: Harness) -> None:
     harness.fake.cached_prompt_tokens = 2
