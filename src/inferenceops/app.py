@@ -31,6 +31,10 @@ from inferenceops.platform.identity import PLATFORM_ADMIN
 from inferenceops.platform.keys import visible_prefix
 from inferenceops.platform_secret import platform_secret
 from inferenceops.routing import SCRAPED_STRATEGIES, EngineBoard, default_router
+from inferenceops.routing.breaker import BreakerPolicy
+from inferenceops.routing.health import FleetHealth
+from inferenceops.routing.prober import ReadinessProber
+from inferenceops.routing.retry import RetryPolicy
 from inferenceops.routing.scraper import EngineScraper
 from inferenceops.settings import Settings
 from inferenceops.supervisor import Service
@@ -91,7 +95,9 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher, ident
                                 max_response_bytes=settings.max_response_bytes)
     outbox = outbox or Outbox(max_records=settings.outbox_max_records)
     admission = build_admission(settings, outbox)
-    forwarder = Forwarder(client, default_router(board))
+    forwarder = Forwarder(client, default_router(board), health=fleet_health(settings),
+                          retry=RetryPolicy(budget=settings.retry_budget,
+                                            max_wait_s=settings.retry_max_wait_s))
     pipeline = Pipeline(hasher=hasher, forwarder=forwarder, outbox=outbox, admission=admission,
                         max_body_bytes=settings.max_body_bytes,
                         max_tokens_limit=settings.max_tokens_limit)
@@ -102,6 +108,15 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher, ident
     for service in (*leading, *([] if heartbeat is None else [heartbeat])):
         state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)
     return state
+
+
+def fleet_health(settings: Settings) -> FleetHealth:
+    """Replica health and circuit breakers of one process, as the settings ask."""
+    policy = BreakerPolicy(failures_to_open=settings.breaker_failures,
+                           open_s=min(settings.breaker_open_s, settings.breaker_max_open_s),
+                           max_open_s=settings.breaker_max_open_s,
+                           slow_start_s=settings.slow_start_s)
+    return FleetHealth(policy, hung_after_s=settings.hung_after_s)
 
 
 def admin_on_demand(settings: Settings, hasher: KeyHasher, currency: str,
@@ -188,6 +203,12 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
                                        scraped=SCRAPED_STRATEGIES,
                                        interval_s=settings.engine_metrics_interval_s,
                                        timeout_s=settings.engine_metrics_timeout_s),
+                         stop_deadline_s=settings.shutdown_timeout_s)
+    # Then the readiness probes, which feed the replicas' circuit breakers (docs/health.md).
+    state.supervisor.add(ReadinessProber(lambda: state.snapshot.catalog.deployments.values(),
+                                         state.pipeline.forwarder.health,
+                                         interval_s=settings.health_probe_interval_s,
+                                         timeout_s=settings.health_probe_timeout_s),
                          stop_deadline_s=settings.shutdown_timeout_s)
     cipher = cipher_from_environment(os.environ, secret)
     feed = SnapshotFeed(settings.resolved_database_url, platform, state=state,

@@ -20,11 +20,14 @@ routing, gateway) and turned into OpenAI error JSON in exactly one place:
     │   ├── BudgetExceeded                 429 insufficient_quota / budget_exceeded
     │   └── QueueFull                      429 rate_limit_error / queue_full | queue_timeout
     ├── Unavailable                        503 service_unavailable / not_ready
+    │   └── NoReplicaAvailable             503 service_unavailable / no_replica_available
+    │                                          (every replica down, open or drained; Retry-After)
     └── UpstreamError                      502 upstream_error  (base of every engine failure)
         ├── UpstreamUnavailable            502 upstream_error / upstream_unavailable (reset mid-way)
         │   └── UpstreamConnectFailed      502 upstream_error / upstream_unavailable (retryable)
         ├── UpstreamTimeout                504 timeout_error / upstream_timeout
         ├── UpstreamServerError            502 upstream_error / upstream_server_error (upstream 5xx)
+        │   └── UpstreamOverloaded         502 same code; the engine said 503 (retried with backoff)
         ├── UpstreamInvalidResponse        502 upstream_error / upstream_invalid_response
         │   │                                  (a redirect, or a 2xx body that is not JSON)
         │   └── UpstreamResponseTooLarge   502 upstream_error / upstream_response_too_large
@@ -148,6 +151,13 @@ class Unavailable(InferenceOpsError):
     code = "not_ready"
 
 
+class NoReplicaAvailable(Unavailable):
+    """No replica of the model's deployment may take a request now: each is down (its circuit
+    breaker open, or it refused the connection just now) or drained. Carries ``Retry-After``."""
+
+    code = "no_replica_available"
+
+
 class UpstreamError(InferenceOpsError):
     """An engine failed us; ``deployment`` names which one (never its URL or credentials).
 
@@ -183,6 +193,16 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamServerError(UpstreamError):
     code = "upstream_server_error"
+
+
+class UpstreamOverloaded(UpstreamServerError):
+    """The engine answered 503: it did not take the request (loading, or overloaded), so the
+    forwarder may retry it with backoff. ``retry_after_s``: what its ``Retry-After`` said."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamInvalidResponse(UpstreamError):

@@ -94,6 +94,40 @@ class Settings(BaseSettings):
         3, ge=1, le=1000, description="Intervals after which a replica's last scrape is stale: "
         "routing then falls back to the worker's own in-flight count for it."
     )
+    health_probe_interval_s: float = Field(
+        2.0, gt=0, le=300, description="How often each worker probes every self-hosted replica's "
+        "readiness (GET /health and /v1/models; docs/health.md)."
+    )
+    health_probe_timeout_s: float = Field(
+        1.0, gt=0, le=60, description="How long one readiness probe of one replica may take."
+    )
+    breaker_failures: int = Field(
+        3, ge=1, le=1_000_000, description="Consecutive failures (connect, 5xx, timeout, broken "
+        "stream, failed probe) that open a replica's circuit breaker."
+    )
+    breaker_open_s: float = Field(
+        1.0, gt=0, le=600, description="How long a breaker stays open before one trial request; "
+        "doubled by each failed trial."
+    )
+    breaker_max_open_s: float = Field(
+        30.0, gt=0, le=3600, description="The longest a breaker stays open between trials."
+    )
+    slow_start_s: float = Field(
+        5.0, ge=0, le=3600, description="After a replica recovers, its share of new work ramps "
+        "from 10% to 100% over this long."
+    )
+    hung_after_s: float = Field(
+        30.0, gt=0, le=3600, description="A replica whose in-flight streams all sent nothing for "
+        "this long is suspected hung (its breaker opens)."
+    )
+    retry_budget: int = Field(
+        2, ge=0, le=10, description="Re-sends per request after an engine's 429 or 503, with "
+        "backoff (connect failures move to another replica regardless)."
+    )
+    retry_max_wait_s: float = Field(
+        2.0, ge=0, le=60, description="The longest wait before such a re-send; an engine asking "
+        "for longer (Retry-After) gets its answer passed back instead."
+    )
     outbox_flush_s: float = Field(
         1.0, gt=0, le=60, description="How often each worker writes what the data plane queued "
         "(usage records, keys' last use, audit entries) to the store; also the most a hard kill "

@@ -75,7 +75,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstreams: FakeUpstreams,
                            f"http://127.0.0.1:{refused_port}/v1",
                            f"http://127.0.0.1:{unreachable_port}/v1")
     gw = Gateway(tmp_path_factory.mktemp("main"), config=config, name="main",
-                 env={"INFERENCEOPS_MAX_BODY_BYTES": str(MAX_BODY_BYTES)})
+                 env={"INFERENCEOPS_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+                      # Its tests look at one failing request at a time: circuit breakers that
+                      # open after a few would change what the next test sees
+                      # (test_fleet_health.py tests them on a gateway of its own).
+                      "INFERENCEOPS_BREAKER_FAILURES": "1000000"})
     try:
         yield gw.wait_ready()
     finally:

@@ -53,7 +53,7 @@ CASES: list[tuple[str, str, dict[str, str], Any, int]] = [
     ("GET", "/nowhere", {}, None, 404),
     ("POST", "/v1/chat/completions", AUTH, _chat("error-429"), 429),
     ("POST", "/v1/chat/completions", AUTH, _chat("error-500", stream=True), 502),
-    ("POST", "/v1/chat/completions", AUTH, _chat("refused"), 502),
+    ("POST", "/v1/chat/completions", AUTH, _chat("refused"), 503),
     ("POST", "/v1/chat/completions", AUTH, _chat("slow-timeout", stream=True), 504),
 ]
 

@@ -66,7 +66,11 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/health", self._health)  # what the gateway's readiness probes ask
         return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
         body = await request.read()

@@ -454,21 +454,24 @@ def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
 def build_platform(spec: PlatformSpec, *, loopback_base_url: str, environ: Mapping[str, str],
                    source: str, provider_keys: Mapping[str, str] | None = None,
                    created: Mapping[str, int] | None = None,
-                   prices: Mapping[str, ModelPrices] | None = None) -> Platform:
+                   prices: Mapping[str, ModelPrices] | None = None,
+                   drained: Mapping[str, frozenset[str]] | None = None) -> Platform:
     """A platform from specs that are each valid already (e.g. the store's catalog).
 
     ``provider_keys`` are stored provider keys by provider name (they win over
     ``api_key_env``); ``created`` the models' creation times by name; ``prices`` the models'
-    whole price schedules by name (instead of what the specs say, e.g. the store's history).
+    whole price schedules by name (instead of what the specs say, e.g. the store's history);
+    ``drained`` the replica ids operators drained, by deployment name (the store's).
     """
     return _build(spec, loopback_base_url, environ, source, provider_keys or {}, created or {},
-                  prices)
+                  prices, drained)
 
 
 def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source: str,
            provider_keys: Mapping[str, str] | None = None,
            created_at: Mapping[str, int] | None = None,
-           schedules: Mapping[str, ModelPrices] | None = None) -> Platform:
+           schedules: Mapping[str, ModelPrices] | None = None,
+           drained: Mapping[str, frozenset[str]] | None = None) -> Platform:
     deployments: dict[str, Deployment] = {}
     mounts: list[SimulatorMount] = []
     providers = {p.name: p for p in spec.providers}
@@ -495,6 +498,9 @@ def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source
             replicas=tuple(replicas), timeouts=Timeouts(**d.timeouts.model_dump()),
             api_key=api_key, max_connections=d.max_connections, capacity=d.capacity,
             queue=QueueSettings(**d.queue.model_dump()), routing=d.routing,
+            drained=frozenset(r.id for r in replicas
+                              if r.id in (drained or {}).get(d.name, frozenset())),
+            probed=d.provider is None,
         )
     now = int(time.time())
     created_at = created_at or {}

@@ -12,7 +12,17 @@ Failure modes, all as exceptions a caller can act on:
 - ``ConnectFailed`` – no connection could be made (refused, DNS, connect
   timeout): the request never left this machine.
 - ``ConnectionLost`` – the peer closed or reset mid-exchange. ``before_response``
-  says whether not one byte of the response had arrived.
+  says whether not one byte of the response had arrived — which does **not**
+  mean the engine never got the request (a non-streamed answer sends nothing
+  until the whole generation is done), so it is never re-sent, unless the
+  caller declares the request idempotent.
+
+A kept-alive connection the engine closed while it sat idle ("stale") is
+detected *before* the request is written: a reused connection must be open,
+younger than ``_IDLE_REUSE_S``, and its socket must have nothing to read (an
+idle HTTP/1.1 connection that is readable holds the peer's FIN or garbage);
+otherwise it is dropped and another taken. Only what is detected before
+writing is provably unsent.
 - ``ProtocolError`` – the peer spoke something other than HTTP/1.1.
 - ``ReadTimeout`` – a streamed body stalled past the deadlines given with
   ``Connection.watch`` (``total`` says which one ran out).
@@ -27,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import select
 import socket
 import ssl
 from collections import deque
@@ -285,6 +296,24 @@ class Connection(asyncio.Protocol):
         else:
             self.abort()
 
+    def looks_open(self) -> bool:
+        """For an idle connection about to be reused: open, and nothing waiting to be read.
+
+        An idle HTTP/1.1 connection has nothing to say; a readable socket means the peer
+        closed it (FIN) or broke the protocol — either way it must not carry a request. One
+        non-blocking ``poll`` of the socket, which sees a FIN the event loop has not yet
+        delivered to ``connection_lost``.
+        """
+        if self.closed or self._transport is None or self._transport.is_closing():
+            return False
+        sock = self._transport.get_extra_info("socket")
+        fileno = sock.fileno() if sock is not None else -1
+        if fileno < 0:
+            return False
+        poller = select.poll()
+        poller.register(fileno, select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)
+
     def abort(self) -> None:
         self._stop_timer()
         if not self.closed:
@@ -342,9 +371,9 @@ class Pool:
         while True:
             while self._idle:
                 conn = self._idle.pop()
-                if not conn.closed and loop.time() - conn.idle_since < _IDLE_REUSE_S:
+                if loop.time() - conn.idle_since < _IDLE_REUSE_S and conn.looks_open():
                     return conn, True
-                conn.abort()
+                conn.abort()  # stale: found before anything was written on it
             if self._open < self.max_connections:
                 return await self._connect(), False
             waiter = loop.create_future()
@@ -355,13 +384,16 @@ class Pool:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
-    async def request(self, data: bytes) -> Connection:
+    async def request(self, data: bytes, *, idempotent: bool = False) -> Connection:
         """Send one whole request; returns its connection once the response head is in.
 
-        A reused keep-alive connection that the engine had already closed shows
-        as the connection dying before one response byte arrived; the request
-        is then sent again on a fresh connection (what browsers do too). The
-        caller must ``release()`` or ``abort()`` the connection it gets.
+        Stale keep-alive connections are passed over before writing (``acquire``).
+        Once written, a request is never sent again — the engine may be working on
+        it even though no byte of the answer came back — unless ``idempotent``: then
+        a reused connection that dies before one response byte arrived is taken for
+        a stale one the check could not see, and the request goes out once more on
+        a fresh connection. The caller must ``release()`` or ``abort()`` the
+        connection it gets.
         """
         while True:
             conn, reused = await self.acquire()
@@ -370,7 +402,7 @@ class Pool:
                 return conn
             except ConnectionLost as exc:
                 conn.abort()
-                if reused and exc.before_response:
+                if idempotent and reused and exc.before_response:
                     continue
                 raise
             except BaseException:

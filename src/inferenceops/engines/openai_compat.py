@@ -163,27 +163,30 @@ class OpenAICompatClient:
             pool.close()
         self._pools = {}
 
-    async def _exchange(self, replica: Replica, endpoint: str, body: bytes) -> Connection:
+    async def _exchange(self, replica: Replica, endpoint: str, body: bytes, *,
+                        idempotent: bool = False) -> Connection:
         pool = self._pools.get(replica.id)
         if pool is None:  # the catalog dropped this replica while the request was being admitted
             raise ConnectFailed(f"replica {replica.id} was removed", reason="removed from the catalog")
         data = b"%s%d\r\n\r\n%s" % (self._heads[replica.id, endpoint], len(body), body)
-        return await pool.request(data)
+        return await pool.request(data, idempotent=idempotent)
 
     async def complete(self, deployment: Deployment, replica: Replica, endpoint: str,
-                       body: bytes) -> UpstreamAnswer:
+                       body: bytes, *, idempotent: bool = False) -> UpstreamAnswer:
         """POST ``body`` and read the whole answer (non-streaming requests).
 
         One deadline, ``first_byte_s`` (capped by ``total_s``), covers both: an
         engine sends a non-streamed answer only once it is complete. Anything
         but a 2xx whose body is a JSON object of at most ``max_response_bytes``
-        is raised as a typed error.
+        is raised as a typed error. A connection lost after the request was
+        written is ``UpstreamUnavailable`` (never retried: the engine may have
+        the request), unless ``idempotent`` (``engines.http1.Pool.request``).
         """
         timeouts = deployment.timeouts
         name = deployment.name
         try:
             async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)):
-                conn = await self._exchange(replica, endpoint, body)
+                conn = await self._exchange(replica, endpoint, body, idempotent=idempotent)
                 status, content_type = conn.status, conn.content_type
                 await self._refuse_failures(conn, name)
                 try:

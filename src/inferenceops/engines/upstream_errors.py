@@ -28,6 +28,7 @@ from inferenceops.errors import (
     UpstreamClientError,
     UpstreamError,
     UpstreamInvalidResponse,
+    UpstreamOverloaded,
     UpstreamRateLimited,
     UpstreamResponseTooLarge,
     UpstreamServerError,
@@ -59,9 +60,12 @@ def http_error(status: int, body: bytes, *, complete: bool, deployment: str,
             return UpstreamRateLimited(message, status=status, body=openai_body, extra=extra,
                                        headers={"Retry-After": retry_after_value(retry_after)})
         return UpstreamClientError(message, status=status, body=openai_body, extra=extra)
-    return UpstreamServerError(f"The engine serving deployment {deployment!r} failed "
-                               f"(HTTP {status}). {_LOOK_UP}", extra=extra,
-                               detail={"status": status, "message": message})
+    text = f"The engine serving deployment {deployment!r} failed (HTTP {status}). {_LOOK_UP}"
+    detail = {"status": status, "message": message}
+    if status == 503:  # not taken: the forwarder may retry it (with backoff)
+        wait = float(retry_after_value(retry_after)) if retry_after else None
+        return UpstreamOverloaded(text, extra=extra, detail=detail, retry_after_s=wait)
+    return UpstreamServerError(text, extra=extra, detail=detail)
 
 
 def redirected(status: int, deployment: str) -> UpstreamInvalidResponse:

@@ -1,15 +1,23 @@
 """The *route + forward* stage: pick a replica, send the bytes, pass the answer to the sink.
 
 The replica is chosen by the deployment's routing strategy (``routing.Router``)
-from the request's ``RouteFacts``. A refused connection (the request provably
-never reached the engine) is retried on another replica before the first
-byte; nothing is retried once an engine has the request. Non-streaming
-answers are read whole and handed over in one piece. Streaming answers go
-through the stream filter chain (``pipeline.filters``) chunk by chunk as they
-arrive, never buffered beyond what a filter holds; a failure after the stream
-started cannot change the status (already 200), so it is told as a final SSE
-``error`` event. A caller that leaves mid-stream closes the upstream
-connection, which frees the engine's slot.
+from the request's ``RouteFacts``, among the replicas this process's health
+(``routing.FleetHealth``) lets take work: drained replicas and open circuit
+breakers are passed over; none left → 503 ``no_replica_available`` with
+``Retry-After``, at once. Each attempt's outcome goes back to the health
+(success, busy, or a failure of some kind). Retries follow ``routing.retry``
+exactly: a request that provably never reached an engine (connect refused or
+timed out) moves to another replica at once; an engine's 429 or 503 (it did
+not take the request) is sent again after a backoff within the per-request
+budget; nothing else is ever re-sent, because the engine may have started
+work. Non-streaming answers are read whole and handed over in one piece.
+Streaming answers go through the stream filter chain (``pipeline.filters``)
+chunk by chunk as they arrive, never buffered beyond what a filter holds; a
+failure after the stream started cannot change the status (already 200), so
+it is told as a final SSE ``error`` event — a started stream is never
+replayed. Each chunk is progress for hung-replica detection. A caller that
+leaves mid-stream closes the upstream connection, which frees the engine's
+slot.
 
 What the engine did goes to ``facts.outcome`` (it survives exceptions):
 whether the request reached an engine, which replica, the usage it reported,
@@ -26,17 +34,26 @@ already redacted of secrets) is logged under that id, and shown as
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
+from dataclasses import replace
 
 import orjson
 
 from inferenceops.engines.openai_compat import OpenAICompatClient, UpstreamResponse
 from inferenceops.engines.redaction import SSEErrorScrubber
 from inferenceops.error_shape import sse_error_event
-from inferenceops.errors import InferenceOpsError, UpstreamClientError, UpstreamError
+from inferenceops.errors import (
+    InferenceOpsError,
+    NoReplicaAvailable,
+    UpstreamClientError,
+    UpstreamConnectFailed,
+    UpstreamError,
+)
 from inferenceops.metering.usage import Usage, UsageTap, parse_usage, request_stream_usage
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.filters import EndStream, FilterChain, StreamFilter
@@ -45,6 +62,8 @@ from inferenceops.pipeline.sink import ClientGone, ResponseSink
 from inferenceops.platform import ApiKey, Deployment, Endpoint
 from inferenceops.platform.identity import PLATFORM_ADMIN, SCOPE_ADMIN
 from inferenceops.routing import RouteFacts, Router
+from inferenceops.routing.health import FleetHealth, label_value
+from inferenceops.routing.retry import BUSY, Retry, RetryPolicy, Verdict, judge
 
 log = logging.getLogger("inferenceops.gateway.upstream")
 
@@ -69,13 +88,20 @@ def sees_upstream_detail(key: ApiKey) -> bool:
 class Forwarder:
     """Sends a parsed request to its deployment and its answer to the sink."""
 
-    __slots__ = ("_client", "_router", "_filters")
+    __slots__ = ("_client", "_router", "_filters", "health", "retry", "_random", "retries",
+                 "refused")
 
     def __init__(self, client: OpenAICompatClient, router: Router,
-                 filters: FilterFactory | None = None) -> None:
+                 filters: FilterFactory | None = None, *, health: FleetHealth | None = None,
+                 retry: RetryPolicy | None = None, rng: random.Random | None = None) -> None:
         self._client = client
         self._router = router
         self._filters = filters
+        self.health = health if health is not None else FleetHealth()
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._random = rng or random.Random()
+        self.retries: dict[tuple[str, str], int] = {}  # (deployment, why) → re-sends
+        self.refused: dict[str, int] = {}  # deployment → 503s for want of a replica
 
     @property
     def router(self) -> Router:
@@ -98,21 +124,54 @@ class Forwarder:
         outcome.deployment = deployment.name
         reveal = facts.key is not None and sees_upstream_detail(facts.key)
         client = self._client
+        health = self.health
         strategy = self._router.strategy(deployment)
-        tried: list[str] = []
-        while True:  # another replica only when the last one provably never got the request
-            replica = strategy.pick(deployment, route, tried)
+        idempotent = endpoint is Endpoint.EMBEDDINGS  # re-sending one changes nothing
+        tried: set[str] = set()
+        backoffs = 0
+        last: InferenceOpsError | None = None
+        while True:
+            chosen = health.pick(strategy, deployment, route, tried)
+            if chosen is None:
+                raise self._none_left(facts, deployment, request.model, last, reveal)
+            replica, trial = chosen
             strategy.acquire(replica)
             outcome.replica = replica.id
+            judged = False
             started = time.perf_counter()
             try:
                 try:
                     if request.stream:
-                        upstream = await client.open_stream(deployment, replica, endpoint.value, body)
+                        upstream = await client.open_stream(deployment, replica, endpoint.value,
+                                                            body)
                     else:
-                        answer = await client.complete(deployment, replica, endpoint.value, body)
+                        answer = await client.complete(deployment, replica, endpoint.value, body,
+                                                       idempotent=idempotent)
+                except InferenceOpsError as exc:
+                    verdict = judge(exc)
+                    self._note(replica.id, verdict)
+                    judged = True
+                    tried.add(replica.id)
+                    last = exc
+                    wait = self._retry_wait(verdict, backoffs, deployment, tried, facts)
+                    if wait is None:
+                        if verdict.retry is Retry.ELSEWHERE:
+                            continue  # the next pick finds another replica, or none: 503
+                        self._fail(exc, facts, replica.id, reveal)
+                        raise
+                    if verdict.retry is Retry.BACKOFF:
+                        backoffs += 1
+                    why = "connect" if verdict.retry is Retry.ELSEWHERE else \
+                        ("busy" if verdict.health == BUSY else "overloaded")
+                    key = (deployment.name, why)
+                    self.retries[key] = self.retries.get(key, 0) + 1
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    continue
                 finally:
                     facts.upstream_s += time.perf_counter() - started
+                health.succeeded(replica.id)
+                judged = True
                 outcome.reached_engine = True
                 if request.stream:
                     outcome.status = upstream.status
@@ -126,17 +185,92 @@ class Forwarder:
                     await sink.complete(facts, answer.status, answer.content_type, answer.body)
                     outcome.first_byte_s = time.perf_counter() - facts.started
                 return
-            except InferenceOpsError as exc:
-                tried.append(replica.id)
-                if not (exc.retryable and len(tried) < len(deployment.replicas)):
-                    if not exc.retryable and not outcome.reached_engine:
-                        outcome.reached_engine = True  # it got there and failed: nothing used
-                        outcome.usage = NOTHING_USED
-                    if isinstance(exc, UpstreamError):
-                        tell(exc, facts, replica.id, reveal)
-                    raise
             finally:
                 strategy.release(replica)
+                if trial and not judged:
+                    health.abandoned(replica.id)
+
+    def _note(self, replica_id: str, verdict: Verdict) -> None:
+        """Tell the replica's health what the failed attempt says of it."""
+        if verdict.health is None:
+            self.health.succeeded(replica_id)
+        elif verdict.health == BUSY:
+            self.health.busy(replica_id)
+        else:
+            self.health.failed(replica_id, verdict.health)
+
+    def _retry_wait(self, verdict: Verdict, backoffs: int, deployment: Deployment,
+                    tried: set[str], facts: RequestFacts) -> float | None:
+        """Seconds to wait before the next attempt, or None: no next attempt (``routing.retry``)."""
+        if verdict.retry is Retry.NO:
+            return None
+        if verdict.retry is Retry.ELSEWHERE:
+            return 0.0 if len(tried) < len(deployment.replicas) else None
+        others = any(r.id not in tried and r.id not in deployment.drained
+                     for r in deployment.replicas)
+        # Another replica may take it after a short backoff; the one that refused asked for its
+        # own wait (Retry-After), which only matters when it is the one tried again.
+        wait = self.retry.wait(replace(verdict, wait_s=None) if others else verdict, backoffs,
+                               self._random)
+        if wait is None:
+            return None
+        timeouts = deployment.timeouts
+        spent = time.perf_counter() - facts.started
+        if spent + wait >= min(timeouts.first_byte_s, timeouts.total_s):
+            return None
+        if not others:
+            tried.clear()  # every replica refused it for now: any of them again, after the wait
+        return wait
+
+    def _fail(self, exc: InferenceOpsError, facts: RequestFacts, replica: str,
+              reveal: bool) -> None:
+        """The last attempt failed and is not retried: it reached an engine and used nothing."""
+        outcome = facts.outcome
+        if not exc.retryable and not outcome.reached_engine:
+            outcome.reached_engine = True
+            outcome.usage = NOTHING_USED
+        if isinstance(exc, UpstreamError):
+            tell(exc, facts, replica, reveal)
+
+    def _none_left(self, facts: RequestFacts, deployment: Deployment, model: str,
+                   last: InferenceOpsError | None, reveal: bool) -> InferenceOpsError:
+        """No replica may take the request: 503 with Retry-After — or, when an engine already
+        refused it (429/503) and no other may try, that engine's answer."""
+        if last is not None and not isinstance(last, UpstreamConnectFailed):
+            self._fail(last, facts, facts.outcome.replica or "?", reveal)
+            return last
+        name = deployment.name
+        self.refused[name] = self.refused.get(name, 0) + 1
+        wait = self.health.retry_after(deployment)
+        if deployment.drained and deployment.drained >= {r.id for r in deployment.replicas}:
+            why = "every replica is drained"
+        elif last is not None:
+            why = "every replica refused the connection or is marked down"
+        else:
+            why = "every replica is marked down after repeated failures"
+        error = NoReplicaAvailable(
+            f"No replica of model {model!r} can take requests right now ({why}); retry in "
+            f"{wait}s.", headers={"Retry-After": str(wait)},
+            extra={"deployment": name, "request_id": facts.request_id.decode("ascii")})
+        if last is not None:
+            log.warning("request %s: no replica of deployment %s left to try: %s",
+                        facts.request_id.decode("ascii"), name, why)
+        return error
+
+    def render_metrics(self, deployments: Iterable[Deployment]) -> str:
+        """Replica health (``FleetHealth.render``), re-sends and 503s for want of a replica."""
+        deployments = list(deployments)
+        lines = [self.health.render(deployments),
+                 "# HELP inferenceops_upstream_retries_total Requests sent again: connect (to "
+                 "another replica), busy (after a 429), overloaded (after a 503).",
+                 "# TYPE inferenceops_upstream_retries_total counter"]
+        lines += [f'inferenceops_upstream_retries_total{{deployment="{label_value(d)}",reason="{why}"}} '
+                  f"{n}" for (d, why), n in sorted(self.retries.items())]
+        lines += ["# HELP inferenceops_no_replica_total Requests answered 503 because no replica "
+                  "could take them.", "# TYPE inferenceops_no_replica_total counter"]
+        lines += [f'inferenceops_no_replica_total{{deployment="{label_value(d)}"}} {n}'
+                  for d, n in sorted(self.refused.items())]
+        return "\n".join(lines) + "\n"
 
     def _chain(self, facts: RequestFacts, tap: UsageTap) -> FilterChain:
         """Redaction of in-band errors first, then any extra filters, then usage extraction."""
@@ -147,6 +281,9 @@ class Forwarder:
                       tap: UsageTap, reveal: bool) -> None:
         chain = self._chain(facts, tap)
         outcome = facts.outcome
+        health = self.health
+        replica = upstream.replica
+        health.stream_started(replica)
         await sink.start(facts, upstream.status, upstream.content_type)
         outcome.first_byte_s = time.perf_counter() - facts.started
         gone = sink.gone()
@@ -165,11 +302,13 @@ class Forwarder:
                     if gone is not None and gone.done():
                         outcome.caller_left = True  # the upstream was closed on purpose
                         return
+                    self._note(replica, judge(exc))  # broke off, or stalled: never replayed
                     tell(exc, facts, upstream.replica, reveal)
                     with suppress(ClientGone):
                         await sink.write(sse_error_event(exc))
                     break
                 ended = not chunk
+                health.progress(replica)
                 try:
                     out = chain.flush() if ended else chain.feed(chunk)
                 except EndStream as end:
@@ -190,6 +329,7 @@ class Forwarder:
         finally:
             if gone is not None:
                 gone.cancel()
+            health.stream_ended(replica)
             upstream.release()
             outcome.usage = tap.usage
             outcome.streamed_events = tap.estimated_completion_tokens()

@@ -68,6 +68,11 @@ class Deployment:
     queue: QueueSettings = QueueSettings()
     #: How a replica is picked for each request: a ``routing`` strategy's name.
     routing: str = "least_outstanding"
+    #: Ids of the replicas an operator drained: they take no new work (in-flight work ends).
+    drained: frozenset[str] = frozenset()
+    #: Whether readiness probes (GET /health, /v1/models) run against its replicas: self-hosted
+    #: engines yes; an external provider (a deployment naming a ``provider``) no.
+    probed: bool = True
 
 
 @dataclass(frozen=True, slots=True)

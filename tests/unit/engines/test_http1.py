@@ -181,16 +181,29 @@ async def test_stale_keep_alive_connection_is_replaced(serve) -> None:
     assert server.connections == 2
 
 
-async def test_write_racing_a_close_is_sent_again_on_a_fresh_connection(serve) -> None:
-    async def close_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(ok(b"{}"))
-        await writer.drain()
-        await read_request(reader)  # reads the second request, answers nothing, closes
+async def _close_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    writer.write(ok(b"{}"))
+    await writer.drain()
+    await read_request(reader)  # reads the second request, answers nothing, closes
 
-    server, pool = await serve(close_second)
+
+async def test_a_written_request_whose_connection_dies_is_never_sent_again(serve) -> None:
+    """The engine read it (it may be generating): dying before the answer is not 'stale'."""
+    server, pool = await serve(_close_second)
     assert await exchange(pool) == (200, b"{}")
+    with pytest.raises(ConnectionLost) as info:
+        await exchange(pool)
+    assert info.value.before_response
+    assert server.connections == 1
+
+
+async def test_an_idempotent_request_is_sent_again_when_a_reused_connection_dies(serve) -> None:
+    server, pool = await serve(_close_second)
     assert await exchange(pool) == (200, b"{}")
+    conn = await pool.request(REQUEST, idempotent=True)
+    assert conn.status == 200
+    conn.release()
     assert server.connections == 2
 
 

@@ -244,7 +244,7 @@ async def test_a_failed_settlement_leaves_the_answer_alone_and_is_counted_and_lo
     h = await make_gateway(SpyLedger(failing=["settle", "release"]))
     caplog.set_level(logging.ERROR, "inferenceops.admission")
     assert (await chat(h)).status == 200
-    assert (await chat(h, {**CHAT, "model": "dead-model"})).status == 502  # a release, failing
+    assert (await chat(h, {**CHAT, "model": "dead-model"})).status == 503  # a release, failing
     assert await metric(h, "inferenceops_admission_ledger_errors_total") == "2"
     messages = [r.getMessage() for r in caplog.records if r.name == "inferenceops.admission"]
     assert len(messages) == 2

@@ -175,7 +175,7 @@ async def test_plain_text_upstream_400_becomes_openai_shaped(harness: Harness) -
     assert "nope" in error["message"]
 
 
-async def test_refused_connection_is_502_and_another_replica_is_tried(harness: Harness) -> None:
+async def test_refused_connection_is_503_and_another_replica_is_tried(harness: Harness) -> None:
     dead = f"""
   - name: dead
     engine: openai
@@ -199,7 +199,9 @@ async def test_refused_connection_is_502_and_another_replica_is_tried(harness: H
     try:
         resp = await request(h.app, "POST", "/v1/chat/completions",
                              body=_body({**CHAT, "model": "dead-model"}), headers=AUTH)
-        assert_openai_error(resp, 502, "upstream_unavailable")
+        error = assert_openai_error(resp, 503, "no_replica_available")
+        assert "'dead-model'" in error["message"]
+        assert int(resp.headers["retry-after"]) >= 1
         for _ in range(6):
             ok = await request(h.app, "POST", "/v1/chat/completions",
                                body=_body({**CHAT, "model": "half-model"}), headers=AUTH)

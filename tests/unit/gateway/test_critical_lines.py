@@ -447,14 +447,14 @@ async def test_a_request_no_replica_would_take_is_released_not_charged(
     instead of releasing when ``reached_engine`` is false; the forwarder marking a refused
     connection as having reached the engine.
 
-    Both replicas refuse the connection: 502, and the books are as if it never came —
-    not even counted in rpm, no slot, no money, no reservation.
+    Both replicas refuse the connection: 503 (no replica available, Retry-After), and the
+    books are as if it never came — not even counted in rpm, no slot, no money, no reservation.
     """
     h = await make_gateway(ledger)
     resp = await chat(h, {**CHAT, "model": "dead-model", "stream": stream})
-    assert resp.status == 502
+    assert resp.status == 503
     error = resp.json()["error"]
-    assert error["code"] == "upstream_unavailable" and error["request_id"]
+    assert error["code"] == "no_replica_available" and error["request_id"]
     assert await books(h) == NOTHING
     assert (await chat(h)).status == 200  # and the next request is charged as usual
     assert await books(h) == answered(1)

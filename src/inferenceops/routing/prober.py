@@ -1,0 +1,197 @@
+"""Readiness probes: a supervised service asking each self-hosted replica whether it can serve.
+
+Every ``interval_s`` it reads the catalog the process serves now and, for each
+replica of each probed deployment (``Deployment.probed``: self-hosted engines;
+an external provider is judged by its answers alone), asks at once, within
+``timeout_s`` for the pair:
+
+* ``GET <server root>/health`` — vLLM, SGLang, TGI, llama.cpp and the simulator
+  answer 200 once the engine runs; a 404 means the engine has no such endpoint
+  (Ollama) and is not held against it;
+* ``GET <base_url>/models`` — the model is loaded and the API answers: 200
+  whose ``data`` lists the deployment's ``served_model`` (when it lists ids).
+
+A replica is ready when neither failed and at least one said 200. The verdict
+goes to ``FleetHealth.probed``: a success turns an OPEN breaker HALF_OPEN and
+closes a HALF_OPEN one (so a restarted engine is back within about one
+interval), a failure counts like a failed request. Each round also runs
+``FleetHealth.check_hung``. Own one-connection pools per replica, apart from
+request traffic. Never raises out of ``run`` for an engine's misbehaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from inferenceops import __version__
+from inferenceops.engines.http1 import HTTPClientError, Pool
+from inferenceops.platform import Deployment, Replica
+from inferenceops.routing.health import FleetHealth
+from inferenceops.routing.scraper import metrics_url
+
+log = logging.getLogger("inferenceops.routing.prober")
+
+#: A /v1/models answer larger than this is not read whole (a model list is small).
+MAX_MODELS_BYTES = 1024 * 1024
+
+
+class ProbeFailed(Exception):
+    """Why one replica is not ready; short, and naming no address."""
+
+
+def health_url(base_url: str) -> str:
+    """``http://h:p/v1`` → ``http://h:p/health`` (the engine's server root)."""
+    return metrics_url(base_url)[: -len("metrics")] + "health"
+
+
+class _Target:
+    __slots__ = ("key", "pool", "health_head", "models_head", "served_model")
+
+    def __init__(self, replica: Replica, deployment: Deployment, timeout_s: float) -> None:
+        self.key = (replica.base_url, deployment.served_model, deployment.api_key)
+        self.pool = Pool(replica.base_url, max_connections=1, connect_timeout_s=timeout_s)
+        self.served_model = deployment.served_model
+        auth = f"Authorization: Bearer {deployment.api_key}\r\n" if deployment.api_key else ""
+        common = (f"Host: {self.pool.host_header}\r\nUser-Agent: inferenceops/{__version__}\r\n"
+                  f"Accept: application/json\r\nAccept-Encoding: identity\r\n{auth}\r\n")
+        health_path = urlsplit(health_url(replica.base_url)).path
+        models_path = urlsplit(replica.base_url).path.rstrip("/") + "/models"
+        self.health_head = f"GET {health_path} HTTP/1.1\r\n{common}".encode("latin-1")
+        self.models_head = f"GET {models_path} HTTP/1.1\r\n{common}".encode("latin-1")
+
+
+class ReadinessProber:
+    """Probes every probed replica each ``interval_s`` into ``health`` (a supervised service)."""
+
+    def __init__(self, deployments: Callable[[], Iterable[Deployment]], health: FleetHealth, *,
+                 interval_s: float = 2.0, timeout_s: float = 1.0,
+                 name: str = "readiness-probes") -> None:
+        if interval_s <= 0 or timeout_s <= 0:
+            raise ValueError("the probe interval and timeout must be positive")
+        self._deployments = deployments
+        self.health = health
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self._name = name
+        self._targets: dict[str, _Target] = {}
+        self._down: set[str] = set()  # replicas whose last probe failed (logged once per change)
+        self.rounds = 0
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def start(self) -> None:
+        return None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            await self.probe_once()
+            await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - began)))
+
+    async def stop(self) -> None:
+        for target in self._targets.values():
+            target.pool.close()
+        self._targets = {}
+
+    def _sync(self) -> dict[str, _Target]:
+        targets: dict[str, _Target] = {}
+        every: set[str] = set()
+        for deployment in self._deployments():
+            for replica in deployment.replicas:
+                every.add(replica.id)
+                if not deployment.probed:
+                    continue
+                target = self._targets.get(replica.id)
+                if target is None or target.key != (replica.base_url, deployment.served_model,
+                                                    deployment.api_key):
+                    target = _Target(replica, deployment, self.timeout_s)
+                targets[replica.id] = target
+        for replica_id, target in self._targets.items():
+            if targets.get(replica_id) is not target:
+                target.pool.close()
+        self._targets = targets
+        self.health.forget(every)
+        return targets
+
+    async def probe_once(self) -> dict[str, str | None]:
+        """One round: every target at once. Replica id → None (ready) or why not."""
+        targets = self._sync()
+        ids = list(targets)
+        results = await asyncio.gather(*(self._probe(targets[i]) for i in ids),
+                                       return_exceptions=True)
+        self.rounds += 1
+        out: dict[str, str | None] = {}
+        for replica_id, result in zip(ids, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled: the service is stopping
+            why = None if result is None else str(result)
+            out[replica_id] = why
+            self.health.probed(replica_id, why is None, why or "")
+            if why is None and replica_id in self._down:
+                self._down.discard(replica_id)
+                log.info("replica %s is ready again", replica_id)
+            elif why is not None and replica_id not in self._down:
+                self._down.add(replica_id)
+                log.warning("replica %s is not ready: %s", replica_id, why)
+        for replica_id in self.health.check_hung():
+            log.warning("replica %s suspected hung: its streams made no progress for %gs",
+                        replica_id, self.health.hung_after_s)
+        return out
+
+    async def _probe(self, target: _Target) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                health_status, _ = await self._get(target, target.health_head, 4096)
+                models_status, body = await self._get(target, target.models_head,
+                                                      MAX_MODELS_BYTES)
+        except TimeoutError:
+            raise ProbeFailed(f"no answer within {self.timeout_s:g}s") from None
+        except HTTPClientError as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise ProbeFailed(f"unreachable ({reason})") from None
+        if health_status not in (200, 404):
+            raise ProbeFailed(f"/health answered {health_status}")
+        if models_status == 404 and health_status == 200:
+            return None  # no model list to check; the engine says it is healthy
+        if models_status != 200:
+            raise ProbeFailed(f"/v1/models answered {models_status}")
+        listed = _model_ids(body)
+        if listed is not None and target.served_model not in listed:
+            raise ProbeFailed(f"/v1/models does not list {target.served_model!r}")
+        return None
+
+    @staticmethod
+    async def _get(target: _Target, head: bytes, limit: int) -> tuple[int, bytes]:
+        conn = await target.pool.request(head, idempotent=True)
+        status = conn.status  # before release() resets the connection
+        try:
+            body, whole = await conn.read_at_most(limit)
+        except BaseException:
+            conn.abort()
+            raise
+        if whole:
+            conn.release()
+        else:
+            conn.abort()
+        return status, body
+
+
+def _model_ids(body: bytes) -> set[str] | None:
+    """The ids an OpenAI model list names, or None when it is not one."""
+    try:
+        doc: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, list):
+        return None
+    return {m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)}
