@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 LOCK   := requirements/dev.lock
 PIP    := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test bench lint typecheck lock clean mutation engines clean-engines
+.PHONY: serve test bench bench-fleet lint typecheck lock clean mutation engines clean-engines
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.identity
 	$(BIN)/python -m bench.usage_ledger
 	$(BIN)/python -m bench.params
+
+# Routing strategies on four simulated H100 replicas behind the gateway (bench/fleet.py, ~10 min):
+# TTFT p50/p90, output tokens/s, per-replica load; results in bench/results/fleet-*. ARGS=--quick
+# for a one-minute smoke run.
+bench-fleet: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.fleet $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
