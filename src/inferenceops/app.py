@@ -120,7 +120,8 @@ def fleet_health(settings: Settings) -> FleetHealth:
 
 
 def admin_on_demand(settings: Settings, hasher: KeyHasher, currency: str,
-                    cipher: CredentialCipher, wake: Callable[[], None]) -> OnDemandApp:
+                    cipher: CredentialCipher, wake: Callable[[], None],
+                    fleet: object = None) -> OnDemandApp:
     """The admin API of a serving process, built on its first ``/admin/`` request.
 
     FastAPI, the admin schemas and routes, the human sign-ins (PyJWT) are imported
@@ -132,7 +133,8 @@ def admin_on_demand(settings: Settings, hasher: KeyHasher, currency: str,
     def build() -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
         from inferenceops.admin.wiring import build_admin
 
-        app, admin_db = build_admin(settings, hasher, currency=currency, cipher=cipher)
+        app, admin_db = build_admin(settings, hasher, currency=currency, cipher=cipher,
+                                    fleet=fleet)
         admin_db.db.on_change.append(wake)
         return app, admin_db.stop
 
@@ -224,7 +226,9 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
         files = files_on_demand(settings, state)
         state.files_app = files
         services.append(files)
-        admin = admin_on_demand(settings, hasher, platform.policy.currency, cipher, feed.wake)
+        admin = admin_on_demand(settings, hasher, platform.policy.currency, cipher, feed.wake,
+                                fleet=lambda: (state.pipeline.forwarder.health,
+                                               state.snapshot.catalog.deployments))
         state.admin_app = admin
         services.append(admin)
     for service in services:

@@ -11,6 +11,8 @@ at once. Drain and undrain go through the admin API to every worker.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
 import subprocess
 import sys
@@ -174,3 +176,48 @@ async def test_every_replica_down_is_503_with_retry_after_at_once(
             assert int(resp.headers["Retry-After"]) >= 1
             assert doc["error"]["code"] == "no_replica_available"
             assert f"'{MODEL}'" in doc["error"]["message"]
+
+
+def cli(gw: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCEOPS_")}
+    env.update({"INFERENCEOPS_URL": gw.origin, "INFERENCEOPS_ADMIN_KEY": ADMIN_KEY})
+    return subprocess.run([sys.executable, "-m", "inferenceops", *args], env=env, text=True,
+                          capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_a_drained_replica_takes_no_new_work_until_undrained(
+        spawn_gateway: SpawnGateway, engines: list[Engine]) -> None:
+    gw = fleet_gateway(spawn_gateway, engines, "round_robin")
+    body = json.dumps({"model": MODEL, "max_tokens": 2,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+    def send(n: int) -> None:
+        for _ in range(n):
+            req = urllib.request.Request(f"{gw.base_url}/chat/completions", data=body,
+                                         headers={**AUTH, "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                assert resp.status == 200
+
+    drained = cli(gw, "deployments", "drain", "fleet", "fleet-0", "--json")
+    assert drained.returncode == 0, drained.stderr
+    assert [r["drained"] for r in json.loads(drained.stdout)["replicas"]] == [True, False]
+    time.sleep(1.5)  # the snapshot feed's refresh (this process's own change wakes it at once)
+    before = engines[0].served()
+    send(10)
+    assert engines[0].served() == before  # none went to the drained replica
+    assert gauge(gw, "inferenceops_replica_drained", "fleet-0") == 1
+    undrained = cli(gw, "deployments", "undrain", "fleet", "fleet-0")
+    assert undrained.returncode == 0, undrained.stderr
+    time.sleep(1.5)
+    send(10)
+    assert engines[0].served() > before
+    shown = cli(gw, "deployments", "replicas", "fleet", "--json")
+    replicas = json.loads(shown.stdout)["replicas"]
+    assert [(r["id"], r["drained"], r["health"]["state"]) for r in replicas] == [
+        ("fleet-0", False, "closed"), ("fleet-1", False, "closed")]
+    with urllib.request.urlopen(urllib.request.Request(
+            f"{gw.origin}/admin/api/v1/audit?limit=100", headers=AUTH), timeout=10) as resp:
+        actions = [e["action"] for e in json.loads(resp.read())["data"]]
+    assert "deployment.drain" in actions and "deployment.undrain" in actions
+    unknown = cli(gw, "deployments", "drain", "fleet", "fleet-7")
+    assert unknown.returncode != 0 and "fleet-7" in unknown.stderr

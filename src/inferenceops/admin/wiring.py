@@ -11,6 +11,7 @@ names to ids, the person's user row by verified email).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -47,17 +48,20 @@ class AdminDatabase:
 
 
 def build_admin(settings: Settings, hasher: KeyHasher, currency: str = "USD",
-                cipher: CredentialCipher | None = None) -> tuple[FastAPI, AdminDatabase]:
+                cipher: CredentialCipher | None = None,
+                fleet: Any = None) -> tuple[FastAPI, AdminDatabase]:
     """The admin app and its database feed; ``currency`` is the platform's (budgets must use it).
 
     ``cipher`` encrypts provider API keys; None: ``INFERENCEOPS_CREDENTIALS_KEY``, else a key
-    derived from the platform secret (the same on every replica that shares it).
+    derived from the platform secret (the same on every replica that shares it). ``fleet``:
+    this process's replica health (``catalog_service.FleetView``), for the health routes.
     """
     if cipher is None:
         cipher = cipher_from_environment(os.environ, platform_secret(settings))
     db = Database(settings.resolved_database_url)
     app = build_admin_app(db, hasher, extra_authenticators=human_authenticators(settings, db),
                           currency=currency, cipher=cipher, trusted_proxies=settings.trusted_proxies)
+    app.state.fleet = fleet
     return app, AdminDatabase(db)
 
 

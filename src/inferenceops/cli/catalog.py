@@ -309,6 +309,51 @@ def deployments_delete(ref: Ref, url: UrlOpt = DEFAULT_URL, key: KeyOpt = None,
     _deleted("deployment", ref, deployment_id, as_json)
 
 
+REPLICA_COLUMNS = (("id", "REPLICA"), ("drained", "DRAINED"), ("state", "BREAKER"),
+                   ("weight", "WEIGHT"), ("streams_in_flight", "STREAMS"),
+                   ("last_failure", "LAST FAILURE"))
+ReplicaArg = Annotated[str, typer.Argument(metavar="REPLICA",
+                                           help="A replica id, e.g. chat-1 (see 'replicas').")]
+
+
+def _emit_replicas(reply: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _emit_json(reply)
+        return
+    rows = [{"id": r["id"], "drained": "yes" if r["drained"] else "no",
+             **{k: (r["health"] or {}).get(k, "-") for k in
+                ("state", "weight", "streams_in_flight", "last_failure")}}
+            for r in reply["replicas"]]
+    _emit_list(rows, REPLICA_COLUMNS, False, "replicas")
+
+
+@deployments_app.command("replicas")
+def deployments_replicas(ref: Ref, url: UrlOpt = DEFAULT_URL, key: KeyOpt = None,
+                         as_json: JsonOpt = False) -> None:
+    """A deployment's replicas: drained or not, and their health as the answering server sees it."""
+    deployment_id = id_of(url, key, "deployments", ref)
+    _emit_replicas(_api(url, key, "GET", f"/deployments/{_quote(deployment_id)}/replicas"),
+                   as_json)
+
+
+@deployments_app.command("drain")
+def deployments_drain(ref: Ref, replica: ReplicaArg, url: UrlOpt = DEFAULT_URL,
+                      key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Send no new work to a replica (its in-flight work finishes), on every server."""
+    deployment_id = id_of(url, key, "deployments", ref)
+    _emit_replicas(_api(url, key, "POST", f"/deployments/{_quote(deployment_id)}/replicas/"
+                        f"{_quote(replica)}/drain"), as_json)
+
+
+@deployments_app.command("undrain")
+def deployments_undrain(ref: Ref, replica: ReplicaArg, url: UrlOpt = DEFAULT_URL,
+                        key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Send new work to a drained replica again."""
+    deployment_id = id_of(url, key, "deployments", ref)
+    _emit_replicas(_api(url, key, "POST", f"/deployments/{_quote(deployment_id)}/replicas/"
+                        f"{_quote(replica)}/undrain"), as_json)
+
+
 # ---- models -----------------------------------------------------------------------------------
 
 models_app = typer.Typer(no_args_is_help=True, help="The models clients call, by name (admin API).")

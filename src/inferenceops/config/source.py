@@ -37,7 +37,9 @@ S = TypeVar("S", ProviderSpec, DeploymentSpec, ModelSpec)
 
 
 def platform_from_store(data: CatalogData, static: StaticPolicy, *, loopback_base_url: str,
-                        environ: Mapping[str, str]) -> Platform:
+                        environ: Mapping[str, str],
+                        drained: Mapping[str, frozenset[str]] | None = None) -> Platform:
+    """The served platform; ``drained``: replica ids operators drained, by deployment name."""
     providers = _usable(data.providers, provider_spec, "provider", lambda _: None, set())
     deployments = _usable(data.deployments, deployment_spec, "deployment",
                           lambda d: d.provider, {p.name for p in providers})
@@ -55,7 +57,7 @@ def platform_from_store(data: CatalogData, static: StaticPolicy, *, loopback_bas
                  for row in data.models if row.name in served and row.prices}
     return build_platform(spec, loopback_base_url=loopback_base_url, environ=environ,
                           source="the store", provider_keys=keys, created=created,
-                          prices=schedules)
+                          prices=schedules, drained=drained)
 
 
 def _usable(rows: Iterable[R], convert: Callable[[R], S], what: str,

@@ -34,6 +34,7 @@ from inferenceops.platform import Snapshot
 from inferenceops.store import Database, repo
 from inferenceops.store.credentials import CredentialCipher
 from inferenceops.store.notify import RevisionListener
+from inferenceops.store.repo.drains import all_drained
 from inferenceops.store.snapshot_builder import build_identity_and_rules, current_revision
 
 if TYPE_CHECKING:
@@ -101,8 +102,10 @@ class SnapshotFeed:
         identity, data = await build_identity_and_rules(self._db)
         async with self._db.read("loading the catalog") as tx:
             stored = await repo.load_catalog(tx, self._cipher, unreadable=_unreadable_key)
+            drained = await all_drained(tx)
         served = platform_from_store(stored, self._platform.policy,
-                                     loopback_base_url=self._loopback, environ=self._environ)
+                                     loopback_base_url=self._loopback, environ=self._environ,
+                                     drained=drained)
         return served, Snapshot(served.catalog, identity,
                                 assemble_policy(served.policy, served.prices, data))
 

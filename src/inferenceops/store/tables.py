@@ -580,3 +580,7 @@ class ControlState(Base):
 
 
 metadata = Base.metadata
+
+# Drained replicas (operational state, apart from the deployments' specs), declared on ``Base``
+# in their own module too (imported last, so that ``metadata`` holds them).
+from inferenceops.store import tables_drain as _tables_drain  # noqa: E402, F401

@@ -20,7 +20,7 @@ from inferenceops.store.migrate import alembic_config, migration_lock
 from inferenceops.store.tables import metadata
 
 TABLES = {"teams", "users", "service_accounts", "memberships", "api_keys", "grants", "providers",
-          "deployments", "models", "audit_log", "control_state", "limits", "budgets",
+          "deployments", "replica_drains", "models", "audit_log", "control_state", "limits", "budgets",
           "alembic_version", "invitations", "usage_records", "sign_in_links", "usage_rollups",
           "usage_rollup_state", "model_prices", "files"}
 

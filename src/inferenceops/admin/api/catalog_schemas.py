@@ -216,3 +216,34 @@ class PriceOut(PriceSpec):
         return [cls.of(p, "in_force" if in_force.get(p.deployment) is p else
                        "history" if p.effective_from is None or p.effective_from <= now
                        else "scheduled") for p in model.prices]
+
+
+# ---- replicas: drain, and this process's view of their health ---------------------------------
+
+class ReplicaOut(BaseModel):
+    """One replica: drained (the store's, every process) and its health in the process that
+    answered (``health`` None when that process does not serve the deployment yet)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    drained: bool
+    health: dict[str, Any] | None = Field(
+        None, description="this process's view: state (closed, open, half_open), weight, "
+        "consecutive_failures, open_reason, retry_in_s, streams_in_flight, last_failure, "
+        "last_probe_ok, failures (by kind)")
+
+
+class ReplicasOut(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deployment: str
+    deployment_id: str
+    replicas: list[ReplicaOut]
+
+
+class DrainedOut(BaseModel):
+    """What a drain or undrain audit entry records: the replica, and the drained list."""
+
+    replica: str
+    drained: list[str]

@@ -18,7 +18,10 @@ by platform admins: a price scheduled (``model.add_price``) or one still to come
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +31,12 @@ from inferenceops.admin.api.deps import Access, AdminContext
 from inferenceops.admin.api.services import audit, page_of
 from inferenceops.errors import NotFound, PermissionDenied, Unavailable
 from inferenceops.metering.prices import price_spec
+from inferenceops.platform import Deployment
+from inferenceops.routing.health import FleetHealth
 from inferenceops.store import CredentialCipher, repo
+from inferenceops.store.records import DeploymentRecord
+from inferenceops.store.repo import drains
+from inferenceops.store.repo.drains import replica_ids
 
 
 def _platform_only(access: Access, what: str) -> None:
@@ -164,6 +172,53 @@ async def delete_deployment(ctx: AdminContext, access: Access, deployment_id: st
         await repo.delete_deployment(tx, deployment_id)
         await audit(tx, access.principal, "deployment.delete", "deployment", deployment_id,
                     before=before)
+
+
+# ---- replicas: drain, health -------------------------------------------------------------------
+
+#: This process's replica health and the deployments it serves now (``app.build_process``).
+FleetView = Callable[[], tuple[FleetHealth, Mapping[str, Deployment]]]
+
+
+def _replicas(record: DeploymentRecord, drained: tuple[str, ...],
+              fleet: FleetView | None) -> c.ReplicasOut:
+    views: dict[str, dict[str, Any]] = {}
+    if fleet is not None:
+        health, served = fleet()
+        deployment = served.get(record.name)
+        if deployment is not None:
+            views = {v.replica: asdict(v) for v in health.view(deployment)}
+    for view in views.values():
+        del view["replica"], view["drained"]
+    return c.ReplicasOut(deployment=record.name, deployment_id=record.id, replicas=[
+        c.ReplicaOut(id=rid, drained=rid in drained, health=views.get(rid))
+        for rid in replica_ids(record)])
+
+
+async def get_replicas(ctx: AdminContext, access: Access, deployment_id: str,
+                       fleet: FleetView | None) -> c.ReplicasOut:
+    access.check(None, f"deployment {deployment_id!r}")
+    async with ctx.db.read() as tx:
+        record = await repo.get_deployment(tx, deployment_id)
+        drained = await drains.drained(tx, record.id)
+    return _replicas(record, drained, fleet)
+
+
+async def set_drained(ctx: AdminContext, access: Access, deployment_id: str, replica: str,
+                      drain: bool, fleet: FleetView | None) -> c.ReplicasOut:
+    """Drain or undrain one replica (audited on the deployment); every worker follows through
+    its snapshot: no new work goes there, what is in flight finishes."""
+    access.check(None, f"deployment {deployment_id!r}")
+    verb = "drain" if drain else "undrain"
+    async with ctx.db.transaction(f"{verb}ing a replica") as tx:
+        record = await repo.get_deployment(tx, deployment_id)
+        before = await drains.drained(tx, record.id)
+        after = await drains.set_drained(tx, record, replica, drain, by=access.principal.actor)
+        if after != before:
+            await audit(tx, access.principal, f"deployment.{verb}", "deployment", record.id,
+                        before=c.DrainedOut(replica=replica, drained=list(before)),
+                        after=c.DrainedOut(replica=replica, drained=list(after)))
+    return _replicas(record, after, fleet)
 
 
 # ---- models -----------------------------------------------------------------------------------

@@ -1,13 +1,16 @@
 """Routes: ``/deployments``. Thin: parse → authorize → service → schema.
 
 Bodies are the platform YAML's deployment spec as JSON; ``provider`` names a provider.
+``/deployments/{id}/replicas`` shows which replicas are drained and their health *in the
+process that answers*; ``…/replicas/{replica}/drain`` and ``/undrain`` change it for every
+process (audited).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from inferenceops.admin.api import catalog_schemas as c
 from inferenceops.admin.api import catalog_service as service
@@ -54,3 +57,31 @@ async def delete_deployment(deployment_id: str, ctx: Context, access: Write) -> 
     """Delete a deployment no model uses (409 naming those that do)."""
     await service.delete_deployment(ctx, access, deployment_id)
     return Response(status_code=204)
+
+
+def _fleet(request: Request) -> service.FleetView | None:
+    return getattr(request.app.state, "fleet", None)
+
+
+@router.get("/deployments/{deployment_id}/replicas", response_model=c.ReplicasOut)
+async def get_replicas(deployment_id: str, request: Request, ctx: Context,
+                       access: Read) -> c.ReplicasOut:
+    """The replicas: drained or not, and this process's view of their health (breaker state,
+    weight, failures)."""
+    return await service.get_replicas(ctx, access, deployment_id, _fleet(request))
+
+
+@router.post("/deployments/{deployment_id}/replicas/{replica}/drain",
+             response_model=c.ReplicasOut)
+async def drain_replica(deployment_id: str, replica: str, request: Request, ctx: Context,
+                        access: Write) -> c.ReplicasOut:
+    """Take no new work to ``replica`` (its in-flight work finishes). Idempotent."""
+    return await service.set_drained(ctx, access, deployment_id, replica, True, _fleet(request))
+
+
+@router.post("/deployments/{deployment_id}/replicas/{replica}/undrain",
+             response_model=c.ReplicasOut)
+async def undrain_replica(deployment_id: str, replica: str, request: Request, ctx: Context,
+                          access: Write) -> c.ReplicasOut:
+    """Send new work to ``replica`` again. Idempotent."""
+    return await service.set_drained(ctx, access, deployment_id, replica, False, _fleet(request))

@@ -1,7 +1,7 @@
 """Files: the Files API's rows (``batch/``); each file's bytes live on disk in the files folder.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-05
 
 One row per file: its owner (``team_id``, or ``principal_id`` for a key without a team),
@@ -11,8 +11,8 @@ batch file), ``status``, ``path`` (the name under the files folder) and the time
 Ids sort by creation time, so the two indexes serve "this owner's files, newest first"
 and keyset paging on the id alone.
 
-Written while 0012 was reserved for another change: it revises 0011 for now; when 0012
-lands, ``down_revision`` becomes "0012" (nothing here depends on 0012).
+Written while 0012 was reserved for another change (replica drains, which has landed):
+nothing here depends on 0012.
 
 Hand-written and self-contained, like 0001-0011 (it does not import ``store.tables``).
 """
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0011"
+down_revision: str | None = "0012"
 branch_labels: str | None = None
 depends_on: str | None = None
 
