@@ -143,9 +143,10 @@ class BucketAccount:
     def showback(self) -> Allocation:
         """Each team's share and the idle remainder, in cents adding up to the bucket's cost."""
         cents = round_cents(self.cost)
-        weights = {team: Fraction(share) for team, share in self.shares.items() if share > 0}
+        weights: dict[str, Fraction | int] = {
+            team: share for team, share in self.shares.items() if share > 0}
         if self.idle > 0:
-            weights[IDLE] = Fraction(self.idle)
+            weights[IDLE] = self.idle
         if not weights or cents == 0:
             return Allocation(cents, dict.fromkeys(self.shares, 0), cents)
         parts = largest_remainder(cents, weights)
@@ -156,27 +157,36 @@ class BucketAccount:
         """The bucket's whole cost spread over the teams by their work (idle hours included);
         idle only when no team used the deployment in the bucket."""
         cents = round_cents(self.cost)
-        work = {team: Fraction(amount) for team, amount in self.work.items() if amount > 0}
+        work = {team: amount for team, amount in self.work.items() if amount > 0}
         if not work:
             return Allocation(cents, dict.fromkeys(self.work, 0), cents)
         return Allocation(cents, _with_zeros(largest_remainder(cents, work), self.work), 0)
 
 
-def largest_remainder(total: int, weights: Mapping[str, Fraction]) -> dict[str, int]:
+def largest_remainder(total: int, weights: Mapping[str, Fraction | int]) -> dict[str, int]:
     """``total`` whole units split in proportion to ``weights`` (positive), summing exactly.
 
     Each part gets the floor of its exact share; the units left over go one each to the
     parts with the largest remainders (ties: by name, so the result is deterministic).
+    Computed in integers: the weights are brought to one denominator, so each exact share
+    is ``total × w / W`` with a whole remainder ``total × w mod W``, comparable as it is
+    (Fractions here made a by-day report spend most of its time normalising them).
     """
     if total < 0:
         raise ValueError("the total must not be negative")
-    weight_sum = sum(weights.values(), Fraction(0))
-    if weight_sum <= 0 or any(weight < 0 for weight in weights.values()):
+    if any(weight < 0 for weight in weights.values()):
         raise ValueError("weights must be non-negative and not all zero")
-    exact = {name: total * weight / weight_sum for name, weight in weights.items()}
-    parts = {name: share.numerator // share.denominator for name, share in exact.items()}
+    scale = math.lcm(*(Fraction(w).denominator for w in weights.values())) if weights else 1
+    whole = {name: int(Fraction(w) * scale) for name, w in weights.items()}
+    weight_sum = sum(whole.values())
+    if weight_sum <= 0:
+        raise ValueError("weights must be non-negative and not all zero")
+    parts: dict[str, int] = {}
+    remainders: dict[str, int] = {}
+    for name, weight in whole.items():
+        parts[name], remainders[name] = divmod(total * weight, weight_sum)
     left = total - sum(parts.values())
-    by_remainder = sorted(exact, key=lambda name: (-(exact[name] - parts[name]), name))
+    by_remainder = sorted(whole, key=lambda name: (-remainders[name], name))
     for name in by_remainder[:left]:
         parts[name] += 1
     return parts

@@ -21,6 +21,7 @@ weigh alike at every grouping.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -121,22 +122,50 @@ async def _bucket(name: str, schedule: GpuSchedule, source: WorkSource, begin: d
     cost, hours = Fraction(0), Fraction(0)
     runs: list[_Run] = []
     special: dict[float, tuple[Fraction, Fraction]] = {}  # hour → (cost, capacity)
+    # A *plain* hour — costed whole, no rate change inside, not cut by the report's end —
+    # costs its rate: those are counted per run and multiplied once (exact Fractions per
+    # hour made a 30-day report spend most of its time here); the others are costed exactly.
+    starts, costed_from = schedule.change_starts, schedule.start
+    plain_hours: dict[int, int] = {}  # run index → its plain hours
+    index = bisect.bisect_right(starts, begin.timestamp())
     at = begin.timestamp()
     while at < stop_all:
-        stop = min(at + HOUR_S, stop_all)
-        costed = schedule.costed_seconds(at, stop) / HOUR_S
-        cost_h = schedule.cents(at, stop)
-        cost += cost_h
-        hours += costed
-        rate = schedule.rate_over(at, stop)
-        used = load.get(at, 0)
-        if used > 0 and cost_h > 0 and (capacity <= 0 or rate is None or used >= capacity * costed):
-            special[at] = (cost_h, capacity * costed)
+        stop = at + HOUR_S
+        while index < len(starts) and starts[index] <= at:
+            index += 1
+        rate: Fraction | None
+        if (stop <= stop_all and (costed_from is None or costed_from <= at)
+                and (index == len(starts) or starts[index] >= stop)):
+            rate = schedule.base_cents_per_hour if index == 0 \
+                else schedule.change_cents_per_hour[index - 1]
+            used = load.get(at, 0)
+            if used > 0 and rate > 0 and (capacity <= 0 or used >= capacity):
+                special[at] = (rate, Fraction(capacity))
+            plain = True
+        else:
+            stop = min(stop, stop_all)
+            costed = schedule.costed_seconds(at, stop) / HOUR_S
+            cost_h = schedule.cents(at, stop)
+            cost += cost_h
+            hours += costed
+            rate = schedule.rate_over(at, stop)
+            used = load.get(at, 0)
+            if used > 0 and cost_h > 0 and (capacity <= 0 or rate is None
+                                            or used >= capacity * costed):
+                special[at] = (cost_h, capacity * costed)
+            plain = False
         if runs and rate is not None and runs[-1].rate == rate and runs[-1].end == at:
             runs[-1].end = at + HOUR_S
         else:
             runs.append(_Run(rate, at, at + HOUR_S))
+        if plain:
+            plain_hours[len(runs) - 1] = plain_hours.get(len(runs) - 1, 0) + 1
         at += HOUR_S
+    for run_index, count in plain_hours.items():
+        rate = runs[run_index].rate
+        assert rate is not None  # a plain hour has one rate
+        cost += rate * count
+        hours += count
 
     whole = day_rows if day_rows is not None else await source.team_totals(begin, last, name)
     tokens: dict[str, list[int]] = {}

@@ -121,3 +121,25 @@ def test_showback_and_chargeback_always_sum_to_the_cost(
         shown, charged = bucket.showback(), bucket.chargeback()
         for team in teams:
             assert charged.shares[team] >= shown.shares[team] - 1
+
+
+def _reference_split(total: int, weights: dict[str, Fraction]) -> dict[str, int]:
+    """The rule written plainly in Fractions: floors, then the largest remainders (by name)."""
+    weight_sum = sum(weights.values())
+    exact = {name: total * w / weight_sum for name, w in weights.items()}
+    parts = {name: int(share) for name, share in exact.items()}
+    for name in sorted(exact, key=lambda n: (-(exact[n] - parts[n]), n))[:total - sum(parts.values())]:
+        parts[name] += 1
+    return parts
+
+
+@given(total=st.integers(0, 10**9), weights=weights)
+def test_the_integer_split_is_the_fraction_rule_exactly(total: int,
+                                                        weights: dict[str, Fraction]) -> None:
+    if sum(weights.values()) == 0:
+        return
+    assert largest_remainder(total, weights) == _reference_split(total, weights)
+    as_ints = {name: w.numerator for name, w in weights.items() if w.denominator == 1}
+    if as_ints and sum(as_ints.values()):
+        assert largest_remainder(total, as_ints) == _reference_split(
+            total, {n: Fraction(w) for n, w in as_ints.items()})
