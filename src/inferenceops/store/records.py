@@ -331,3 +331,68 @@ class FileRecord:
     path: str
     created_at: datetime
     expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """A batch (``tables_batch.Batch``): what OpenAI's Batch object shows, and whose it is.
+
+    ``completed``/``failed`` are counted from its lines while it runs and kept once it ends.
+    ``times`` maps each of OpenAI's timestamp names that is set (``in_progress_at``, …).
+    """
+
+    id: str
+    team_id: str | None
+    principal_id: str
+    key_id: str
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    status: str
+    metadata: dict[str, str] | None
+    errors: tuple[dict[str, Any], ...]
+    total: int
+    completed: int
+    failed: int
+    output_file_id: str | None
+    error_file_id: str | None
+    created_at: datetime
+    expires_at: datetime
+    times: dict[str, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLine:
+    """One request line of a new batch: where its bytes are in the input file."""
+
+    line: int
+    custom_id: str
+    byte_offset: int
+    byte_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedLine:
+    """A line an executor holds under a lease, with what it needs to run it."""
+
+    id: int
+    batch_id: str
+    line: int
+    custom_id: str
+    byte_offset: int
+    byte_length: int
+    attempts: int
+    endpoint: str
+    key_id: str
+    input_file_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineOutcome:
+    """A recorded line as the output and error files need it (``result`` None: never ran)."""
+
+    id: int
+    line: int
+    custom_id: str
+    state: str
+    result: str | None

@@ -581,6 +581,10 @@ class ControlState(Base):
 
 metadata = Base.metadata
 
+# The Batch API's tables, declared on ``Base`` in their own module (imported last, so that
+# ``metadata`` holds them wherever this module is imported).
+from inferenceops.store import tables_batch as _tables_batch  # noqa: E402, F401
+
 # Drained replicas (operational state, apart from the deployments' specs), declared on ``Base``
 # in their own module too (imported last, so that ``metadata`` holds them).
 from inferenceops.store import tables_drain as _tables_drain  # noqa: E402, F401

@@ -1,0 +1,203 @@
+"""Batch API rows: batches as their owner sees them, and the leased work queue of their lines.
+
+Two kinds of callers:
+
+* the API (``batch.batch_service``): add, get, list and cancel a batch, always through a
+  ``FileOwner`` filter in the query itself, so another team's batch is simply not found;
+* the executor (``batch.executor``): claim lines under a lease, record each one's outcome
+  once, put one back for a retry, and finalise a batch whose lines are all done.
+
+Claiming is one statement, ``UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP
+LOCKED) RETURNING …``: on PostgreSQL concurrent claimers skip each other's locked rows
+instead of waiting, so no row goes to two of them; on SQLite the clause is not rendered
+and the write transaction (``BEGIN IMMEDIATE``) makes every claimer the single claimer in
+turn. A line is claimable while ``pending`` (and past its retry time) or while ``running``
+under a lease that has ended (its executor is presumed dead).
+
+Recording is guarded by the lease: ``state = 'running' AND lease_owner = me``. An executor
+whose lease ended and whose line was taken over records nothing, so a line executed twice
+is written once. Line states (``tables_batch.REQUEST_STATES``)::
+
+    pending ──claim──▶ running ──record──▶ completed | failed
+       ▲                  │ (lease ends: claimable again)
+       └──retry later─────┘
+    pending | running ──batch expires──▶ expired      ──batch cancelled──▶ cancelled
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inferenceops.store.errors import translating
+from inferenceops.store.records import (
+    BatchLine,
+    BatchRecord,
+    ClaimedLine,
+    FileOwner,
+)
+from inferenceops.store.tables_batch import Batch, BatchRequest
+
+MAX_LIST = 100  # OpenAI's largest page for GET /v1/batches
+INSERT_CHUNK = 1000
+#: Batch states in which lines may still run or the batch still has to be finalised.
+UNFINISHED = ("validating", "in_progress", "finalizing", "cancelling")
+OPEN_LINES = ("pending", "running")
+_TIMES = ("in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
+          "cancelling_at", "cancelled_at")
+
+R = BatchRequest
+
+
+def batch_record(row: Batch, counts: tuple[int, int] | None = None) -> BatchRecord:
+    completed, failed = counts if counts is not None else (row.completed, row.failed)
+    times = {name: value for name in _TIMES if (value := getattr(row, name)) is not None}
+    return BatchRecord(row.id, row.team_id, row.principal_id, row.key_id, row.endpoint,
+                       row.input_file_id, row.completion_window, row.status, row.user_metadata,
+                       tuple(row.errors or ()), row.total, completed, failed, row.output_file_id,
+                       row.error_file_id, row.created_at, row.expires_at, times)
+
+
+def _owned(stmt: Any, owner: FileOwner) -> Any:
+    if owner.team_id is not None:
+        return stmt.where(Batch.team_id == owner.team_id)
+    return stmt.where(Batch.team_id.is_(None), Batch.principal_id == owner.principal_id)
+
+
+# ---- the API's side -------------------------------------------------------------------------
+
+async def add_batch(session: AsyncSession, record: BatchRecord, lines: Sequence[BatchLine]) -> None:
+    """Insert a batch and (when it is to run) one pending row per line, in the caller's transaction."""
+    row = Batch(id=record.id, team_id=record.team_id, principal_id=record.principal_id,
+                key_id=record.key_id, endpoint=record.endpoint, input_file_id=record.input_file_id,
+                completion_window=record.completion_window, status=record.status,
+                user_metadata=record.metadata, errors=list(record.errors) or None,
+                total=record.total, completed=record.completed, failed=record.failed,
+                created_at=record.created_at, expires_at=record.expires_at,
+                **{name: record.times.get(name) for name in _TIMES})
+    with translating(f"adding batch {record.id!r}"):
+        session.add(row)
+        await session.flush()
+        for start in range(0, len(lines), INSERT_CHUNK):
+            await session.execute(insert(R), [
+                {"batch_id": record.id, "line": x.line, "custom_id": x.custom_id,
+                 "byte_offset": x.byte_offset, "byte_length": x.byte_length, "state": "pending",
+                 "attempts": 0} for x in lines[start:start + INSERT_CHUNK]])
+
+
+async def live_counts(session: AsyncSession, batch_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """(completed, failed) per batch, counted from its lines (expired lines count as failed)."""
+    ids = list(batch_ids)
+    counts: dict[str, list[int]] = {i: [0, 0] for i in ids}
+    if not ids:
+        return {}
+    stmt = (select(R.batch_id, R.state, func.count()).where(
+        R.batch_id.in_(ids), R.state.in_(("completed", "failed", "expired")))
+        .group_by(R.batch_id, R.state))
+    with translating("counting batch lines"):
+        for batch_id, state, count in (await session.execute(stmt)).all():
+            counts[batch_id][0 if state == "completed" else 1] += count
+    return {i: (c[0], c[1]) for i, c in counts.items()}
+
+
+async def _with_counts(session: AsyncSession, rows: Sequence[Batch]) -> list[BatchRecord]:
+    running = await live_counts(session, [r.id for r in rows if r.status in UNFINISHED])
+    return [batch_record(r, running.get(r.id)) for r in rows]
+
+
+async def get_batch(session: AsyncSession, batch_id: str, owner: FileOwner) -> BatchRecord | None:
+    """The batch if ``owner`` may see it, else None (absent and foreign alike)."""
+    with translating(f"reading batch {batch_id!r}"):
+        row = (await session.execute(
+            _owned(select(Batch).where(Batch.id == batch_id), owner))).scalar_one_or_none()
+        return None if row is None else (await _with_counts(session, [row]))[0]
+
+
+async def list_batches(session: AsyncSession, owner: FileOwner, *, after: str | None,
+                       limit: int) -> tuple[list[BatchRecord], bool]:
+    """``owner``'s batches, newest first, those older than ``after``; and whether more follow."""
+    stmt = _owned(select(Batch), owner)
+    if after is not None:
+        stmt = stmt.where(Batch.id < after)
+    with translating("listing batches"):
+        rows = (await session.execute(stmt.order_by(Batch.id.desc()).limit(limit + 1))).scalars().all()
+        return await _with_counts(session, rows[:limit]), len(rows) > limit
+
+
+async def cancel_batch(session: AsyncSession, batch_id: str, owner: FileOwner,
+                       now: datetime) -> BatchRecord | None:
+    """Ask a running batch to stop: ``cancelling`` (the executor finishes it as ``cancelled``).
+
+    A batch already ending or ended is left as it is (cancelling twice is harmless).
+    """
+    with translating(f"cancelling batch {batch_id!r}"):
+        await session.execute(_owned(update(Batch).where(
+            Batch.id == batch_id, Batch.status.in_(("validating", "in_progress"))), owner)
+            .values(status="cancelling", cancelling_at=now))
+    return await get_batch(session, batch_id, owner)
+
+
+async def input_in_use(session: AsyncSession, file_id: str) -> bool:
+    """Whether an unfinished batch reads ``file_id`` (its lines are read from it as they run)."""
+    stmt = select(Batch.id).where(Batch.input_file_id == file_id,
+                                  Batch.status.in_(UNFINISHED)).limit(1)
+    with translating(f"checking the batches of file {file_id!r}"):
+        return (await session.execute(stmt)).first() is not None
+
+
+# ---- the executor's side: lines --------------------------------------------------------------
+
+def claimable(now: datetime) -> Any:
+    """A line that may be claimed now: pending and due, or running under an ended lease."""
+    return or_(and_(R.state == "pending", or_(R.not_before.is_(None), R.not_before <= now)),
+               and_(R.state == "running", R.lease_until < now))
+
+
+async def claim_lines(session: AsyncSession, owner: str, now: datetime, lease_s: float,
+                      limit: int) -> list[ClaimedLine]:
+    """Lease up to ``limit`` lines of running batches to ``owner`` (see the module doc)."""
+    running = select(Batch.id).where(Batch.status == "in_progress", Batch.expires_at > now)
+    pick = (select(R.id).where(claimable(now), R.batch_id.in_(running))
+            .order_by(R.id).limit(limit).with_for_update(skip_locked=True))
+    stmt = (update(R).where(R.id.in_(pick))
+            .values(state="running", lease_owner=owner,
+                    lease_until=now + timedelta(seconds=lease_s), attempts=R.attempts + 1)
+            .returning(R.id, R.batch_id, R.line, R.custom_id, R.byte_offset, R.byte_length,
+                       R.attempts))
+    with translating("claiming batch lines"):
+        claimed = (await session.execute(stmt)).all()
+        if not claimed:
+            return []
+        batches = {row.id: row for row in (await session.execute(
+            select(Batch.id, Batch.endpoint, Batch.key_id, Batch.input_file_id)
+            .where(Batch.id.in_({c.batch_id for c in claimed})))).all()}
+    return sorted((ClaimedLine(c.id, c.batch_id, c.line, c.custom_id, c.byte_offset,
+                               c.byte_length, c.attempts, batches[c.batch_id].endpoint,
+                               batches[c.batch_id].key_id, batches[c.batch_id].input_file_id)
+                   for c in claimed), key=lambda c: c.id)
+
+
+def _held(line_id: int, owner: str) -> Any:
+    return and_(R.id == line_id, R.state == "running", R.lease_owner == owner)
+
+
+async def record_line(session: AsyncSession, line_id: int, owner: str, *, ok: bool,
+                      status_code: int | None, result: str) -> bool:
+    """Record a line's outcome if ``owner`` still holds it; False: someone else has it now."""
+    stmt = (update(R).where(_held(line_id, owner))
+            .values(state="completed" if ok else "failed", status_code=status_code,
+                    result=result, lease_owner=None, lease_until=None))
+    with translating(f"recording batch line {line_id}"):
+        return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+
+async def retry_line(session: AsyncSession, line_id: int, owner: str, not_before: datetime) -> bool:
+    """Put a held line back to wait until ``not_before`` (refused for now: limits, overload)."""
+    stmt = (update(R).where(_held(line_id, owner))
+            .values(state="pending", not_before=not_before, lease_owner=None, lease_until=None))
+    with translating(f"putting batch line {line_id} back"):
+        return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
