@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from inferenceops import __version__
 from inferenceops.engines import upstream_errors
+from inferenceops.engines.deadlines import Deadlines
 from inferenceops.engines.http1 import (
     ConnectFailed,
     Connection,
@@ -121,6 +122,8 @@ class OpenAICompatClient:
         self._pools: dict[str, Pool] = {}
         self._heads: dict[tuple[str, str], bytes] = {}
         self._max_response_bytes = max_response_bytes
+        #: Every exchange's first-byte deadline, on one timer (``engines.deadlines``).
+        self._deadlines = Deadlines()
         self._error_body_bytes = min(max_response_bytes, upstream_errors.ERROR_BODY_BYTES)
         self.redactor = Redactor()
 
@@ -184,8 +187,9 @@ class OpenAICompatClient:
         """
         timeouts = deployment.timeouts
         name = deployment.name
+        limit = min(timeouts.first_byte_s, timeouts.total_s)
         try:
-            async with asyncio.timeout(min(timeouts.first_byte_s, timeouts.total_s)):
+            with self._deadlines.at(asyncio.get_running_loop().time() + limit):
                 conn = await self._exchange(replica, endpoint, body, idempotent=idempotent)
                 status, content_type = conn.status, conn.content_type
                 await self._refuse_failures(conn, name)
@@ -219,7 +223,7 @@ class OpenAICompatClient:
         now = loop.time()
         deadline = now + timeouts.total_s
         try:
-            async with asyncio.timeout_at(min(deadline, now + timeouts.first_byte_s)):
+            with self._deadlines.at(min(deadline, now + timeouts.first_byte_s)):
                 conn = await self._exchange(replica, endpoint, body)
                 await self._refuse_failures(conn, deployment.name)
         except (TimeoutError, HTTPClientError) as exc:
