@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 LOCK   := requirements/dev.lock
 PIP    := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test bench bench-fleet lint typecheck lock clean mutation engines clean-engines
+.PHONY: serve test bench bench-fleet bench-guardrails lint typecheck lock clean mutation engines clean-engines
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,9 @@ bench: $(VENV)/.installed-dev
 # for a one-minute smoke run.
 bench-fleet: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.fleet $(ARGS)
+
+bench-guardrails: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.guardrails
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
