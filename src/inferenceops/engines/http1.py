@@ -288,6 +288,21 @@ class Connection(asyncio.Protocol):
             parts.append(chunk)
         return b"".join(parts), True
 
+    async def read_body(self, limit: int) -> tuple[bytes, bool]:
+        """``read_at_most(limit)``, and the connection settled with it: back to the pool when
+        the body was read whole, dropped when it was cut or the read failed. Read ``status``
+        and the headers first: the connection is reset for its next exchange."""
+        try:
+            body, whole = await self.read_at_most(limit)
+        except BaseException:
+            self.abort()
+            raise
+        if whole:
+            self.release()
+        else:
+            self.abort()
+        return body, whole
+
     def release(self) -> None:
         """Give the connection back: pooled if the exchange finished cleanly, else closed."""
         if self._complete and self._keep_alive and self._error is None and not self.closed:

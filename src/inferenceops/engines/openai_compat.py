@@ -193,17 +193,11 @@ class OpenAICompatClient:
                 conn = await self._exchange(replica, endpoint, body, idempotent=idempotent)
                 status, content_type = conn.status, conn.content_type
                 await self._refuse_failures(conn, name)
-                try:
-                    payload, whole = await conn.read_at_most(self._max_response_bytes)
-                except BaseException:
-                    conn.abort()
-                    raise
+                payload, whole = await conn.read_body(self._max_response_bytes)
         except (TimeoutError, HTTPClientError) as exc:
             raise _translate(exc, deployment) from None
         if not whole:
-            conn.abort()
             raise upstream_errors.too_large(status, self._max_response_bytes, name)
-        conn.release()
         doc = upstream_errors.json_object(payload)
         if doc is None:
             raise upstream_errors.not_json(status, payload, content_type, name, self.redactor)
@@ -240,15 +234,7 @@ class OpenAICompatClient:
             conn.abort()
             raise upstream_errors.redirected(status, deployment)
         retry_after = conn.retry_after
-        try:
-            payload, whole = await conn.read_at_most(self._error_body_bytes)
-        except BaseException:
-            conn.abort()
-            raise
-        if whole:
-            conn.release()
-        else:
-            conn.abort()
+        payload, whole = await conn.read_body(self._error_body_bytes)
         raise upstream_errors.http_error(status, payload, complete=whole, deployment=deployment,
                                          retry_after=retry_after, redactor=self.redactor)
 

@@ -172,16 +172,8 @@ class ReadinessProber:
     @staticmethod
     async def _get(target: _Target, head: bytes, limit: int) -> tuple[int, bytes]:
         conn = await target.pool.request(head, idempotent=True)
-        status = conn.status  # before release() resets the connection
-        try:
-            body, whole = await conn.read_at_most(limit)
-        except BaseException:
-            conn.abort()
-            raise
-        if whole:
-            conn.release()
-        else:
-            conn.abort()
+        status = conn.status  # before read_body settles (resets) the connection
+        body, _ = await conn.read_body(limit)
         return status, body
 
 

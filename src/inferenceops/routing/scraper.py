@@ -152,16 +152,12 @@ class EngineScraper:
         try:
             async with asyncio.timeout(self.timeout_s):
                 conn = await target.pool.request(target.head)
-                try:
-                    if conn.status != 200:
-                        raise ScrapeFailed(f"/metrics answered {conn.status}")
-                    body, whole = await conn.read_at_most(MAX_METRICS_BYTES)
-                    if not whole:
-                        raise ScrapeFailed(f"/metrics is larger than {MAX_METRICS_BYTES} bytes")
-                except BaseException:
+                if conn.status != 200:
                     conn.abort()
-                    raise
-                conn.release()
+                    raise ScrapeFailed(f"/metrics answered {conn.status}")
+                body, whole = await conn.read_body(MAX_METRICS_BYTES)
+                if not whole:
+                    raise ScrapeFailed(f"/metrics is larger than {MAX_METRICS_BYTES} bytes")
         except TimeoutError:
             raise ScrapeFailed(f"no answer within {self.timeout_s:g}s") from None
         except HTTPClientError as exc:
