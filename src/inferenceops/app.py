@@ -142,7 +142,8 @@ def admin_on_demand(settings: Settings, hasher: KeyHasher, currency: str,
 
 
 def files_on_demand(settings: Settings, state: GatewayState) -> OnDemandApp:
-    """The Files API (``/v1/files``, ``batch.routes``), built on its first request.
+    """The Files and Batch APIs (``/v1/files``, ``/v1/batches``: ``batch.routes``,
+    ``batch.batch_routes``), built on the first request to either.
 
     It authenticates against the data plane's current snapshot and keeps its files in
     ``settings.resolved_files_dir``; the service closes its database pool at shutdown.
@@ -150,6 +151,8 @@ def files_on_demand(settings: Settings, state: GatewayState) -> OnDemandApp:
     """
 
     def build() -> tuple[ASGIApp, Callable[[], Awaitable[None]]]:
+        from inferenceops.batch.batch_routes import BatchApi, BatchesApp
+        from inferenceops.batch.batch_service import BatchesService
         from inferenceops.batch.files import FileStore
         from inferenceops.batch.routes import FilesApp
         from inferenceops.batch.service import PARTIAL_MAX_AGE_S, FilesService
@@ -165,7 +168,15 @@ def files_on_demand(settings: Settings, state: GatewayState) -> OnDemandApp:
         service = FilesService(settings.resolved_database_url, store, limits)
         app = FilesApp(service, snapshot=lambda: state.snapshot, hasher=state.hasher,
                        note_key_use=state.outbox.note_key_use)
-        return app, service.close
+        batches = BatchesService(settings.resolved_database_url, store)
+        batches_app = BatchesApp(batches, snapshot=lambda: state.snapshot, hasher=state.hasher,
+                                 note_key_use=state.outbox.note_key_use)
+
+        async def close() -> None:
+            await service.close()
+            await batches.close()
+
+        return BatchApi(app, batches_app), close
 
     return OnDemandApp("files-api", build, what="The Files API", code="files_unavailable")
 
@@ -186,6 +197,7 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     from inferenceops.control.usage_rollup import UsageRollups
     from inferenceops.outbox.writer import OutboxWriter
     from inferenceops.store.credentials import cipher_from_environment
+    from inferenceops.store.db import sqlite_path
 
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -231,9 +243,23 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
                                                state.snapshot.catalog.deployments))
         state.admin_app = admin
         services.append(admin)
+    if not serve_admin or sqlite_path(settings.resolved_database_url) is not None:
+        services.append(batch_executor(settings, state))
     for service in services:
         state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)
     return state
+
+
+def batch_executor(settings: Settings, state: GatewayState) -> Service:
+    """The batch executor (``batch.executor``) of a process: its lines run through this
+    process's pipeline, as this process's snapshot says. Every ``worker`` runs one; a serving
+    process runs one on SQLite (the embedded default has no workers), not on PostgreSQL,
+    where workers do the batch work apart from the interactive traffic."""
+    from inferenceops.batch.executor import BatchExecutor
+    from inferenceops.batch.files import FileStore
+
+    return BatchExecutor(settings.resolved_database_url, FileStore(settings.resolved_files_dir),
+                         state.pipeline, lambda: state.snapshot)
 
 
 #: What ``build_process`` imports when it runs (inside it, so that importing this module stays
@@ -264,7 +290,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """``inferenceops worker``: the same process without the HTTP server, until ``stop`` is set.
 
     Today it runs the services every process runs (snapshot feed, outbox writer, the
-    Redis heartbeat, usage rollups); batch executors join it as they arrive.
+    Redis heartbeat, usage rollups) and a batch executor (``batch_executor``).
     """
     state = build_process(settings, serve_admin=False)
     await state.start()

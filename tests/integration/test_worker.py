@@ -40,7 +40,9 @@ def test_the_worker_runs_the_services_and_stops_cleanly(spawn_gateway: SpawnGate
             env=gateway_env({"INFERENCEOPS_LOG_LEVEL": "debug"}), stdout=out,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        seen = _wait_for(proc, log, "worker ready: outbox-writer, snapshot-feed", 30)
+        seen = _wait_for(proc, log, ", batch-executor\n", 30)  # every worker runs batch lines
+        ready = seen.partition("worker ready: ")[2].partition("\n")[0].split(", ")
+        assert ready[0] == "outbox-writer" and "snapshot-feed" in ready
         assert "snapshot built" in seen and "admin-api" not in seen
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

@@ -8,7 +8,8 @@ every row query filters by it, so another team's file is "not found" (404), neve
 
 An upload's order makes a crash safe: the bytes are complete and flushed on disk under
 their final name before the row is written; if writing the row fails the file is
-removed again. A delete removes the row first (the file is gone for every caller at
+removed again. A delete of a file an unfinished batch reads is refused (409
+``file_in_use``). A delete removes the row first (the file is gone for every caller at
 once), then the bytes.
 
 Not the hot path: this reads and writes the store (its own small pool, opened on first
@@ -27,12 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.batch.files import FileStore
 from inferenceops.batch.upload import FileLimits, receive_upload
-from inferenceops.errors import NotFound, Unavailable
+from inferenceops.errors import InvalidRequest, NotFound, Unavailable
 from inferenceops.platform import ApiKey
 from inferenceops.store import Database
 from inferenceops.store.errors import StoreError
 from inferenceops.store.ids import FILE, new_sortable_id
 from inferenceops.store.records import FileOwner, FileRecord
+from inferenceops.store.repo import batches as batches_repo
 from inferenceops.store.repo import files as repo
 from inferenceops.store.repo.files import Order
 
@@ -134,13 +136,25 @@ class FilesService:
     async def delete(self, key: ApiKey, file_id: str) -> FileRecord:
         if not plausible_id(file_id):
             raise _no_such_file(file_id)
-        gone = await self._run(True, lambda s: repo.delete_file(s, file_id, owner_of(key)))
+        gone = await self._run(True, lambda s: _delete_unused(s, file_id, owner_of(key)))
         if gone is None:
             raise _no_such_file(file_id)
         if not await self.files.remove(gone.path):
             log.warning("files: %s was deleted but its bytes at %s were already gone",
                         file_id, gone.path)
         return gone
+
+
+async def _delete_unused(session: AsyncSession, file_id: str, owner: FileOwner) -> FileRecord | None:
+    """Delete the row, unless a batch still running reads the file (409: its lines are read
+    from the file as they run). Another owner's file is not found before it is "in use"."""
+    if await repo.get_file(session, file_id, owner) is None:
+        return None
+    if await batches_repo.input_in_use(session, file_id):
+        raise InvalidRequest(f"File {file_id} is the input of a batch that has not finished; "
+                             "cancel the batch or wait for it to end.", status=409,
+                             code="file_in_use", param="file_id")
+    return await repo.delete_file(session, file_id, owner)
 
 
 def plausible_id(text: str) -> bool:

@@ -11,8 +11,9 @@ Outermost → innermost for an HTTP request:
    OpenAI-shaped. ``/admin/`` goes whole to the admin application (its own
    auth, errors and OpenAPI); the data plane never imports it (the composition
    root hands it over as a ``gateway.ondemand.OnDemandApp``, built on its first
-   request). ``/v1/files`` goes whole to the Files API (``batch.routes``, handed over
-   the same way: it reads the store, so the data plane does not import it).
+   request). ``/v1/files`` and ``/v1/batches`` go whole to the Files and Batch APIs (``batch.routes``,
+   ``batch.batch_routes``, handed over the same way: they read the store, so the data plane
+   does not import them).
 4. handler – runs its pipeline stages (``gateway.handlers``).
 """
 
@@ -37,6 +38,8 @@ SIMULATOR_PREFIX = "/_sim/"
 ADMIN_PREFIX = "/admin/"
 MODELS_PREFIX = "/v1/models/"
 FILES_PATH = "/v1/files"
+BATCHES_PATH = "/v1/batches"
+_BATCH_PREFIXES = (FILES_PATH + "/", BATCHES_PATH + "/")
 
 
 def _inference(endpoint: Endpoint) -> Handler:
@@ -112,7 +115,7 @@ class GatewayApp:
             await self.state.admin_app(scope, receive, send)
             return
         if self.state.files_app is not None and (
-                path == FILES_PATH or path.startswith(FILES_PATH + "/")):
+                path in (FILES_PATH, BATCHES_PATH) or path.startswith(_BATCH_PREFIXES)):
             await self.state.files_app(scope, receive, send)
             return
         facts = RequestFacts.from_headers(scope["headers"])

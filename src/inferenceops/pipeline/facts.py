@@ -113,6 +113,20 @@ class RequestFacts:
                    priority_header=None if priority is None else priority.encode(),
                    body_source=source, batch=batch)
 
+    @classmethod
+    def for_batch_line(cls, endpoint: Endpoint, body: bytes, key: ApiKey,
+                       request_id: str) -> RequestFacts:
+        """A line of a batch, run as the key that created the batch (``batch.executor``).
+
+        The executor holds no secret, only the key's id; it finds the key in the current
+        snapshot (a revoked key is gone from it) and hands it over here, so the
+        *authenticate* stage checks it is still live instead of hashing a header.
+        """
+        facts = cls.for_call(endpoint, body, api_key="", request_id=request_id, batch=True)
+        facts.authorization = None
+        facts.key = key
+        return facts
+
     def overhead_ms(self) -> bytes:
         elapsed = time.perf_counter() - self.started - self.upstream_s
         return b"%.3f" % (elapsed * 1000.0)

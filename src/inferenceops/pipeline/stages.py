@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from inferenceops.errors import (
+    AuthenticationFailed,
     InvalidParameter,
     InvalidRequest,
     ModelNotFound,
@@ -51,9 +52,18 @@ async def check_size(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink:
 
 async def authenticate_stage(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
                              sink: ResponseSink) -> None:
-    """From the header only, so strangers never get their bodies read or parsed."""
-    key = authenticate(snapshot.identity, p.hasher, facts.authorization, time.time())
-    require_scope(key, SCOPE_INFERENCE)
+    """From the header only, so strangers never get their bodies read or parsed.
+
+    A batch line arrives with its key already found by id (``RequestFacts.for_batch_line``;
+    the batch scope admitted it when the batch was created): only its expiry is checked.
+    """
+    if facts.batch and facts.key is not None and facts.authorization is None:
+        key = facts.key
+        if key.expired(time.time()):
+            raise AuthenticationFailed("The API key that created this batch has expired.")
+    else:
+        key = authenticate(snapshot.identity, p.hasher, facts.authorization, time.time())
+        require_scope(key, SCOPE_INFERENCE)
     facts.key = key
     p.outbox.note_key_use(key.id)
 

@@ -1,0 +1,168 @@
+"""The Batch API's operations: create, retrieve, list and cancel a batch, always for one owner.
+
+Ownership is the Files API's (``service.owner_of``): the key's team, or for a key without
+a team its principal; another team's batch is "not found". Creating checks the request
+document (every field, so a malformed body is a 400 naming its ``param``, never a 500),
+finds the input file as the same owner, and checks its lines against the batch
+(``batch_lines.scan``, against the snapshot of the moment): a line that does not fit makes
+the batch ``failed`` at once, with ``errors`` naming the lines; otherwise the batch is
+``in_progress`` with one pending row per line, and the executor takes it from there.
+
+Checking happens inside the create call rather than in a ``validating`` phase run later:
+a 50,000-line file is read in well under a second, and the caller learns at once. The
+store is reached through a small pool of its own, opened on first use; a store that cannot
+answer is a 503 ``batches_unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inferenceops.batch.batch_lines import ENDPOINTS, scan
+from inferenceops.batch.files import FileStore
+from inferenceops.batch.service import owner_of, plausible_id
+from inferenceops.errors import InvalidParameter, InvalidRequest, NotFound, Unavailable
+from inferenceops.platform import ApiKey, Snapshot
+from inferenceops.store import Database
+from inferenceops.store.errors import StoreError
+from inferenceops.store.ids import new_sortable_id
+from inferenceops.store.records import BatchRecord
+from inferenceops.store.repo import batches as repo
+from inferenceops.store.repo import files as files_repo
+
+log = logging.getLogger("inferenceops.batch")
+T = TypeVar("T")
+WINDOWS = {"24h": timedelta(hours=24), "1h": timedelta(hours=1)}
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+
+
+class BatchesService:
+    """The Batch API over the store at ``url`` and the files folder ``files``."""
+
+    def __init__(self, url: str, files: FileStore, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._url = url
+        self._db: Database | None = None
+        self.files = files
+        self._clock = clock
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @asynccontextmanager
+    async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
+        if self._db is None:
+            self._db = Database(self._url, pool_size=2)
+        try:
+            context = self._db.transaction("batches") if write else self._db.read("batches")
+            async with context as session:
+                yield session
+        except StoreError as exc:
+            log.error("batches: the store failed: %s", exc)
+            raise Unavailable("Batches are unavailable right now; try again shortly.",
+                              code="batches_unavailable", headers={"Retry-After": "5"}) from None
+
+    async def _run(self, write: bool, call: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with self._session(write) as session:
+            return await call(session)
+
+    async def create(self, key: ApiKey, snapshot: Snapshot, doc: Any) -> BatchRecord:
+        input_file_id, endpoint, window, metadata = check_create(doc)
+        owner = owner_of(key)
+        found = await self._run(False, lambda s: files_repo.get_file(s, input_file_id, owner))
+        if found is None:
+            raise NotFound(f"No such File object: {input_file_id}", param="input_file_id")
+        if found.purpose != "batch":
+            raise InvalidParameter(f"File {input_file_id} has purpose {found.purpose!r}; a batch "
+                                   "reads a file uploaded with purpose 'batch'.",
+                                   param="input_file_id")
+        try:
+            checked = await asyncio.to_thread(scan, self.files.path_of(found.path), endpoint,
+                                              key, snapshot)
+        except FileNotFoundError:
+            log.error("batches: file %s has a row but no bytes at %s", input_file_id, found.path)
+            raise NotFound(f"No such File object: {input_file_id}",
+                           param="input_file_id") from None
+        now = self._clock().replace(microsecond=0)
+        failed = bool(checked.errors)
+        times = {"failed_at": now} if failed else {"in_progress_at": now}
+        record = BatchRecord(new_sortable_id("batch", now), owner.team_id, owner.principal_id,
+                             key.id, endpoint, input_file_id, window,
+                             "failed" if failed else "in_progress", metadata,
+                             tuple(checked.errors), 0 if failed else len(checked.lines), 0, 0,
+                             None, None, now, now + WINDOWS[window], times)
+        lines = [] if failed else checked.lines
+        await self._run(True, lambda s: repo.add_batch(s, record, lines))
+        return record
+
+    async def get(self, key: ApiKey, batch_id: str) -> BatchRecord:
+        if not plausible_id(batch_id):
+            raise _no_such_batch(batch_id)
+        found = await self._run(False, lambda s: repo.get_batch(s, batch_id, owner_of(key)))
+        if found is None:
+            raise _no_such_batch(batch_id)
+        return found
+
+    async def list(self, key: ApiKey, *, after: str | None,
+                   limit: int) -> tuple[list[BatchRecord], bool]:
+        return await self._run(False, lambda s: repo.list_batches(
+            s, owner_of(key), after=after, limit=limit))
+
+    async def cancel(self, key: ApiKey, batch_id: str) -> BatchRecord:
+        if not plausible_id(batch_id):
+            raise _no_such_batch(batch_id)
+        now = self._clock()
+        found = await self._run(True, lambda s: repo.cancel_batch(s, batch_id, owner_of(key), now))
+        if found is None:
+            raise _no_such_batch(batch_id)
+        if found.status not in ("cancelling", "cancelled"):
+            raise InvalidRequest(f"Batch {batch_id} is {found.status}; only a batch in progress "
+                                 "can be cancelled.", status=409, code="batch_not_cancellable")
+        return found
+
+
+def check_create(doc: Any) -> tuple[str, str, str, dict[str, str] | None]:
+    """The fields of a create request, each checked (400 naming the field)."""
+    if not isinstance(doc, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    input_file_id = doc.get("input_file_id")
+    if not isinstance(input_file_id, str) or not plausible_id(input_file_id):
+        raise InvalidParameter("input_file_id must be the id of a file uploaded with purpose "
+                               "'batch'.", param="input_file_id")
+    endpoint = doc.get("endpoint")
+    if endpoint not in ENDPOINTS:
+        raise InvalidParameter(f"endpoint must be one of {', '.join(ENDPOINTS)}.",
+                               param="endpoint")
+    window = doc.get("completion_window")
+    if window not in WINDOWS:
+        raise InvalidParameter("completion_window must be '24h' or '1h'.",
+                               param="completion_window")
+    metadata = doc.get("metadata")
+    if metadata is not None and not _good_metadata(metadata):
+        raise InvalidParameter(
+            f"metadata must be an object of at most {MAX_METADATA_PAIRS} string pairs (keys "
+            f"up to {MAX_METADATA_KEY} characters, values up to {MAX_METADATA_VALUE}).",
+            param="metadata")
+    return input_file_id, str(endpoint), str(window), metadata
+
+
+def _good_metadata(metadata: Any) -> bool:
+    return isinstance(metadata, dict) and len(metadata) <= MAX_METADATA_PAIRS and all(
+        isinstance(k, str) and len(k) <= MAX_METADATA_KEY and isinstance(v, str)
+        and len(v) <= MAX_METADATA_VALUE and "\x00" not in k + v for k, v in metadata.items())
+
+
+def _no_such_batch(batch_id: str) -> NotFound:
+    shown = batch_id if plausible_id(batch_id) else "(not an id)"
+    return NotFound(f"No such Batch object: {shown}", param="batch_id")

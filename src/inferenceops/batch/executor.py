@@ -1,0 +1,168 @@
+"""The batch executor: a supervised service that runs batch lines and finishes batches.
+
+One round (``step``), repeated while there is work and every ``poll_s`` when there is none:
+
+1. finish the batches that are due (``batch_finish.due_batches``: every line recorded,
+   cancelled with nothing left running, or past their window) — ``finalize``;
+2. claim up to ``claim`` lines under a lease of ``lease_s`` (``repo.batches.claim_lines``:
+   ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of executors in any number of
+   processes share the queue; SQLite's single writer elsewhere);
+3. run them, at most ``concurrency`` at once, through the pipeline (``line_run``) and record
+   each outcome under the lease — or put the line back with backoff when it was refused for
+   now (limits, overload). Each line has ``lease_s * 0.8`` to finish, so it is recorded
+   while still held.
+
+Delivery is at least once: an executor that dies mid-line loses its lease and the line is
+claimed again; the dead executor's answer, should it arrive, is refused by the lease guard,
+so the line is written once. Cancelling a batch stops claims at once (only ``in_progress``
+batches' lines are claimed); lines already running finish and are kept.
+
+``drain`` runs rounds until nothing is left to do: the ``burst`` mode for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inferenceops.batch.files import FileStore
+from inferenceops.batch.finalize import LeaseLost, finalize
+from inferenceops.batch.line_run import Outcome, backoff_s, failed, run_line
+from inferenceops.batch.service import stored_name
+from inferenceops.pipeline.kernel import Pipeline
+from inferenceops.platform import ApiKey, Identity, Snapshot
+from inferenceops.store import Database
+from inferenceops.store.records import ClaimedLine
+from inferenceops.store.repo import batch_finish as finish
+from inferenceops.store.repo import batches as repo
+
+log = logging.getLogger("inferenceops.batch")
+
+
+class BatchExecutor:
+    """Claims, runs and records batch lines; finishes batches (see the module doc)."""
+
+    name = "batch-executor"
+
+    def __init__(self, url: str, files: FileStore, pipeline: Pipeline,
+                 snapshot: Callable[[], Snapshot], *, lease_s: float = 300.0,
+                 concurrency: int = 8, claim: int = 16, poll_s: float = 1.0,
+                 max_attempts: int = 8,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._url = url
+        self._db: Database | None = None
+        self.files = files
+        self.pipeline = pipeline
+        self._snapshot = snapshot
+        self.lease_s = lease_s
+        self.concurrency = concurrency
+        self.claim = claim
+        self.poll_s = poll_s
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._keys: tuple[Identity | None, dict[str, ApiKey]] = (None, {})
+        self.ran = 0  # lines run by this executor (a test's and a log's measure)
+
+    # ---- the service ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Nothing to get ready: the store is opened on the first round."""
+
+    async def run(self) -> None:
+        while True:
+            if not await self.step():
+                await asyncio.sleep(self.poll_s)
+
+    async def stop(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def drain(self) -> None:
+        """Rounds until there is nothing left to do (lines waiting for a retry excepted)."""
+        while await self.step():
+            pass
+
+    # ---- one round ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
+        if self._db is None:
+            self._db = Database(self._url, pool_size=self.concurrency + 2)
+        context = self._db.transaction("batch executor") if write else self._db.read("batches")
+        async with context as session:
+            yield session
+
+    async def step(self) -> int:
+        """One round; how many batches finished and lines ran (0: idle)."""
+        done = 0
+        async with self._session(False) as s:
+            due = await finish.due_batches(s, self.clock())
+        for batch_id, status, target in due:
+            try:
+                if await finalize(self._session, self.files, batch_id, self.owner, self.clock(),
+                                  self.lease_s, status, target):
+                    log.info("batch %s is %s", batch_id, target)
+                    done += 1
+            except LeaseLost:
+                log.warning("batch %s: another executor took it over while it was finalised",
+                            batch_id)
+        async with self._session(True) as s:
+            lines = await repo.claim_lines(s, self.owner, self.clock(), self.lease_s, self.claim)
+        if lines:
+            gate = asyncio.Semaphore(self.concurrency)
+            await asyncio.gather(*(self._run_one(line, gate) for line in lines))
+        return done + len(lines)
+
+    def _key(self, snapshot: Snapshot, key_id: str) -> ApiKey | None:
+        """The key by id in this snapshot (indexed once per identity; a revoked key is absent)."""
+        identity, index = self._keys
+        if identity is not snapshot.identity:
+            index = {k.id: k for k in snapshot.identity.keys()}  # noqa: SIM118 (not a dict)
+            self._keys = (snapshot.identity, index)
+        return index.get(key_id)
+
+    async def _run_one(self, line: ClaimedLine, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            outcome = await self._outcome(line)
+            self.ran += 1
+            async with self._session(True) as s:
+                if outcome.retry:
+                    later = self.clock() + timedelta(seconds=backoff_s(line.attempts))
+                    kept = await repo.retry_line(s, line.id, self.owner, later)
+                else:
+                    kept = await repo.record_line(s, line.id, self.owner, ok=outcome.ok,
+                                                  status_code=outcome.status_code,
+                                                  result=outcome.line.decode())
+            if not kept:
+                log.info("batch %s line %d: the lease ended before it was recorded; another "
+                         "executor has it", line.batch_id, line.line)
+
+    async def _outcome(self, line: ClaimedLine) -> Outcome:
+        snapshot = self._snapshot()
+        key = self._key(snapshot, line.key_id)
+        if key is None:
+            return failed(line, "invalid_api_key", "The API key that created this batch was "
+                          "revoked.")
+        try:
+            raw = await asyncio.to_thread(_read, self.files, line)
+        except FileNotFoundError:
+            return failed(line, "input_file_missing", f"The input file {line.input_file_id} is "
+                          "gone.")
+        return await run_line(self.pipeline, snapshot, key, line, raw,
+                              max_attempts=self.max_attempts, timeout_s=self.lease_s * 0.8)
+
+
+def _read(files: FileStore, line: ClaimedLine) -> bytes:
+    with files.path_of(stored_name(line.input_file_id)).open("rb") as handle:
+        handle.seek(line.byte_offset)
+        return handle.read(line.byte_length)
