@@ -15,15 +15,16 @@ A replica is ready when neither failed and at least one said 200. The verdict
 goes to ``FleetHealth.probed``: a success turns an OPEN breaker HALF_OPEN and
 closes a HALF_OPEN one (so a restarted engine is back within about one
 interval), a failure counts like a failed request. Each round also runs
-``FleetHealth.check_hung``. Own one-connection pools per replica, apart from
-request traffic. Never raises out of ``run`` for an engine's misbehaviour.
+``FleetHealth.check_hung``. The loop, the pools and the concurrency are
+``routing.replica_poller``'s. Never raises out of ``run`` for an engine's
+misbehaviour.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +34,7 @@ from inferenceops import __version__
 from inferenceops.engines.http1 import HTTPClientError, Pool
 from inferenceops.platform import Deployment, Replica
 from inferenceops.routing.health import FleetHealth
+from inferenceops.routing.replica_poller import ReplicaPoller
 from inferenceops.routing.scraper import metrics_url
 
 log = logging.getLogger("inferenceops.routing.prober")
@@ -51,10 +53,9 @@ def health_url(base_url: str) -> str:
 
 
 class _Target:
-    __slots__ = ("key", "pool", "health_head", "models_head", "served_model")
+    __slots__ = ("pool", "health_head", "models_head", "served_model")
 
     def __init__(self, replica: Replica, deployment: Deployment, timeout_s: float) -> None:
-        self.key = (replica.base_url, deployment.served_model, deployment.api_key)
         self.pool = Pool(replica.base_url, max_connections=1, connect_timeout_s=timeout_s)
         self.served_model = deployment.served_model
         auth = f"Authorization: Bearer {deployment.api_key}\r\n" if deployment.api_key else ""
@@ -66,73 +67,35 @@ class _Target:
         self.models_head = f"GET {models_path} HTTP/1.1\r\n{common}".encode("latin-1")
 
 
-class ReadinessProber:
+class ReadinessProber(ReplicaPoller[_Target]):
     """Probes every probed replica each ``interval_s`` into ``health`` (a supervised service)."""
 
     def __init__(self, deployments: Callable[[], Iterable[Deployment]], health: FleetHealth, *,
                  interval_s: float = 2.0, timeout_s: float = 1.0,
                  name: str = "readiness-probes") -> None:
-        if interval_s <= 0 or timeout_s <= 0:
-            raise ValueError("the probe interval and timeout must be positive")
-        self._deployments = deployments
+        super().__init__(deployments, interval_s=interval_s, timeout_s=timeout_s, name=name,
+                         what="probe")
         self.health = health
-        self.interval_s = interval_s
-        self.timeout_s = timeout_s
-        self._name = name
-        self._targets: dict[str, _Target] = {}
         self._down: set[str] = set()  # replicas whose last probe failed (logged once per change)
-        self.rounds = 0
 
-    @property
-    def name(self) -> str:
-        return self._name
+    def polled(self, deployment: Deployment) -> bool:
+        return deployment.probed
 
-    async def start(self) -> None:
-        return None
+    def target_key(self, deployment: Deployment, replica: Replica) -> Hashable:
+        return replica.base_url, deployment.served_model, deployment.api_key
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            began = loop.time()
-            await self.probe_once()
-            await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - began)))
+    def target(self, deployment: Deployment, replica: Replica) -> _Target:
+        return _Target(replica, deployment, self.timeout_s)
 
-    async def stop(self) -> None:
-        for target in self._targets.values():
-            target.pool.close()
-        self._targets = {}
-
-    def _sync(self) -> dict[str, _Target]:
-        targets: dict[str, _Target] = {}
-        every: set[str] = set()
-        for deployment in self._deployments():
-            for replica in deployment.replicas:
-                every.add(replica.id)
-                if not deployment.probed:
-                    continue
-                target = self._targets.get(replica.id)
-                if target is None or target.key != (replica.base_url, deployment.served_model,
-                                                    deployment.api_key):
-                    target = _Target(replica, deployment, self.timeout_s)
-                targets[replica.id] = target
-        for replica_id, target in self._targets.items():
-            if targets.get(replica_id) is not target:
-                target.pool.close()
-        self._targets = targets
-        self.health.forget(every)
-        return targets
+    async def poll_once(self) -> dict[str, str | None]:
+        return await self.probe_once()
 
     async def probe_once(self) -> dict[str, str | None]:
         """One round: every target at once. Replica id → None (ready) or why not."""
-        targets = self._sync()
-        ids = list(targets)
-        results = await asyncio.gather(*(self._probe(targets[i]) for i in ids),
-                                       return_exceptions=True)
-        self.rounds += 1
+        targets, every = self.sync_targets()
+        self.health.forget(every)
         out: dict[str, str | None] = {}
-        for replica_id, result in zip(ids, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result  # cancelled: the service is stopping
+        for replica_id, result in (await self.ask_all(targets, self._probe)).items():
             why = None if result is None else str(result)
             out[replica_id] = why
             self.health.probed(replica_id, why is None, why or "")

@@ -13,8 +13,9 @@ board's ``stale_after_s`` the strategies fall back to this process's own
 in-flight count for it.
 
 One small keep-alive pool per replica (``engines.http1.Pool``, one
-connection), separate from the request pools so a scrape never waits behind
-generation traffic. No request path waits on any of this. What it must not do:
+connection; the loop and pools are ``routing.replica_poller``'s), separate from
+the request pools so a scrape never waits behind generation traffic. No request
+path waits on any of this. What it must not do:
 block the event loop (the only CPU work is parsing a few lines of text), or
 raise out of ``run`` for an engine's misbehaviour (each failure is counted and
 logged once per change).
@@ -24,14 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from inferenceops import __version__
 from inferenceops.engines.http1 import HTTPClientError, Pool
-from inferenceops.platform import Deployment
+from inferenceops.platform import Deployment, Replica
 from inferenceops.routing.engine_board import EngineBoard
 from inferenceops.routing.engine_metrics import EngineLoad, parse_engine_metrics
+from inferenceops.routing.replica_poller import ReplicaPoller
 
 log = logging.getLogger("inferenceops.routing.scraper")
 
@@ -64,81 +66,42 @@ class _Target:
                      "Accept-Encoding: identity\r\n\r\n").encode("latin-1")
 
 
-class EngineScraper:
+class EngineScraper(ReplicaPoller[_Target]):
     """Scrapes the engines of engine-aware deployments into ``board`` (a supervised service)."""
 
     def __init__(self, deployments: Callable[[], Iterable[Deployment]], board: EngineBoard, *,
                  scraped: frozenset[str], interval_s: float = 1.0, timeout_s: float = 0.5,
                  name: str = "engine-metrics") -> None:
-        if interval_s <= 0 or timeout_s <= 0:
-            raise ValueError("the scrape interval and timeout must be positive")
-        self._deployments = deployments
+        super().__init__(deployments, interval_s=interval_s, timeout_s=timeout_s, name=name,
+                         what="scrape")
         self.board = board
         self.scraped = scraped
-        self.interval_s = interval_s
-        self.timeout_s = timeout_s
-        self._name = name
-        self._targets: dict[str, _Target] = {}
         self.failures: dict[str, int] = {}  # replica id → consecutive failed scrapes
-        self.rounds = 0
 
-    @property
-    def name(self) -> str:
-        return self._name
+    def polled(self, deployment: Deployment) -> bool:
+        return deployment.routing in self.scraped
 
-    async def start(self) -> None:
-        return None  # nothing to open before serving: the first round runs in the background
+    def target_key(self, deployment: Deployment, replica: Replica) -> Hashable:
+        return metrics_url(replica.base_url)
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            began = loop.time()
-            await self.scrape_once()
-            await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - began)))
+    def target(self, deployment: Deployment, replica: Replica) -> _Target:
+        return _Target(metrics_url(replica.base_url), self.timeout_s)
 
-    async def stop(self) -> None:
-        for target in self._targets.values():
-            target.pool.close()
-        self._targets = {}
-
-    # ---- one round ----------------------------------------------------------------------------
-
-    def _sync_targets(self) -> dict[str, _Target]:
-        """The replicas to scrape now, keeping the pools of those that stayed the same."""
-        targets: dict[str, _Target] = {}
-        for deployment in self._deployments():
-            if deployment.routing not in self.scraped:
-                continue
-            for replica in deployment.replicas:
-                url = metrics_url(replica.base_url)
-                target = self._targets.get(replica.id)
-                if target is None or target.url != url:
-                    target = _Target(url, self.timeout_s)
-                targets[replica.id] = target
-        for replica_id, target in self._targets.items():
-            if targets.get(replica_id) is not target:
-                target.pool.close()
-        self._targets = targets
-        self.board.forget(set(targets))
-        return targets
+    async def poll_once(self) -> dict[str, EngineLoad | None]:
+        return await self.scrape_once()
 
     async def scrape_once(self) -> dict[str, EngineLoad | None]:
         """Scrape every target once, at the same time; what each gave (None: it failed)."""
-        targets = self._sync_targets()
-        ids = list(targets)
-        results = await asyncio.gather(*(self._scrape(targets[i]) for i in ids),
-                                       return_exceptions=True)
-        self.rounds += 1
+        targets, _ = self.sync_targets()
+        self.board.forget(set(targets))
         out: dict[str, EngineLoad | None] = {}
-        for replica_id, result in zip(ids, results, strict=True):
+        for replica_id, result in (await self.ask_all(targets, self._scrape)).items():
             if isinstance(result, EngineLoad):
                 self.board.record(replica_id, result)
                 if self.failures.pop(replica_id, 0):
                     log.info("engine metrics of replica %s readable again", replica_id)
                 out[replica_id] = result
                 continue
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result  # cancelled: the service is stopping
             count = self.failures.get(replica_id, 0) + 1
             self.failures[replica_id] = count
             if count == 1:
