@@ -141,11 +141,11 @@ def check_create(doc: Any) -> tuple[str, str, str, dict[str, str] | None]:
         raise InvalidParameter("input_file_id must be the id of a file uploaded with purpose "
                                "'batch'.", param="input_file_id")
     endpoint = doc.get("endpoint")
-    if endpoint not in ENDPOINTS:
+    if not isinstance(endpoint, str) or endpoint not in ENDPOINTS:
         raise InvalidParameter(f"endpoint must be one of {', '.join(ENDPOINTS)}.",
                                param="endpoint")
     window = doc.get("completion_window")
-    if window not in WINDOWS:
+    if not isinstance(window, str) or window not in WINDOWS:
         raise InvalidParameter("completion_window must be '24h' or '1h'.",
                                param="completion_window")
     metadata = doc.get("metadata")
