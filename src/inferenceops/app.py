@@ -259,7 +259,9 @@ def batch_executor(settings: Settings, state: GatewayState) -> Service:
     from inferenceops.batch.files import FileStore
 
     return BatchExecutor(settings.resolved_database_url, FileStore(settings.resolved_files_dir),
-                         state.pipeline, lambda: state.snapshot)
+                         state.pipeline, lambda: state.snapshot, lease_s=settings.batch_lease_s,
+                         concurrency=settings.batch_concurrency, claim=settings.batch_claim,
+                         poll_s=settings.batch_poll_s)
 
 
 #: What ``build_process`` imports when it runs (inside it, so that importing this module stays

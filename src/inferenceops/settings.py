@@ -157,6 +157,20 @@ class Settings(BaseSettings):
     files_max_lines: int = Field(
         50_000, ge=1, description="Most requests (lines) a batch input file may hold (400 above)."
     )
+    batch_lease_s: float = Field(
+        300.0, ge=1.0, le=86_400.0, description="How long a batch executor holds a line it runs "
+        "(a line has 80% of it to finish); a line whose executor died is run again after it."
+    )
+    batch_concurrency: int = Field(
+        8, ge=1, le=1024, description="Batch lines one executor runs at once."
+    )
+    batch_claim: int = Field(
+        16, ge=1, le=10_000, description="Batch lines one executor claims per round."
+    )
+    batch_poll_s: float = Field(
+        1.0, gt=0.0, le=60.0, description="How often an idle batch executor looks for work (also "
+        "how soon a cancel or a finished batch is acted on)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
 
