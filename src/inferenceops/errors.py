@@ -10,7 +10,9 @@ routing, gateway) and turned into OpenAI error JSON in exactly one place:
     │   ├── InvalidJSON                    400 invalid_request_error / invalid_json
     │   ├── InvalidParameter               400 invalid_request_error / invalid_value (and others)
     │   │   └── InvalidFile                400 invalid_request_error / invalid_file (names the line)
-    │   └── PayloadTooLarge                413 invalid_request_error / payload_too_large
+    │   ├── PayloadTooLarge                413 invalid_request_error / payload_too_large
+    │   └── PolicyViolation                400 invalid_request_error / content_policy_violation
+    │                                          (a guardrail policy blocks the request or answer)
     ├── AuthenticationFailed               401 authentication_error / invalid_api_key
     ├── PermissionDenied                   403 permission_error / permission_denied
     ├── NotFound                           404 invalid_request_error / not_found
@@ -79,6 +81,12 @@ class InvalidRequest(InferenceOpsError):
     status = 400
     type = "invalid_request_error"
     code = "invalid_request"
+
+
+class PolicyViolation(InvalidRequest):
+    """A guardrail policy blocks the request, or the answer (``guardrails``)."""
+
+    code = "content_policy_violation"
 
 
 class InvalidJSON(InvalidRequest):

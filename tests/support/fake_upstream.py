@@ -60,6 +60,8 @@ class FakeUpstream:
     huge_sent: int = 0
     huge_completed: bool = False
     huge_done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: What the model "writes": the whole answer's content, or a stream's, 3 characters a chunk.
+    answer_text: str | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -103,6 +105,8 @@ class FakeUpstream:
             options = doc.get("stream_options") or {}
             return await self._stream(request, model, bool(options.get("include_usage")))
         answer = _completion(model)
+        if self.answer_text is not None:
+            answer["choices"][0]["message"]["content"] = self.answer_text
         if self.cached_prompt_tokens is not None:  # what vLLM says of its prefix cache
             answer["usage"]["prompt_tokens_details"] = {"cached_tokens": self.cached_prompt_tokens}
         return web.json_response(answer)
@@ -113,9 +117,12 @@ class FakeUpstream:
         await resp.prepare(request)
         self.active_streams += 1
         try:
-            for i in range(self.stream_chunks):
+            text = self.answer_text
+            pieces = ([text[i:i + 3] for i in range(0, len(text), 3)] if text is not None
+                      else [f"t{i} " for i in range(self.stream_chunks)])
+            for piece in pieces:
                 chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1,
-                         "model": model, "choices": [{"index": 0, "delta": {"content": f"t{i} "},
+                         "model": model, "choices": [{"index": 0, "delta": {"content": piece},
                                                        "finish_reason": None}]}
                 await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
                 if model == "stall":

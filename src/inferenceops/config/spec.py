@@ -39,6 +39,7 @@ from inferenceops.admission.config import (
     TeamSpec,
     check_currency,
 )
+from inferenceops.guardrails.spec import GuardrailsSpec
 from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Entry, Instant, PriceSpec, clashes, model_prices, price_spec
 from inferenceops.platform import (
@@ -202,6 +203,7 @@ class PlatformSpec(_Strict):
     teams: list[TeamSpec] = []
     limits: list[LimitSpec] = []
     budgets: list[BudgetSpec] = []
+    guardrails: GuardrailsSpec = GuardrailsSpec()
 
     _currency = field_validator("currency")(check_currency)
 
@@ -515,7 +517,8 @@ def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source
                      if m.price is not None or m.prices}
     served = {m.name for m in models}
     prices = {name: schedule for name, schedule in schedules.items() if name in served}
-    policy = StaticPolicy(spec.currency, tuple(spec.teams), tuple(spec.limits), tuple(spec.budgets))
+    policy = StaticPolicy(spec.currency, tuple(spec.teams), tuple(spec.limits), tuple(spec.budgets),
+                          spec.guardrails.guardrails if spec.guardrails.policies else None)
     return Platform(Catalog(models), tuple(mounts), source, policy, prices, spec)
 
 

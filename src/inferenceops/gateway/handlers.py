@@ -115,6 +115,7 @@ async def metrics(state: GatewayState, facts: RequestFacts, send: Send, *,
     text = "" if state.admission is None else state.admission.render_metrics()
     text += render_outbox_metrics(state.outbox)
     text += state.pipeline.usage_meter.render()
+    text += state.pipeline.guardrail_meter.render()
     text += state.pipeline.forwarder.render_metrics(state.snapshot.catalog.deployments.values())
     await respond(send, facts, 200, text.encode(), content_type=b"text/plain; version=0.0.4")
 

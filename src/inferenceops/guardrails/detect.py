@@ -46,8 +46,10 @@ def scan(text: str, entities: Collection[str] = ENTITIES) -> list[Finding]:
 
 
 def settle_overlaps(findings: Iterable[Finding]) -> list[Finding]:
-    """Keep, of overlapping findings, the stronger type, then the longer, then the earlier."""
-    ranked = sorted(findings, key=lambda f: (RANK[f.entity], f.start - f.end, f.start))
+    """Keep, of overlapping findings, the stronger type (a custom pattern's after the built-in
+    ones), then the longer, then the earlier."""
+    ranked = sorted(findings, key=lambda f: (RANK.get(f.entity, len(RANK)), f.start - f.end,
+                                             f.start))
     kept: list[Finding] = []
     for finding in ranked:
         if all(finding.end <= k.start or finding.start >= k.end for k in kept):

@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from inferenceops.errors import PolicyViolation
 from inferenceops.guardrails.detect import placeholder, scan
 from inferenceops.guardrails.findings import ENTITIES
 
@@ -58,11 +59,14 @@ class _Choice:
 class StreamRedactor:
     """A ``StreamFilter`` that redacts ``entities`` in an SSE stream's generated text."""
 
-    __slots__ = ("_entities", "_choices", "_partial", "_max_hold", "_lookback", "last_event")
+    __slots__ = ("_entities", "_block", "_choices", "_partial", "_max_hold", "_lookback",
+                 "last_event", "found")
 
-    def __init__(self, entities: Collection[str] = ENTITIES, *, max_hold: int = MAX_HOLD,
-                 lookback: int = LOOKBACK) -> None:
-        self._entities = frozenset(entities)
+    def __init__(self, entities: Collection[str] = ENTITIES, *, block: Collection[str] = (),
+                 max_hold: int = MAX_HOLD, lookback: int = LOOKBACK) -> None:
+        self._block = frozenset(block)
+        self._entities = frozenset(entities) | self._block
+        self.found: dict[str, int] = {}  # entity → findings redacted (for the record)
         self._choices: dict[int, _Choice] = {}
         self._partial = b""
         self._max_hold = max_hold
@@ -136,6 +140,12 @@ class StreamRedactor:
         start = len(context)
         cut = len(window) if final else max(_hold_point(window, start), len(window) - self._max_hold)
         findings = scan(window, self._entities)
+        for f in findings:
+            if f.entity in self._block and f.end > start:
+                raise PolicyViolation(
+                    f"The answer contains {f.entity.replace('_', ' ')} data, which the guardrail "
+                    "policies that apply to this key do not allow; the stream was ended.",
+                    extra={"guardrail": f.entity})
         for f in findings:  # never cut through an entity: hold it whole
             if f.start < cut < f.end and f.start >= start and not final:
                 cut = f.start
@@ -147,6 +157,7 @@ class StreamRedactor:
             if f.start >= start:
                 parts.append(window[at:f.start])
                 parts.append(placeholder(f.entity))
+                self.found[f.entity] = self.found.get(f.entity, 0) + 1
             # else: it began in text already let out (past the look-back's reach): the rest
             # of it is dropped, not let out
             at = min(max(at, f.end), cut)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from inferenceops.admission.control import Admission
     from inferenceops.errors import InferenceOpsError
     from inferenceops.pipeline.request import InferenceRequest
+    from inferenceops.platform.guardrails import Effective
 
 _MAX_REQUEST_ID = 128
 BodySource = Callable[[], Awaitable[bytes]]
@@ -49,7 +50,7 @@ class RequestFacts:
     __slots__ = ("request_id", "endpoint", "authorization", "content_length", "priority_header",
                  "body_source", "started", "upstream_s", "key", "request", "model", "priority",
                  "admission", "outcome", "response_headers", "error", "body_size",
-                 "prompt_tokens", "batch")
+                 "prompt_tokens", "batch", "guardrails", "guardrail_findings")
 
     def __init__(self, endpoint: Endpoint | None, request_id: bytes, *,
                  authorization: bytes | None = None, content_length: bytes | None = None,
@@ -77,6 +78,9 @@ class RequestFacts:
         #: A line of a batch: admitted in the background class, priced with the batch
         #: discount, recorded as class ``batch``. Only in-process callers set it (``for_call``).
         self.batch = batch
+        self.guardrails: Effective | None = None  # the policies that apply (the guard stage)
+        #: What guardrails found and did: entity or rule → action → count (for metering).
+        self.guardrail_findings: dict[tuple[str, str], int] | None = None
 
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[bytes, bytes]],
@@ -130,6 +134,12 @@ class RequestFacts:
     def overhead_ms(self) -> bytes:
         elapsed = time.perf_counter() - self.started - self.upstream_s
         return b"%.3f" % (elapsed * 1000.0)
+
+    def note_guardrail(self, entity: str, action: str) -> None:
+        found = self.guardrail_findings
+        if found is None:
+            found = self.guardrail_findings = {}
+        found[entity, action] = found.get((entity, action), 0) + 1
 
     def add_response_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         self.response_headers = [*(self.response_headers or ()), *headers]

@@ -57,6 +57,7 @@ from inferenceops.errors import (
 from inferenceops.metering.usage import Usage, UsageTap, parse_usage, request_stream_usage
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.filters import EndStream, FilterChain, StreamFilter
+from inferenceops.pipeline.guard import answer_body, output_filters
 from inferenceops.pipeline.request import InferenceRequest
 from inferenceops.pipeline.sink import ClientGone, ResponseSink
 from inferenceops.platform import ApiKey, Deployment, Endpoint
@@ -96,7 +97,7 @@ class Forwarder:
                  retry: RetryPolicy | None = None, rng: random.Random | None = None) -> None:
         self._client = client
         self._router = router
-        self._filters = filters
+        self._filters = filters if filters is not None else output_filters
         self.health = health if health is not None else FleetHealth()
         self.retry = retry if retry is not None else RetryPolicy()
         self._random = rng or random.Random()
@@ -182,7 +183,8 @@ class Forwarder:
                     outcome.status = answer.status
                     outcome.usage = (NOTHING_USED if answer.status != 200 else
                                      parse_usage(answer.doc.get("usage")))
-                    await sink.complete(facts, answer.status, answer.content_type, answer.body)
+                    body = answer.body if facts.guardrails is None else answer_body(facts, answer)
+                    await sink.complete(facts, answer.status, answer.content_type, body)
                     outcome.first_byte_s = time.perf_counter() - facts.started
                 return
             finally:

@@ -6,6 +6,8 @@
     parse          the body, bounded while read; only the fields the gateway decides on
     authorize      the model must exist and be granted to the key (else exactly "does not
                    exist"), serve this endpoint; the request's service class
+    guard          the guardrail policies attached to the platform, team, model and key:
+                   block (400 content_policy_violation), redact the prompt, or flag
     admit          limits and budgets reserved in one atomic step, then a deployment slot
     route+forward  the deployment's strategy picks a replica; bytes out, the answer to the sink
     settle         ALWAYS, however it ended: admission settled or released, cost, one usage record
@@ -14,8 +16,8 @@
 stage marked ``always`` — so settle sees every request that started. The same
 pipeline serves an HTTP request (``gateway.handlers`` adapts ASGI to facts and
 a sink), a batch line and a test (``RequestFacts.for_call`` + ``CollectingSink``).
-Guardrails plug in as a stage between *authorize* and *admit* and as a stream
-filter; engine-aware routing as a routing strategy; metering reads settle's
+Guardrails are the *guard* stage and, on the way out, a stream filter and a check
+of whole answers (``pipeline.guard``); engine-aware routing as a routing strategy; metering reads settle's
 records from the outbox.
 """
 
@@ -26,12 +28,14 @@ from typing import NamedTuple
 
 from inferenceops.admission.control import AdmissionControl
 from inferenceops.errors import InferenceOpsError
+from inferenceops.guardrails.metrics import GuardrailMeter
 from inferenceops.metering.metrics import UsageMeter
 from inferenceops.metering.tokens import TokenCounter
 from inferenceops.outbox import Outbox
 from inferenceops.pipeline import stages
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.forward import Forwarder
+from inferenceops.pipeline.guard import guard
 from inferenceops.pipeline.settle import settle
 from inferenceops.pipeline.sink import ResponseSink
 from inferenceops.platform import KeyHasher, Snapshot
@@ -50,6 +54,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("authenticate", stages.authenticate_stage),
     Stage("parse", stages.parse),
     Stage("authorize", stages.authorize),
+    Stage("guard", guard),
     Stage("admit", stages.admit),
     Stage("route+forward", stages.route_and_forward),
     Stage("settle", settle, always=True),
@@ -60,7 +65,7 @@ class Pipeline:
     """Everything the stages share for the life of a process; requests bring their facts."""
 
     __slots__ = ("hasher", "forwarder", "outbox", "admission", "max_body_bytes",
-                 "max_tokens_limit", "stages", "tokens", "usage_meter")
+                 "max_tokens_limit", "stages", "tokens", "usage_meter", "guardrail_meter")
 
     def __init__(self, *, hasher: KeyHasher, forwarder: Forwarder, outbox: Outbox,
                  admission: AdmissionControl | None, max_body_bytes: int, max_tokens_limit: int,
@@ -68,6 +73,7 @@ class Pipeline:
                  tokens: TokenCounter | None = None) -> None:
         self.tokens = tokens if tokens is not None else TokenCounter()
         self.usage_meter = UsageMeter()  # tokens and cost per team and model, for /metrics
+        self.guardrail_meter = GuardrailMeter()  # what guardrails found and did, for /metrics
         self.hasher = hasher
         self.forwarder = forwarder
         self.outbox = outbox

@@ -76,6 +76,8 @@ async def settle(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: Res
         facts.admission = None  # settled once, whatever happens next
         await p.admission.finish(admission.ticket, reached_engine=facts.outcome.reached_engine,
                                  tokens=usage.total, cost=cost)
+    if facts.guardrail_findings and facts.guardrails is not None:
+        p.guardrail_meter.add(",".join(facts.guardrails.policies), facts.guardrail_findings)
     key = facts.key
     if key is not None:
         p.outbox.put(_record(facts, usage, reported, cost, sink))

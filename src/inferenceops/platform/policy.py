@@ -23,6 +23,8 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, cast
 
+from inferenceops.platform.guardrails import NO_GUARDRAILS, Guardrails
+
 # Re-exported: prices are part of the policy (``platform.prices`` defines them).
 from inferenceops.platform.prices import ModelPrices as ModelPrices
 from inferenceops.platform.prices import Price as Price
@@ -172,12 +174,13 @@ class Policy:
     """
 
     __slots__ = ("currency", "_limits", "_budgets", "_weights", "prices", "team_names", "empty",
-                 "memo")
+                 "memo", "guardrails")
 
     def __init__(self, *, currency: str = "USD", limits: Iterable[LimitRule] = (),
                  budgets: Iterable[BudgetRule] = (), team_weights: Mapping[str, int] | None = None,
                  prices: Mapping[str, ModelPrices | Price] | None = None,
-                 team_names: Mapping[str, str] | None = None) -> None:
+                 team_names: Mapping[str, str] | None = None,
+                 guardrails: Guardrails | None = None) -> None:
         merged: dict[tuple[Scope, object], RateLimit] = {}
         for rule in limits:
             at = (rule.scope, rule.subject)
@@ -198,6 +201,8 @@ class Policy:
         self.team_names: Mapping[str, str] = MappingProxyType(dict(team_names or {}))
         self.empty = not merged and not budgets_by
         self.memo: dict[Hashable, Any] = {}
+        #: The guardrail policies and where they are attached (``platform.guardrails``).
+        self.guardrails = guardrails if guardrails is not None else NO_GUARDRAILS
 
     def limit(self, scope: Scope, subject: str | tuple[str, str]) -> RateLimit | None:
         """The limit for exactly this subject, else the ``"*"`` default of key/team scope."""

@@ -110,3 +110,9 @@ def test_any_text_scans_without_error_into_ordered_disjoint_findings(text: str) 
 def test_digit_and_separator_soup_scans_without_error(text: str) -> None:
     for f in scan(text):
         assert text[f.start:f.end].strip() == text[f.start:f.end] or f.entity == "secret"
+
+
+def test_the_platform_knows_the_entity_types_the_detectors_find() -> None:
+    from inferenceops.platform import guardrails
+
+    assert set(guardrails.ENTITIES) == set(ENTITIES)

@@ -50,7 +50,7 @@ async def in_process(h: Harness, endpoint: Endpoint, doc: dict[str, object],
 
 
 def test_the_declared_order_is_the_documented_one() -> None:
-    assert [s.name for s in STAGES] == ["size", "authenticate", "parse", "authorize", "admit",
+    assert [s.name for s in STAGES] == ["size", "authenticate", "parse", "authorize", "guard", "admit",
                                         "route+forward", "settle"]
     assert [s.name for s in STAGES if s.always] == ["settle"]
     for name in [s.name for s in STAGES]:
