@@ -20,14 +20,14 @@ exist yet starts to apply when the team is created.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from inferenceops.platform.guardrails import Guardrails
+from inferenceops.guardrails.spec import GuardrailsSpec
 from inferenceops.platform.policy import (
     CURRENCIES,
     MAX_COUNTER,
@@ -113,8 +113,8 @@ class StaticPolicy:
     teams: tuple[TeamSpec, ...] = ()
     limits: tuple[LimitSpec, ...] = ()
     budgets: tuple[BudgetSpec, ...] = ()
-    #: ``guardrails.spec.GuardrailsSpec.guardrails``: team names → the snapshot's policies.
-    guardrails: Callable[[dict[str, str]], Guardrails] | None = None
+    #: The ``guardrails:`` section (policies, attachments with teams by name), if any.
+    guardrails: GuardrailsSpec | None = None
 
     def team_weights(self, team_ids: Mapping[str, str]) -> dict[str, int]:
         return {team_ids[t.name]: t.weight for t in self.teams if t.name in team_ids}

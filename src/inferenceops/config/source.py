@@ -26,6 +26,7 @@ from inferenceops.config.spec import (
     ProviderSpec,
     build_platform,
 )
+from inferenceops.guardrails.spec import GuardrailsSpec
 from inferenceops.metering.prices import model_prices
 from inferenceops.store.errors import StoreError
 from inferenceops.store.records import CatalogData
@@ -47,7 +48,8 @@ def platform_from_store(data: CatalogData, static: StaticPolicy, *, loopback_bas
                      {d.name for d in deployments})
     spec = PlatformSpec.model_construct(  # every part was validated on its own
         currency=static.currency, providers=providers, deployments=deployments, models=models,
-        teams=list(static.teams), limits=list(static.limits), budgets=list(static.budgets))
+        teams=list(static.teams), limits=list(static.limits), budgets=list(static.budgets),
+        guardrails=static.guardrails or GuardrailsSpec())  # the platform file's, as it is
     keys = {row.name: row.api_key for row in data.providers if row.api_key}
     created = {row.name: int(row.created_at.timestamp()) for row in data.models}
     # Whole schedules, history included: a request that started before a change is priced by

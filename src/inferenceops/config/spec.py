@@ -518,7 +518,7 @@ def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source
     served = {m.name for m in models}
     prices = {name: schedule for name, schedule in schedules.items() if name in served}
     policy = StaticPolicy(spec.currency, tuple(spec.teams), tuple(spec.limits), tuple(spec.budgets),
-                          spec.guardrails.guardrails if spec.guardrails.policies else None)
+                          spec.guardrails if spec.guardrails.policies else None)
     return Platform(Catalog(models), tuple(mounts), source, policy, prices, spec)
 
 

@@ -43,7 +43,7 @@ def assemble_policy(static: StaticPolicy, prices: Mapping[str, ModelPrices] | No
         owner = cast(str, b.team_id if b.scope == "team" else b.key_id)
         budgets.append(BudgetRule(Scope(b.scope), owner,
                                   Budget(b.amount_nanos, Period(b.period), b.mode == "hard")))
-    guardrails = static.guardrails(team_ids) if static.guardrails is not None else None
+    guardrails = static.guardrails.guardrails(team_ids) if static.guardrails is not None else None
     return Policy(currency=static.currency, limits=limits, budgets=budgets, team_weights=weights,
                   prices=prices, team_names={t.id: t.name for t in data.teams},
                   guardrails=guardrails)
