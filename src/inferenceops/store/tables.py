@@ -442,11 +442,13 @@ class UsageRow(Base):
     """One request as it ended: the usage ledger, written in batches by the outbox writer.
 
     No foreign keys: the record of what was used outlives the key, team or model it names.
-    Queried by time range, overall and per team or key.
+    Queried by time range (reports per team or key read ``usage_rollups``).
     """
 
     __tablename__ = "usage_records"
-    __table_args__ = (Index(None, "at"), Index(None, "team_id", "at"), Index(None, "key_id", "at"))
+    # Read by time (rollups, the spend rebuilt at start, retention) and by id: one index.
+    # Per-team and per-key questions go to the rollups (migration 0015 dropped the others).
+    __table_args__ = (Index(None, "at"),)
 
     # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is the rowid.
     id: Mapped[int] = mapped_column(
