@@ -16,6 +16,7 @@ from tests.unit.conftest import ADMIN_KEY, AUTH, Harness, make_harness, platform
 
 from inferenceops.config.spec import ConfigError, parse_platform
 from inferenceops.control.policy import assemble_policy
+from inferenceops.errors import PolicyViolation
 from inferenceops.outbox import UsageRecord
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.sink import CollectingSink
@@ -220,3 +221,21 @@ def test_combining_is_strictest_wins_whatever_the_order(policies: list[list[tupl
     for policy in built:  # adding policies never loosens what one of them says
         alone = combine([policy]).entity_actions["input"]
         assert all(STRICTNESS[together.get(e, "allow")] >= STRICTNESS[a] for e, a in alone.items())
+
+
+async def test_a_batch_line_gets_the_same_policies(pii: Harness) -> None:
+    """The executor runs a line as the batch's key through the same pipeline: blocked and
+    redacted exactly as the interactive request is."""
+    state = pii.app.state
+    key = next(k for k in state.snapshot.identity.keys() if k.team_id is None)  # noqa: SIM118 (not a dict)
+    blocked = RequestFacts.for_batch_line(Endpoint.CHAT, chat(f"card {CARD}"), key, "line-1")
+    with pytest.raises(PolicyViolation):
+        await state.pipeline.run(state.snapshot, blocked, CollectingSink())
+    assert blocked.guardrail_findings == {("card", "block"): 1}
+    redacted = RequestFacts.for_batch_line(Endpoint.CHAT, chat("mail anna@example.com"), key,
+                                           "line-2")
+    sink = CollectingSink()
+    await state.pipeline.run(state.snapshot, redacted, sink)
+    assert sink.status == 200
+    assert orjson.loads(pii.fake.requests[-1].body)["messages"][0]["content"] == "mail [EMAIL]"
+    assert [r.priority for r in records(pii)][-2:] == ["batch", "batch"]
