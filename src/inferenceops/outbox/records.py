@@ -40,6 +40,8 @@ class UsageRecord:
     first_byte_ms: float | None
     cached_tokens: int = 0  # of prompt_tokens, from the engine's prefix cache (as it reported)
     adapter: str | None = None  # the LoRA adapter that served it (with adapters, in the fleet)
+    #: What guardrail policies found and did, never the text: "pii@2 card:block email:redact×2".
+    guardrails: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,8 +101,19 @@ def _record(facts: RequestFacts, usage: Usage, reported: bool, cost: int,
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens,
         tokens_reported=reported, cost_nanos=cost, status=status, error_code=code,
+        guardrails=None if not facts.guardrail_findings else _guardrails(facts),
         latency_ms=round((now - facts.started) * 1000.0, 3),
         first_byte_ms=None if outcome.first_byte_s is None else round(outcome.first_byte_s * 1000.0, 3))
+
+
+def _guardrails(facts: RequestFacts) -> str:
+    """``"pii@2,small@1 card:block email:redact×2"``: the policies, then each finding's entity
+    type and action (with a count past one), sorted — never the text."""
+    found = facts.guardrail_findings or {}
+    policies = ",".join(facts.guardrails.policies) if facts.guardrails is not None else "-"
+    parts = [f"{entity}:{action}" + (f"×{n}" if n > 1 else "")
+             for (entity, action), n in sorted(found.items())]
+    return " ".join([policies, *parts])
 
 
 def _status(facts: RequestFacts, error: InferenceOpsError | None,

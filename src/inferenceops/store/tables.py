@@ -475,6 +475,7 @@ class UsageRow(Base):
     first_byte_ms: Mapped[float | None] = mapped_column(Float)
     cached_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     adapter: Mapped[str | None] = mapped_column(Text)
+    guardrails: Mapped[str | None] = mapped_column(Text)
 
 
 ROLLUP_GRANULARITIES = ("hour", "day")

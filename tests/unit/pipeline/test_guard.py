@@ -109,6 +109,8 @@ async def test_flags_and_redactions_are_noted_on_the_request_never_the_text(pii:
     await state.pipeline.run(state.snapshot, facts, sink)
     assert sink.status == 200
     assert facts.guardrail_findings == {("custom", "flag"): 1, ("email", "redact"): 1}
+    (record,) = records(pii)
+    assert record.guardrails == "pii@3,small@1 custom:flag email:redact"  # never the text
     meter = state.pipeline.guardrail_meter
     assert meter.count("pii@3,small@1", "email", "redact") == 1
     metrics = await request(pii.app, "GET", "/metrics", headers=AUTH)

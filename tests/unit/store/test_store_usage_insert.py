@@ -27,7 +27,7 @@ from inferenceops.store.tables import UsageRollup, UsageRollupState, UsageRow
 COLUMNS = ("request_id", "at", "key_id", "team_id", "principal_id", "principal_kind", "model",
            "deployment", "replica", "endpoint", "priority", "stream", "prompt_tokens",
            "completion_tokens", "tokens_reported", "cost_nanos", "status", "error_code",
-           "latency_ms", "first_byte_ms", "cached_tokens", "adapter")
+           "latency_ms", "first_byte_ms", "cached_tokens", "adapter", "guardrails")
 NOW = datetime(2026, 12, 4, 12, 30, tzinfo=UTC)
 INSTANTS = (NOW.timestamp() - 5000.0,  # a whole second
             NOW.timestamp() - 4000.123456, NOW.timestamp() - 3000.0000004,  # rounds up a second
@@ -46,7 +46,8 @@ def records() -> list[UsageRecord]:
             n % 2 == 0, n * 101, 2**40 + n if n == 9 else n * 3, n % 3 != 0,
             2**62 - n if n == 11 else n * 1000 + 7, 200 if n % 8 else 429,
             None if n % 8 else "rate_limited", 0.1 * n if n % 4 else 25_000.125,
-            None if n % 2 else 15.5 + n, n // 2, None if n % 5 else "lora-ü"))
+            None if n % 2 else 15.5 + n, n // 2, None if n % 5 else "lora-ü",
+            None if n % 3 else f"pii@{n} card:block email:redact×{n}"))
     return out
 
 
