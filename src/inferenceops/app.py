@@ -197,7 +197,7 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     from inferenceops.control.usage_rollup import UsageRollups
     from inferenceops.outbox.writer import OutboxWriter
     from inferenceops.store.credentials import cipher_from_environment
-    from inferenceops.store.db import sqlite_path
+    from inferenceops.store.db import backend_of
 
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -243,7 +243,7 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
                                                state.snapshot.catalog.deployments))
         state.admin_app = admin
         services.append(admin)
-    if not serve_admin or sqlite_path(settings.resolved_database_url) is not None:
+    if not serve_admin or backend_of(settings.resolved_database_url) == "sqlite":
         services.append(batch_executor(settings, state))
     for service in services:
         state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)

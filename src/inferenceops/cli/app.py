@@ -131,8 +131,8 @@ def worker(
     shutdown_timeout: Annotated[float | None, typer.Option(
         help="Seconds each background service may take to stop.")] = None,
 ) -> None:
-    """Run the background services without the HTTP server (batch executors, rollups, as they
-    arrive), on the same store as ``serve``. Stops cleanly on SIGTERM or SIGINT."""
+    """Run the background services without the HTTP server (the batch executor, usage rollups),
+    on the same store as ``serve``. Stops cleanly on SIGTERM or SIGINT."""
     from inferenceops.app import run_worker
     from inferenceops.settings import Settings
     from inferenceops.store import StoreError, upgrade
