@@ -1,6 +1,7 @@
 """The batch executor: a supervised service that runs batch lines and finishes batches.
 
-One round (``step``), repeated while there is work and every ``poll_s`` when there is none:
+What one round (``step``) does — ``run`` does the same continuously, keeping ``concurrency``
+lines in flight and finishing due batches every ``poll_s``:
 
 1. finish the batches that are due (``batch_finish.due_batches``: every line recorded,
    cancelled with nothing left running, or past their window) — ``finalize``;
@@ -78,9 +79,34 @@ class BatchExecutor:
         """Nothing to get ready: the store is opened on the first round."""
 
     async def run(self) -> None:
-        while True:
-            if not await self.step():
-                await asyncio.sleep(self.poll_s)
+        """Keep ``concurrency`` lines in flight: a slot that frees is refilled at once, so one
+        slow line never holds up the others (``step`` waits for its whole claim; tests use it).
+        Lines still running when the service is stopped are abandoned to their leases."""
+        inflight: set[asyncio.Task[None]] = set()
+        gate = asyncio.Semaphore(self.concurrency)
+        checked = 0.0
+        try:
+            while True:
+                loop_now = asyncio.get_running_loop().time()
+                if loop_now - checked >= self.poll_s:
+                    checked = loop_now
+                    await self._finish_due()
+                free = min(self.claim, self.concurrency - len(inflight))
+                if free > 0:
+                    for line in await self._claim(free):
+                        inflight.add(asyncio.create_task(self._run_one(line, gate)))
+                if not inflight:
+                    await asyncio.sleep(self.poll_s)
+                    continue
+                done, inflight = await asyncio.wait(inflight, timeout=self.poll_s,
+                                                    return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if (error := task.exception()) is not None:  # its lease returns the line
+                        log.error("batch line failed in the executor", exc_info=error)
+        finally:
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
 
     async def stop(self) -> None:
         if self._db is not None:
@@ -104,6 +130,15 @@ class BatchExecutor:
 
     async def step(self) -> int:
         """One round; how many batches finished and lines ran (0: idle)."""
+        done = await self._finish_due()
+        lines = await self._claim(self.claim)
+        if lines:
+            gate = asyncio.Semaphore(self.concurrency)
+            await asyncio.gather(*(self._run_one(line, gate) for line in lines))
+        return done + len(lines)
+
+    async def _finish_due(self) -> int:
+        """Finish every batch that is due; how many this executor finished."""
         done = 0
         async with self._session(False) as s:
             due = await finish.due_batches(s, self.clock())
@@ -116,12 +151,11 @@ class BatchExecutor:
             except LeaseLost:
                 log.warning("batch %s: another executor took it over while it was finalised",
                             batch_id)
+        return done
+
+    async def _claim(self, count: int) -> list[ClaimedLine]:
         async with self._session(True) as s:
-            lines = await repo.claim_lines(s, self.owner, self.clock(), self.lease_s, self.claim)
-        if lines:
-            gate = asyncio.Semaphore(self.concurrency)
-            await asyncio.gather(*(self._run_one(line, gate) for line in lines))
-        return done + len(lines)
+            return await repo.claim_lines(s, self.owner, self.clock(), self.lease_s, count)
 
     def _key(self, snapshot: Snapshot, key_id: str) -> ApiKey | None:
         """The key by id in this snapshot (indexed once per identity; a revoked key is absent)."""

@@ -104,3 +104,24 @@ async def test_a_line_that_outlasts_its_time_is_retried() -> None:
     outcome = await run_line(Slow(), None, KEYS["a1"], line, raw,  # type: ignore[arg-type]
                              max_attempts=3, timeout_s=0.05)
     assert outcome.retry and not outcome.ok
+
+
+async def test_the_running_service_keeps_lines_in_flight_and_finishes_batches(
+        world: World) -> None:
+    import asyncio
+
+    world.executor.poll_s = 0.01
+    world.executor.concurrency = 3
+    batch_id = (await world.create(await world.upload(request_lines(7)))).json()["id"]
+    task = asyncio.create_task(world.executor.run())
+    try:
+        for _ in range(1000):
+            batch = await world.batch(batch_id)
+            if batch["status"] == "completed":
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert batch["status"] == "completed" and batch["request_counts"]["completed"] == 7
+    assert world.executor.ran == 7
