@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.store.errors import translating
@@ -43,7 +43,7 @@ from inferenceops.store.records import (
 from inferenceops.store.tables_batch import Batch, BatchRequest
 
 MAX_LIST = 100  # OpenAI's largest page for GET /v1/batches
-INSERT_CHUNK = 1000
+INSERT_CHUNK = 10_000
 #: Batch states in which lines may still run or the batch still has to be finalised.
 UNFINISHED = ("validating", "in_progress", "finalizing", "cancelling")
 OPEN_LINES = ("pending", "running")
@@ -51,6 +51,11 @@ _TIMES = ("in_progress_at", "finalizing_at", "completed_at", "failed_at", "expir
           "cancelling_at", "cancelled_at")
 
 R = BatchRequest
+_REQUESTS: Table = BatchRequest.__table__  # type: ignore[assignment]  # Core: no ORM bulk cost
+_UNNEST = text(
+    "INSERT INTO batch_requests (batch_id, line, custom_id, byte_offset, byte_length, state, "
+    "attempts) SELECT :batch, l, c, o, n, 'pending', 0 FROM unnest(CAST(:lines AS integer[]), "
+    "CAST(:ids AS text[]), CAST(:offsets AS bigint[]), CAST(:lengths AS integer[])) AS t(l, c, o, n)")
 
 
 def batch_record(row: Batch, counts: tuple[int, int] | None = None) -> BatchRecord:
@@ -82,11 +87,20 @@ async def add_batch(session: AsyncSession, record: BatchRecord, lines: Sequence[
     with translating(f"adding batch {record.id!r}"):
         session.add(row)
         await session.flush()
+        postgres = session.get_bind().dialect.name == "postgresql"
         for start in range(0, len(lines), INSERT_CHUNK):
-            await session.execute(insert(R), [
+            chunk = lines[start:start + INSERT_CHUNK]
+            if postgres:  # one statement of four arrays: ~10x faster than rows of parameters
+                await session.execute(_UNNEST, {
+                    "batch": record.id, "lines": [x.line for x in chunk],
+                    "ids": [x.custom_id for x in chunk],
+                    "offsets": [x.byte_offset for x in chunk],
+                    "lengths": [x.byte_length for x in chunk]})
+                continue
+            await session.execute(insert(_REQUESTS), [
                 {"batch_id": record.id, "line": x.line, "custom_id": x.custom_id,
                  "byte_offset": x.byte_offset, "byte_length": x.byte_length, "state": "pending",
-                 "attempts": 0} for x in lines[start:start + INSERT_CHUNK]])
+                 "attempts": 0} for x in chunk])
 
 
 async def live_counts(session: AsyncSession, batch_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
