@@ -88,6 +88,17 @@ async def test_a_line_is_claimed_once_and_again_only_after_its_lease_ends(db: Da
     assert (out.line, out.state, out.result) == (1, "completed", "x2")
 
 
+async def test_the_batch_with_the_earliest_deadline_is_claimed_first(db: Database) -> None:
+    day = await add(db, lines=2)  # created first, due in 24 hours
+    hour = record(lines=2, at=T0 + timedelta(seconds=1))
+    hour = BatchRecord(**{**{f: getattr(hour, f) for f in hour.__dataclass_fields__},
+                          "expires_at": T0 + timedelta(hours=1)})
+    async with db.transaction() as tx:
+        await repo.add_batch(tx, hour, [BatchLine(i, f"h{i}", 0, 1) for i in (1, 2)])
+        first = await repo.claim_lines(tx, "x1", T0, LEASE, 3)
+    assert [(c.batch_id, c.line) for c in first] == [(hour.id, 1), (hour.id, 2), (day.id, 1)]
+
+
 async def test_a_line_put_back_waits_for_its_retry_time(db: Database) -> None:
     await add(db, lines=1)
     async with db.transaction() as tx:
