@@ -10,8 +10,9 @@ lines in flight and finishing due batches every ``poll_s``:
    processes share the queue; SQLite's single writer elsewhere);
 3. run them, at most ``concurrency`` at once, through the pipeline (``line_run``) and record
    each outcome under the lease — or put the line back with backoff when it was refused for
-   now (limits, overload). Each line has ``lease_s * 0.8`` to finish, so it is recorded
-   while still held.
+   now (limits, overload). While lines run, ``run`` renews its leases every third of
+   ``lease_s`` (a heartbeat), so a lease ends only when its executor is gone; a line still
+   gets at most ``lease_s * 0.8`` (a stuck line is retried, not held forever).
 
 Delivery is at least once: an executor that dies mid-line loses its lease and the line is
 claimed again; the dead executor's answer, should it arrive, is refused by the lease guard,
@@ -85,12 +86,17 @@ class BatchExecutor:
         inflight: set[asyncio.Task[None]] = set()
         gate = asyncio.Semaphore(self.concurrency)
         checked = 0.0
+        renewed = asyncio.get_running_loop().time()
         try:
             while True:
                 loop_now = asyncio.get_running_loop().time()
                 if loop_now - checked >= self.poll_s:
                     checked = loop_now
                     await self._finish_due()
+                if inflight and loop_now - renewed >= self.lease_s / 3:
+                    renewed = loop_now
+                    async with self._session(True) as s:
+                        await repo.renew_leases(s, self.owner, self.clock(), self.lease_s)
                 free = min(self.claim, self.concurrency - len(inflight))
                 if free > 0:
                     for line in await self._claim(free):

@@ -99,6 +99,15 @@ async def test_the_batch_with_the_earliest_deadline_is_claimed_first(db: Databas
     assert [(c.batch_id, c.line) for c in first] == [(hour.id, 1), (hour.id, 2), (day.id, 1)]
 
 
+async def test_a_renewed_lease_is_not_taken_over(db: Database) -> None:
+    await add(db, lines=2)
+    assert await claim(db, "x1") == [1, 2]
+    async with db.transaction() as tx:
+        assert await repo.renew_leases(tx, "x1", T0 + timedelta(seconds=50), LEASE) == 2
+    assert await claim(db, "x2", at=T0 + timedelta(seconds=LEASE + 1)) == []  # x1 is alive
+    assert await claim(db, "x2", at=T0 + timedelta(seconds=50 + LEASE + 1)) == [1, 2]
+
+
 async def test_a_line_put_back_waits_for_its_retry_time(db: Database) -> None:
     await add(db, lines=1)
     async with db.transaction() as tx:

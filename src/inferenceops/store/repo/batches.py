@@ -226,3 +226,12 @@ async def retry_line(session: AsyncSession, line_id: int, owner: str, not_before
             .values(state="pending", not_before=not_before, lease_owner=None, lease_until=None))
     with translating(f"putting batch line {line_id} back"):
         return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+
+async def renew_leases(session: AsyncSession, owner: str, now: datetime, lease_s: float) -> int:
+    """Extend every lease ``owner`` holds (its heartbeat): an expired lease then means a dead
+    executor, not a slow line. Returns how many lines it holds."""
+    stmt = (update(R).where(R.lease_owner == owner, R.state == "running")
+            .values(lease_until=now + timedelta(seconds=lease_s)))
+    with translating("renewing batch leases"):
+        return int((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
