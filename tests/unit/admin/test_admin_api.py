@@ -36,7 +36,7 @@ from inferenceops.platform.keys import KeyHasher, new_secret, visible_prefix
 from inferenceops.store import CredentialCipher, Database, repo
 from inferenceops.store.migrate import upgrade
 from inferenceops.store.repo import admin_queries as q
-from inferenceops.store.repo import invitations, sign_in_links
+from inferenceops.store.repo import drains, invitations, sign_in_links
 from inferenceops.store.repo.admin_queries import find_api_key_by_digest
 from inferenceops.store.repo.audit import list_audit
 from inferenceops.store.tables import utcnow
@@ -415,6 +415,20 @@ def _catalog(kind: str, suffix: str = "", body: Any = None, **options: Any) -> M
     return make
 
 
+def _replica(action: str = "") -> Make:
+    """A path to a fresh deployment's replicas, or to its first replica's ``action``."""
+    async def make(w: World) -> tuple[str, Any]:
+        deployment_id = await w.fresh_deployment()
+        async with w.db.transaction() as tx:
+            record = await repo.get_deployment(tx, deployment_id)
+            if action == "undrain":  # undraining what is not drained changes (and audits) nothing
+                await drains.set_drained(tx, record, f"{record.name}-0", True, by="matrix")
+        name = record.name
+        tail = f"/{name}-0/{action}" if action else ""
+        return f"{V1}/deployments/{deployment_id}/replicas{tail}", None
+    return make
+
+
 async def _create_provider(w: World) -> tuple[str, Any]:
     return f"{V1}/providers", {"name": w.unique("prov"), "base_url": "https://x.example/v1",
                                "api_key": "sk-upstream-secret"}
@@ -588,6 +602,12 @@ CASES = [
          _catalog("deployments", body={"replicas": 2, "capacity": 8}), "200 403 403 403 403 403 403 403"),
     Case("deployments.delete", "DELETE", "/deployments/{deployment_id}", _catalog("deployments"),
          "204 403 403 403 403 403 403 403"),
+    Case("deployments.replicas", "GET", "/deployments/{deployment_id}/replicas", _replica(),
+         "200 200 200 404 404 404 404 404"),
+    Case("deployments.drain", "POST", "/deployments/{deployment_id}/replicas/{replica}/drain",
+         _replica("drain"), "200 403 403 403 403 403 403 403"),
+    Case("deployments.undrain", "POST", "/deployments/{deployment_id}/replicas/{replica}/undrain",
+         _replica("undrain"), "200 403 403 403 403 403 403 403"),
     Case("models.list", "GET", "/models", fixed(f"{V1}/models"), "200 200 200 200 200 200 200 200"),
     Case("models.create", "POST", "/models", _create_model, "201 403 403 403 403 403 403 403"),
     Case("models.get granted to A", "GET", "/models/{model_id}", _catalog("models"),
@@ -672,7 +692,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 68
+    assert len(_api_routes()) == 71
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 
