@@ -8,6 +8,7 @@ its intervals are set far beyond the test.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,13 +54,18 @@ models:
   - {{name: m, deployment: fake}}
 """)
     settings = Settings(data_dir=tmp_path, config=config, snapshot_refresh_s=60,
-                        outbox_flush_s=60, admin_key=ADMIN_KEY)
+                        outbox_flush_s=60, batch_poll_s=60, admin_key=ADMIN_KEY)
     platform = load_platform(config, loopback_base_url=settings.loopback_base_url)
     await prepare_store(settings.resolved_database_url, KeyHasher(platform_secret(settings)),
                         platform, admin_key=ADMIN_KEY, from_file=True)
     app = create_app(settings)
     await app.state.start()
     try:
+        # The batch executor (a background service, like the feed) looks for work once at
+        # start, then every batch_poll_s: let that first round pass before counting.
+        executor = next(s for s in app.state.supervisor.services if s.name == "batch-executor")
+        while getattr(executor, "rounds", 0) == 0:
+            await asyncio.sleep(0.01)
         statements.clear()
         auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
         body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})

@@ -73,6 +73,7 @@ class BatchExecutor:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._keys: tuple[Identity | None, dict[str, ApiKey]] = (None, {})
         self.ran = 0  # lines run by this executor (a test's and a log's measure)
+        self.rounds = 0  # rounds of the running service (looked for due batches and lines)
 
     # ---- the service ---------------------------------------------------------------------
 
@@ -101,6 +102,7 @@ class BatchExecutor:
                 if free > 0:
                     for line in await self._claim(free):
                         inflight.add(asyncio.create_task(self._run_one(line, gate)))
+                self.rounds += 1
                 if not inflight:
                     await asyncio.sleep(self.poll_s)
                     continue
