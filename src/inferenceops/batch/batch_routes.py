@@ -14,14 +14,13 @@ through the gateway's ``respond_error``; anything unexpected is logged and is a 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from inferenceops.batch.batch_service import BatchesService
-from inferenceops.batch.routes import Body, FilesApp, _query
+from inferenceops.batch.routes import Body, FilesApp, _query, batch_key
 from inferenceops.batch.service import plausible_id
 from inferenceops.error_shape import internal_error
 from inferenceops.errors import (
@@ -33,11 +32,9 @@ from inferenceops.errors import (
     PayloadTooLarge,
 )
 from inferenceops.gateway.http import Receive, Scope, Send, respond, respond_error
-from inferenceops.pipeline.auth import authenticate, require_scope
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.sink import ClientGone
 from inferenceops.platform import ApiKey, KeyHasher, Snapshot
-from inferenceops.platform.identity import SCOPE_BATCH
 from inferenceops.store.records import BatchRecord
 from inferenceops.store.repo.batches import MAX_LIST
 
@@ -87,10 +84,7 @@ class BatchesApp:
         try:
             handler, batch_id = _route(scope["path"], scope["method"])
             snapshot = self._snapshot()
-            key = authenticate(snapshot.identity, self._hasher, facts.authorization, time.time())
-            require_scope(key, SCOPE_BATCH)
-            if self._note_key_use is not None:
-                self._note_key_use(key.id)
+            key = batch_key(snapshot, self._hasher, facts, self._note_key_use)
             document = await handler(self, key, snapshot, scope, body, batch_id)
             await respond(send, facts, 200, orjson.dumps(document))
         except ClientGone:

@@ -18,20 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.batch.batch_lines import ENDPOINTS, scan
 from inferenceops.batch.files import FileStore
 from inferenceops.batch.service import owner_of, plausible_id
-from inferenceops.errors import InvalidParameter, InvalidRequest, NotFound, Unavailable
+from inferenceops.batch.store_access import StoreAccess
+from inferenceops.errors import InvalidParameter, InvalidRequest, NotFound
 from inferenceops.platform import ApiKey, Snapshot
-from inferenceops.store import Database
-from inferenceops.store.errors import StoreError
 from inferenceops.store.ids import new_sortable_id
 from inferenceops.store.records import BatchRecord
 from inferenceops.store.repo import batches as repo
@@ -45,37 +41,14 @@ MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 
 
-class BatchesService:
+class BatchesService(StoreAccess):
     """The Batch API over the store at ``url`` and the files folder ``files``."""
 
     def __init__(self, url: str, files: FileStore, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._url = url
-        self._db: Database | None = None
+        super().__init__(url, "batches")
         self.files = files
         self._clock = clock
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    @asynccontextmanager
-    async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
-        if self._db is None:
-            self._db = Database(self._url, pool_size=2)
-        try:
-            context = self._db.transaction("batches") if write else self._db.read("batches")
-            async with context as session:
-                yield session
-        except StoreError as exc:
-            log.error("batches: the store failed: %s", exc)
-            raise Unavailable("Batches are unavailable right now; try again shortly.",
-                              code="batches_unavailable", headers={"Retry-After": "5"}) from None
-
-    async def _run(self, write: bool, call: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        async with self._session(write) as session:
-            return await call(session)
 
     async def create(self, key: ApiKey, snapshot: Snapshot, doc: Any) -> BatchRecord:
         input_file_id, endpoint, window, metadata = check_create(doc)

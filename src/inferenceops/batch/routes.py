@@ -87,6 +87,17 @@ class Body:
                     return
 
 
+def batch_key(snapshot: Snapshot, hasher: KeyHasher, facts: RequestFacts,
+              note_key_use: Callable[[str], None] | None) -> ApiKey:
+    """The caller's key for the Files and Batch APIs: authenticated, holding the batch
+    scope, and noted as used."""
+    key = authenticate(snapshot.identity, hasher, facts.authorization, time.time())
+    require_scope(key, SCOPE_BATCH)
+    if note_key_use is not None:
+        note_key_use(key.id)
+    return key
+
+
 class FilesApp:
     """ASGI3 callable for ``/v1/files`` (see the module doc)."""
 
@@ -105,11 +116,7 @@ class FilesApp:
         started = _Started(send)
         try:
             handler, file_id = _route(scope["path"], scope["method"])
-            key = authenticate(self._snapshot().identity, self._hasher, facts.authorization,
-                               time.time())
-            require_scope(key, SCOPE_BATCH)
-            if self._note_key_use is not None:
-                self._note_key_use(key.id)
+            key = batch_key(self._snapshot(), self._hasher, facts, self._note_key_use)
             await handler(self, key, facts, scope, body, started, file_id)
         except ClientGone:
             log.info("files: the client left during %s %s", scope["method"], scope["path"])

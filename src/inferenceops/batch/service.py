@@ -19,19 +19,17 @@ use), and a store that cannot answer is a 503 ``files_unavailable``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.batch.files import FileStore
+from inferenceops.batch.store_access import StoreAccess
 from inferenceops.batch.upload import FileLimits, receive_upload
-from inferenceops.errors import InvalidRequest, NotFound, Unavailable
+from inferenceops.errors import InvalidRequest, NotFound
 from inferenceops.platform import ApiKey
-from inferenceops.store import Database
-from inferenceops.store.errors import StoreError
 from inferenceops.store.ids import FILE, new_sortable_id
 from inferenceops.store.records import FileOwner, FileRecord
 from inferenceops.store.repo import batches as batches_repo
@@ -56,40 +54,17 @@ def stored_name(file_id: str) -> str:
     return f"{file_id}.jsonl"
 
 
-class FilesService:
+class FilesService(StoreAccess):
     """The Files API over the store at ``url`` and the folder of ``files`` (see the module doc)."""
 
     name = "files"
 
     def __init__(self, url: str, files: FileStore, limits: FileLimits, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._url = url
-        self._db: Database | None = None
+        super().__init__(url, "files")
         self.files = files
         self.limits = limits
         self._clock = clock
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    @asynccontextmanager
-    async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
-        if self._db is None:
-            self._db = Database(self._url, pool_size=2)
-        try:
-            context = self._db.transaction("files") if write else self._db.read("files")
-            async with context as session:
-                yield session
-        except StoreError as exc:
-            log.error("files: the store failed: %s", exc)
-            raise Unavailable("Files are unavailable right now; try again shortly.",
-                              code="files_unavailable", headers={"Retry-After": "5"}) from None
-
-    async def _run(self, write: bool, call: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        async with self._session(write) as session:
-            return await call(session)
 
     async def upload(self, key: ApiKey, boundary: bytes, chunks: AsyncIterator[bytes]) -> FileRecord:
         received = await receive_upload(chunks, boundary, self.files, self.limits)
