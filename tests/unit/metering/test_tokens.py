@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inferenceops.metering import tokens
 from inferenceops.metering.tokens import (
@@ -78,6 +80,43 @@ def test_a_long_text_is_counted_exactly_to_the_cap_and_scaled_beyond(counter: To
 ])
 def test_prompt_tokens(counter: TokenCounter, doc: dict[str, Any], field: str, expected: int) -> None:
     assert prompt_tokens(doc, field, counter, size=10_000) == expected
+
+
+_TEXTS = st.lists(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60),
+                  min_size=1, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=_TEXTS)
+def test_texts_counted_one_by_one_come_within_a_token_each_of_the_joined_count(
+        counter: TokenCounter, texts: list[str]) -> None:
+    joined = counter.count("\n".join(texts))
+    one_by_one = counter.count_texts(texts)
+    assert joined is not None and one_by_one is not None
+    assert abs(one_by_one - joined) <= len(texts)
+
+
+def test_a_remembered_count_is_the_count_and_the_memo_stays_bounded(
+        counter: TokenCounter, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "_MEMO", {})
+    monkeypatch.setattr(tokens, "MEMO_SIZE", 3)
+    texts = ["The quick brown fox", "jumps over", "the lazy dog."]
+    first = counter.count_texts(texts)
+    assert len(tokens._MEMO) == 3
+    assert counter.count_texts(texts) == first == sum(counter.count(t) or 0 for t in texts) + 2
+    assert counter.count_texts(["a new text"]) == counter.count("a new text")
+    assert len(tokens._MEMO) == 3 and hash("The quick brown fox") not in tokens._MEMO
+
+
+def test_past_the_exact_budget_new_texts_are_scaled_from_those_counted(
+        counter: TokenCounter, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "_MEMO", {})
+    texts = [f"message {i}: the quick brown fox jumps over the lazy dog. " * 20 for i in range(40)]
+    assert sum(map(len, texts)) > 4 * EXACT_CHARS
+    exact = len(load_encoding(counter._cache_dir).encode_ordinary("\n".join(texts)))
+    estimate = counter.count_texts(texts)
+    assert estimate is not None and abs(estimate - exact) / exact < 0.02
+    assert len(tokens._MEMO) < len(texts)  # only what fitted in the budget was tokenized
 
 
 def test_before_the_tokenizer_is_ready_the_byte_estimate_stands(monkeypatch: pytest.MonkeyPatch) -> None:

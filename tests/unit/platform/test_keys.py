@@ -19,7 +19,8 @@ def reference(platform_secret: bytes, secret: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("secret", [b"", b"sk-bench", new_secret().encode(), b"x" * 64,
-                                    b"y" * 65, bytes(range(256)) * 3])
+                                    b"y" * 65, bytes(range(256)) * 3],
+                         ids=["empty", "short", "new", "block", "over-block", "binary"])
 def test_a_digest_is_hmac_sha256_under_the_derived_key(secret: bytes) -> None:
     hasher = KeyHasher(PLATFORM_SECRET)
     assert hasher.digest(secret) == reference(PLATFORM_SECRET, secret)

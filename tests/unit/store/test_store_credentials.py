@@ -112,7 +112,8 @@ def test_the_environment_key_wins_in_every_base64_spelling() -> None:
 
 
 @pytest.mark.parametrize("text", ["not base64 at all!", base64.b64encode(b"too short").decode(),
-                                  base64.b64encode(os.urandom(48)).decode()])
+                                  base64.b64encode(os.urandom(48)).decode()],
+                         ids=["not-base64", "short", "long"])
 def test_a_malformed_environment_key_is_refused_without_echoing_it(text: str) -> None:
     with pytest.raises(CredentialsError, match=KEY_ENV) as caught:
         parse_key(text)
