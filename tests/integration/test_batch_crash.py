@@ -1,9 +1,8 @@
 """A batch survives ``kill -9`` of the process running it (embedded default: SQLite, the executor
 inside ``serve``): after a restart on the same data folder the lines the dead process held are
-claimed again once their lease ends, and every request appears exactly once in the output file.
-
-(Billing each line once across such a crash is issue #12, item 6: a line whose answer was lost
-with the process is run, and metered, again.)"""
+claimed again once their lease ends, and every request appears exactly once in the output file
+and is billed once: a line's usage record is stored in the transaction that records its result,
+so the run that was lost with the process left neither behind."""
 
 from __future__ import annotations
 
@@ -73,6 +72,10 @@ def test_kill_9_mid_batch_then_restart_writes_every_line_once(tmp_path: Path) ->
         assert all(x["response"]["status_code"] == 200 for x in lines)
         with sqlite3.connect(first.data_dir / "inferenceops.db") as db:
             (rerun,) = db.execute("SELECT count(*) FROM batch_requests WHERE attempts > 1").fetchone()
+            billed = db.execute("SELECT request_id, count(*) FROM usage_records "
+                                "WHERE priority = 'batch' GROUP BY request_id").fetchall()
         assert rerun >= 1  # lines the dead process held were claimed again after their lease
+        assert sorted(request for request, _ in billed) == sorted(x["id"] for x in lines)
+        assert {times for _, times in billed} == {1}  # each line billed once, re-run or not
     finally:
         second.stop()

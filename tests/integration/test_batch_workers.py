@@ -88,6 +88,19 @@ async def _reruns(url: str) -> int:
         await db.close()
 
 
+async def _billed(url: str) -> dict[str, int]:
+    """Batch usage records per request id (a line's is its ``batch_req_…`` id)."""
+    db = Database(url)
+    try:
+        async with db.read() as s:
+            rows = (await s.execute(text(
+                "SELECT request_id, count(*) FROM usage_records WHERE priority = 'batch' "
+                "GROUP BY request_id"))).all()
+        return {str(request): int(times) for request, times in rows}
+    finally:
+        await db.close()
+
+
 def test_two_workers_share_a_batch_and_one_dies_mid_way(tmp_path: Path, database: str) -> None:
     gw = Gateway(tmp_path, name="serve-pg", env={"INFERENCEOPS_DATABASE_URL": database,
                                                 "INFERENCEOPS_SECRET_KEY": SECRET, **BATCH_ENV})
@@ -120,6 +133,8 @@ def test_two_workers_share_a_batch_and_one_dies_mid_way(tmp_path: Path, database
                  client.files.content(finished.output_file_id).content.splitlines()]
         assert sorted(x["custom_id"] for x in lines) == sorted(f"q-{i}" for i in range(LINES))
         assert run_sync(_reruns(database)) >= 1  # the dead worker's lines ran again
+        billed = run_sync(_billed(database))  # once each: stored with the line's result
+        assert sorted(billed) == sorted(x["id"] for x in lines) and set(billed.values()) == {1}
         finisher = gw.log_path.parent / "worker-1.log"
         end = time.monotonic() + 5  # logged just after the batch's row is final
         while f"batch {batch.id} is completed" not in finisher.read_text(errors="replace"):

@@ -184,10 +184,13 @@ class BatchExecutor:
                 else:
                     kept = await repo.record_line(s, line.id, self.owner, ok=outcome.ok,
                                                   status_code=outcome.status_code,
-                                                  result=outcome.line.decode())
+                                                  result=outcome.line.decode(),
+                                                  usage=outcome.usage)
+            if outcome.retry and outcome.usage is not None:
+                self.pipeline.outbox.put(outcome.usage)  # a refused attempt: it used nothing
             if not kept:
                 log.info("batch %s line %d: the lease ended before it was recorded; another "
-                         "executor has it", line.batch_id, line.line)
+                         "executor has it (and bills it)", line.batch_id, line.line)
 
     async def _outcome(self, line: ClaimedLine) -> Outcome:
         snapshot = self._snapshot()

@@ -18,14 +18,16 @@ admitted as background work and priced with the batch discount.
   concurrency limits, a full queue, no replica up, an engine overloaded or unreachable),
   with exponential backoff (``backoff_s``), while attempts remain.
 
-No store here: the executor records the outcome under its lease.
+No store here: the executor records the outcome under its lease — with the attempt's
+usage record (``Outcome.usage``), in the same transaction, so a line is billed exactly
+when its result is recorded: once, however often a crash makes it run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -41,6 +43,7 @@ from inferenceops.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from inferenceops.outbox import UsageRecord
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.kernel import Pipeline
 from inferenceops.pipeline.sink import CollectingSink
@@ -60,6 +63,7 @@ class Outcome:
     retry: bool
     status_code: int | None
     line: bytes  # the output or error file's line ("" when the line is retried)
+    usage: UsageRecord | None = None  # the attempt's usage record (settle's), if it ran
 
 
 def request_line_id(line: ClaimedLine) -> str:
@@ -103,14 +107,16 @@ async def run_line(pipeline: Pipeline, snapshot: Snapshot, key: ApiKey, line: Cl
             await pipeline.run(snapshot, facts, sink)
     except TimeoutError:
         if line.attempts < max_attempts:
-            return Outcome(False, True, None, b"")
-        return failed(line, "timeout", f"The request did not finish within {timeout_s:g} s.")
+            return Outcome(False, True, None, b"", facts.usage_record)
+        return replace(failed(line, "timeout", f"The request did not finish within "
+                              f"{timeout_s:g} s."), usage=facts.usage_record)
     except InferenceOpsError as exc:
         if isinstance(exc, RETRYABLE) and not isinstance(exc, BudgetExceeded) \
                 and line.attempts < max_attempts:
-            return Outcome(False, True, exc.status, b"")
+            return Outcome(False, True, exc.status, b"", facts.usage_record)
         return Outcome(False, False, exc.status, result_line(
-            line_id, line.custom_id, exc.status, request_id, error_document(exc)))
+            line_id, line.custom_id, exc.status, request_id, error_document(exc)),
+            facts.usage_record)
     status = sink.status or 500
     try:
         answer: Any = orjson.loads(sink.body)
@@ -118,4 +124,4 @@ async def run_line(pipeline: Pipeline, snapshot: Snapshot, key: ApiKey, line: Cl
         answer = sink.body.decode("utf-8", "replace")
     ok = 200 <= status < 300
     return Outcome(ok, False, status, result_line(line_id, line.custom_id, status, request_id,
-                                                  answer))
+                                                  answer), facts.usage_record)

@@ -23,6 +23,7 @@ from inferenceops.platform.priority import Priority
 if TYPE_CHECKING:
     from inferenceops.admission.control import Admission
     from inferenceops.errors import InferenceOpsError
+    from inferenceops.outbox import UsageRecord
     from inferenceops.pipeline.request import InferenceRequest
     from inferenceops.platform.guardrails import Effective
 
@@ -50,7 +51,7 @@ class RequestFacts:
     __slots__ = ("request_id", "endpoint", "authorization", "content_length", "priority_header",
                  "body_source", "started", "upstream_s", "key", "request", "model", "priority",
                  "admission", "outcome", "response_headers", "error", "body_size",
-                 "prompt_tokens", "batch", "guardrails", "guardrail_findings")
+                 "prompt_tokens", "batch", "guardrails", "guardrail_findings", "usage_record")
 
     def __init__(self, endpoint: Endpoint | None, request_id: bytes, *,
                  authorization: bytes | None = None, content_length: bytes | None = None,
@@ -78,6 +79,10 @@ class RequestFacts:
         #: A line of a batch: admitted in the background class, priced with the batch
         #: discount, recorded as class ``batch``. Only in-process callers set it (``for_call``).
         self.batch = batch
+        #: A batch line's usage record, handed to its caller by *settle* instead of the outbox:
+        #: the executor stores it in the transaction that records the line, so a line run again
+        #: after a crash is billed once (``batch.executor``). None for every other request.
+        self.usage_record: UsageRecord | None = None
         self.guardrails: Effective | None = None  # the policies that apply (the guard stage)
         #: What guardrails found and did: entity or rule → action → count (for metering).
         self.guardrail_findings: dict[tuple[str, str], int] | None = None

@@ -13,8 +13,10 @@ any stage, cut off by the engine, abandoned by its caller. It
    (the snapshot's policy; cached prompt tokens at the cached-input price; 0 when unpriced);
 3. gives admission's slot back and settles its reservations to those tokens
    and that cost, or releases them when no engine saw the request;
-4. queues one usage record on the outbox (for a request whose key was known), and
-   counts its tokens and cost per team and model for ``/metrics``.
+4. queues one usage record on the outbox (for a request whose key was known) — a
+   batch line's goes back to its executor instead (``RequestFacts.usage_record``), to be
+   stored with the line's result — and counts its tokens and cost per team and model
+   for ``/metrics``.
 
 No I/O of its own: admission's ledger call is the only await.
 """
@@ -80,7 +82,11 @@ async def settle(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: Res
         p.guardrail_meter.add(",".join(facts.guardrails.policies), facts.guardrail_findings)
     key = facts.key
     if key is not None:
-        p.outbox.put(_record(facts, usage, reported, cost, sink))
+        record = _record(facts, usage, reported, cost, sink)
+        if facts.batch:
+            facts.usage_record = record  # stored with the line's result (``batch.executor``)
+        else:
+            p.outbox.put(record)
         if model is not None:
             p.usage_meter.add(key.team_id, model.name, usage, reported, cost)
 

@@ -20,7 +20,10 @@ from inferenceops.batch.executor import BatchExecutor
 from inferenceops.batch.files import FileStore
 from inferenceops.batch.routes import FilesApp
 from inferenceops.batch.service import FilesService
+from inferenceops.outbox import UsageRecord
 from inferenceops.platform import Identity, KeyHasher, Snapshot
+from inferenceops.store import Database
+from inferenceops.store.repo.usage import list_usage
 
 GRANTS = {"team_a": ["chat-model", "embed-model"], "team_b": ["chat-model"]}
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -55,6 +58,16 @@ class World:
     clock: Clock
     root: Path
     services: list[Any] = field(default_factory=list)
+    store_url: str = ""
+
+    async def usage(self) -> tuple[UsageRecord, ...]:
+        """The usage records in the store (batch lines' are stored with their results)."""
+        db = Database(self.store_url)
+        try:
+            async with db.read("reading usage") as tx:
+                return await list_usage(tx)
+        finally:
+            await db.close()
 
     async def upload(self, content: bytes, who: str = "a1") -> str:
         reply = await call(self.app, "POST", "/v1/files", parts=[form(content)],
@@ -104,4 +117,4 @@ def make_world(store_url: str, tmp_path: Path, harness: Harness) -> World:
                    BatchesApp(batches, snapshot=lambda: snapshot, hasher=hasher))
     executor = BatchExecutor(store_url, store, harness.app.state.pipeline, lambda: snapshot,
                              lease_s=60, clock=clock)
-    return World(app, executor, clock, tmp_path / "files", [files, batches])
+    return World(app, executor, clock, tmp_path / "files", [files, batches], store_url)

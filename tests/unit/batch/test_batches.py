@@ -8,11 +8,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncio
+
 import orjson
 import pytest
 from tests.unit.batch.batch_world import World, make_world, request_lines
 from tests.unit.conftest import Harness
 
+from inferenceops.batch.line_run import request_line_id
+from inferenceops.outbox import UsageRecord
 from inferenceops.store import Database
 from inferenceops.store.repo import batches as repo
 
@@ -142,8 +146,30 @@ async def test_the_executor_runs_every_line_into_the_output_file(world: World,
     assert output["purpose"] == "batch_output" and output["bytes"] > 0
     assert (await world.get(f"/v1/files/{batch['output_file_id']}", "b")).status == 404
     records, _ = harness.app.state.outbox.take(10_000)
-    usage = [r for r in records if getattr(r, "priority", None) is not None]
-    assert len(usage) == 5 and {r.priority for r in usage} == {"batch"}
+    assert not [r for r in records if isinstance(r, UsageRecord)]  # stored with the lines instead
+    usage = await world.usage()
+    assert sorted(r.request_id for r in usage) == sorted(line["id"] for line in lines)
+    assert {r.priority for r in usage} == {"batch"} and all(r.completion_tokens for r in usage)
+
+
+async def test_a_line_whose_lease_was_taken_over_is_billed_by_the_run_that_records_it(
+        world: World) -> None:
+    """A run that finishes after its lease passed to another executor stores neither its
+    result nor its usage: the line is billed once, by the run that records it."""
+    batch_id = (await world.create(await world.upload(request_lines(1)))).json()["id"]
+    executor = world.executor
+    owner = executor.owner
+    executor.owner = "someone-else"  # the line is claimed, then its lease changes hands …
+    claimed = await executor._claim(1)
+    executor.owner = owner  # … so this executor's record of it is refused
+    assert len(claimed) == 1
+    await executor._run_one(claimed[0], asyncio.Semaphore(1))
+    assert await world.usage() == ()
+    executor.owner = "someone-else"
+    await executor._run_one(claimed[0], asyncio.Semaphore(1))
+    executor.owner = owner
+    usage = await world.usage()
+    assert [r.request_id for r in usage] == [request_line_id(claimed[0])]
 
 
 async def test_a_line_the_engine_or_validation_refuses_goes_to_the_error_file(world: World) -> None:

@@ -240,4 +240,6 @@ async def test_a_batch_line_gets_the_same_policies(pii: Harness) -> None:
     await state.pipeline.run(state.snapshot, redacted, sink)
     assert sink.status == 200
     assert orjson.loads(pii.fake.requests[-1].body)["messages"][0]["content"] == "mail [EMAIL]"
-    assert [r.priority for r in records(pii)][-2:] == ["batch", "batch"]
+    for facts in (blocked, redacted):  # handed to the executor, to be stored with the line
+        assert facts.usage_record is not None and facts.usage_record.priority == "batch"
+    assert blocked.usage_record is not None and blocked.usage_record.guardrails is not None

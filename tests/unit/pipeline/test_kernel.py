@@ -123,7 +123,9 @@ async def test_a_batch_line_is_background_work_priced_with_the_batch_discount(
     sink = CollectingSink()
     await state.pipeline.run(state.snapshot, facts, sink)
     assert sink.status == 200
-    (record,) = usage_records(harness)
+    # A batch line's record goes back to its executor, stored with the line (``batch.executor``).
+    (record,) = [facts.usage_record] if batch else usage_records(harness)
+    assert record is not None and (facts.usage_record is None) is not batch
     full = 10 * record.prompt_tokens + 1000 * record.completion_tokens
     assert record.cost_nanos == (-(-full // 2) if batch else full) > 0
     assert record.priority == ("batch" if batch else "interactive")

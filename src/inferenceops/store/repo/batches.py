@@ -33,7 +33,9 @@ from typing import Any
 from sqlalchemy import Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from inferenceops.outbox.records import UsageRecord
 from inferenceops.store.errors import translating
+from inferenceops.store.repo.usage import insert_usage
 from inferenceops.store.records import (
     BatchLine,
     BatchRecord,
@@ -211,13 +213,21 @@ def _held(line_id: int, owner: str) -> Any:
 
 
 async def record_line(session: AsyncSession, line_id: int, owner: str, *, ok: bool,
-                      status_code: int | None, result: str) -> bool:
-    """Record a line's outcome if ``owner`` still holds it; False: someone else has it now."""
+                      status_code: int | None, result: str,
+                      usage: UsageRecord | None = None) -> bool:
+    """Record a line's outcome if ``owner`` still holds it; False: someone else has it now.
+
+    ``usage``, the run's usage record, is stored with it, in the caller's transaction, and
+    only when the line was still held: the run that records the line is the one billed.
+    """
     stmt = (update(R).where(_held(line_id, owner))
             .values(state="completed" if ok else "failed", status_code=status_code,
                     result=result, lease_owner=None, lease_until=None))
     with translating(f"recording batch line {line_id}"):
-        return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        kept = bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+    if kept and usage is not None:
+        await insert_usage(session, [usage])
+    return kept
 
 
 async def retry_line(session: AsyncSession, line_id: int, owner: str, not_before: datetime) -> bool:
