@@ -30,12 +30,15 @@ serve: $(VENV)/.installed-base
 
 # Lint and type-check first (ruff, mypy --strict over src/), then the engine tier's virtualenv
 # (unless the machine lacks the memory or disk for it: then the tier is skipped and says why),
-# then the whole suite. ENGINES=skip leaves the engine tier out on purpose.
+# then the whole suite, in TEST_WORKERS processes (pytest-xdist; one test file stays in one
+# process, so a module's servers start once). ENGINES=skip leaves the engine tier out on purpose.
+TEST_WORKERS ?= 2
 test: lint
 	@skip="$$($(ENGINES_PREFLIGHT))" && \
 	if [ -z "$$skip" ]; then $(MAKE) --no-print-directory $(VLLM_VENV)/.installed; \
 	else echo "make test: engine tier (tests/engines) skipped: $$skip"; fi && \
-	INFERENCEOPS_ENGINES_SKIP="$$skip" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	INFERENCEOPS_ENGINES_SKIP="$$skip" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		$(PYTEST_ARGS)
 
 # The engine test tier (tests/engines, docs/engines.md): real vLLM for the CPU in a virtualenv of
 # its own, made once and kept (.engines/ is git-ignored; ~2 min and ~2.5 GB). Re-installed when
