@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 from dataclasses import dataclass
 from typing import TypeVar, dataclass_transform
 
@@ -20,3 +22,17 @@ def immutable(cls: type[_T]) -> type[_T]:
     hashing are by value, as with a frozen dataclass.
     """
     return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+_IDS = random.Random()
+os.register_at_fork(after_in_child=_IDS.seed)  # a forked worker must not repeat its parent's ids
+
+
+def fresh_id(nbytes: int) -> str:
+    """``nbytes`` random bytes as hex: a request's or a reservation's id — unique, not secret.
+
+    A Mersenne Twister seeded from ``os.urandom`` (and again in every forked worker) instead
+    of ``os.urandom`` itself: ~0.2 µs instead of ~0.9 µs (a system call), twice a request.
+    Never for secrets: keys, tokens and nonces come from ``secrets`` / ``os.urandom``.
+    """
+    return _IDS.getrandbits(nbytes * 8).to_bytes(nbytes).hex()

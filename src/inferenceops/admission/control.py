@@ -20,7 +20,6 @@ request through unmetered. Either way it is counted and logged.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from inferenceops.errors import BudgetExceeded, InvalidRequest, QueueFull, RateL
 from inferenceops.outbox import AuditRecord, Outbox
 from inferenceops.platform.policy import from_nanos
 from inferenceops.platform.priority import Priority
+from inferenceops.values import fresh_id
 
 if TYPE_CHECKING:
     from inferenceops.platform import ApiKey, Deployment, Model, Snapshot
@@ -98,7 +98,7 @@ class AdmissionControl:
         prompt = prompt_tokens() if prompt_tokens is not None else estimate_prompt_tokens(body_size)
         plan = plan_request(policy, key, model.name, prompt, max_tokens or model.max_output_tokens,
                             time.time())
-        request_id = os.urandom(9).hex()
+        request_id = fresh_id(9)
         headers: list[tuple[bytes, bytes]] = []
         metered = False
         if plan.checks:

@@ -10,7 +10,6 @@ all at the end. Nothing here knows about ASGI, sockets or the store.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 from inferenceops.metering.usage import Usage
 from inferenceops.platform import ApiKey, Endpoint, Model
 from inferenceops.platform.priority import Priority
+from inferenceops.values import fresh_id
 
 if TYPE_CHECKING:
     from inferenceops.admission.control import Admission
@@ -154,4 +154,4 @@ def _request_id(given: bytes | None) -> bytes:
     """The caller's id when it is short printable ASCII, else a fresh one."""
     if given and len(given) <= _MAX_REQUEST_ID and given.isascii() and all(33 <= c < 127 for c in given):
         return given
-    return os.urandom(12).hex().encode()
+    return fresh_id(12).encode()

@@ -5,10 +5,9 @@ into output and error files its team reads through the Files API."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-
-import asyncio
 
 import orjson
 import pytest
@@ -162,7 +161,7 @@ async def test_a_line_whose_lease_was_taken_over_is_billed_by_the_run_that_recor
     executor.owner = "someone-else"  # the line is claimed, then its lease changes hands …
     claimed = await executor._claim(1)
     executor.owner = owner  # … so this executor's record of it is refused
-    assert len(claimed) == 1
+    assert [c.batch_id for c in claimed] == [batch_id]
     await executor._run_one(claimed[0], asyncio.Semaphore(1))
     assert await world.usage() == ()
     executor.owner = "someone-else"

@@ -35,13 +35,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.outbox.records import UsageRecord
 from inferenceops.store.errors import translating
-from inferenceops.store.repo.usage import insert_usage
 from inferenceops.store.records import (
     BatchLine,
     BatchRecord,
     ClaimedLine,
     FileOwner,
 )
+from inferenceops.store.repo.usage import insert_usage
 from inferenceops.store.tables_batch import Batch, BatchRequest
 
 MAX_LIST = 100  # OpenAI's largest page for GET /v1/batches
