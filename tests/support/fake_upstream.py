@@ -18,6 +18,8 @@ Engines that misbehave, for the hardening tests:
 - ``traceback-500`` answers 500 in plain text with a Python traceback (file
   paths, an internal host name, the Authorization it got), as
   llama-cpp-python's server does;
+- ``echo-prompt-500`` answers 500 with a traceback that quotes the request it failed on
+  (its body, as a server logging its input would);
 - ``redirect`` answers 302 to an internal login page;
 - ``bad-json`` / ``not-json`` answer 200 with a cut-off JSON body / an HTML page;
 - ``huge`` answers 200 with ``huge_bytes`` of body, written in 64 KiB pieces;
@@ -179,6 +181,12 @@ class FakeUpstream:
         text = text.replace(__file__, "/opt/llama_cpp/server/app.py")
         return web.Response(status=500, text=text)
 
+    async def _echo_prompt_500(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        return web.Response(status=500, text=f"Traceback (most recent call last):\n  File "
+                            f"\"/opt/engine/serve.py\", line 88, in generate\nValueError: cannot "
+                            f"generate for request {body}")
+
     async def _redirect(self, request: web.Request) -> web.Response:
         return web.Response(status=302, headers={
             "Location": f"http://{INTERNAL_HOST}/login?next=/v1/chat/completions"})
@@ -218,6 +226,7 @@ class FakeUpstream:
 _MISBEHAVIOURS = {
     "echo-auth-stream": FakeUpstream._echo_auth_stream,
     "traceback-500": FakeUpstream._traceback_500,
+    "echo-prompt-500": FakeUpstream._echo_prompt_500,
     "redirect": FakeUpstream._redirect,
     "bad-json": FakeUpstream._bad_json,
     "not-json": FakeUpstream._not_json,

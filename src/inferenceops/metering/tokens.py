@@ -217,6 +217,14 @@ def prompt_tokens(doc: dict[str, Any], field: str, counter: TokenCounter, size: 
     return max(1, counted + ids)
 
 
+def prompt_texts(doc: dict[str, Any], field: str) -> list[str]:
+    """The text of a parsed request's prompt (``messages``, ``prompt`` or ``input``), piece
+    by piece: what ``prompt_tokens`` counts, and what an error log must not repeat."""
+    texts: list[str] = []
+    _collect(doc.get(field), texts)
+    return texts
+
+
 def _collect(value: Any, texts: list[str]) -> int:
     """Append the text in ``value`` to ``texts``; returns the token ids found as numbers."""
     if isinstance(value, str):

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import replace
+from typing import Any
 
 import orjson
 
@@ -54,11 +55,12 @@ from inferenceops.errors import (
     UpstreamConnectFailed,
     UpstreamError,
 )
+from inferenceops.metering.tokens import prompt_texts
 from inferenceops.metering.usage import Usage, UsageTap, parse_usage, request_stream_usage
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.filters import EndStream, FilterChain, StreamFilter
 from inferenceops.pipeline.guard import answer_body, output_filters
-from inferenceops.pipeline.request import InferenceRequest
+from inferenceops.pipeline.request import INPUT_FIELD, InferenceRequest
 from inferenceops.pipeline.sink import ClientGone, ResponseSink
 from inferenceops.platform import ApiKey, Deployment, Endpoint
 from inferenceops.platform.identity import PLATFORM_ADMIN, SCOPE_ADMIN
@@ -351,13 +353,52 @@ def asking_for_usage(body: bytes) -> bytes:
 
 
 def tell(exc: UpstreamError, facts: RequestFacts, replica: str, reveal: bool) -> None:
-    """Give an engine's failure its request id; log what the engine said, under that id."""
+    """Give an engine's failure its request id; log what the engine said, under that id —
+    without the request's prompt, which engines quote in their errors (bodies are never
+    stored, logs included: ``without_prompt``)."""
     request_id = facts.request_id.decode("ascii")
     exc.extra["request_id"] = request_id
     if exc.detail is None:
         return
     if not isinstance(exc, UpstreamClientError):  # a refusal is the caller's business, not ours
         log.warning("request %s: deployment %s (replica %s) failed: %s: %s", request_id,
-                    exc.extra.get("deployment"), replica, exc.code, exc.detail)
+                    exc.extra.get("deployment"), replica, exc.code,
+                    without_prompt(exc.detail, facts))
     if reveal:
         exc.extra["upstream"] = exc.detail
+
+
+#: Prompt pieces shorter than this are left in a logged error (a word such as "hi" would
+#: blank out unrelated text, and tells nothing).
+_MIN_SCRUBBED = 8
+
+
+def without_prompt(detail: Any, facts: RequestFacts) -> Any:
+    """``detail`` (an engine's error, as ``UpstreamError.detail`` holds it) with every piece of
+    the request's prompt in its text — as sent, or JSON-escaped as an engine quoting the body
+    writes it — replaced by ``[prompt]``.
+
+    Only on an engine's failure, never per request. What an engine quotes cut short, or
+    re-encoded otherwise, is not recognised: logs are shipped by the operator, so
+    docs/security.md says to treat engine error logs as sensitive all the same.
+    """
+    request, endpoint = facts.request, facts.endpoint
+    if request is None or endpoint is None:
+        return detail
+    forms: set[str] = set()
+    for piece in prompt_texts(request.doc, INPUT_FIELD[endpoint]):
+        if len(piece) >= _MIN_SCRUBBED:
+            forms |= {piece, orjson.dumps(piece).decode()[1:-1]}
+    return _replaced(detail, sorted(forms, key=len, reverse=True)) if forms else detail
+
+
+def _replaced(value: Any, forms: list[str]) -> Any:
+    if isinstance(value, str):
+        for form in forms:
+            value = value.replace(form, "[prompt]")
+        return value
+    if isinstance(value, dict):
+        return {k: _replaced(v, forms) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_replaced(v, forms) for v in value]
+    return value

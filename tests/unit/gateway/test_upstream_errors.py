@@ -33,7 +33,8 @@ from inferenceops.engines.upstream_errors import http_error
 from inferenceops.error_shape import error_json, sse_error_event
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.forward import tell
-from inferenceops.platform import ApiKey, Identity, KeyHasher, Principal, Snapshot
+from inferenceops.pipeline.request import parse_inference
+from inferenceops.platform import ApiKey, Endpoint, Identity, KeyHasher, Principal, Snapshot
 from inferenceops.platform.identity import PLATFORM_ADMIN
 from inferenceops.platform.policy import (
     Budget,
@@ -318,3 +319,40 @@ def test_no_upstream_error_body_ever_shows_the_provider_key(
         assert orjson.dumps(key)[1:-1] not in shown
         for text in _strings(orjson.loads(shown.removeprefix(b"data: "))):
             assert key not in text and key not in _unescaped(text)
+
+
+_PROMPTS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=8,
+                   max_size=80).filter(lambda t: t.strip() != "")
+
+
+@settings(max_examples=200, deadline=None)
+@given(prompt=_PROMPTS, as_json=st.booleans(), status=st.sampled_from([500, 502, 503]))
+def test_an_engine_error_quoting_the_prompt_is_logged_without_it(
+        prompt: str, as_json: bool, status: int) -> None:
+    """Bodies are never stored, logs included: the prompt an engine quotes (as sent, or in the
+    JSON body it echoes) is cut from the logged error."""
+    body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}]})
+    facts = RequestFacts.for_call(Endpoint.CHAT, body, api_key="k")
+    facts.request = parse_inference(body, Endpoint.CHAT, 1000)
+    quoted = body.decode() if as_json else prompt
+    exc = http_error(status, orjson.dumps({"error": {"message": f"cannot run {quoted}"}}),
+                     complete=True, deployment="d", retry_after=None, redactor=Redactor([]))
+    handler = _Capture()
+    logger = logging.getLogger("inferenceops.gateway.upstream")
+    logger.addHandler(handler)
+    try:
+        tell(exc, facts, "d-0", reveal=False)
+    finally:
+        logger.removeHandler(handler)
+    (line,) = handler.lines
+    assert "[prompt]" in line
+    assert prompt not in line and orjson.dumps(prompt).decode()[1:-1] not in line
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
