@@ -49,6 +49,7 @@ class RequestFacts:
     """One request's facts and the stages' decisions (see the module doc)."""
 
     __slots__ = ("request_id", "endpoint", "authorization", "content_length", "priority_header",
+                 "session_header",
                  "body_source", "started", "upstream_s", "key", "request", "model", "priority",
                  "admission", "outcome", "response_headers", "error", "body_size",
                  "prompt_tokens", "batch", "guardrails", "guardrail_findings", "usage_record")
@@ -64,6 +65,9 @@ class RequestFacts:
         self.authorization = authorization
         self.content_length = content_length
         self.priority_header = priority_header
+        #: ``x-inferenceops-session``: the conversation a request belongs to, for
+        #: ``session_affinity`` routing (else the body's ``user`` field stands in).
+        self.session_header: bytes | None = None
         self.body_source = body_source
         self.key: ApiKey | None = None
         self.request: InferenceRequest | None = None
@@ -91,7 +95,7 @@ class RequestFacts:
     def from_headers(cls, headers: Iterable[tuple[bytes, bytes]],
                      endpoint: Endpoint | None = None) -> RequestFacts:
         """From raw (lower-case) header pairs, as an HTTP server hands them over."""
-        request_id = authorization = content_length = priority = None
+        request_id = authorization = content_length = priority = session = None
         for name, value in headers:
             if name == b"authorization":
                 authorization = value
@@ -101,8 +105,12 @@ class RequestFacts:
                 content_length = value
             elif name == b"x-inferenceops-priority":
                 priority = value
-        return cls(endpoint, _request_id(request_id), authorization=authorization,
-                   content_length=content_length, priority_header=priority)
+            elif name == b"x-inferenceops-session":
+                session = value
+        facts = cls(endpoint, _request_id(request_id), authorization=authorization,
+                    content_length=content_length, priority_header=priority)
+        facts.session_header = session
+        return facts
 
     @classmethod
     def for_call(cls, endpoint: Endpoint, body: bytes, *, api_key: str,

@@ -144,9 +144,22 @@ async def route_and_forward(p: Pipeline, snapshot: Snapshot, facts: RequestFacts
     """The deployment's routing strategy picks a replica; the answer goes to ``sink``."""
     model, request, endpoint = facts.model, facts.request, facts.endpoint
     assert model is not None and request is not None and endpoint is not None
-    user = request.doc.get("user")
-    route = RouteFacts(priority=facts.priority,
-                       estimated_tokens=(facts.prompt_tokens or fallback_tokens(facts.body_size))
-                       + (request.max_tokens or 0),
-                       session=user if isinstance(user, str) else None, doc=request.doc)
-    await p.forwarder.forward(facts, model.deployment, endpoint, request, route, sink)
+    await p.forwarder.forward(facts, model.deployment, endpoint, request, route_facts(facts),
+                              sink)
+
+
+def route_facts(facts: RequestFacts) -> RouteFacts:
+    """What a routing strategy may know of the request: its class, its size in tokens, its
+    session (the ``x-inferenceops-session`` header, else the body's ``user``), its body."""
+    request = facts.request
+    assert request is not None
+    header = facts.session_header
+    if header:
+        session: str | None = header.decode("latin-1")
+    else:
+        user = request.doc.get("user")
+        session = user if isinstance(user, str) else None
+    return RouteFacts(priority=facts.priority,
+                      estimated_tokens=(facts.prompt_tokens or fallback_tokens(facts.body_size))
+                      + (request.max_tokens or 0),
+                      session=session, doc=request.doc)

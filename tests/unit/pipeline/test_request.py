@@ -6,7 +6,9 @@ import orjson
 import pytest
 
 from inferenceops.errors import InvalidJSON, InvalidParameter, InvalidRequest
+from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.request import MAX_JSON_DEPTH, ORJSON_WRITE_DEPTH, parse_inference
+from inferenceops.pipeline.stages import route_facts
 from inferenceops.platform import Endpoint
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -112,3 +114,20 @@ def test_orjson_writes_exactly_the_depth_the_limit_relies_on() -> None:
     orjson.dumps(nested(ORJSON_WRITE_DEPTH))
     with pytest.raises(orjson.JSONEncodeError):
         orjson.dumps(nested(ORJSON_WRITE_DEPTH + 1))
+
+
+@pytest.mark.parametrize(("header", "user", "session"), [
+    (b"conv-42", "alice", "conv-42"),  # the header names the conversation
+    (None, "alice", "alice"),  # else the body's user field stands in
+    (None, None, None),  # neither: no session
+    (b"", "alice", "alice"),
+])
+def test_the_session_header_wins_over_the_user_field(header: bytes | None, user: object,
+                                                     session: str | None) -> None:
+    headers = [(b"x-inferenceops-session", header)] if header is not None else []
+    facts = RequestFacts.from_headers(headers, Endpoint.CHAT)
+    doc = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    if user is not None:
+        doc["user"] = user
+    facts.request = parse_inference(orjson.dumps(doc), Endpoint.CHAT, 1000)
+    assert route_facts(facts).session == session
