@@ -208,9 +208,18 @@ def prompt_tokens(doc: dict[str, Any], field: str, counter: TokenCounter, size: 
     body's bytes) while the tokenizer is not ready.
     """
     texts: list[str] = []
-    ids = _collect(doc.get(field), texts)
-    if field == "messages" and isinstance(doc.get(field), list):
-        ids += TOKENS_PER_MESSAGE * len(doc[field]) + TOKENS_PER_REPLY
+    value = doc.get(field)
+    if field == "messages" and type(value) is list:
+        ids = TOKENS_PER_MESSAGE * len(value) + TOKENS_PER_REPLY
+        for message in value:
+            # The common message — a role and its text — without the general walk.
+            if type(message) is dict and message.keys() <= _PLAIN_MESSAGE \
+                    and type(content := message.get("content")) is str:
+                texts.append(content)
+            else:
+                ids += _collect(message, texts)
+    else:
+        ids = _collect(value, texts)
     counted = counter.count_texts(texts)
     if counted is None:
         return fallback_tokens(size)
@@ -223,6 +232,9 @@ def prompt_texts(doc: dict[str, Any], field: str) -> list[str]:
     texts: list[str] = []
     _collect(doc.get(field), texts)
     return texts
+
+
+_PLAIN_MESSAGE = frozenset({"role", "content"})
 
 
 def _collect(value: Any, texts: list[str]) -> int:

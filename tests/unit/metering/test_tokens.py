@@ -136,3 +136,24 @@ def test_a_tokenizer_that_cannot_load_leaves_the_byte_estimate(
     assert not broken.ready and broken.failed is not None and "pins" in broken.failed
     assert broken.count("hello world") is None
     assert list(tmp_path.iterdir()) == []  # nothing half-written, nothing fetched
+
+
+_MESSAGES = st.lists(st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "system"]), "content": st.text(max_size=40)}),
+    st.fixed_dictionaries({"role": st.just("user"), "content": st.lists(
+        st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=20)}), max_size=3)}),
+    st.fixed_dictionaries({"role": st.just("user"), "content": st.text(max_size=20),
+                           "name": st.text(max_size=10)}),
+    st.fixed_dictionaries({"role": st.just("assistant"), "content": st.none(), "tool_calls": st.just(
+        [{"function": {"name": "f", "arguments": '{"a": 1}'}}])}),
+    st.text(max_size=5)), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages=_MESSAGES)
+def test_plain_messages_count_as_the_general_walk_counts_them(
+        counter: TokenCounter, messages: list[Any]) -> None:
+    texts: list[str] = []
+    ids = tokens._collect(messages, texts) + TOKENS_PER_MESSAGE * len(messages) + TOKENS_PER_REPLY
+    general = max(1, (counter.count_texts(texts) or 0) + ids)
+    assert prompt_tokens({"messages": messages}, "messages", counter, size=10_000) == general
