@@ -78,6 +78,7 @@ bench-fleet: $(VENV)/.installed-dev
 
 bench-guardrails: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.guardrails
+	$(BIN)/python -m bench.guardrails_latency
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench
