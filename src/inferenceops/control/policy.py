@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import cast
 
 from inferenceops.admission.config import StaticPolicy
+from inferenceops.control.guardrails import merge_guardrails
 from inferenceops.platform.policy import (
     Budget,
     BudgetRule,
@@ -21,11 +22,13 @@ from inferenceops.platform.policy import (
     Scope,
 )
 from inferenceops.store.records import IdentityData
+from inferenceops.store.records_guardrails import StoredGuardrails
 
 
 def assemble_policy(static: StaticPolicy, prices: Mapping[str, ModelPrices] | None,
-                    data: IdentityData) -> Policy:
-    """The platform YAML's rules and the store's, teams resolved by name (see ``Policy``)."""
+                    data: IdentityData, guardrails: StoredGuardrails | None = None) -> Policy:
+    """The platform YAML's rules and the store's, teams resolved by name (see ``Policy``);
+    guardrail policies merged as ``control.guardrails`` says."""
     team_ids = {t.name: t.id for t in data.teams}
     weights = {t.id: t.weight for t in data.teams}
     weights.update(static.team_weights(team_ids))
@@ -43,7 +46,6 @@ def assemble_policy(static: StaticPolicy, prices: Mapping[str, ModelPrices] | No
         owner = cast(str, b.team_id if b.scope == "team" else b.key_id)
         budgets.append(BudgetRule(Scope(b.scope), owner,
                                   Budget(b.amount_nanos, Period(b.period), b.mode == "hard")))
-    guardrails = static.guardrails.guardrails(team_ids) if static.guardrails is not None else None
     return Policy(currency=static.currency, limits=limits, budgets=budgets, team_weights=weights,
                   prices=prices, team_names={t.id: t.name for t in data.teams},
-                  guardrails=guardrails)
+                  guardrails=merge_guardrails(static.guardrails, guardrails, team_ids))

@@ -35,6 +35,7 @@ from inferenceops.store import Database, repo
 from inferenceops.store.credentials import CredentialCipher
 from inferenceops.store.notify import RevisionListener
 from inferenceops.store.repo.drains import all_drained
+from inferenceops.store.repo.guardrails import load_guardrails
 from inferenceops.store.snapshot_builder import build_identity_and_rules, current_revision
 
 if TYPE_CHECKING:
@@ -103,11 +104,12 @@ class SnapshotFeed:
         async with self._db.read("loading the catalog") as tx:
             stored = await repo.load_catalog(tx, self._cipher, unreadable=_unreadable_key)
             drained = await all_drained(tx)
+            guardrails = await load_guardrails(tx)  # the API's policies; the file's are served.policy's
         served = platform_from_store(stored, self._platform.policy,
                                      loopback_base_url=self._loopback, environ=self._environ,
                                      drained=drained)
         return served, Snapshot(served.catalog, identity,
-                                assemble_policy(served.policy, served.prices, data))
+                                assemble_policy(served.policy, served.prices, data, guardrails))
 
     async def _swap(self, state: GatewayState, served: Platform, snapshot: Snapshot) -> None:
         """Engines first (new pools and simulators exist before any request can pick them)."""

@@ -15,16 +15,19 @@
         - {policy: pii}                     # the whole platform
         - {policy: pii, team: research}     # a team by name; or model: <name>, key: <key id>
 
-Validated at start with messages naming the field (``config.spec`` reports them with the
+A ``regex`` must compile and must not be able to backtrack exponentially
+(``regex_safety``). Validated at start with messages naming the field (``config.spec`` reports them with the
 line). The rules and the combining rule are ``platform.guardrails``'s.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from inferenceops.guardrails import regex_safety
 from inferenceops.guardrails.findings import ENTITIES
 from inferenceops.platform.guardrails import (
     Attachment,
@@ -50,6 +53,17 @@ class RuleSpec(_Strict):
     action: Literal["allow", "flag", "redact", "block"]
     # Not "on": YAML 1.1 reads a bare ``on`` key as the boolean true.
     applies_to: list[Literal["input", "output"]] = Field(["input", "output"], min_length=1)
+
+    @field_validator("regex")
+    @classmethod
+    def _safe_pattern(cls, value: str | None) -> str | None:
+        """A pattern that compiles and cannot backtrack exponentially (``regex_safety``)."""
+        if value is not None:
+            try:
+                regex_safety.check(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression ({exc})") from None
+        return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> RuleSpec:

@@ -17,6 +17,7 @@ LIMIT, BUDGET = "lim", "bgt"
 INVITATION = "inv"
 SIGN_IN_LINK = "lnk"
 FILE = "file"
+GUARDRAIL_POLICY, GUARDRAIL_ATTACHMENT = "grp", "gra"
 
 RANDOM_CHARS = 20
 

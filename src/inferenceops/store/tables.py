@@ -591,3 +591,7 @@ from inferenceops.store import tables_batch as _tables_batch  # noqa: E402, F401
 # Drained replicas (operational state, apart from the deployments' specs), declared on ``Base``
 # in their own module too (imported last, so that ``metadata`` holds them).
 from inferenceops.store import tables_drain as _tables_drain  # noqa: E402, F401
+
+# Guardrail policies and attachments set through the admin API, declared on ``Base`` in their
+# own module too (imported last, so that ``metadata`` holds them).
+from inferenceops.store import tables_guardrails as _tables_guardrails  # noqa: E402, F401
