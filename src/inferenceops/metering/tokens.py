@@ -24,8 +24,8 @@ prompt) is counted on its own and the count remembered by the text's hash
 (``MEMO_SIZE`` of them, ints only): a conversation sends its history and its
 system prompt again on every turn, and only the new text is tokenized. Counting
 texts one by one and adding one token per separator gives the count of the texts
-joined by newlines, to within a token per text (o200k may fold a newline into the
-punctuation or spaces before it).
+joined by newlines, to within two tokens per text (o200k may fold a newline into the
+whitespace or punctuation beside it).
 """
 
 from __future__ import annotations

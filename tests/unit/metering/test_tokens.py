@@ -88,12 +88,15 @@ _TEXTS = st.lists(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",
 
 @settings(max_examples=200, deadline=None)
 @given(texts=_TEXTS)
-def test_texts_counted_one_by_one_come_within_a_token_each_of_the_joined_count(
+def test_texts_counted_one_by_one_come_within_two_tokens_each_of_the_joined_count(
         counter: TokenCounter, texts: list[str]) -> None:
+    """A newline folds into the whitespace or punctuation beside it when the texts are joined
+    (``["\n", "\n", "\n"]`` is one token joined, five apart): at most the text's own edge
+    and its separator, per text."""
     joined = counter.count("\n".join(texts))
     one_by_one = counter.count_texts(texts)
     assert joined is not None and one_by_one is not None
-    assert abs(one_by_one - joined) <= len(texts)
+    assert abs(one_by_one - joined) <= 2 * len(texts)
 
 
 def test_a_remembered_count_is_the_count_and_the_memo_stays_bounded(
