@@ -5,11 +5,14 @@ the platform secret (``store.credentials.cipher_from_environment``) unless one i
 Human authenticators (OIDC bearer tokens, trusted proxy headers) are adapted
 to the admin API's ``Authenticator`` shape here; ``admin.linking`` then turns
 the verified identity into its principal against the store, per request (team
-names to ids, the person's user row by verified email).
+names to ids, the person's user row by verified email). The platform file's
+``guardrails:`` section is read here too, with the data plane's own parser
+(``config.spec.load_platform``): the API lists its policies, read-only.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -22,11 +25,15 @@ from inferenceops.admin.linking import link_identity
 from inferenceops.admin.oidc import OIDCAuthenticator, looks_like_jwt
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.admin.proxy_auth import ProxyHeaderAuthenticator
+from inferenceops.config.spec import ConfigError, load_platform
 from inferenceops.errors import InvalidRequest
+from inferenceops.guardrails.spec import GuardrailsSpec
 from inferenceops.platform import KeyHasher
 from inferenceops.platform_secret import platform_secret
 from inferenceops.settings import Settings
 from inferenceops.store import CredentialCipher, Database, cipher_from_environment
+
+log = logging.getLogger("inferenceops.admin")
 
 
 class AdminDatabase:
@@ -60,9 +67,26 @@ def build_admin(settings: Settings, hasher: KeyHasher, currency: str = "USD",
         cipher = cipher_from_environment(os.environ, platform_secret(settings))
     db = Database(settings.resolved_database_url)
     app = build_admin_app(db, hasher, extra_authenticators=human_authenticators(settings, db),
-                          currency=currency, cipher=cipher, trusted_proxies=settings.trusted_proxies)
+                          currency=currency, cipher=cipher, trusted_proxies=settings.trusted_proxies,
+                          guardrails_file=file_guardrails(settings))
     app.state.fleet = fleet
     return app, AdminDatabase(db)
+
+
+def file_guardrails(settings: Settings) -> GuardrailsSpec | None:
+    """The platform file's ``guardrails:`` section (None: no file, or no policies in it).
+
+    The serving process validated the file at start; should it have changed on disk since
+    and no longer parse, the API lists no file policies (logged) rather than fail.
+    """
+    if settings.config is None:
+        return None
+    try:
+        platform = load_platform(settings.config, loopback_base_url=settings.loopback_base_url)
+    except ConfigError as exc:
+        log.error("the admin API lists no guardrail policies of the platform file: %s", exc)
+        return None
+    return platform.policy.guardrails
 
 
 def human_authenticators(settings: Settings, db: Database, *,

@@ -36,7 +36,7 @@ from inferenceops.platform.keys import KeyHasher, new_secret, visible_prefix
 from inferenceops.store import CredentialCipher, Database, repo
 from inferenceops.store.migrate import upgrade
 from inferenceops.store.repo import admin_queries as q
-from inferenceops.store.repo import drains, invitations, sign_in_links
+from inferenceops.store.repo import drains, guardrails, invitations, sign_in_links
 from inferenceops.store.repo.admin_queries import find_api_key_by_digest
 from inferenceops.store.repo.audit import list_audit
 from inferenceops.store.tables import utcnow
@@ -463,6 +463,43 @@ async def _apply(w: World) -> tuple[str, Any]:
     return f"{V1}/apply?dry_run=false", {"file": text, "source": "matrix.yaml"}
 
 
+GUARD_RULES = [{"entities": ["card", "iban"], "action": "block", "applies_to": ["input"]}]
+
+
+async def _fresh_policy(w: World, *, attached: bool = False) -> tuple[str, str | None]:
+    """A new guardrail policy (and its attachment to team A): (its name, the attachment's id)."""
+    name = w.unique("policy")
+    async with w.db.transaction() as tx:
+        await guardrails.create_policy(tx, name, GUARD_RULES)
+        if not attached:
+            return name, None
+        attachment, _ = await guardrails.attach(tx, name, "team", team_id=w.ids["A"])
+    return name, attachment.id
+
+
+def _policy(body: Any = None) -> Make:
+    async def make(w: World) -> tuple[str, Any]:
+        return f"{V1}/guardrails/policies/{(await _fresh_policy(w))[0]}", body
+    return make
+
+
+async def _new_policy(w: World) -> tuple[str, Any]:
+    return f"{V1}/guardrails/policies", {"name": w.unique("policy"), "rules": GUARD_RULES}
+
+
+async def _put_new_policy(w: World) -> tuple[str, Any]:
+    return f"{V1}/guardrails/policies/{w.unique('policy')}", {"rules": GUARD_RULES}
+
+
+async def _attach(w: World) -> tuple[str, Any]:
+    return f"{V1}/guardrails/attachments", {"policy": (await _fresh_policy(w))[0],
+                                            "scope": "team", "team_id": w.ids["A"]}
+
+
+async def _attachment(w: World) -> tuple[str, Any]:
+    return f"{V1}/guardrails/attachments/{(await _fresh_policy(w, attached=True))[1]}", None
+
+
 def _rule(kind: str, key_of: str | None = None) -> Make:
     async def make(w: World) -> tuple[str, Any]:
         fresh = w.fresh_limit if kind == "limits" else w.fresh_budget
@@ -653,6 +690,33 @@ CASES = [
     Case("chargeback.csv team A", "GET", "/chargeback.csv",
          fixed(V1 + "/chargeback.csv?team_id={A}&granularity=day"),
          "200 200 200 200 200 200 404 200"),
+    # Usage records one by one (the auditors' query by guardrail outcome): the reach of /usage.
+    Case("usage.records", "GET", "/usage/records",
+         fixed(f"{V1}/usage/records?guardrail_action=block&entity=card"),
+         "200 200 200 200 200 200 200 200"),
+    Case("usage.records team A", "GET", "/usage/records",
+         fixed(V1 + "/usage/records?team_id={A}&policy=pii"), "200 200 200 200 200 200 404 200"),
+    # Guardrail policies apply to every team alike: platform admins change them, auditors read
+    # them; no team role (or billing) sees them.
+    Case("guardrails.policies.list", "GET", "/guardrails/policies",
+         fixed(f"{V1}/guardrails/policies"), "200 200 403 403 403 403 403 403"),
+    Case("guardrails.policies.create", "POST", "/guardrails/policies", _new_policy,
+         "201 403 403 403 403 403 403 403"),
+    Case("guardrails.policies.get", "GET", "/guardrails/policies/{name}", _policy(),
+         "200 200 403 403 403 403 403 403"),
+    Case("guardrails.policies.put new", "PUT", "/guardrails/policies/{name}", _put_new_policy,
+         "201 403 403 403 403 403 403 403"),
+    Case("guardrails.policies.put change", "PUT", "/guardrails/policies/{name}",
+         _policy({"rules": GUARD_RULES, "description": "changed"}),
+         "200 403 403 403 403 403 403 403"),
+    Case("guardrails.policies.delete", "DELETE", "/guardrails/policies/{name}", _policy(),
+         "204 403 403 403 403 403 403 403"),
+    Case("guardrails.attachments.list", "GET", "/guardrails/attachments",
+         fixed(f"{V1}/guardrails/attachments"), "200 200 403 403 403 403 403 403"),
+    Case("guardrails.attach", "POST", "/guardrails/attachments", _attach,
+         "201 403 403 403 403 403 403 403"),
+    Case("guardrails.detach", "DELETE", "/guardrails/attachments/{attachment_id}", _attachment,
+         "204 403 403 403 403 403 403 403"),
 ]
 
 
@@ -680,7 +744,8 @@ async def test_route_by_role(world: World, case: Case, role: str) -> None:
             assert entry.actor == world.actors[role] and entry.source == CLIENT
             assert entry.action.split(".")[0] in {
                 "team", "member", "user", "service_account", "key", "grant", "limit", "budget",
-                "provider", "deployment", "model", "invitation"}
+                "provider", "deployment", "model", "invitation", "guardrail_policy",
+                "guardrail_attachment"}
             assert "secret" not in orjson.dumps([entry.before, entry.after]).decode()
 
 
@@ -692,7 +757,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 71
+    assert len(_api_routes()) == 80
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 

@@ -27,6 +27,7 @@ from inferenceops.admin.api import (
     routes_chargeback,
     routes_deployments,
     routes_grants,
+    routes_guardrails,
     routes_invitations,
     routes_keys,
     routes_limits,
@@ -42,6 +43,7 @@ from inferenceops.admin.api._openapi import document_errors
 from inferenceops.admin.api.deps import AdminContext, Authenticator, authenticated
 from inferenceops.admin.api.errors import HANDLED, error_response
 from inferenceops.client_address import ClientAddress
+from inferenceops.guardrails.spec import GuardrailsSpec
 from inferenceops.platform.keys import KeyHasher
 from inferenceops.platform.policy import CURRENCIES
 from inferenceops.store import CredentialCipher, Database
@@ -54,7 +56,8 @@ ROUTERS = (routes_audit.router, routes_teams.router, routes_users.router,
            routes_service_accounts.router, routes_keys.router, routes_grants.router,
            routes_limits.router, routes_budgets.router, routes_providers.router,
            routes_deployments.router, routes_models.router, routes_apply.router,
-           routes_invitations.router, routes_usage.router, routes_chargeback.router)
+           routes_invitations.router, routes_usage.router, routes_chargeback.router,
+           routes_guardrails.router)
 
 
 class AdminApp(FastAPI):
@@ -69,13 +72,15 @@ class AdminApp(FastAPI):
 def build_admin_app(db: Database, hasher: KeyHasher, *,
                     extra_authenticators: Iterable[Authenticator] = (),
                     currency: str = "USD", cipher: CredentialCipher | None = None,
-                    trusted_proxies: Iterable[str] = ()) -> FastAPI:
+                    trusted_proxies: Iterable[str] = (),
+                    guardrails_file: GuardrailsSpec | None = None) -> FastAPI:
     """The admin REST API over ``db``; ``extra_authenticators`` are tried after API keys, in order.
 
     ``currency`` is the platform's (ISO 4217): budgets in any other are refused. ``cipher``
     encrypts provider API keys (``admin.wiring`` builds it from the environment); without
     one, storing a key answers 503. ``trusted_proxies`` (CIDRs) may say, in X-Forwarded-For,
-    which client they forward (the audit log's source).
+    which client they forward (the audit log's source). ``guardrails_file``: the platform
+    file's ``guardrails:`` section, listed by the API and read-only there.
     """
     if currency not in CURRENCIES:
         raise ValueError(f"unknown currency {currency!r}; use an ISO 4217 code such as USD")
@@ -87,7 +92,7 @@ def build_admin_app(db: Database, hasher: KeyHasher, *,
         dependencies=[Depends(authenticated), Depends(reject_nul)],
     )
     app.state.admin = AdminContext(db, hasher, tuple(extra_authenticators), currency, cipher,
-                                   ClientAddress(trusted_proxies))
+                                   ClientAddress(trusted_proxies), guardrails_file)
     for exc_class in HANDLED:
         app.add_exception_handler(exc_class, error_response)
     for router in ROUTERS:

@@ -35,6 +35,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.client_address import ClientAddress
 from inferenceops.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from inferenceops.guardrails.spec import GuardrailsSpec
 from inferenceops.platform.identity import key_power
 from inferenceops.platform.keys import KeyHasher
 from inferenceops.store import CredentialCipher, Database, repo
@@ -53,11 +54,13 @@ PERMISSIONS = (
     "service_accounts:read", "service_accounts:write", "keys:read", "keys:write",
     "grants:read", "grants:write", "audit:read",
     "limits:read", "limits:write", "budgets:read", "budgets:write",
-    "catalog:read", "catalog:write", "usage:read",
+    "catalog:read", "catalog:write", "usage:read", "guardrails:read", "guardrails:write",
 )
 _READS = frozenset(p for p in PERMISSIONS if p.endswith(":read"))
 
 #: Platform roles: permissions held on every team and every object.
+#: Guardrail policies apply to every team alike: platform admins change them, auditors read
+#: them (as every ``:read``); no team role holds either.
 #: billing reads teams, the admission rules (what may be spent), the catalog (prices) and
 #: usage reports.
 PLATFORM_ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType({
@@ -95,8 +98,9 @@ TEAM_ROLE_PERMISSIONS: Mapping[str, Mapping[str, Extent]] = MappingProxyType({
 class AdminContext:
     """What the routes share: the store, the key hasher, the extra authenticators, the
     platform currency (the only one a budget may be set in), the cipher provider API keys
-    are stored with (None: this app cannot store them), and who may say where a request
-    came from (``client_address``: the audit log's source)."""
+    are stored with (None: this app cannot store them), who may say where a request
+    came from (``client_address``: the audit log's source), and the platform file's
+    ``guardrails:`` section (read-only through the API: ``guardrail_service``)."""
 
     db: Database
     hasher: KeyHasher
@@ -104,6 +108,7 @@ class AdminContext:
     currency: str = "USD"
     cipher: CredentialCipher | None = None
     client_address: ClientAddress = ClientAddress()
+    guardrails_file: GuardrailsSpec | None = None
 
 
 def context(request: Request) -> AdminContext:

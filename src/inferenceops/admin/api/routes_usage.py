@@ -1,4 +1,5 @@
-"""Routes: ``/usage`` (a usage report as JSON, or CSV with ``format=csv``) and ``/usage.csv``.
+"""Routes: ``/usage`` (a usage report as JSON, or CSV with ``format=csv``), ``/usage.csv`` and
+``/usage/records`` (the ledger's records, newest first, filtered by guardrail outcome among others).
 
 Thin: parse → authorize (``usage:read``) → service → JSON or CSV. Both read the rollups
 only. Their own checks answer 400 naming the parameter: ``from``/``to`` that are not a time
@@ -13,9 +14,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 
 from inferenceops.admin.api import usage_service as service
+from inferenceops.admin.api._params import DEFAULT_LIMIT, After, Limit
 from inferenceops.admin.api.deps import Access, Context, require
-from inferenceops.admin.api.usage_schemas import UsageReportOut
+from inferenceops.admin.api.usage_schemas import UsageRecordsOut, UsageReportOut
 from inferenceops.metering.reports import Granularity, UsageReport
+from inferenceops.platform.guardrails import ACTIONS, CUSTOM, ENTITIES
+from inferenceops.store.repo.usage_records import OutcomeFilter
 
 router = APIRouter(tags=["usage"])
 
@@ -66,3 +70,35 @@ async def usage_csv(
     """The same report as CSV: a header line, then one line per row."""
     return service.csv_response(await _report(ctx, access, start, to, granularity, group_by,
                                               team_id, key_id, model, deployment, adapter))
+
+
+#: What a usage record's ``guardrails`` names: the detectors' entity types, ``custom`` (a
+#: pattern or keyword), ``model`` and ``input_size`` (the model and size rules).
+OUTCOME_ENTITIES = (*ENTITIES, CUSTOM, "model", "input_size")
+GuardrailAction = Literal["allow", "flag", "redact", "block"]
+OutcomeEntity = Literal["secret", "iban", "card", "national_id", "email", "phone", "ip_address",
+                        "custom", "model", "input_size"]
+assert set(GuardrailAction.__args__) == set(ACTIONS)  # type: ignore[attr-defined]
+assert set(OutcomeEntity.__args__) == set(OUTCOME_ENTITIES)  # type: ignore[attr-defined]
+PolicyFilter = Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                           description="A guardrail policy's name")]
+RecordsFrom = Annotated[str | None, Query(alias="from", description=(
+    "Start: an ISO 8601 time with its offset, or a date. Default: 7 days before `to`"))]
+
+
+@router.get("/usage/records", response_model=UsageRecordsOut)
+async def usage_records(
+    ctx: Context, access: Annotated[Access, Depends(require("usage:read"))],
+    start: RecordsFrom = None, to: To = None,
+    guardrail_action: GuardrailAction | None = None, entity: OutcomeEntity | None = None,
+    policy: PolicyFilter = None, guarded: bool = False,
+    team_id: Filter = None, key_id: Filter = None, model: Filter = None,
+    limit: Limit = DEFAULT_LIMIT, after: After = None,
+) -> UsageRecordsOut:
+    """Usage records, newest first, within what the caller may see: by guardrail outcome
+    (``guardrail_action``, ``entity``, ``policy``; ``guarded``: any finding), team, key, model.
+    Never prompt or answer text: the ledger holds none."""
+    outcome = OutcomeFilter(guardrail_action, entity, policy, guarded)
+    return await service.usage_records(ctx, access, start=start, end=to, outcome=outcome,
+                                       team_id=team_id, key_id=key_id, model=model,
+                                       limit=limit, after=after)

@@ -46,3 +46,30 @@ class UsageReportOut(BaseModel):
                                    "(they lag it by about the rollup interval)")
     data: list[UsageRowOut]
     totals: UsageMeasures
+
+
+class UsageRecordOut(BaseModel):
+    """One request as the ledger recorded it: who, what, how it went, and what guardrail
+    policies found and did (``guardrails``: entity types and actions, never text)."""
+
+    id: int
+    request_id: str
+    at: str = Field(description="When it ended (UTC, ISO 8601)")
+    team_id: str | None
+    key_id: str
+    model: str | None
+    deployment: str | None
+    endpoint: str
+    status: int
+    error_code: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_nanos: int
+    guardrails: str | None = Field(description="`pii@2 card:block email:redact×2`: the "
+                                   "policies that applied, then each finding's entity and action")
+
+
+class UsageRecordsOut(BaseModel):
+    object: str = Field("list")
+    data: list[UsageRecordOut]
+    next_after: str | None = Field(description="Pass back as `after` for older records")

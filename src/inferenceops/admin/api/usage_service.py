@@ -9,19 +9,24 @@ any key id, a deleted key's included (usage outlives keys).
 
 Reads only the rollups (``store.repo.usage_rollups``), in one read transaction; nothing is
 audited (reads never are). Input errors are 400 naming the parameter (``metering.reports``).
+
+``usage_records`` reads the ledger itself, record by record, newest first, within the same
+reach: what auditors ask of guardrail outcomes ("every request a policy blocked for a card
+number last week"). A record holds no prompt or answer text, so neither does the answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from fastapi import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.admin.api.deps import OWN, Access, AdminContext
-from inferenceops.errors import NotFound
+from inferenceops.admin.api.usage_schemas import UsageRecordOut, UsageRecordsOut
+from inferenceops.errors import InvalidParameter, NotFound
 from inferenceops.metering.reports import (
     EVERYTHING,
     Granularity,
@@ -36,7 +41,11 @@ from inferenceops.metering.reports import (
 )
 from inferenceops.store import errors as store_errors
 from inferenceops.store import repo
+from inferenceops.store.repo.usage_records import OutcomeFilter, StoredUsage, UsageReach, list_records
 from inferenceops.store.repo.usage_rollups import read_report
+
+#: How far back ``usage_records`` reads when ``from`` is not given.
+RECORDS_DEFAULT_SPAN = timedelta(days=7)
 
 CSV_TYPE = "text/csv; charset=utf-8"
 
@@ -83,3 +92,39 @@ def csv_response(report: UsageReport) -> Response:
     name = f"usage-{query.granularity}-{query.start:%Y%m%dT%H%MZ}-{query.end:%Y%m%dT%H%MZ}.csv"
     return Response(report_csv(report), media_type=CSV_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def usage_records(ctx: AdminContext, access: Access, *, start: str | None, end: str | None,
+                        outcome: OutcomeFilter, team_id: str | None, key_id: str | None,
+                        model: str | None, limit: int, after: str | None,
+                        now: datetime | None = None) -> UsageRecordsOut:
+    """The caller's records in [from, to) (default: the last 7 days), newest first."""
+    until = parse_time(end, "to") if end is not None else (now or datetime.now(UTC))
+    since = parse_time(start, "from") if start is not None else until - RECORDS_DEFAULT_SPAN
+    if until <= since:
+        raise InvalidParameter(f"to: must be after from; got from {since.isoformat()}, to "
+                               f"{until.isoformat()}", param="to")
+    before = None
+    if after is not None:
+        if not after.isdigit() or len(after) > 19:
+            raise InvalidParameter(f"after: {after[:32]!r} is not a `next_after` of this list",
+                                   param="after")
+        before = int(after)
+    async with ctx.db.read("reading usage records") as tx:
+        scope = await _scope(tx, access, team_id, key_id)
+        reach = UsageReach(everything=scope.everything or access.everywhere, teams=scope.teams,
+                           own_teams=scope.owner_teams, owner=scope.owner)
+        page = await list_records(tx, since=since, until=until, reach=reach, outcome=outcome,
+                                  team_id=team_id, key_id=key_id, model=model, limit=limit,
+                                  before=before)
+    return UsageRecordsOut(data=[_record_out(r) for r in page.items], next_after=page.next_after)
+
+
+def _record_out(stored: StoredUsage) -> UsageRecordOut:
+    r = stored.record
+    return UsageRecordOut(
+        id=stored.id, request_id=r.request_id, at=datetime.fromtimestamp(r.at, UTC).isoformat(),
+        team_id=r.team_id, key_id=r.key_id, model=r.model, deployment=r.deployment,
+        endpoint=r.endpoint, status=r.status, error_code=r.error_code,
+        prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+        cost_nanos=r.cost_nanos, guardrails=r.guardrails)
