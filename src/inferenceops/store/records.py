@@ -385,6 +385,9 @@ class ClaimedLine:
     endpoint: str
     key_id: str
     input_file_id: str
+    #: The batch's deadline and owning team: what the dispatcher orders lines by.
+    expires_at: datetime | None = None
+    team_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

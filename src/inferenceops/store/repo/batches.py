@@ -26,7 +26,8 @@ is written once. Line states (``tables_batch.REQUEST_STATES``)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -174,23 +175,33 @@ def claimable(now: datetime) -> Any:
 
 
 async def claim_lines(session: AsyncSession, owner: str, now: datetime, lease_s: float,
-                      limit: int) -> list[ClaimedLine]:
+                      limit: int, *, share_within: timedelta | None = None,
+                      weight: Callable[[str | None], float] | None = None) -> list[ClaimedLine]:
     """Lease up to ``limit`` lines of running batches to ``owner`` (see the module doc).
 
     Earliest deadline first: the running batches are taken in ``expires_at`` order and
     each gives what it has before the next is asked, so a 1-hour batch created after a
     24-hour one runs first. Asking batch by batch keeps each claim on the
     ``(batch_id, state)`` index instead of sorting every waiting line of every batch.
+
+    ``share_within`` (the dispatcher's deadline bucket): the batches whose deadline is within
+    it of the earliest one are equally urgent and share the claim in proportion to their
+    team's ``weight`` (default 1), so one team's large batch does not fill every claim while
+    another team's waits (``batch.dispatch`` then interleaves them by weight); later batches
+    get what is left, in deadline order.
     """
-    order = select(Batch.id).where(Batch.status == "in_progress", Batch.expires_at > now) \
+    order = select(Batch.id, Batch.expires_at, Batch.team_id) \
+        .where(Batch.status == "in_progress", Batch.expires_at > now) \
         .order_by(Batch.expires_at, Batch.id)
     claimed: list[Any] = []
     with translating("claiming batch lines"):
-        for batch_id in (await session.execute(order)).scalars().all():
+        running = (await session.execute(order)).all()
+        quota = _shares(running, limit, share_within, weight)
+        for row in running:
             if len(claimed) >= limit:
                 break
-            pick = (select(R.id).where(R.batch_id == batch_id, claimable(now))
-                    .order_by(R.id).limit(limit - len(claimed))
+            pick = (select(R.id).where(R.batch_id == row.id, claimable(now))
+                    .order_by(R.id).limit(min(limit - len(claimed), quota.get(row.id, limit)))
                     .with_for_update(skip_locked=True))
             claimed += sorted((await session.execute(
                 update(R).where(R.id.in_(pick))
@@ -201,11 +212,24 @@ async def claim_lines(session: AsyncSession, owner: str, now: datetime, lease_s:
         if not claimed:
             return []
         batches = {row.id: row for row in (await session.execute(
-            select(Batch.id, Batch.endpoint, Batch.key_id, Batch.input_file_id)
+            select(Batch.id, Batch.endpoint, Batch.key_id, Batch.input_file_id,
+                   Batch.expires_at, Batch.team_id)
             .where(Batch.id.in_({c.batch_id for c in claimed})))).all()}
     return [ClaimedLine(c.id, c.batch_id, c.line, c.custom_id, c.byte_offset, c.byte_length,
-                        c.attempts, batches[c.batch_id].endpoint, batches[c.batch_id].key_id,
-                        batches[c.batch_id].input_file_id) for c in claimed]
+                        c.attempts, b.endpoint, b.key_id, b.input_file_id, b.expires_at, b.team_id)
+            for c in claimed for b in (batches[c.batch_id],)]
+
+
+def _shares(running: Sequence[Any], limit: int, within: timedelta | None,
+            weight: Callable[[str | None], float] | None) -> dict[str, int]:
+    """Per batch id, the most lines it gives this claim (absent: no cap)."""
+    if within is None or len(running) < 2:
+        return {}
+    first = running[0].expires_at
+    peers = [r for r in running if r.expires_at - first <= within]
+    weights = [max(1e-9, weight(r.team_id)) if weight is not None else 1.0 for r in peers]
+    total = sum(weights)
+    return {r.id: max(1, math.ceil(limit * w / total)) for r, w in zip(peers, weights, strict=True)}
 
 
 def _held(line_id: int, owner: str) -> Any:
