@@ -244,24 +244,27 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
         state.admin_app = admin
         services.append(admin)
     if not serve_admin or backend_of(settings.resolved_database_url) == "sqlite":
-        services.append(batch_executor(settings, state))
+        services.append(batch_executor(settings, state, board))
     for service in services:
         state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)
     return state
 
 
-def batch_executor(settings: Settings, state: GatewayState) -> Service:
+def batch_executor(settings: Settings, state: GatewayState,
+                   board: EngineBoard | None = None) -> Service:
     """The batch executor (``batch.executor``) of a process: its lines run through this
-    process's pipeline, as this process's snapshot says. Every ``worker`` runs one; a serving
-    process runs one on SQLite (the embedded default has no workers), not on PostgreSQL,
-    where workers do the batch work apart from the interactive traffic."""
+    process's pipeline, as this process's snapshot says, and are dispatched on the spare
+    capacity ``board`` (the process's engine scrapes) and its gates show (``batch.dispatch``).
+    Every ``worker`` runs one; a serving process runs one on SQLite (the embedded default has
+    no workers), not on PostgreSQL, where workers do the batch work apart from the interactive
+    traffic."""
     from inferenceops.batch.executor import BatchExecutor
     from inferenceops.batch.files import FileStore
 
     return BatchExecutor(settings.resolved_database_url, FileStore(settings.resolved_files_dir),
                          state.pipeline, lambda: state.snapshot, lease_s=settings.batch_lease_s,
                          concurrency=settings.batch_concurrency, claim=settings.batch_claim,
-                         poll_s=settings.batch_poll_s)
+                         poll_s=settings.batch_poll_s, board=board)
 
 
 #: What ``build_process`` imports when it runs (inside it, so that importing this module stays

@@ -81,6 +81,10 @@ class AdmissionControl:
     def render_metrics(self) -> str:
         return self.metrics.render(self._gates)
 
+    def gate(self, deployment: str) -> DeploymentGate | None:
+        """The deployment's gate, if it has one: read by the batch dispatcher (its load)."""
+        return self._gates.get(deployment)
+
     async def admit(self, snapshot: Snapshot, key: ApiKey, model: Model, body_size: int,
                     max_tokens: int | None, priority: Priority, *,
                     prompt_tokens: Callable[[], int] | None = None) -> Admission | None:

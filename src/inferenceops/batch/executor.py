@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 import socket
@@ -35,18 +36,26 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from inferenceops.batch.dispatch import Dispatcher
+from inferenceops.batch.dispatch_feed import LoadReader, item_of
 from inferenceops.batch.files import FileStore
 from inferenceops.batch.finalize import LeaseLost, finalize
 from inferenceops.batch.line_run import Outcome, backoff_s, failed, run_line
 from inferenceops.batch.service import stored_name
 from inferenceops.pipeline.kernel import Pipeline
 from inferenceops.platform import ApiKey, Identity, Snapshot
+from inferenceops.routing.engine_board import EngineBoard
 from inferenceops.store import Database
 from inferenceops.store.records import ClaimedLine
 from inferenceops.store.repo import batch_finish as finish
 from inferenceops.store.repo import batches as repo
 
 log = logging.getLogger("inferenceops.batch")
+#: How often the running service updates the dispatch windows (engine-sourced ones only when a
+#: new scrape arrived) and looks again for lines it may send.
+TICK_S = 0.25
+#: How often each deployment's window is logged (info) while lines are dispatched.
+TELL_S = 10.0
 
 
 class BatchExecutor:
@@ -57,7 +66,7 @@ class BatchExecutor:
     def __init__(self, url: str, files: FileStore, pipeline: Pipeline,
                  snapshot: Callable[[], Snapshot], *, lease_s: float = 300.0,
                  concurrency: int = 8, claim: int = 16, poll_s: float = 1.0,
-                 max_attempts: int = 8,
+                 max_attempts: int = 8, board: EngineBoard | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._url = url
         self._db: Database | None = None
@@ -74,6 +83,11 @@ class BatchExecutor:
         self._keys: tuple[Identity | None, dict[str, ApiKey]] = (None, {})
         self.ran = 0  # lines run by this executor (a test's and a log's measure)
         self.rounds = 0  # rounds of the running service (looked for due batches and lines)
+        # What runs when, per deployment (batch.dispatch): at most ``concurrency`` on any one.
+        self.dispatcher: Dispatcher[tuple[ClaimedLine, bytes | None]] = Dispatcher(concurrency)
+        self.loads = LoadReader(board, pipeline.admission, self.dispatcher.maxima)
+        self._seen_scrape: dict[str, float | None] = {}
+        self._told: dict[str, float] = {}  # deployment → when its window was last logged
 
     # ---- the service ---------------------------------------------------------------------
 
@@ -81,40 +95,87 @@ class BatchExecutor:
         """Nothing to get ready: the store is opened on the first round."""
 
     async def run(self) -> None:
-        """Keep ``concurrency`` lines in flight: a slot that frees is refilled at once, so one
-        slow line never holds up the others (``step`` waits for its whole claim; tests use it).
-        Lines still running when the service is stopped are abandoned to their leases."""
-        inflight: set[asyncio.Task[None]] = set()
+        """Keep lines in flight as the dispatcher allows (``batch.dispatch``): per deployment
+        only what its spare capacity lets go, earliest deadline first, fair between teams,
+        prefixes together; a slot that frees is refilled at once, so one slow line never holds
+        up the others (``step`` waits for its whole claim; tests use it). Lines still running
+        or held when the service is stopped are abandoned to their leases."""
+        loop = asyncio.get_running_loop()
+        inflight: dict[asyncio.Task[bool], str] = {}  # task → its deployment
         gate = asyncio.Semaphore(self.concurrency)
-        checked = 0.0
-        renewed = asyncio.get_running_loop().time()
+        dispatch = self.dispatcher
+        checked = ticked = 0.0
+        renewed = loop.time()
         try:
             while True:
-                loop_now = asyncio.get_running_loop().time()
+                loop_now = loop.time()
                 if loop_now - checked >= self.poll_s:
                     checked = loop_now
                     await self._finish_due()
-                if inflight and loop_now - renewed >= self.lease_s / 3:
+                if (inflight or dispatch.held) and loop_now - renewed >= self.lease_s / 3:
                     renewed = loop_now
                     async with self._session(True) as s:
                         await repo.renew_leases(s, self.owner, self.clock(), self.lease_s)
-                free = min(self.claim, self.concurrency - len(inflight))
-                if free > 0:
-                    for line in await self._claim(free):
-                        inflight.add(asyncio.create_task(self._run_one(line, gate)))
+                if loop_now - ticked >= TICK_S:
+                    ticked = loop_now
+                    self._observe(loop_now)
+                want = min(self.claim - dispatch.held,
+                           self.concurrency - len(inflight) - dispatch.held)
+                if want > 0 and (dispatch.room() > 0 or not dispatch.held):
+                    await self._hold(await self._claim(want))
+                for item in dispatch.take():
+                    line, raw = item.payload
+                    inflight[asyncio.create_task(self._run_one(line, gate, raw))] = \
+                        item.deployment
                 self.rounds += 1
                 if not inflight:
-                    await asyncio.sleep(self.poll_s)
+                    await asyncio.sleep(TICK_S if dispatch.held else self.poll_s)
                     continue
-                done, inflight = await asyncio.wait(inflight, timeout=self.poll_s,
-                                                    return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(inflight, timeout=min(self.poll_s, TICK_S),
+                                             return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
+                    deployment = inflight.pop(task)
+                    refused = False
                     if (error := task.exception()) is not None:  # its lease returns the line
                         log.error("batch line failed in the executor", exc_info=error)
+                    else:
+                        refused = task.result()
+                    dispatch.done(deployment, refused=refused, now=loop.time())
         finally:
             for task in inflight:
                 task.cancel()
             await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _hold(self, lines: list[ClaimedLine]) -> None:
+        """Give claimed lines to the dispatcher, with their bytes (read in one thread hop)."""
+        if not lines:
+            return
+        raws = await asyncio.to_thread(_read_all, self.files, lines)
+        snapshot = self._snapshot()
+        for line, raw in zip(lines, raws, strict=True):
+            self.dispatcher.add(item_of(line, raw or b"", self._key(snapshot, line.key_id),
+                                        snapshot, (line, raw)))
+
+    def _observe(self, now: float) -> None:
+        """Update every deployment's window from its load: engine-sourced ones once per new
+        scrape (between scrapes the engines' numbers have not moved), the others every tick."""
+        deployments = self._snapshot().catalog.deployments
+        for name in self.dispatcher.deployments:
+            deployment = deployments.get(name)
+            load = self.loads.load(deployment)
+            if load.source == "engine" and deployment is not None:
+                at = self.loads.scraped_at(deployment)
+                if self._seen_scrape.get(name) == at:
+                    continue
+                self._seen_scrape[name] = at
+            self.dispatcher.observe(name, load, now)
+            if now - self._told.get(name, -math.inf) >= TELL_S:
+                self._told[name] = now
+                log.info("batch dispatch %s: window %d, in flight %d, held %d (%s load: busy "
+                         "%.0f of %s, queued %.0f)", name or "(no deployment)",
+                         self.dispatcher.window(name).allowed, self.dispatcher.in_flight(name),
+                         self.dispatcher.held, load.source, load.busy,
+                         "?" if load.slots is None else f"{load.slots:.0f}", load.queued)
 
     async def stop(self) -> None:
         if self._db is not None:
@@ -162,8 +223,12 @@ class BatchExecutor:
         return done
 
     async def _claim(self, count: int) -> list[ClaimedLine]:
+        """Claim ``count`` lines; batches due in the same deadline bucket share it by weight."""
+        policy = self._snapshot().policy
         async with self._session(True) as s:
-            return await repo.claim_lines(s, self.owner, self.clock(), self.lease_s, count)
+            return await repo.claim_lines(s, self.owner, self.clock(), self.lease_s, count,
+                                          share_within=timedelta(seconds=self.dispatcher.bucket_s),
+                                          weight=lambda team: float(policy.weight(team)))
 
     def _key(self, snapshot: Snapshot, key_id: str) -> ApiKey | None:
         """The key by id in this snapshot (indexed once per identity; a revoked key is absent)."""
@@ -173,9 +238,11 @@ class BatchExecutor:
             self._keys = (snapshot.identity, index)
         return index.get(key_id)
 
-    async def _run_one(self, line: ClaimedLine, gate: asyncio.Semaphore) -> None:
+    async def _run_one(self, line: ClaimedLine, gate: asyncio.Semaphore,
+                       raw: bytes | None = None) -> bool:
+        """Run and record ``line``; True when it was put back to retry (refused for now)."""
         async with gate:
-            outcome = await self._outcome(line)
+            outcome = await self._outcome(line, raw)
             self.ran += 1
             async with self._session(True) as s:
                 if outcome.retry:
@@ -191,20 +258,33 @@ class BatchExecutor:
             if not kept:
                 log.info("batch %s line %d: the lease ended before it was recorded; another "
                          "executor has it (and bills it)", line.batch_id, line.line)
+            return outcome.retry
 
-    async def _outcome(self, line: ClaimedLine) -> Outcome:
+    async def _outcome(self, line: ClaimedLine, raw: bytes | None = None) -> Outcome:
         snapshot = self._snapshot()
         key = self._key(snapshot, line.key_id)
         if key is None:
             return failed(line, "invalid_api_key", "The API key that created this batch was "
                           "revoked.")
         try:
-            raw = await asyncio.to_thread(_read, self.files, line)
+            if raw is None:
+                raw = await asyncio.to_thread(_read, self.files, line)
         except FileNotFoundError:
             return failed(line, "input_file_missing", f"The input file {line.input_file_id} is "
                           "gone.")
         return await run_line(self.pipeline, snapshot, key, line, raw,
                               max_attempts=self.max_attempts, timeout_s=self.lease_s * 0.8)
+
+
+def _read_all(files: FileStore, lines: list[ClaimedLine]) -> list[bytes | None]:
+    """Each line's bytes (None: its file is gone; running it says so)."""
+    out: list[bytes | None] = []
+    for line in lines:
+        try:
+            out.append(_read(files, line))
+        except FileNotFoundError:
+            out.append(None)
+    return out
 
 
 def _read(files: FileStore, line: ClaimedLine) -> bytes:
