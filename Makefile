@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 LOCK   := requirements/dev.lock
 PIP    := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test bench bench-fleet bench-guardrails lint typecheck lock clean mutation engines clean-engines
+.PHONY: serve test bench bench-fleet bench-batch bench-guardrails lint typecheck lock clean mutation engines clean-engines
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ bench: $(VENV)/.installed-dev
 # for a one-minute smoke run.
 bench-fleet: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.fleet $(ARGS)
+
+# A 20,000-request batch beside steady interactive traffic on simulated replicas (bench/batch.py,
+# ~10 min): interactive p99 TTFT with vs without the batch, fleet busy fraction; results in
+# bench/results/batch-*. ARGS=--quick for a one-minute smoke run.
+bench-batch: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.batch $(ARGS)
 
 bench-guardrails: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.guardrails
