@@ -43,9 +43,20 @@ class UnsafePattern(ValueError):
 
 
 def check(pattern: str) -> None:
-    """Raise ``re.error`` for what is not a pattern, ``UnsafePattern`` for an unsafe one."""
-    re.compile(pattern)
-    _walk(_parser.parse(pattern), inside_repeat=False)
+    """Raise ``re.error`` for what is not a pattern, ``UnsafePattern`` for an unsafe one.
+
+    ``re`` itself raises more than ``re.error`` for some text (a repetition count past its
+    range, groups nested past the interpreter's recursion limit): those are ``re.error`` too.
+    """
+    try:
+        re.compile(pattern)
+        parsed = _parser.parse(pattern)
+    except (OverflowError, RecursionError) as exc:
+        raise re.error(str(exc)) from None
+    try:
+        _walk(parsed, inside_repeat=False)
+    except RecursionError:
+        raise UnsafePattern("groups are nested too deeply to check; simplify the pattern") from None
 
 
 def _walk(items: Any, *, inside_repeat: bool) -> None:

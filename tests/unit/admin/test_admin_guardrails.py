@@ -91,6 +91,7 @@ async def admin(world: World, method: str, path: str, body: Any = None,
     ({"regex": "([a-z", "action": "block"}, "rules.0.regex"),
     ({"regex": "(a+)+$", "action": "block"}, "rules.0.regex"),
     ({"regex": "(x|x)*y", "action": "redact"}, "rules.0.regex"),
+    ({"regex": "a{99999999999}", "action": "flag"}, "rules.0.regex"),
     ({"entities": ["passport"], "action": "block"}, "rules.0.entities.0"),
     ({"entities": ["card"], "action": "shred"}, "rules.0.action"),
     ({"max_input_tokens": 0, "action": "block"}, "rules.0.max_input_tokens"),
@@ -225,6 +226,11 @@ async def test_bad_record_queries_name_the_parameter(world: World, query: str,
                                                      param: str) -> None:
     status, reply = await admin(world, "GET", f"/usage/records?{query}", role="auditor")
     assert 400 <= status < 500 and reply["error"]["param"] == param, reply
+
+
+async def test_the_first_week_of_the_calendar_is_an_empty_answer(world: World) -> None:
+    """``to`` a day after the calendar starts: the default ``from`` cannot be 7 days before it."""
+    assert await records(world, "to=0001-01-02T00:00:00Z") == []
 
 
 async def test_the_openapi_document_describes_the_rules(world: World) -> None:

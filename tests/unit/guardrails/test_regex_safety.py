@@ -33,9 +33,11 @@ def test_ordinary_and_atomic_patterns_pass(pattern: str) -> None:
     check(pattern)
 
 
-def test_what_is_not_a_pattern_is_re_error() -> None:
+@pytest.mark.parametrize("pattern", ["([a-z", "a{99999999999}", "(" * 1000 + ")" * 1000])
+def test_what_is_not_a_pattern_is_re_error(pattern: str) -> None:
+    """Also what ``re`` refuses with OverflowError or RecursionError (a 500 otherwise)."""
     with pytest.raises(re.error):
-        check("([a-z")
+        check(pattern)
 
 
 def test_a_refused_pattern_really_is_slow() -> None:

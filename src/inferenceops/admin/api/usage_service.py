@@ -100,7 +100,11 @@ async def usage_records(ctx: AdminContext, access: Access, *, start: str | None,
                         now: datetime | None = None) -> UsageRecordsOut:
     """The caller's records in [from, to) (default: the last 7 days), newest first."""
     until = parse_time(end, "to") if end is not None else (now or datetime.now(UTC))
-    since = parse_time(start, "from") if start is not None else until - RECORDS_DEFAULT_SPAN
+    if start is not None:
+        since = parse_time(start, "from")
+    else:
+        since = (until - RECORDS_DEFAULT_SPAN if until - datetime.min.replace(tzinfo=UTC)
+                 > RECORDS_DEFAULT_SPAN else datetime.min.replace(tzinfo=UTC))
     if until <= since:
         raise InvalidParameter(f"to: must be after from; got from {since.isoformat()}, to "
                                f"{until.isoformat()}", param="to")
