@@ -10,7 +10,8 @@ gateway live here (``tests/integration/_harness.py`` starts the gateway).
   own process group (it forks an engine core and a worker), offline, its
   output captured to a file, on a free loopback port. ``stop`` sends SIGTERM,
   waits, then SIGKILLs the group; an ``atexit`` hook does the same for
-  anything a crashed run left behind.
+  anything a crashed run left behind. ``kill`` SIGKILLs the group at once (a
+  crash); ``restart`` starts the same command on the same port again.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ SERVED_MODEL = "tiny-llama"
 #: What the gateway calls it (rewritten to SERVED_MODEL on the way to a replica).
 PUBLIC_MODEL = "tiny-chat"
 MAX_MODEL_LEN = 512
+#: Sequences a replica runs at once (``--max-num-seqs``); more wait in its queue.
+MAX_NUM_SEQS = 8
 
 VLLM_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -96,19 +99,23 @@ class VllmServer:
         workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.port = free_port()
+        self.workdir = workdir
         self.log_path = workdir / f"{name}-{self.port}.log"
-        command = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
-                   "--model", str(model), "--served-model-name", SERVED_MODEL,
-                   "--host", "127.0.0.1", "--port", str(self.port),
-                   "--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN),
-                   "--max-num-seqs", "8", *args]
-        env = {**os.environ, **VLLM_ENV}
+        self.command = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
+                        "--model", str(model), "--served-model-name", SERVED_MODEL,
+                        "--host", "127.0.0.1", "--port", str(self.port),
+                        "--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN),
+                        "--max-num-seqs", str(MAX_NUM_SEQS), *args]
+        self.env = {**os.environ, **VLLM_ENV}
         if cpus is not None:  # by default every replica binds its worker to core 0
-            env["VLLM_CPU_OMP_THREADS_BIND"] = cpus
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.env["VLLM_CPU_OMP_THREADS_BIND"] = cpus
+        self._start("wb")
+
+    def _start(self, mode: str) -> None:
+        with self.log_path.open(mode) as log:
+            self.proc = subprocess.Popen(self.command, cwd=self.workdir, env=self.env,
+                                         stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         LIVE.add(self.proc)
         self.started = time.monotonic()
         self.ready_after_s: float | None = None
@@ -145,10 +152,10 @@ class VllmServer:
         self.ready_after_s = time.monotonic() - self.started
         return self
 
-    def metric(self, name: str) -> float:
+    def metric(self, name: str, timeout: float = 5) -> float:
         """The sum of every series of ``name`` on this server's /metrics (labels ignored)."""
         pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", re.MULTILINE)
-        text = self.get("/metrics").decode()
+        text = self.get("/metrics", timeout=timeout).decode()
         return sum(float(value) for value in pattern.findall(text))
 
     def rss_mb(self) -> float:
@@ -172,6 +179,22 @@ class VllmServer:
         code = self.proc.wait(10)
         LIVE.discard(self.proc)
         return code
+
+    def kill(self) -> None:
+        """SIGKILL the whole group (server, engine core, worker) at once: a crash, not a stop."""
+        kill_group(self.proc)
+        self.proc.wait(10)
+        LIVE.discard(self.proc)
+
+    def restart(self) -> VllmServer:
+        """A new server with the same command on the same port (once this one is gone); its
+        output is appended to the same log. Call ``wait_ready`` next."""
+        if self.proc.poll() is None:
+            self.stop()
+        with self.log_path.open("ab") as log:
+            log.write(f"\n----- restarted on port {self.port} -----\n".encode())
+        self._start("ab")
+        return self
 
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

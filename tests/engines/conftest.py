@@ -105,20 +105,40 @@ def _core(i: int) -> str | None:
     return str(cores[i]) if len(cores) >= 2 else None
 
 
+def start_gateway(workdir: Path, replicas: list[VllmServer], *, name: str,
+                  deployment: str = DEPLOYMENT, routing: str | None = None,
+                  env: dict[str, str] | None = None) -> Gateway:
+    """A gateway with one ``openai``-engine deployment over ``replicas`` (its replica ids are
+    ``<deployment>-<i>``), ready; its output is appended to a failing test's report."""
+    spec: dict[str, Any] = {"name": deployment, "engine": "openai", "served_model": SERVED_MODEL,
+                            "replicas": [{"url": r.base_url} for r in replicas],
+                            "timeouts": {"connect_s": 5, "first_byte_s": 60}}
+    if routing is not None:
+        spec["routing"] = routing
+    config = platform_yaml([spec], [{"name": PUBLIC_MODEL, "deployment": deployment}])
+    gw = Gateway(workdir, config=config, env=env, name=name)
+    _SERVERS.append(gw)
+    try:
+        return gw.wait_ready()
+    except BaseException:
+        stop_gateway(gw)
+        raise
+
+
+def stop_gateway(gw: Gateway) -> None:
+    gw.stop()
+    _SERVERS.remove(gw)
+
+
 @pytest.fixture(scope="package")
 def engine_gateway(tmp_path_factory: pytest.TempPathFactory,
                    replicas: list[VllmServer]) -> Iterator[Gateway]:
     """A gateway with one ``openai``-engine deployment whose replicas are the two vLLM servers."""
-    deployment = {"name": DEPLOYMENT, "engine": "openai", "served_model": SERVED_MODEL,
-                  "replicas": [{"url": r.base_url} for r in replicas],
-                  "timeouts": {"connect_s": 5, "first_byte_s": 60}}
-    config = platform_yaml([deployment], [{"name": PUBLIC_MODEL, "deployment": DEPLOYMENT}])
-    gw = Gateway(tmp_path_factory.mktemp("gateway"), config=config, name="engines-gateway")
-    _SERVERS.append(gw)
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"), replicas, name="engines-gateway")
     try:
-        yield gw.wait_ready()
+        yield gw
     finally:
-        gw.stop()
+        stop_gateway(gw)
 
 
 def _admin(gw: Gateway, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -137,7 +157,12 @@ def _admin(gw: Gateway, method: str, path: str, body: dict[str, Any] | None = No
 @pytest.fixture(scope="package")
 def team_key(engine_gateway: Gateway) -> str:
     """A member's inference key in a team granted the tiny model (not the admin key)."""
-    gw = engine_gateway
+    return make_team_key(engine_gateway)
+
+
+def make_team_key(gw: Gateway) -> str:
+    """A team granted the tiny model, a member and their inference key, made through ``gw``'s
+    admin API; returned once the data plane accepts it."""
     team = _admin(gw, "POST", "/teams", {"name": "engine-tier"})
     user = _admin(gw, "POST", "/users", {"email": "engines@example.com"})
     _admin(gw, "PUT", f"/teams/{team['id']}/members/{user['id']}", {"role": "member"})
