@@ -255,11 +255,25 @@ def test_the_server_serves_this_document(admin_server: tuple[Gateway, Seeded]) -
     assert served.json() == json.loads(json.dumps(DOCUMENT))
 
 
+#: Past this, the HTTP server (granian's hyper) refuses a request line itself, 414 with no body,
+#: before the application sees it: a transport limit, not an answer of the admin API.
+URI_LIMIT = 65_534
+
+
+def refused_by_the_server(response: Any) -> bool:
+    request = getattr(response, "request", None)
+    return response.status_code == 414 and len(str(getattr(request, "url", ""))) > URI_LIMIT
+
+
 @schema.parametrize()
 def test_no_input_breaks_the_admin_api(case: Case, admin_server: tuple[Gateway, Seeded]) -> None:
     gw, seeded = admin_server
     _vary(case, seeded)
-    case.call_and_validate(base_url=gw.origin, headers=AUTH, checks=CHECKS)
+    response = case.call(base_url=gw.origin, headers=AUTH)
+    if refused_by_the_server(response):
+        assert requests.get(f"{gw.origin}/healthz", timeout=10).status_code == 200
+        return
+    case.validate_response(response, checks=CHECKS)
 
 
 def test_server_still_serves_after_fuzzing(admin_server: tuple[Gateway, Seeded]) -> None:
