@@ -63,3 +63,26 @@ async def test_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
                 await repo.list_teams(session)
     finally:
         await db.close()
+
+
+def test_cheap_binds_store_none_and_booleans_exactly_as_sqlite3_does_without_them() -> None:
+    import sqlite3
+
+    from inferenceops.store.db import register_cheap_sqlite_binds
+
+    values = (None, True, False, 0, 1, "x", 2.5)
+
+    def stored() -> list[tuple[object, ...]]:
+        with sqlite3.connect(":memory:") as conn:
+            return [conn.execute("SELECT typeof(?), ?", (v, v)).fetchone() for v in values]
+
+    mine = {k: sqlite3.adapters.pop(k) for k in list(sqlite3.adapters)
+            if k[0] in (type(None), bool)}
+    try:
+        plain = stored()
+        register_cheap_sqlite_binds()
+        assert {k[0] for k in sqlite3.adapters} >= {type(None), bool}
+        assert stored() == plain
+        assert plain[:3] == [("null", None), ("integer", 1), ("integer", 0)]
+    finally:
+        sqlite3.adapters.update(mine)
