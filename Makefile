@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 LOCK   := requirements/dev.lock
 PIP    := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test bench bench-fleet bench-batch bench-guardrails lint typecheck lock clean mutation engines clean-engines
+.PHONY: serve test bench bench-versus bench-fleet bench-batch bench-guardrails lint typecheck lock clean mutation engines clean-engines
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,11 @@ bench-fleet: $(VENV)/.installed-dev
 # A 20,000-request batch beside steady interactive traffic on simulated replicas (bench/batch.py,
 # ~10 min): interactive p99 TTFT with vs without the batch, fleet busy fraction; results in
 # bench/results/batch-*. ARGS=--quick for a one-minute smoke run.
+# The gateway now against the gateway at BASE (a commit), side by side in one run.
+BASE ?= HEAD~1
+bench-versus: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.versus --base $(BASE) $(ARGS)
+
 bench-batch: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.batch $(ARGS)
 
