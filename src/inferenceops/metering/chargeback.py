@@ -176,8 +176,11 @@ def largest_remainder(total: int, weights: Mapping[str, Fraction | int]) -> dict
         raise ValueError("the total must not be negative")
     if any(weight < 0 for weight in weights.values()):
         raise ValueError("weights must be non-negative and not all zero")
-    scale = math.lcm(*(Fraction(w).denominator for w in weights.values())) if weights else 1
-    whole = {name: int(Fraction(w) * scale) for name, w in weights.items()}
+    if all(type(w) is int for w in weights.values()):  # nano-cents, work units: the usual case
+        whole = {name: int(w) for name, w in weights.items()}
+    else:
+        scale = math.lcm(*(Fraction(w).denominator for w in weights.values())) if weights else 1
+        whole = {name: int(Fraction(w) * scale) for name, w in weights.items()}
     weight_sum = sum(whole.values())
     if weight_sum <= 0:
         raise ValueError("weights must be non-negative and not all zero")

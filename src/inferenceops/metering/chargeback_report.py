@@ -231,9 +231,11 @@ def lines_of(begin: datetime, deployment: str, allocation: Allocation, account: 
     for team in sorted(allocation.shares):
         requests, prompt, completion, cached = tokens.get(team, (0, 0, 0, 0))
         cents = allocation.shares[team]
-        out.append(Line(begin, deployment, "team", team or None, cents, percent(cents),
-                        Fraction(account.work.get(team, 0)) / WORK_SCALE, requests, prompt,
-                        completion, cached))
+        work = account.work.get(team, 0)
+        # Fraction(n, d) normalises once; Fraction(n) / d built two Fractions and divided.
+        units = Fraction(work, WORK_SCALE) if isinstance(work, int) else work / WORK_SCALE
+        out.append(Line(begin, deployment, "team", team or None, cents, percent(cents), units,
+                        requests, prompt, completion, cached))
     if allocation.idle or not allocation.shares:
         out.append(Line(begin, deployment, "idle", None, allocation.idle, percent(allocation.idle)))
     return out
@@ -262,12 +264,22 @@ def _work(value: Fraction) -> float:
     return round(float(value), 3)
 
 
-def line_json(line: Line) -> dict[str, Any]:
-    return {"start": line.start.isoformat(), "deployment": line.deployment, "kind": line.kind,
+def line_json(line: Line, start: str | None = None) -> dict[str, Any]:
+    """``start``: the line's start as text, when the caller has it already (a report's lines
+    share a few starts: by hour, 40 teams' lines each wrote the same hour again)."""
+    return {"start": line.start.isoformat() if start is None else start,
+            "deployment": line.deployment, "kind": line.kind,
             "team_id": line.team_id, "cost": money(line.cost_cents), "cost_cents": line.cost_cents,
             "share_percent": line.share_percent, "work": _work(line.work),
             "requests": line.requests, "prompt_tokens": line.prompt_tokens,
             "completion_tokens": line.completion_tokens, "cached_tokens": line.cached_tokens}
+
+
+def _iso(seen: dict[datetime, str], moment: datetime) -> str:
+    text = seen.get(moment)
+    if text is None:
+        text = seen[moment] = moment.isoformat()
+    return text
 
 
 def total_json(total: DeploymentTotal) -> dict[str, Any]:
@@ -285,12 +297,13 @@ def report_json(report: ChargebackReport, currency: str) -> dict[str, Any]:
                                                ("team_id", query.team_id)) if value is not None}
     cents = sum(line.cost_cents for line in report.lines)
     idle = sum(line.cost_cents for line in report.lines if line.kind == IDLE)
+    starts: dict[datetime, str] = {}
     return {
         "object": "chargeback.report", "from": query.start.isoformat(),
         "to": query.end.isoformat(), "granularity": query.granularity, "view": query.view,
         "filters": filters, "currency": currency,
         "current_to": None if report.current_to is None else report.current_to.isoformat(),
-        "data": [line_json(line) for line in report.lines],
+        "data": [line_json(line, _iso(starts, line.start)) for line in report.lines],
         "deployments": [total_json(total) for total in report.totals],
         "totals": {"cost": money(cents), "cost_cents": cents, "idle_cost_cents": idle},
     }
@@ -301,8 +314,9 @@ def report_csv(report: ChargebackReport) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
+    starts: dict[datetime, str] = {}
     for line in report.lines:
-        row = line_json(line)
+        row = line_json(line, _iso(starts, line.start))
         writer.writerow([row["start"], csv_cell(line.deployment), line.kind, csv_cell(line.team_id),
                          *(row[column] for column in CSV_COLUMNS[4:])])
     return out.getvalue().encode()
