@@ -23,6 +23,7 @@ from inferenceops.gateway.app import GatewayApp
 from inferenceops.gateway.http import ASGIApp
 from inferenceops.gateway.ondemand import OnDemandApp
 from inferenceops.gateway.state import GatewayState
+from inferenceops.guardrails.detect import use_detector
 from inferenceops.outbox import Outbox
 from inferenceops.pipeline.forward import Forwarder
 from inferenceops.pipeline.kernel import Pipeline
@@ -91,6 +92,7 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher, ident
     the store after these. ``board`` is what the engine-aware routing strategies know of
     each replica's load (``build_process`` adds the scraper that keeps it fresh).
     """
+    use_guardrails_detector(settings)
     client = OpenAICompatClient(platform.catalog.deployments.values(),
                                 max_response_bytes=settings.max_response_bytes)
     outbox = outbox or Outbox(max_records=settings.outbox_max_records)
@@ -108,6 +110,18 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher, ident
     for service in (*leading, *([] if heartbeat is None else [heartbeat])):
         state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)
     return state
+
+
+def use_guardrails_detector(settings: Settings) -> None:
+    """The detector set every guardrail check of this process uses (``guardrails_detector``)."""
+    if settings.guardrails_detector == "presidio":
+        from inferenceops.guardrails.presidio import PresidioDetector, PresidioUnavailable
+        try:
+            use_detector(PresidioDetector())
+        except PresidioUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+    else:
+        use_detector(None)
 
 
 def fleet_health(settings: Settings) -> FleetHealth:

@@ -171,6 +171,10 @@ class Settings(BaseSettings):
         1.0, gt=0.0, le=60.0, description="How often an idle batch executor looks for work (also "
         "how soon a cancel or a finished batch is acted on)."
     )
+    guardrails_detector: Literal["builtin", "presidio"] = Field(
+        "builtin", description="Who finds PII for guardrail policies: the built-in detectors, or "
+        "Microsoft Presidio's recognizers (the `presidio` extra; secrets stay built-in)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
 

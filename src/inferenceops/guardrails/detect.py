@@ -9,6 +9,7 @@ secret), then the longer one. ``redact`` replaces each finding with ``[ENTITY]``
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Protocol
 
 from inferenceops.guardrails import pii, secrets
 from inferenceops.guardrails.findings import (
@@ -34,14 +35,40 @@ FINDERS: dict[str, tuple[Finder, ...]] = {
 }
 
 
+class Detector(Protocol):
+    """Another detector set for some entity types (``guardrails.presidio``)."""
+
+    entities: frozenset[str]
+
+    def find(self, text: str, entities: Collection[str]) -> Iterator[Finding]: ...
+
+
+#: The process's other detector set, if the operator chose one at start (``use_detector``);
+#: it finds its ``entities``, the built-in finders the rest.
+_other: Detector | None = None
+
+
+def use_detector(detector: Detector | None) -> None:
+    """Make ``detector`` find its entity types in every scan of this process (None: built-in
+    only). Called once at start (``app.build_state``), from ``guardrails_detector``."""
+    global _other
+    _other = detector
+
+
 def scan(text: str, entities: Collection[str] = ENTITIES) -> list[Finding]:
     """The findings of ``entities`` in ``text``, in text order, none overlapping."""
     found: list[Finding] = []
     shared = ScanText(text)
+    other = _other
+    theirs = other.entities if other is not None else frozenset()
     for entity in ENTITIES:
-        if entity in entities:
+        if entity in entities and entity not in theirs:
             for finder in FINDERS[entity]:
                 found.extend(finder(shared))
+    if other is not None:
+        wanted = [entity for entity in entities if entity in theirs]
+        if wanted:
+            found.extend(other.find(text, wanted))
     return settle_overlaps(found)
 
 
