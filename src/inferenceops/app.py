@@ -102,7 +102,8 @@ def build_state(settings: Settings, platform: Platform, hasher: KeyHasher, ident
                                             max_wait_s=settings.retry_max_wait_s))
     pipeline = Pipeline(hasher=hasher, forwarder=forwarder, outbox=outbox, admission=admission,
                         max_body_bytes=settings.max_body_bytes,
-                        max_tokens_limit=settings.max_tokens_limit)
+                        max_tokens_limit=settings.max_tokens_limit,
+                        retained_body_max_bytes=settings.retained_body_max_bytes)
     state = GatewayState(snapshot=Snapshot(platform.catalog, identity), hasher=hasher,
                          client=client, pipeline=pipeline, outbox=outbox,
                          simulators=build_simulators(platform))
@@ -202,7 +203,8 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     flushes after everything that feeds it has stopped; the Redis heartbeat; the
     snapshot feed (the first snapshot is built before the process is ready); the
     usage rollups (every process, the store lets one work at a time) and the reads
-    behind ``GET /v1/usage`` (their pool opens on the first); the Files API and the
+    behind ``GET /v1/usage`` (their pool opens on the first); the retention sweep of
+    kept bodies; the Files API and the
     admin API (each built on its first request; their services close their database
     pools) when this process serves HTTP.
     """
@@ -210,6 +212,7 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     from inferenceops.control.usage_reads import UsageReads
     from inferenceops.control.usage_rollup import UsageRollups
     from inferenceops.outbox.writer import OutboxWriter
+    from inferenceops.retention.sweeper import RetentionSweeper
     from inferenceops.store.credentials import cipher_from_environment
     from inferenceops.store.db import backend_of
 
@@ -247,7 +250,10 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
                            retention_days=settings.usage_retention_days)
     reads = UsageReads(settings.resolved_database_url)
     state.usage = reads
-    services: list[Service] = [feed, rollups, reads]
+    sweep = RetentionSweeper(settings.resolved_database_url,
+                             lambda: state.snapshot.policy.retention,
+                             interval_s=settings.retention_sweep_s)
+    services: list[Service] = [feed, rollups, reads, sweep]
     if serve_admin:
         files = files_on_demand(settings, state)
         state.files_app = files
@@ -285,7 +291,7 @@ def batch_executor(settings: Settings, state: GatewayState,
 #: light for the CLI and the tests), for ``preload``.
 PROCESS_MODULES = ("inferenceops.admission.memory_ledger", "inferenceops.control.snapshot_feed",
                    "inferenceops.control.usage_reads", "inferenceops.control.usage_rollup",
-                   "inferenceops.outbox.writer",
+                   "inferenceops.outbox.writer", "inferenceops.retention.sweeper",
                    "inferenceops.store.credentials")
 
 

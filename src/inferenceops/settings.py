@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from inferenceops.platform.retention import RETAINED_BODY_MAX_BYTES
 from inferenceops.signin_settings import OIDCConfig, ProxyAuthConfig, check_cidrs
 
 
@@ -141,6 +142,14 @@ class Settings(BaseSettings):
         60.0, gt=0, le=3600, description="How often the usage rollups (hourly and daily sums per "
         "team, key, model, adapter and deployment, which reports read) are brought up to date; "
         "reports lag the ledger by about this much."
+    )
+    retained_body_max_bytes: int = Field(
+        RETAINED_BODY_MAX_BYTES, ge=1024, le=64 * 1024 * 1024, description="For a team that keeps "
+        "bodies (retention: store), each side — the request, the answer — is cut at this size."
+    )
+    retention_sweep_s: float = Field(
+        300.0, gt=0, le=86_400, description="How often retained bodies past their team's "
+        "retention (or of teams that no longer keep bodies) are deleted."
     )
     usage_retention_days: int = Field(
         90, ge=0, le=36_500, description="Raw usage records older than this many days are deleted "

@@ -1,4 +1,5 @@
-"""The admission part of the platform YAML: currency, limits, budgets, team weights.
+"""The admission part of the platform YAML: currency, limits, budgets, team weights (and
+teams' body retention, ``platform.retention``).
 
 Validated with the rest of the file (errors name the line). Teams are named
 here, not identified: the names are resolved against the store each time the
@@ -8,6 +9,8 @@ exist yet starts to apply when the team is created.
     currency: USD
     teams:
       - {name: ml, weight: 3}
+      - {name: legal, retention: store, retention_days: 30}   # bodies kept, redacted
+      - {name: health, retention: zero}                       # no body written anywhere
     limits:
       - {key: "*", rpm: 600}                    # every key by itself
       - {team: ml, tpm: 200000, concurrency: 32}
@@ -40,6 +43,7 @@ from inferenceops.platform.policy import (
     Scope,
     to_nanos,
 )
+from inferenceops.platform.retention import DEFAULT, MAX_DAYS, Retention
 
 PositiveInt = Annotated[int, Field(ge=1, le=MAX_COUNTER)]
 #: At most MAX_COUNTER nano-units (about 9 million): what a ledger counts exactly.
@@ -61,6 +65,20 @@ def check_currency(value: str) -> str:
 class TeamSpec(_Strict):
     name: str = Field(min_length=1, max_length=200)
     weight: int = Field(1, ge=1, le=1000, description="share of a saturated deployment")
+    retention: Literal["none", "store", "zero"] = Field(
+        "none", description="request and response bodies: never stored (none), stored redacted "
+                            "for retention_days (store), or zero retention (zero)")
+    retention_days: int | None = Field(None, ge=1, le=MAX_DAYS)
+
+    @model_validator(mode="after")
+    def _days_with_store(self) -> TeamSpec:
+        if (self.retention == "store") != (self.retention_days is not None):
+            raise ValueError("'retention_days' is required with retention: store, and only with it")
+        return self
+
+    @property
+    def body_retention(self) -> Retention:
+        return Retention(self.retention, self.retention_days)
 
 
 class LimitSpec(_Strict):
@@ -118,6 +136,11 @@ class StaticPolicy:
 
     def team_weights(self, team_ids: Mapping[str, str]) -> dict[str, int]:
         return {team_ids[t.name]: t.weight for t in self.teams if t.name in team_ids}
+
+    def team_retention(self, team_ids: Mapping[str, str]) -> dict[str, Retention]:
+        """The body retention the file sets for teams that exist (the default left out)."""
+        return {team_ids[t.name]: t.body_retention for t in self.teams
+                if t.name in team_ids and t.body_retention != DEFAULT}
 
     def limit_rules(self, team_ids: Mapping[str, str]) -> Iterator[LimitRule]:
         """Rules whose teams exist; a rule naming an unknown team waits for it to be created."""

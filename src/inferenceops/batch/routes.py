@@ -32,7 +32,13 @@ import orjson
 from inferenceops.batch.multipart import boundary_of
 from inferenceops.batch.service import FilesService, plausible_id
 from inferenceops.error_shape import internal_error
-from inferenceops.errors import InferenceOpsError, InvalidParameter, MethodNotAllowed, NotFound
+from inferenceops.errors import (
+    InferenceOpsError,
+    InvalidParameter,
+    MethodNotAllowed,
+    NotFound,
+    PermissionDenied,
+)
 from inferenceops.gateway.http import Receive, Scope, Send, respond, respond_error, response_headers
 from inferenceops.pipeline.auth import authenticate, require_scope
 from inferenceops.pipeline.facts import RequestFacts
@@ -140,6 +146,11 @@ class FilesApp:
 
     async def create(self, key: ApiKey, facts: RequestFacts, scope: Scope, body: Body,
                      send: Send, file_id: str) -> None:
+        retention = self._snapshot().policy.retention.get(key.team_id or "")
+        if retention is not None and retention.zero:
+            raise PermissionDenied("This team is zero-retention: no request body may be stored, "
+                                   "and a file is stored request bodies. Send the requests one by "
+                                   "one instead.", code="zero_retention")
         boundary = boundary_of(_header(scope, b"content-type"))
         record = await self.service.upload(key, boundary, body.chunks())
         await respond(send, facts, 200, orjson.dumps(file_object(record)))

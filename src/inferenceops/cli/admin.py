@@ -29,8 +29,10 @@ from inferenceops.cli._client import (
     team_id_of,
 )
 
-TEAM_COLUMNS = (("id", "ID"), ("name", "NAME"), ("weight", "WEIGHT"), ("created_at", "CREATED"))
-TEAM_FIELDS = (("id", "id"), ("name", "name"), ("weight", "weight"), ("created_at", "created"),
+TEAM_COLUMNS = (("id", "ID"), ("name", "NAME"), ("weight", "WEIGHT"), ("retention", "RETENTION"),
+                ("created_at", "CREATED"))
+TEAM_FIELDS = (("id", "id"), ("name", "name"), ("weight", "weight"), ("retention", "retention"),
+               ("retention_days", "retention days"), ("created_at", "created"),
                ("updated_at", "updated"))
 MEMBER_FIELDS = (("team_id", "team"), ("user_id", "user"), ("role", "role"), ("created_at", "since"))
 USER_COLUMNS = (("id", "ID"), ("email", "EMAIL"), ("display_name", "NAME"),
@@ -102,6 +104,25 @@ def teams_set_weight(
     team_id = team_id_of(url, key, team)
     _emit_one(_api(url, key, "PATCH", f"/teams/{_quote(team_id)}", {"weight": weight}),
               TEAM_FIELDS, as_json)
+
+
+@teams_app.command("set-retention")
+def teams_set_retention(
+    team: Annotated[str, typer.Argument(metavar="TEAM", help="The team's name or id.")],
+    mode: Annotated[str, typer.Argument(metavar="MODE", help=(
+        "none: bodies never stored (the default); store: stored redacted for --days; "
+        "zero: never written anywhere, logs included."))],
+    days: Annotated[int | None, typer.Option(help="Days bodies are kept (store only).")] = None,
+    url: UrlOpt = DEFAULT_URL, key: KeyOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Set a team's body retention (platform admins; audited)."""
+    if mode not in ("none", "store", "zero"):
+        _fail(f"MODE must be none, store or zero, not {mode!r}", exit_code=2)
+    if (mode == "store") != (days is not None):
+        _fail("--days is required with store, and only with it", exit_code=2)
+    team_id = team_id_of(url, key, team)
+    _emit_one(_api(url, key, "PATCH", f"/teams/{_quote(team_id)}",
+                   {"retention": mode, "retention_days": days}), TEAM_FIELDS, as_json)
 
 
 @teams_app.command("add-member")

@@ -24,6 +24,7 @@ from inferenceops.cli.catalog import CATALOG_APPS
 from inferenceops.cli.chargeback import chargeback_command
 from inferenceops.cli.guardrails import GUARDRAIL_APPS
 from inferenceops.cli.invitations import INVITATION_APPS
+from inferenceops.cli.retention import RETENTION_APPS
 from inferenceops.cli.usage import usage_command
 from inferenceops.config.spec import ConfigError
 
@@ -190,7 +191,7 @@ def db_upgrade() -> None:
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
 app.add_typer(audit_app, name="audit")
 for _name, _sub_app in (*ADMIN_APPS, *ADMISSION_APPS, *CATALOG_APPS, *INVITATION_APPS,
-                        *GUARDRAIL_APPS):
+                        *GUARDRAIL_APPS, *RETENTION_APPS):
     app.add_typer(_sub_app, name=_name)
 app.command("apply")(apply_command)
 app.command("usage")(usage_command)

@@ -1,7 +1,7 @@
 """The admission policy a snapshot serves: the platform file's rules and the store's, together.
 
-Teams are resolved by name; where both sides set a rule for one subject, the stricter
-applies (``platform.policy.Policy``). Pure: no I/O.
+Teams are resolved by name; where both sides set a rule for one subject (a team's body
+retention included), the stricter applies (``platform.policy.Policy``). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from inferenceops.platform.policy import (
     RateLimit,
     Scope,
 )
+from inferenceops.platform.retention import DEFAULT, NONE_MODE, Retention, stricter
 from inferenceops.store.records import IdentityData
 from inferenceops.store.records_guardrails import StoredGuardrails
 
@@ -32,6 +33,10 @@ def assemble_policy(static: StaticPolicy, prices: Mapping[str, ModelPrices] | No
     team_ids = {t.name: t.id for t in data.teams}
     weights = {t.id: t.weight for t in data.teams}
     weights.update(static.team_weights(team_ids))
+    retention = {t.id: Retention(t.retention, t.retention_days) for t in data.teams
+                 if t.retention != NONE_MODE}
+    for team_id, from_file in static.team_retention(team_ids).items():
+        retention[team_id] = stricter(retention.get(team_id, DEFAULT), from_file)
     # The casts are sound: each table's ``subject_columns`` CHECK constraint (store.tables)
     # guarantees that the columns a row's scope names are set.
     limits = list(static.limit_rules(team_ids))
@@ -48,4 +53,5 @@ def assemble_policy(static: StaticPolicy, prices: Mapping[str, ModelPrices] | No
                                   Budget(b.amount_nanos, Period(b.period), b.mode == "hard")))
     return Policy(currency=static.currency, limits=limits, budgets=budgets, team_weights=weights,
                   prices=prices, team_names={t.id: t.name for t in data.teams},
+                  retention=retention,
                   guardrails=merge_guardrails(static.guardrails, guardrails, team_ids))

@@ -7,9 +7,9 @@ from collections import deque
 from collections.abc import Iterable
 
 from inferenceops.histogram import Histogram
-from inferenceops.outbox.records import AuditRecord, Record, UsageRecord
+from inferenceops.outbox.records import AuditRecord, BodyRecord, Record, UsageRecord
 
-_KIND = {UsageRecord: "usage", AuditRecord: "audit"}
+_KIND = {UsageRecord: "usage", AuditRecord: "audit", BodyRecord: "body"}
 #: Buckets of ``/metrics``' batch-size and write-time histograms (records; seconds).
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 WRITE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -36,9 +36,9 @@ class Outbox:
         self.max_records = max_records
         self.max_keys = max_keys
         self.batch_size = batch_size
-        self.dropped: dict[str, int] = {"usage": 0, "audit": 0, "key_use": 0}
-        self.queued: dict[str, int] = {"usage": 0, "audit": 0}
-        self.written: dict[str, int] = {"usage": 0, "audit": 0, "key_use": 0}
+        self.dropped: dict[str, int] = {"usage": 0, "audit": 0, "body": 0, "key_use": 0}
+        self.queued: dict[str, int] = {"usage": 0, "audit": 0, "body": 0}
+        self.written: dict[str, int] = {"usage": 0, "audit": 0, "body": 0, "key_use": 0}
         # Kept up to date by the writer, shown in /metrics.
         self.write_failures = 0
         self.last_batch = 0

@@ -55,4 +55,28 @@ class AuditRecord:
     after: dict[str, Any] = field(default_factory=dict)
 
 
-Record = UsageRecord | AuditRecord
+@dataclass(frozen=True, slots=True)
+class BodyRecord:
+    """A request and its answer, for a team that keeps bodies (``platform.retention``).
+
+    The bytes are as they passed (the request as the engine got it, the answer as the caller
+    got it; a stream's raw SSE), each cut at the configured size (``truncated``). The writer
+    redacts them before anything is stored (``retention.redact``): nothing on the request
+    path scans them.
+    """
+
+    request_id: str
+    at: float
+    team_id: str
+    key_id: str
+    model: str | None
+    endpoint: str
+    stream: bool
+    status: int
+    days: int
+    request: bytes
+    response: bytes | None
+    truncated: bool
+
+
+Record = UsageRecord | AuditRecord | BodyRecord

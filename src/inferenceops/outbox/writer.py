@@ -1,20 +1,19 @@
 """The outbox writer: one supervised service per process that stores what the data plane queued.
 
-Every ``flush_s`` (default 1 s) — or at once when a full batch waits — it takes
-up to ``batch_size`` records and the keys used since the last flush and writes
-them in **one transaction**: usage rows (one executemany), the keys'
-``last_used_at``, audit entries; under load it goes on while full batches
-wait, and leaves a part batch for the next turn. A failed write puts the batch
-back at the front of the queue (bounded: what no longer fits is dropped and
-counted) and retries after a backoff; a crash restarts it (the supervisor).
-``stop`` — called after every service that feeds the outbox has stopped — lets
-the batch being written finish (cancelling ``run`` does not interrupt it), then
-flushes until the queue is empty or its deadline passes. Each batch stored is
-counted in the outbox's batch-size and write-time histograms (``/metrics``).
-``bench/usage_ledger.py`` measures the rate.
+Every ``flush_s`` (default 1 s) — or at once when a full batch waits — it takes up to
+``batch_size`` records and the keys used since the last flush and writes them in **one
+transaction**: usage rows (one executemany), retained bodies (redacted here:
+``retention.redact``), the keys' ``last_used_at``, audit entries; under load it goes on while
+full batches wait, and leaves a part batch for the next turn. A failed write puts the batch
+back at the front of the queue (bounded: what no longer fits is dropped and counted) and
+retries after a backoff; a crash restarts it (the supervisor). ``stop`` — called after every
+service that feeds the outbox has stopped — lets the batch being written finish (cancelling
+``run`` does not interrupt it), then flushes until the queue is empty or its deadline passes.
+Each batch stored is counted in the outbox's batch-size and write-time histograms
+(``/metrics``). ``bench/usage_ledger.py`` measures the rate.
 
-This module is the only part of the outbox that touches the store; the hot
-path imports ``outbox`` (the queue and records) only.
+This module is the only part of the outbox that touches the store; the hot path imports
+``outbox`` (the queue and records) only.
 """
 
 from __future__ import annotations
@@ -23,12 +22,18 @@ import asyncio
 import logging
 import time
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
 
 from inferenceops.outbox.queue import Outbox
-from inferenceops.outbox.records import AuditRecord, Record, UsageRecord
+from inferenceops.outbox.records import AuditRecord, BodyRecord, Record, UsageRecord
+from inferenceops.retention.capture import stream_answer
+from inferenceops.retention.redact import redacted_body, redacted_value
 from inferenceops.store import Database, repo
 from inferenceops.store.errors import StoreError
+from inferenceops.store.repo.retention import insert_bodies
 from inferenceops.store.repo.usage import insert_usage
 
 log = logging.getLogger("inferenceops.outbox")
@@ -119,9 +124,12 @@ class OutboxWriter:
     async def _write(self, records: list[Record], keys: set[str]) -> None:
         usage = [r for r in records if isinstance(r, UsageRecord)]
         audits = [r for r in records if isinstance(r, AuditRecord)]
+        bodies = [body_row(r) for r in records if isinstance(r, BodyRecord)]
         async with self.db.transaction("storing the outbox") as tx:
             if usage:
                 await insert_usage(tx, usage)
+            if bodies:
+                await insert_bodies(tx, bodies)
             if keys:
                 await repo.touch_last_used(tx, keys, datetime.now(UTC))
             for entry in audits:
@@ -131,4 +139,20 @@ class OutboxWriter:
         written = self._outbox.written
         written["usage"] += len(usage)
         written["audit"] += len(audits)
+        written["body"] += len(bodies)
         written["key_use"] += len(keys)
+
+
+def body_row(record: BodyRecord) -> dict[str, Any]:
+    """A kept body as its ``retained_bodies`` row: redacted here, off the request path."""
+    at = datetime.fromtimestamp(record.at, UTC)
+    response: str | None = None
+    if record.response is not None:
+        response = (orjson.dumps(redacted_value(stream_answer(record.response,
+                                                               truncated=record.truncated))).decode()
+                    if record.stream else redacted_body(record.response))
+    return {"request_id": record.request_id, "at": at, "expires_at": at + timedelta(days=record.days),
+            "team_id": record.team_id, "key_id": record.key_id, "model": record.model,
+            "endpoint": record.endpoint, "stream": record.stream, "status": record.status,
+            "request": redacted_body(record.request), "response": response,
+            "truncated": record.truncated}

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from inferenceops.outbox import UsageRecord
     from inferenceops.pipeline.request import InferenceRequest
     from inferenceops.platform.guardrails import Effective
+    from inferenceops.platform.retention import Retention
+    from inferenceops.retention.capture import StreamCapture
 
 _MAX_REQUEST_ID = 128
 BodySource = Callable[[], Awaitable[bytes]]
@@ -52,7 +54,8 @@ class RequestFacts:
                  "session_header",
                  "body_source", "started", "upstream_s", "key", "request", "model", "priority",
                  "admission", "outcome", "response_headers", "error", "body_size",
-                 "prompt_tokens", "batch", "guardrails", "guardrail_findings", "usage_record")
+                 "prompt_tokens", "batch", "guardrails", "guardrail_findings", "usage_record",
+                 "retention", "answer", "capture")
 
     def __init__(self, endpoint: Endpoint | None, request_id: bytes, *,
                  authorization: bytes | None = None, content_length: bytes | None = None,
@@ -90,6 +93,12 @@ class RequestFacts:
         self.guardrails: Effective | None = None  # the policies that apply (the guard stage)
         #: What guardrails found and did: entity or rule → action → count (for metering).
         self.guardrail_findings: dict[tuple[str, str], int] | None = None
+        #: The key's team's body retention when it is not the default (the guard stage):
+        #: ``store`` keeps this request's bodies (``answer`` / ``capture``), ``zero`` keeps
+        #: even an engine's error detail out of the log. None: nothing kept, as by default.
+        self.retention: Retention | None = None
+        self.answer: bytes | None = None  # a whole answer as sent, kept only when retention stores
+        self.capture: StreamCapture | None = None  # a stream as sent, likewise
 
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[bytes, bytes]],

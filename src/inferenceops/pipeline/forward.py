@@ -186,6 +186,8 @@ class Forwarder:
                     outcome.usage = (NOTHING_USED if answer.status != 200 else
                                      parse_usage(answer.doc.get("usage")))
                     body = answer.body if facts.guardrails is None else answer_body(facts, answer)
+                    if facts.retention is not None:
+                        facts.answer = body  # kept by settle when the team stores bodies
                     await sink.complete(facts, answer.status, answer.content_type, body)
                     outcome.first_byte_s = time.perf_counter() - facts.started
                 return
@@ -277,8 +279,11 @@ class Forwarder:
         return "\n".join(lines) + "\n"
 
     def _chain(self, facts: RequestFacts, tap: UsageTap) -> FilterChain:
-        """Redaction of in-band errors first, then any extra filters, then usage extraction."""
+        """Redaction of in-band errors first, then any extra filters (guardrails; the capture of
+        a team that keeps bodies), then usage extraction."""
         extra = self._filters(facts) if self._filters is not None else []
+        if facts.capture is not None:
+            extra = [*extra, facts.capture]  # keeps the stream as the caller gets it
         return FilterChain([SSEErrorScrubber(self._client.redactor), *extra, tap])
 
     async def _stream(self, facts: RequestFacts, upstream: UpstreamResponse, sink: ResponseSink,
@@ -355,14 +360,17 @@ def asking_for_usage(body: bytes) -> bytes:
 def tell(exc: UpstreamError, facts: RequestFacts, replica: str, reveal: bool) -> None:
     """Give an engine's failure its request id; log what the engine said, under that id —
     without the request's prompt, which engines quote in their errors (bodies are never
-    stored, logs included: ``without_prompt``)."""
+    stored, logs included: ``without_prompt``), and not at all for a zero-retention team."""
     request_id = facts.request_id.decode("ascii")
     exc.extra["request_id"] = request_id
     if exc.detail is None:
         return
     if not isinstance(exc, UpstreamClientError):  # a refusal is the caller's business, not ours
+        retention = facts.retention
         log.warning("request %s: deployment %s (replica %s) failed: %s: %s", request_id,
                     exc.extra.get("deployment"), replica, exc.code,
+                    "(detail not logged: the team is zero-retention)"
+                    if retention is not None and retention.zero else
                     without_prompt(exc.detail, facts))
     if reveal:
         exc.extra["upstream"] = exc.detail

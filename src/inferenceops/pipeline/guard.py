@@ -1,14 +1,16 @@
 """The *guard* stage and the output side of guardrails: where ``guardrails`` meets the pipeline.
 
-The stage runs between *authorize* (the key, its team and the model are known) and
-*admit* (so a refused request reserves nothing): the policies attached to the platform,
-the key's team, the model and the key are combined (``Guardrails.effective``, cached per
-snapshot) and applied to the prompt — a block is 400 ``content_policy_violation``, a
-redaction rewrites the body the engine gets, a flag is noted on the request. What the
-request is then answered with passes the same policies' output rules: a streamed answer
-through ``StreamRedactor`` (a filter of the chain, so usage is still extracted after it),
-a whole answer here before it is sent. Interactive requests and batch lines go through
-the same code. Nothing is logged of the text; ``facts.guardrail_findings`` keeps
+The stage runs between *authorize* (the key, its team and the model are known) and *admit* (so
+a refused request reserves nothing): the policies attached to the platform, the key's team,
+the model and the key are combined (``Guardrails.effective``, cached per snapshot) and applied
+to the prompt — a block is 400 ``content_policy_violation``, a redaction rewrites the body the
+engine gets, a flag is noted on the request. What the request is then answered with passes the
+same policies' output rules: a streamed answer through ``StreamRedactor`` (a filter of the
+chain, so usage is still extracted after it), a whole answer here before it is sent.
+Interactive requests and batch lines go through the same code. The stage also notes the team's
+body retention (``platform.retention``): a team that stores bodies gets its stream captured as
+it goes out and its bodies queued by *settle*; a zero-retention team's engine errors are
+logged without their detail. Nothing is logged of the text; ``facts.guardrail_findings`` keeps
 ``(entity, action)`` pairs, which metering counts.
 """
 
@@ -27,6 +29,7 @@ from inferenceops.pipeline.request import INPUT_FIELD
 from inferenceops.pipeline.sink import ResponseSink
 from inferenceops.platform import Snapshot
 from inferenceops.platform.guardrails import OUTPUT
+from inferenceops.retention.capture import StreamCapture
 
 if TYPE_CHECKING:
     from inferenceops.engines.openai_compat import UpstreamAnswer
@@ -35,12 +38,18 @@ if TYPE_CHECKING:
 
 async def guard(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
                 sink: ResponseSink) -> None:
-    """Apply the input rules of the policies that apply to this request (see the module doc)."""
-    guardrails = snapshot.policy.guardrails
-    if guardrails.empty:
-        return
+    """Note the team's body retention, then apply the input rules of the policies that apply
+    to this request (see the module doc)."""
+    policy = snapshot.policy
     key, model, request, endpoint = facts.key, facts.model, facts.request, facts.endpoint
     assert key is not None and model is not None and request is not None and endpoint is not None
+    if policy.retention and key.team_id is not None:
+        retention = facts.retention = policy.retention.get(key.team_id)
+        if retention is not None and retention.stores and request.stream:
+            facts.capture = StreamCapture(p.retained_body_max_bytes)
+    guardrails = policy.guardrails
+    if guardrails.empty:
+        return
     effective = guardrails.effective(key.team_id, model.name, key.id)
     if effective is None or effective.empty:
         return

@@ -39,6 +39,7 @@ from inferenceops.pipeline.guard import guard
 from inferenceops.pipeline.settle import settle
 from inferenceops.pipeline.sink import ResponseSink
 from inferenceops.platform import KeyHasher, Snapshot
+from inferenceops.platform.retention import RETAINED_BODY_MAX_BYTES
 
 StageFn = Callable[["Pipeline", Snapshot, RequestFacts, ResponseSink], Awaitable[None]]
 
@@ -65,12 +66,14 @@ class Pipeline:
     """Everything the stages share for the life of a process; requests bring their facts."""
 
     __slots__ = ("hasher", "forwarder", "outbox", "admission", "max_body_bytes",
-                 "max_tokens_limit", "stages", "tokens", "usage_meter", "guardrail_meter")
+                 "max_tokens_limit", "stages", "tokens", "usage_meter", "guardrail_meter",
+                 "retained_body_max_bytes")
 
     def __init__(self, *, hasher: KeyHasher, forwarder: Forwarder, outbox: Outbox,
                  admission: AdmissionControl | None, max_body_bytes: int, max_tokens_limit: int,
                  stage_list: tuple[Stage, ...] = STAGES,
-                 tokens: TokenCounter | None = None) -> None:
+                 tokens: TokenCounter | None = None,
+                 retained_body_max_bytes: int = RETAINED_BODY_MAX_BYTES) -> None:
         self.tokens = tokens if tokens is not None else TokenCounter()
         self.usage_meter = UsageMeter()  # tokens and cost per team and model, for /metrics
         self.guardrail_meter = GuardrailMeter()  # what guardrails found and did, for /metrics
@@ -81,6 +84,8 @@ class Pipeline:
         self.max_body_bytes = max_body_bytes
         self.max_tokens_limit = max_tokens_limit
         self.stages = stage_list
+        #: Each side of a kept body is cut at this size (``platform.retention``).
+        self.retained_body_max_bytes = retained_body_max_bytes
 
     async def run(self, snapshot: Snapshot, facts: RequestFacts, sink: ResponseSink) -> None:
         """Run the stages over one request; raises what refused or failed it, after settling."""

@@ -16,7 +16,9 @@ any stage, cut off by the engine, abandoned by its caller. It
 4. queues one usage record on the outbox (for a request whose key was known) — a
    batch line's goes back to its executor instead (``RequestFacts.usage_record``), to be
    stored with the line's result — and counts its tokens and cost per team and model
-   for ``/metrics``.
+   for ``/metrics``;
+5. for a team that keeps bodies (``platform.retention``), queues the request and its
+   answer as they passed (``BodyRecord``; the outbox writer redacts and stores them).
 
 No I/O of its own: admission's ledger call is the only await.
 """
@@ -30,6 +32,7 @@ from inferenceops.errors import InferenceOpsError
 from inferenceops.metering.tokens import fallback_tokens
 from inferenceops.metering.usage import Usage
 from inferenceops.outbox import UsageRecord
+from inferenceops.outbox.records import BodyRecord
 from inferenceops.pipeline import stages
 from inferenceops.pipeline.facts import RequestFacts
 from inferenceops.pipeline.sink import ResponseSink
@@ -89,6 +92,32 @@ async def settle(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: Res
             p.outbox.put(record)
         if model is not None:
             p.usage_meter.add(key.team_id, model.name, usage, reported, cost)
+        retention = facts.retention
+        if retention is not None and retention.days is not None and facts.request is not None:
+            p.outbox.put(_kept(p, facts, record, retention.days))
+
+
+def _kept(p: Pipeline, facts: RequestFacts, record: UsageRecord, days: int) -> BodyRecord:
+    """The request and its answer, as they passed, for a team that keeps bodies (each cut at
+    the configured size; the writer redacts them)."""
+    limit = p.retained_body_max_bytes
+    request = facts.request
+    assert request is not None and record.team_id is not None
+    sent: bytes | None
+    cut = False
+    if facts.capture is not None:
+        sent, cut = facts.capture.captured(), facts.capture.truncated
+    else:
+        sent = facts.answer
+        if sent is not None and len(sent) > limit:
+            sent, cut = sent[:limit], True
+    body = request.body
+    if len(body) > limit:
+        body, cut = body[:limit], True
+    return BodyRecord(request_id=record.request_id, at=record.at, team_id=record.team_id,
+                      key_id=record.key_id, model=record.model, endpoint=record.endpoint,
+                      stream=facts.capture is not None, status=record.status, days=days,
+                      request=body, response=sent, truncated=cut)
 
 
 def _record(facts: RequestFacts, usage: Usage, reported: bool, cost: int,

@@ -28,6 +28,7 @@ from inferenceops.platform.guardrails import NO_GUARDRAILS, Guardrails
 # Re-exported: prices are part of the policy (``platform.prices`` defines them).
 from inferenceops.platform.prices import ModelPrices as ModelPrices
 from inferenceops.platform.prices import Price as Price
+from inferenceops.platform.retention import DEFAULT, Retention
 
 NANOS = 1_000_000_000
 #: The largest limit or budget (in nano-units) a ledger counts exactly: Redis's Lua computes in
@@ -174,13 +175,14 @@ class Policy:
     """
 
     __slots__ = ("currency", "_limits", "_budgets", "_weights", "prices", "team_names", "empty",
-                 "memo", "guardrails")
+                 "memo", "guardrails", "retention")
 
     def __init__(self, *, currency: str = "USD", limits: Iterable[LimitRule] = (),
                  budgets: Iterable[BudgetRule] = (), team_weights: Mapping[str, int] | None = None,
                  prices: Mapping[str, ModelPrices | Price] | None = None,
                  team_names: Mapping[str, str] | None = None,
-                 guardrails: Guardrails | None = None) -> None:
+                 guardrails: Guardrails | None = None,
+                 retention: Mapping[str, Retention] | None = None) -> None:
         merged: dict[tuple[Scope, object], RateLimit] = {}
         for rule in limits:
             at = (rule.scope, rule.subject)
@@ -203,6 +205,9 @@ class Policy:
         self.memo: dict[Hashable, Any] = {}
         #: The guardrail policies and where they are attached (``platform.guardrails``).
         self.guardrails = guardrails if guardrails is not None else NO_GUARDRAILS
+        #: Teams whose body retention is not the default, by id (``platform.retention``).
+        self.retention: Mapping[str, Retention] = MappingProxyType(
+            {team: r for team, r in (retention or {}).items() if r != DEFAULT})
 
     def limit(self, scope: Scope, subject: str | tuple[str, str]) -> RateLimit | None:
         """The limit for exactly this subject, else the ``"*"`` default of key/team scope."""

@@ -31,6 +31,9 @@ class TeamRecord:
     weight: int
     created_at: datetime
     updated_at: datetime
+    #: Body retention (``platform.retention``): ``none``, ``store`` (for ``retention_days``), ``zero``.
+    retention: str = "none"
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -595,3 +595,7 @@ from inferenceops.store import tables_drain as _tables_drain  # noqa: E402, F401
 # Guardrail policies and attachments set through the admin API, declared on ``Base`` in their
 # own module too (imported last, so that ``metadata`` holds them).
 from inferenceops.store import tables_guardrails as _tables_guardrails  # noqa: E402, F401
+
+# Teams' body retention and the bodies retained (a team's opt-in), declared on ``Base`` in
+# their own module too (imported last, so that ``metadata`` holds them).
+from inferenceops.store import tables_retention as _tables_retention  # noqa: E402, F401

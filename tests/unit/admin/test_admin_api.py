@@ -268,6 +268,7 @@ class Case:
     make: Make  # builds the concrete path and body (with throwaway targets)
     expect: str  # one status per ROLES entry
     per_change: bool = False  # a success audits each change it reports, not exactly one entry
+    audited_read: bool = False  # a GET that is audited all the same (retained bodies)
 
     def status(self, role: str) -> int:
         return 401 if role == "anon" else int(self.expect.split()[ROLES.index(role)])
@@ -390,6 +391,10 @@ async def _key_for_member(w: World) -> tuple[str, Any]:
 async def _key_for_sa(w: World) -> tuple[str, Any]:
     return f"{V1}/keys", {"name": "k", "service_account_id": w.ids["saA_account"],
                           "scopes": ["inference", "batch"]}
+
+
+async def _patch_retention(w: World) -> tuple[str, Any]:
+    return f"{V1}/teams/{await w.fresh_team()}", {"retention": "store", "retention_days": 30}
 
 
 async def _patch_team(w: World) -> tuple[str, Any]:
@@ -518,6 +523,8 @@ CASES = [
          "200 200 200 404 404 404 200 404"),
     Case("teams.delete", "DELETE", "/teams/{team_id}", _new_team, "204 403 403 403 403 403 403 403"),
     Case("teams.patch", "PATCH", "/teams/{team_id}", _patch_team, "200 403 403 403 403 403 403 403"),
+    Case("teams.patch retention", "PATCH", "/teams/{team_id}", _patch_retention,
+         "200 403 403 403 403 403 403 403"),
     Case("members.list", "GET", "/teams/{team_id}/members", fixed(V1 + "/teams/{A}/members"),
          "200 200 403 200 403 403 404 403"),
     # Only platform admins put people in a team directly; owners invite, and change the role of
@@ -717,6 +724,10 @@ CASES = [
          "201 403 403 403 403 403 403 403"),
     Case("guardrails.detach", "DELETE", "/guardrails/attachments/{attachment_id}", _attachment,
          "204 403 403 403 403 403 403 403"),
+    # Retained bodies (the compliance export): platform admins and auditors only, every read
+    # audited; no team role (not even the team's owner) and not billing.
+    Case("retained-bodies", "GET", "/retained-bodies", fixed(V1 + "/retained-bodies?team_id={A}"),
+         "200 200 403 403 403 403 403 403", audited_read=True),
 ]
 
 
@@ -735,7 +746,7 @@ async def test_route_by_role(world: World, case: Case, role: str) -> None:
         assert entries == []
         if expected == 401:
             assert reply.headers.get("www-authenticate") == "Bearer"
-    elif case.method == "GET":
+    elif case.method == "GET" and not case.audited_read:
         assert entries == []
     else:
         changes = len(reply.json()["changes"]) if case.per_change else 1
@@ -745,7 +756,7 @@ async def test_route_by_role(world: World, case: Case, role: str) -> None:
             assert entry.action.split(".")[0] in {
                 "team", "member", "user", "service_account", "key", "grant", "limit", "budget",
                 "provider", "deployment", "model", "invitation", "guardrail_policy",
-                "guardrail_attachment"}
+                "guardrail_attachment", "retained_bodies"}
             assert "secret" not in orjson.dumps([entry.before, entry.after]).decode()
 
 
@@ -757,7 +768,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 80
+    assert len(_api_routes()) == 81
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 

@@ -16,8 +16,8 @@ def test_a_full_outbox_drops_and_counts_by_kind_never_blocks() -> None:
     box = Outbox(max_records=3, batch_size=2)
     assert all(box.put(usage(i)) for i in range(3))
     assert not box.put(usage(3)) and not box.put(AuditRecord("a", "x", "t", "i"))
-    assert box.depth == 3 and box.dropped == {"usage": 1, "audit": 1, "key_use": 0}
-    assert box.queued == {"usage": 3, "audit": 0}
+    assert box.depth == 3 and box.dropped == {"usage": 1, "audit": 1, "body": 0, "key_use": 0}
+    assert box.queued == {"usage": 3, "audit": 0, "body": 0}
 
 
 def test_take_is_oldest_first_and_give_back_restores_the_order() -> None:

@@ -52,7 +52,7 @@ async def test_a_batch_of_every_kind_is_stored_in_one_flush(store_url: str, db: 
     assert stored == tuple(usage(n, key.id) for n in range(3))  # every field round-trips
     assert [a.after for a in audits] == [{"limit_nanos": 5}]
     assert used is not None and used <= datetime.now(UTC)
-    assert box.written == {"usage": 3, "audit": 1, "key_use": 1} and box.last_batch == 4
+    assert box.written == {"usage": 3, "audit": 1, "body": 0, "key_use": 1} and box.last_batch == 4
     assert box.batch_sizes.count == box.write_seconds.count == 1 and box.batch_sizes.total == 4
 
 

@@ -23,7 +23,8 @@ TABLES = {"teams", "users", "service_accounts", "memberships", "api_keys", "gran
           "deployments", "replica_drains", "models", "audit_log", "control_state", "limits", "budgets",
           "alembic_version", "invitations", "usage_records", "sign_in_links", "usage_rollups",
           "usage_rollup_state", "model_prices", "files", "batches",
-          "batch_requests", "guardrail_policies", "guardrail_attachments"}
+          "batch_requests", "guardrail_policies", "guardrail_attachments",
+          "team_retention", "retained_bodies"}
 
 
 async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]:
@@ -41,7 +42,7 @@ async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]
 async def test_upgrade_creates_every_table_and_is_idempotent(fresh: FreshDatabases) -> None:
     url = await fresh.new()
     assert await current(url) is None
-    assert await upgrade(url) == head() == "0017"
+    assert await upgrade(url) == head() == "0018"
     assert await upgrade(url) == head()  # second run: a no-op
     assert await current(url) == head()
     tables, versions, state = await _schema(url)

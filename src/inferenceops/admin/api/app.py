@@ -33,6 +33,7 @@ from inferenceops.admin.api import (
     routes_limits,
     routes_models,
     routes_providers,
+    routes_retention,
     routes_service_accounts,
     routes_teams,
     routes_usage,
@@ -57,7 +58,7 @@ ROUTERS = (routes_audit.router, routes_teams.router, routes_users.router,
            routes_limits.router, routes_budgets.router, routes_providers.router,
            routes_deployments.router, routes_models.router, routes_apply.router,
            routes_invitations.router, routes_usage.router, routes_chargeback.router,
-           routes_guardrails.router)
+           routes_guardrails.router, routes_retention.router)
 
 
 class AdminApp(FastAPI):

@@ -55,6 +55,7 @@ PERMISSIONS = (
     "grants:read", "grants:write", "audit:read",
     "limits:read", "limits:write", "budgets:read", "budgets:write",
     "catalog:read", "catalog:write", "usage:read", "guardrails:read", "guardrails:write",
+    "bodies:read",
 )
 _READS = frozenset(p for p in PERMISSIONS if p.endswith(":read"))
 

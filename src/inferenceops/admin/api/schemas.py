@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from inferenceops.admin.api import _values
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.platform.policy import CURRENCIES, Period, from_nanos
 from inferenceops.platform.policy import Scope as LimitScope
+from inferenceops.platform.retention import MAX_DAYS
 from inferenceops.store.records import (
     ApiKeyRecord,
     BudgetRecord,
@@ -58,34 +59,55 @@ class Page(BaseModel, Generic[T]):
 
 # ---- teams and members ------------------------------------------------------------------------
 
+RetentionMode = Literal["none", "store", "zero"]
+RETENTION_HELP = ("Request and response bodies: never stored (none, the default), stored redacted "
+                  "for retention_days (store), or never written anywhere, logs included (zero)")
+RetentionDays = Field(None, ge=1, le=MAX_DAYS, description="Days bodies are kept (store only)")
+
+
 class TeamCreate(_Request):
     name: str = Name
     weight: int = Field(1, ge=1, le=1_000_000)
+    retention: RetentionMode = Field("none", description=RETENTION_HELP)
+    retention_days: int | None = RetentionDays
+
+    @model_validator(mode="after")
+    def _days_with_store(self) -> TeamCreate:
+        if (self.retention == "store") != (self.retention_days is not None):
+            raise ValueError("'retention_days' is required with retention store, and only with it")
+        return self
 
 
 class TeamOut(BaseModel):
     id: str
     name: str
     weight: int
+    retention: RetentionMode
+    retention_days: int | None
     created_at: datetime
     updated_at: datetime
 
     @classmethod
     def of(cls, r: TeamRecord) -> TeamOut:
-        return cls(id=r.id, name=r.name, weight=r.weight, created_at=r.created_at, updated_at=r.updated_at)
+        return cls(id=r.id, name=r.name, weight=r.weight, retention=r.retention,  # type: ignore[arg-type]
+                   retention_days=r.retention_days, created_at=r.created_at,
+                   updated_at=r.updated_at)
 
 
 class TeamPatch(_Request):
-    """Only the fields sent change (``null`` is not a value)."""
+    """Only the fields sent change (``null`` is not a value, but for ``retention_days`` when
+    ``retention`` leaves ``store``)."""
 
     weight: int | None = Field(None, ge=1, le=MAX_WEIGHT,
                                description="Fair-share weight when the queue is contended")
+    retention: RetentionMode | None = Field(None, description=RETENTION_HELP)
+    retention_days: int | None = RetentionDays
 
-    @field_validator("weight")
+    @field_validator("weight", "retention")
     @classmethod
-    def _not_null(cls, value: int | None) -> int:
+    def _not_null(cls, value: Any) -> Any:
         if value is None:
-            raise ValueError("must be a whole number, not null")
+            raise ValueError("must be a value, not null")
         return value
 
 

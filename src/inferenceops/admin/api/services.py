@@ -1,4 +1,5 @@
-"""Admin services for teams, members, users, service accounts, grants and the audit log.
+"""Admin services for teams (weight, body retention), members, users, service accounts,
+grants and the audit log.
 
 Each function: check the caller's ``Access`` against the object, run the
 store calls in one transaction, append exactly one audit entry for a
@@ -26,11 +27,13 @@ from inferenceops.admin.api.deps import Access, AdminContext
 from inferenceops.admin.api.errors import Unprocessable
 from inferenceops.admin.principal import AdminPrincipal
 from inferenceops.errors import NotFound, PermissionDenied
+from inferenceops.platform.retention import NONE_MODE, STORE, Retention
 from inferenceops.store import errors as store_errors
 from inferenceops.store import repo
 from inferenceops.store.records import GrantRecord, UserRecord
 from inferenceops.store.records import Page as StorePage
 from inferenceops.store.repo import admin_queries as q
+from inferenceops.store.repo import retention as retention_repo
 from inferenceops.store.repo.audit import append_audit, list_audit
 
 R = TypeVar("R")
@@ -83,18 +86,36 @@ async def get_team(ctx: AdminContext, access: Access, team_id: str) -> s.TeamOut
 async def create_team(ctx: AdminContext, access: Access, body: s.TeamCreate) -> s.TeamOut:
     access.check(None, "teams")
     async with ctx.db.transaction("creating a team") as tx:
-        out = s.TeamOut.of(await repo.create_team(tx, body.name, weight=body.weight))
+        team = await repo.create_team(tx, body.name, weight=body.weight)
+        if body.retention != NONE_MODE:
+            await retention_repo.set_retention(tx, team.id,
+                                               Retention(body.retention, body.retention_days))
+            team = await repo.get_team(tx, team.id)
+        out = s.TeamOut.of(team)
         await audit(tx, access.principal, "team.create", "team", out.id, after=out)
     return out
 
 
 async def update_team(ctx: AdminContext, access: Access, team_id: str, body: s.TeamPatch) -> s.TeamOut:
+    """Weight and body retention; a retention that leaves ``store`` drops its days, and
+    ``retention_days`` alone changes the days of a team that stores bodies."""
     access.check(team_id, f"team {team_id!r}")
     async with ctx.db.transaction("updating a team") as tx:
         before = s.TeamOut.of(await repo.get_team(tx, team_id))
         out = before
         if body.weight is not None:
             out = s.TeamOut.of(await repo.set_team_weight(tx, team_id, body.weight))
+        sent = body.model_fields_set
+        if "retention" in sent or "retention_days" in sent:
+            mode = body.retention if body.retention is not None else before.retention
+            days = body.retention_days if "retention_days" in sent else (
+                before.retention_days if mode == STORE else None)
+            try:
+                wanted = Retention(mode, days)
+            except ValueError as exc:
+                raise store_errors.Invalid(str(exc), field="retention_days") from None
+            await retention_repo.set_retention(tx, team_id, wanted)
+            out = s.TeamOut.of(await repo.get_team(tx, team_id))
         await audit(tx, access.principal, "team.update", "team", team_id, before=before, after=out)
     return out
 

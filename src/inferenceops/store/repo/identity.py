@@ -1,6 +1,6 @@
 """Reading the whole identity for the data plane's snapshot, in batches.
 
-``load_identity`` reads every non-revoked key plus teams, users, service
+``load_identity`` reads every non-revoked key plus teams (with their body retention), users, service
 accounts, memberships, grants, limits and budgets inside one read transaction (one snapshot:
 REPEATABLE READ on PostgreSQL, a single SQLite read transaction), together
 with the revision it corresponds to. Rows are streamed in batches
@@ -16,9 +16,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Select, Text, cast, exists, select
+from sqlalchemy import Select, Text, cast, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from inferenceops.platform.retention import NONE_MODE
 from inferenceops.store.db import Database
 from inferenceops.store.records import (
     ActiveKey,
@@ -42,6 +43,7 @@ from inferenceops.store.tables import (
     Team,
     User,
 )
+from inferenceops.store.tables_retention import TeamRetention
 
 T = TypeVar("T")
 
@@ -93,7 +95,9 @@ async def load_identity(db: Database, batch_size: int = 5000) -> IdentityData:
             cast(k.scopes, Text), cast(k.allowed_models, Text), k.expires_at, k.background_only, k.lineage_id,
         ).where(k.revoked_at.is_(None)), _KeyBuilder(), batch_size)
         teams = await _stream(session, select(
-            Team.id, Team.name, Team.weight, Team.created_at, Team.updated_at).order_by(Team.name),
+            Team.id, Team.name, Team.weight, Team.created_at, Team.updated_at,
+            func.coalesce(TeamRetention.mode, NONE_MODE), TeamRetention.days,
+        ).outerjoin(TeamRetention, TeamRetention.team_id == Team.id).order_by(Team.name),
             TeamRecord, batch_size)
         users = await _stream(session, select(
             User.id, User.email, User.display_name, User.platform_role, User.disabled, User.created_at,

@@ -1,5 +1,7 @@
 """Teams and their service accounts: create, read, list, set a team's weight, delete.
 
+A team read here carries its body retention (``repo.retention`` sets it).
+
 Deleting a team deletes (by ON DELETE CASCADE in the schema) its memberships,
 grants, service accounts and every key scoped to it. Functions take the
 caller's session (from ``Database.transaction()``/``read()``) and return plain
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inferenceops.store.errors import Invalid, NotFound, translating
 from inferenceops.store.records import Page, ServiceAccountRecord, TeamRecord
 from inferenceops.store.repo._common import bump_revision, check_name, page
+from inferenceops.store.repo.retention import with_retention
 from inferenceops.store.tables import ServiceAccount, Team
 
 
@@ -42,7 +45,7 @@ async def get_team(session: AsyncSession, team_id: str) -> TeamRecord:
     team = await session.get(Team, team_id)
     if team is None:
         raise NotFound(f"no team with id {team_id!r}")
-    return team_record(team)
+    return (await with_retention(session, [team_record(team)]))[0]
 
 
 async def get_team_by_name(session: AsyncSession, name: str) -> TeamRecord:
@@ -55,7 +58,8 @@ async def get_team_by_name(session: AsyncSession, name: str) -> TeamRecord:
 async def list_teams(session: AsyncSession, *, limit: int = 100,
                      after: str | None = None) -> Page[TeamRecord]:
     """Teams ordered by name; ``after`` is the last name of the previous page."""
-    return await page(session, select(Team), Team.name, after, limit, team_record, lambda t: t.name)
+    found = await page(session, select(Team), Team.name, after, limit, team_record, lambda t: t.name)
+    return Page(await with_retention(session, found.items), found.next_after)
 
 
 async def set_team_weight(session: AsyncSession, team_id: str, weight: int) -> TeamRecord:
@@ -70,7 +74,7 @@ async def set_team_weight(session: AsyncSession, team_id: str, weight: int) -> T
         with translating(f"setting the weight of team {team_id!r}"):
             await session.flush()
         await bump_revision(session)
-    return team_record(team)
+    return (await with_retention(session, [team_record(team)]))[0]
 
 
 async def delete_team(session: AsyncSession, team_id: str) -> None:
