@@ -182,12 +182,19 @@ def test_missing_key_is_a_usage_error(refused_port: int) -> None:
     assert "INFERENCEOPS_ADMIN_KEY" in result.stderr and "--key" in result.stderr
 
 
-def test_limits_budgets_weights_and_background_keys(spawn_gateway: SpawnGateway) -> None:
+def test_limits_budgets_weights_retention_and_background_keys(spawn_gateway: SpawnGateway) -> None:
     gw = spawn_gateway(name="cli-admission")
     team = ok_json(gw, "teams", "create", "ml")
     weighted = ok_json(gw, "teams", "set-weight", "ml", "5")  # teams by name or id
     assert weighted["id"] == team["id"] and weighted["weight"] == 5
     assert "5" in ok(gw, "teams", "set-weight", team["id"], "5")
+    kept = ok_json(gw, "teams", "set-retention", "ml", "store", "--days", "30")
+    assert (kept["retention"], kept["retention_days"]) == ("store", 30)
+    assert ok_json(gw, "teams", "set-retention", "ml", "zero")["retention_days"] is None
+    refused = cli("teams", "set-retention", "ml", "store", url=gw.origin)  # no --days
+    assert refused.returncode == 2 and "--days" in refused.stderr
+    assert ok_json(gw, "teams", "set-retention", "ml", "none")["retention"] == "none"
+    assert ok(gw, "retained-bodies", "export", "--team", "ml") == ""  # nothing kept, nothing out
     user = ok_json(gw, "users", "create", "ml@example.com")
     ok(gw, "teams", "add-member", team["id"], user["id"])
     key = ok_json(gw, "keys", "create", "--name", "nightly", "--user", user["id"], "--team", team["id"],
