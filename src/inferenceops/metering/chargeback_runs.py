@@ -49,19 +49,27 @@ K = TypeVar("K")
 
 
 class WorkSource(Protocol):
-    """The usage a report reads (the store's rollups; a list in tests)."""
+    """The usage a report reads (the store's rollups; a list in tests). Asked for every
+    deployment of the report at once where it can be: one scan of the rollups, not one each."""
 
-    async def hour_totals(self, start: datetime, end: datetime, deployment: str) -> Sequence[WorkRow]:
-        """Per hour in ``[start, end)``: the sums over all teams (``team_id`` None)."""
+    async def hour_sums(self, start: datetime, end: datetime, deployments: Sequence[str]
+                        ) -> Sequence[tuple[str, float, int, int, int]]:
+        """Per deployment and hour in ``[start, end)`` with usage: (the deployment, the hour's
+        start in epoch seconds, prompt, completion and cached tokens over all teams) — plain
+        values: a 30-day report reads over two thousand of them."""
 
-    async def team_totals(self, start: datetime, end: datetime, deployment: str) -> Sequence[WorkRow]:
-        """Per team: the sums over ``[start, end)`` (whole hours; ``hour`` is ``start``)."""
+    async def team_totals(self, start: datetime, end: datetime,
+                          deployments: Sequence[str]) -> Sequence[WorkRow]:
+        """Per deployment and team: the sums over ``[start, end)`` (whole hours; ``hour`` is
+        ``start``)."""
 
     async def team_hours(self, hours: Sequence[datetime], deployment: str) -> Sequence[WorkRow]:
         """Per hour of ``hours`` and team: the sums."""
 
-    async def team_days(self, start: datetime, end: datetime, deployment: str) -> Sequence[WorkRow]:
-        """Per UTC day in ``[start, end)`` (whole days) and team: the sums (``hour``: the day)."""
+    async def team_days(self, start: datetime, end: datetime,
+                        deployments: Sequence[str]) -> Sequence[WorkRow]:
+        """Per deployment, UTC day in ``[start, end)`` (whole days) and team: the sums
+        (``hour``: the day)."""
 
 
 @dataclass(slots=True)
@@ -83,21 +91,29 @@ async def compute_runs(query: ChargebackQuery, schedules: Mapping[str, GpuSchedu
     lines: list[Line] = []
     totals: list[DeploymentTotal] = []
     last_all = _hour_up(until)
+    loads: dict[str, dict[float, int]] = {name: {} for name in names}
+    units = {name: schedules[name].cost_model.units(WORK_SCALE) for name in names}
+    for name, at, prompt, completion, cached in (
+            await source.hour_sums(query.start, last_all, names) if names else ()):
+        prefill, cached_w, decode, _ = units[name]
+        cached = min(max(cached, 0), prompt)
+        load = loads[name]
+        load[at] = load.get(at, 0) + prefill * (prompt - cached) + cached_w * cached \
+            + decode * completion
+    read: dict[tuple[str, datetime], list[WorkRow]] = {}  # the buckets' sums per team
+    if query.granularity == "day" and names:
+        for row in await source.team_days(query.start, query.end, names):
+            read.setdefault((row.deployment, row.hour), []).append(row)
+    elif names and query.start.timestamp() < until:  # by period: one bucket
+        for row in await source.team_totals(query.start, _hour_up(min(query.end.timestamp(),
+                                                                       until)), names):
+            read.setdefault((row.deployment, query.start), []).append(row)
     for name in names:
         schedule = schedules[name]
-        load: dict[float, int] = {}
-        work = weigher(schedule)
-        for row in await source.hour_totals(query.start, last_all, name):
-            at = row.hour.timestamp()
-            load[at] = load.get(at, 0) + work(row)
-        days: dict[datetime, list[WorkRow]] = {}
-        if query.granularity == "day":
-            for row in await source.team_days(query.start, query.end, name):
-                days.setdefault(row.hour, []).append(row)
+        load = loads[name]
         for begin, end in buckets(query):
             account, tokens, hours = await _bucket(name, schedule, source, begin, end, until,
-                                                   load, days.get(begin, [])
-                                                   if query.granularity == "day" else None)
+                                                   load, read.get((name, begin), []))
             allocation = account.showback() if query.view == "showback" else account.chargeback()
             lines += lines_of(begin, name, allocation, account, tokens)
             totals.append(DeploymentTotal(
@@ -109,10 +125,9 @@ async def compute_runs(query: ChargebackQuery, schedules: Mapping[str, GpuSchedu
 
 async def _bucket(name: str, schedule: GpuSchedule, source: WorkSource, begin: datetime,
                   end: datetime, until: float, load: Mapping[float, int],
-                  day_rows: Sequence[WorkRow] | None
-                  ) -> tuple[BucketAccount, dict[str, list[int]], Fraction]:
-    """One deployment's bucket: ``load`` is each hour's work over all teams; ``day_rows`` the
-    bucket's sums per team when the caller read them already (by day)."""
+                  whole: Sequence[WorkRow]) -> tuple[BucketAccount, dict[str, list[int]], Fraction]:
+    """One deployment's bucket: ``load`` is each hour's work over all teams; ``whole`` the
+    bucket's sums per team (read by the caller for every deployment at once)."""
     capacity = schedule.cost_model.units(WORK_SCALE)[3]
     work = weigher(schedule)
     stop_all = min(end.timestamp(), until)
@@ -139,7 +154,8 @@ async def _bucket(name: str, schedule: GpuSchedule, source: WorkSource, begin: d
             rate = schedule.base_cents_per_hour if index == 0 \
                 else schedule.change_cents_per_hour[index - 1]
             used = load.get(at, 0)
-            if used > 0 and rate > 0 and (capacity <= 0 or used >= capacity):
+            # ``numerator``, ``is``: Fraction comparisons, once an hour, were a tenth of the report
+            if used > 0 and rate.numerator > 0 and (capacity <= 0 or used >= capacity):
                 special[at] = (rate, Fraction(capacity))
             plain = True
         else:
@@ -154,7 +170,9 @@ async def _bucket(name: str, schedule: GpuSchedule, source: WorkSource, begin: d
                                             or used >= capacity * costed):
                 special[at] = (cost_h, capacity * costed)
             plain = False
-        if runs and rate is not None and runs[-1].rate == rate and runs[-1].end == at:
+        last_rate = runs[-1].rate if runs else None
+        if rate is not None and last_rate is not None and (last_rate is rate or last_rate == rate) \
+                and runs[-1].end == at:
             runs[-1].end = at + HOUR_S
         else:
             runs.append(_Run(rate, at, at + HOUR_S))
@@ -167,7 +185,6 @@ async def _bucket(name: str, schedule: GpuSchedule, source: WorkSource, begin: d
         cost += rate * count
         hours += count
 
-    whole = day_rows if day_rows is not None else await source.team_totals(begin, last, name)
     tokens: dict[str, list[int]] = {}
     done: dict[str, int] = {}
     for row in whole:
@@ -205,8 +222,8 @@ async def _bucket(name: str, schedule: GpuSchedule, source: WorkSource, begin: d
                 in_run = dict(done)
             else:
                 in_run = {}
-                for row in await source.team_totals(_at(run.start), _at(min(run.end, last.timestamp())),
-                                                    name):
+                for row in await source.team_totals(_at(run.start),
+                                                    _at(min(run.end, last.timestamp())), [name]):
                     team = team_key(row.team_id)
                     in_run[team] = in_run.get(team, 0) + work(row)
             for at, per_team in in_special.items():
@@ -242,26 +259,34 @@ class RowsSource:
     def __init__(self, rows: Sequence[WorkRow]) -> None:
         self._rows = rows
 
-    def _of(self, deployment: str) -> list[WorkRow]:
-        return [row for row in self._rows if row.deployment == deployment]
+    def _of(self, deployments: Sequence[str]) -> list[WorkRow]:
+        return [row for row in self._rows if row.deployment in deployments]
 
-    async def hour_totals(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
-        return [_sum(hour, deployment, None, rows) for hour, rows in _group(
-            (row.hour, row) for row in self._of(deployment) if start <= row.hour < end).items()]
+    async def hour_sums(self, start: datetime, end: datetime, deployments: Sequence[str]
+                        ) -> list[tuple[str, float, int, int, int]]:
+        return [(name, hour.timestamp(), total.prompt_tokens, total.completion_tokens,
+                 total.cached_tokens)
+                for (name, hour), rows in _group(((row.deployment, row.hour), row)
+                                                 for row in self._of(deployments)
+                                                 if start <= row.hour < end).items()
+                for total in [_sum(hour, name, None, rows)]]
 
-    async def team_totals(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
-        return [_sum(start, deployment, team, rows) for team, rows in _group(
-            (row.team_id, row) for row in self._of(deployment) if start <= row.hour < end).items()]
-
-    async def team_days(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
-        return [_sum(day, deployment, team, rows) for (day, team), rows in _group(
-            ((row.hour.replace(hour=0), row.team_id), row) for row in self._of(deployment)
+    async def team_totals(self, start: datetime, end: datetime,
+                          deployments: Sequence[str]) -> list[WorkRow]:
+        return [_sum(start, name, team, rows) for (name, team), rows in _group(
+            ((row.deployment, row.team_id), row) for row in self._of(deployments)
             if start <= row.hour < end).items()]
+
+    async def team_days(self, start: datetime, end: datetime,
+                        deployments: Sequence[str]) -> list[WorkRow]:
+        return [_sum(day, name, team, rows) for (name, day, team), rows in _group(
+            ((row.deployment, row.hour.replace(hour=0), row.team_id), row)
+            for row in self._of(deployments) if start <= row.hour < end).items()]
 
     async def team_hours(self, hours: Sequence[datetime], deployment: str) -> list[WorkRow]:
         wanted = set(hours)
         return [_sum(hour, deployment, team, rows) for (hour, team), rows in _group(
-            ((row.hour, row.team_id), row) for row in self._of(deployment)
+            ((row.hour, row.team_id), row) for row in self._of([deployment])
             if row.hour in wanted).items()]
 
 

@@ -4,7 +4,8 @@
 ``key_id = ALL_KEYS``, grouped again by hour, deployment and team — they are kept per model
 and adapter too): what the report by hour reads. ``RollupSource``: what the report by period
 or by day reads (``metering.chargeback_runs``) — each hour's totals over all teams (the third
-level, ``ALL_TEAMS``: a few rows per hour), a team's sums over a range (day rows for its whole
+level, ``ALL_TEAMS``: a few rows per hour, summed and turned into epoch seconds by the
+database, so Python gets plain numbers), a team's sums over a range (day rows for its whole
 days, hour rows at its ends), and the rows per team of a few given hours.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, func, select, type_coerce
+from sqlalchemy import Integer, Text, cast, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.metering.chargeback_report import WorkRow
@@ -86,45 +87,55 @@ class RollupSource:
         with translating("reading usage rollups"):
             return [tuple(row) for row in (await self._session.execute(stmt)).all()]
 
-    async def hour_totals(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
+    async def hour_sums(self, start: datetime, end: datetime, deployments: Sequence[str]
+                        ) -> list[tuple[str, float, int, int, int]]:
         u = UsageRollup
-        stmt = (select(type_coerce(u.bucket, Text), *(func.sum(c) for c in _SUMS))
-                .where(u.granularity == "hour", u.key_id == ALL_TEAMS, u.deployment == deployment,
-                       u.bucket >= start, u.bucket < end).group_by(u.bucket))
-        hours: dict[Any, datetime] = {}
-        return [WorkRow(_hour(hours, raw), deployment, None, *(int(v) for v in sums))
-                for raw, *sums in await self._rows(stmt)]
+        epoch = (func.extract("epoch", u.bucket)
+                 if self._session.get_bind().dialect.name == "postgresql"
+                 else cast(func.strftime("%s", u.bucket), Integer))
+        stmt = (select(u.deployment, epoch, func.sum(u.prompt_tokens),
+                       func.sum(u.completion_tokens), func.sum(u.cached_tokens))
+                .where(u.granularity == "hour", u.key_id == ALL_TEAMS,
+                       u.deployment.in_(sorted(deployments)), u.bucket >= start, u.bucket < end)
+                .group_by(u.deployment, u.bucket))
+        return [(name, float(at), int(prompt), int(completion), int(cached))
+                for name, at, prompt, completion, cached in await self._rows(stmt)]
 
-    async def team_totals(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
+    async def team_totals(self, start: datetime, end: datetime,
+                          deployments: Sequence[str]) -> list[WorkRow]:
         first_day = floor_day(start)
         if first_day < start:
             first_day += timedelta(days=1)
         last_day = floor_day(end)
         parts = ([("hour", start, end)] if first_day >= last_day else
                  [("hour", start, first_day), ("day", first_day, last_day), ("hour", last_day, end)])
-        sums: dict[str | None, list[int]] = {}
+        sums: dict[tuple[str, str | None], list[int]] = {}
         u = UsageRollup
         for granularity, since, until in parts:
             if since >= until:
                 continue
-            stmt = (select(u.team_id, *(func.sum(c) for c in _SUMS))
+            stmt = (select(u.deployment, u.team_id, *(func.sum(c) for c in _SUMS))
                     .where(u.granularity == granularity, u.key_id == ALL_KEYS,
-                           u.deployment == deployment, u.bucket >= since, u.bucket < until)
-                    .group_by(u.team_id))
-            for team, *values in await self._rows(stmt):
-                into = sums.setdefault(team, [0, 0, 0, 0])
+                           u.deployment.in_(sorted(deployments)), u.bucket >= since,
+                           u.bucket < until)
+                    .group_by(u.deployment, u.team_id))
+            for name, team, *values in await self._rows(stmt):
+                into = sums.setdefault((name, team), [0, 0, 0, 0])
                 for i, value in enumerate(values):
                     into[i] += int(value)
-        return [WorkRow(start, deployment, team, *values) for team, values in sums.items()]
+        return [WorkRow(start, name, team, *values) for (name, team), values in sums.items()]
 
-    async def team_days(self, start: datetime, end: datetime, deployment: str) -> list[WorkRow]:
+    async def team_days(self, start: datetime, end: datetime,
+                        deployments: Sequence[str]) -> list[WorkRow]:
         u = UsageRollup
-        stmt = (select(type_coerce(u.bucket, Text), u.team_id, *(func.sum(c) for c in _SUMS))
-                .where(u.granularity == "day", u.key_id == ALL_KEYS, u.deployment == deployment,
-                       u.bucket >= start, u.bucket < end).group_by(u.bucket, u.team_id))
+        stmt = (select(u.deployment, type_coerce(u.bucket, Text), u.team_id,
+                       *(func.sum(c) for c in _SUMS))
+                .where(u.granularity == "day", u.key_id == ALL_KEYS,
+                       u.deployment.in_(sorted(deployments)), u.bucket >= start, u.bucket < end)
+                .group_by(u.deployment, u.bucket, u.team_id))
         seen: dict[Any, datetime] = {}
-        return [WorkRow(_hour(seen, raw), deployment, team, *(int(v) for v in sums))
-                for raw, team, *sums in await self._rows(stmt)]
+        return [WorkRow(_hour(seen, raw), name, team, *(int(v) for v in sums))
+                for name, raw, team, *sums in await self._rows(stmt)]
 
     async def team_hours(self, hours: Sequence[datetime], deployment: str) -> list[WorkRow]:
         if not hours:
