@@ -209,11 +209,9 @@ class UsageReport:
             raise InvalidParameter(
                 f"group_by: this report has more than {MAX_ROWS:,} rows; narrow the range, "
                 "filter it or group by less", param="group_by")
-        sums = [0] * len(MEASURES)
-        for row in self.rows:
-            for i, value in enumerate(row.measures):
-                sums[i] += value
-        object.__setattr__(self, "totals", tuple(sums))
+        sums = tuple(map(sum, zip(*(row.measures for row in self.rows), strict=True))) \
+            if self.rows else (0,) * len(MEASURES)
+        object.__setattr__(self, "totals", sums)
 
 
 class UsageSource(Protocol):

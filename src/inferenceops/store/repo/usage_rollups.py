@@ -53,8 +53,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    Text,
     case,
+    cast,
     delete,
     false,
     func,
@@ -63,6 +66,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -339,13 +343,22 @@ async def read_report(session: AsyncSession, query: UsageQuery) -> UsageReport:
         if query.scope.empty:
             return UsageReport(query, (), None if state is None else state.refreshed_at)
         dims = [getattr(u, DIMENSIONS[name]) for name in query.group_by]
-        stmt = (select(u.bucket, *dims, *(func.sum(getattr(u, m)) for m in MEASURES))
+        # The bucket as the driver gives it, turned into a time once per distinct bucket (not
+        # per row); sums cast to BIGINT, so PostgreSQL hands back ints rather than numerics.
+        stmt = (select(type_coerce(u.bucket, Text), *dims,
+                       *(cast(func.sum(getattr(u, m)), BigInteger) for m in MEASURES))
                 .where(u.granularity == query.granularity, u.bucket >= query.start,
                        u.bucket < query.end, level, _scope(query),
                        *(getattr(u, column) == value for column, value in query.filters().items()))
                 .group_by(u.bucket, *dims).limit(MAX_ROWS + 1))
-        rows = [UsageRow(row[0], tuple(row[1:1 + len(dims)]),
-                         tuple(int(v) for v in row[1 + len(dims):]))
-                for row in await session.execute(stmt)]
+        width = 1 + len(dims)
+        buckets: dict[Any, datetime] = {}
+        rows = []
+        for row in await session.execute(stmt):
+            raw = row[0]
+            start = buckets.get(raw)
+            if start is None:
+                start = buckets[raw] = _as_hour(raw)
+            rows.append(UsageRow(start, row[1:width], row[width:]))
     rows.sort(key=_order)
     return UsageReport(query, tuple(rows), None if state is None else state.refreshed_at)
