@@ -226,23 +226,31 @@ def _measures(values: Sequence[int]) -> dict[str, Any]:
     return out
 
 
-def row_json(report: UsageReport, row: UsageRow) -> dict[str, Any]:
-    out: dict[str, Any] = {"start": row.start.isoformat()}
-    out.update((DIMENSIONS[name], value) for name, value in zip(report.query.group_by, row.dims,
-                                                                 strict=True))
-    out.update(_measures(row.measures))
+def row_json(report: UsageReport, row: UsageRow, iso: dict[datetime, str] | None = None
+             ) -> dict[str, Any]:
+    """One row of the report's JSON; ``iso`` caches each bucket's text (rows share a few)."""
+    start = iso.get(row.start) if iso is not None else None
+    if start is None:
+        start = row.start.isoformat()
+        if iso is not None:
+            iso[row.start] = start
+    out: dict[str, Any] = {"start": start}
+    out.update(zip([DIMENSIONS[name] for name in report.query.group_by], row.dims, strict=True))
+    out.update(zip(MEASURES, row.measures, strict=True))
+    out["cost"] = from_nanos(out["cost_nanos"])
     return out
 
 
 def report_json(report: UsageReport, currency: str) -> dict[str, Any]:
     """The report as the JSON both APIs answer (``object: "usage.report"``)."""
     query = report.query
+    iso: dict[datetime, str] = {}
     return {
         "object": "usage.report", "from": query.start.isoformat(), "to": query.end.isoformat(),
         "granularity": query.granularity, "group_by": list(query.group_by),
         "filters": query.filters(), "currency": currency,
         "current_to": None if report.current_to is None else report.current_to.isoformat(),
-        "data": [row_json(report, row) for row in report.rows],
+        "data": [row_json(report, row, iso) for row in report.rows],
         "totals": _measures(report.totals),
     }
 

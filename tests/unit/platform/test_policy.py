@@ -6,8 +6,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from inferenceops.platform.policy import (
+    NANOS,
     Budget,
     BudgetRule,
     LimitRule,
@@ -42,6 +45,12 @@ def test_nanos_print_as_plain_decimals() -> None:
     assert from_nanos(0) == "0"
     assert from_nanos(1) == "0.000000001"
     assert from_nanos(3 * 10**9) == "3"
+
+
+@given(st.integers(-(10**20), 10**20))
+def test_nanos_print_exactly_as_the_decimal_quotient_would(nanos: int) -> None:
+    text = format(Decimal(nanos) / NANOS, "f")
+    assert from_nanos(nanos) == (text.rstrip("0").rstrip(".") if "." in text else text)
 
 
 def test_periods_are_utc_days_iso_weeks_months_and_lifetime() -> None:
