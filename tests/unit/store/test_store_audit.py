@@ -107,7 +107,8 @@ async def test_json_round_trips_exactly_and_verifies(db: Database, store_url: st
     assert read[7].after == {"scopes": ["batch", "inference"]}
     assert read[8].after == {"id": team.id, "name": "audit", "weight": 1,
                              "created_at": "2026-03-01T09:00:00+00:00",
-                             "updated_at": "2026-03-01T09:00:00.000007+00:00"}
+                             "updated_at": "2026-03-01T09:00:00.000007+00:00",
+                             "retention": "none", "retention_days": None}
     assert (await verify_store(store_url)).ok
 
 
