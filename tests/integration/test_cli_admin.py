@@ -84,7 +84,7 @@ def test_team_user_grant_key_lifecycle(spawn_gateway: SpawnGateway) -> None:
 
     # Tables for people: aligned, headed, naming what was made.
     teams_table = ok(gw, "teams", "list")
-    assert teams_table.splitlines()[0].split() == ["ID", "NAME", "WEIGHT", "CREATED"]
+    assert teams_table.splitlines()[0].split() == ["ID", "NAME", "WEIGHT", "RETENTION", "CREATED"]
     assert "search" in teams_table and team["id"] in teams_table
     assert "dev@example.com" in ok(gw, "users", "list")
     assert MODEL in ok(gw, "grants", "list", "--team", team["id"])
