@@ -19,7 +19,7 @@ ERROR_BEHAVIOURS = ("error-400", "error-422", "error-429", "error-500", "error-5
                     "plain-400", "crash")
 MAIN_MODELS = frozenset({"chat-ok", "embed-ok", *ERROR_BEHAVIOURS, "stall", "slow-timeout",
                          "slow-ok", "slow-stream", "drip-total", "refused", "retry-ok",
-                         "blackhole", "blackhole-retry"})
+                         "blackhole", "blackhole-retry", "fallback-ok"})
 USER = [{"role": "user", "content": "hi"}]
 
 
@@ -62,6 +62,7 @@ def main_platform(fake_url: str, slow_fake_url: str, refused_url: str,
         {"name": "blackhole-retry", "deployment": "blackhole-retry"},
         {"name": "refused", "deployment": "refused"},
         {"name": "retry-ok", "deployment": "retry"},
+        {"name": "fallback-ok", "deployment": "refused", "fallbacks": [{"deployment": "up-ok"}]},
     ]
     return platform_yaml(deployments, models)
 

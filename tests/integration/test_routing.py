@@ -1,8 +1,10 @@
 """Replica choice and connection handling under a real server.
 
 Proves a refused connection is retried on another replica before the first
-byte (each request reaches the engine exactly once), concurrent callers are
-all served, and a caller leaving mid-stream frees the engine's stream.
+byte (each request reaches the engine exactly once), a model whose only deployment
+refuses every connection is served by its fallback (whole and streamed answers alike),
+concurrent callers are all served, and a caller leaving mid-stream frees the engine's
+stream.
 """
 
 from __future__ import annotations
@@ -32,6 +34,20 @@ def test_refused_replica_is_retried_on_the_other(client: openai.OpenAI,
     reached = [orjson.loads(r.body)["messages"][0]["content"] for r in fake.requests
                if nonce.encode() in r.body]
     assert sorted(reached) == sorted(f"{nonce}-{i}" for i in range(20))  # once each
+
+
+def test_a_model_whose_deployment_refuses_every_connection_is_served_by_its_fallback(
+        client: openai.OpenAI, fake: FakeUpstream) -> None:
+    nonce = uuid.uuid4().hex
+    whole = client.chat.completions.create(
+        model="fallback-ok", messages=[{"role": "user", "content": f"{nonce}-whole"}])
+    assert whole.choices[0].message.content == "hello"
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="fallback-ok", messages=[{"role": "user", "content": f"{nonce}-stream"}],
+        stream=True) if c.choices)
+    assert streamed.startswith("t0 t1")  # the fake engine's stream
+    reached = [r for r in fake.requests if nonce.encode() in r.body]
+    assert len(reached) == 2  # each once, by the fallback deployment
 
 
 def test_unreachable_replica_is_retried_on_the_other(client: openai.OpenAI) -> None:

@@ -87,14 +87,15 @@ class AdmissionControl:
 
     async def admit(self, snapshot: Snapshot, key: ApiKey, model: Model, body_size: int,
                     max_tokens: int | None, priority: Priority, *,
-                    prompt_tokens: Callable[[], int] | None = None) -> Admission | None:
+                    prompt_tokens: Callable[[], int] | None = None,
+                    deployment: Deployment | None = None) -> Admission | None:
         """Reserve everything the request needs, or raise the error that says what refused it.
 
         None: nothing applies to this request (no limits, budgets or capacity).
         ``prompt_tokens`` counts the prompt (``metering.tokens``), asked only when something
         applies; without it, the prompt is estimated from ``body_size``.
         """
-        deployment = model.deployment
+        deployment = deployment or model.deployment  # the one the model's split chose
         policy = snapshot.policy
         gate = self._gate(deployment)
         if policy.empty and gate is None:

@@ -92,7 +92,7 @@ class Forwarder:
     """Sends a parsed request to its deployment and its answer to the sink."""
 
     __slots__ = ("_client", "_router", "_filters", "health", "retry", "_random", "retries",
-                 "refused")
+                 "refused", "fallbacks")
 
     def __init__(self, client: OpenAICompatClient, router: Router,
                  filters: FilterFactory | None = None, *, health: FleetHealth | None = None,
@@ -105,6 +105,7 @@ class Forwarder:
         self._random = rng or random.Random()
         self.retries: dict[tuple[str, str], int] = {}  # (deployment, why) → re-sends
         self.refused: dict[str, int] = {}  # deployment → 503s for want of a replica
+        self.fallbacks: dict[tuple[str, str], int] = {}  # (model, deployment) → sent there
 
     @property
     def router(self) -> Router:
@@ -263,8 +264,14 @@ class Forwarder:
                         facts.request_id.decode("ascii"), name, why)
         return error
 
+    def note_fallback(self, model: str, deployment: str) -> None:
+        """A request of ``model`` goes on to a fallback, ``deployment`` (for ``/metrics``)."""
+        key = (model, deployment)
+        self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
+
     def render_metrics(self, deployments: Iterable[Deployment]) -> str:
-        """Replica health (``FleetHealth.render``), re-sends and 503s for want of a replica."""
+        """Replica health (``FleetHealth.render``), re-sends, 503s for want of a replica and
+        fallbacks taken."""
         deployments = list(deployments)
         lines = [self.health.render(deployments),
                  "# HELP inferenceops_upstream_retries_total Requests sent again: connect (to "
@@ -276,6 +283,11 @@ class Forwarder:
                   "could take them.", "# TYPE inferenceops_no_replica_total counter"]
         lines += [f'inferenceops_no_replica_total{{deployment="{label_value(d)}"}} {n}'
                   for d, n in sorted(self.refused.items())]
+        lines += ["# HELP inferenceops_fallbacks_total Requests a model's deployment could not "
+                  "take, sent on to a fallback deployment.",
+                  "# TYPE inferenceops_fallbacks_total counter"]
+        lines += [f'inferenceops_fallbacks_total{{model="{label_value(m)}",'
+                  f'deployment="{label_value(d)}"}} {n}' for (m, d), n in sorted(self.fallbacks.items())]
         return "\n".join(lines) + "\n"
 
     def _chain(self, facts: RequestFacts, tap: UsageTap) -> FilterChain:

@@ -7,16 +7,22 @@ the ``ResponseSink`` it is given. The order is ``kernel.STAGES``.
 
 from __future__ import annotations
 
+import random
 import time
 from typing import TYPE_CHECKING
 
 from inferenceops.errors import (
     AuthenticationFailed,
+    InferenceOpsError,
     InvalidParameter,
     InvalidRequest,
     ModelNotFound,
+    NoReplicaAvailable,
     PayloadTooLarge,
     PermissionDenied,
+    UpstreamConnectFailed,
+    UpstreamOverloaded,
+    UpstreamRateLimited,
 )
 from inferenceops.metering.tokens import fallback_tokens
 from inferenceops.metering.tokens import prompt_tokens as count_prompt
@@ -94,6 +100,8 @@ async def authorize(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
         raise InvalidRequest(f"The model '{request.model}' does not support /v1/{endpoint.value}.",
                              param="model", code="unsupported_endpoint")
     facts.model = model
+    facts.deployment = model.deployment if model.split is None else \
+        model.split.pick(session_of(facts), random.random)
     header = facts.priority_header
     priority = Priority.INTERACTIVE
     if header is not None:
@@ -120,7 +128,8 @@ async def admit(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: Resp
     assert key is not None and model is not None and request is not None
     admission = await p.admission.admit(snapshot, key, model, facts.body_size,
                                         request.max_tokens, facts.priority,
-                                        prompt_tokens=lambda: prompt_tokens(p, facts))
+                                        prompt_tokens=lambda: prompt_tokens(p, facts),
+                                        deployment=facts.deployment)
     if admission is not None:
         facts.admission = admission
         facts.upstream_s += admission.queued_s  # waiting for engine capacity is not overhead
@@ -141,24 +150,72 @@ def prompt_tokens(p: Pipeline, facts: RequestFacts) -> int:
 
 async def route_and_forward(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
                             sink: ResponseSink) -> None:
-    """The deployment's routing strategy picks a replica; the answer goes to ``sink``."""
+    """The deployment's routing strategy picks a replica; the answer goes to ``sink``.
+
+    When the deployment could not take the request — and provably no engine started on it
+    (``falls_back``) — the model's fallbacks are tried in order; a fallback to another model
+    only if the key may use that model, which then prices and names the request.
+    """
     model, request, endpoint = facts.model, facts.request, facts.endpoint
     assert model is not None and request is not None and endpoint is not None
-    await p.forwarder.forward(facts, model.deployment, endpoint, request, route_facts(facts),
-                              sink)
+    deployment = facts.deployment or model.deployment
+    route = route_facts(facts)
+    try:
+        await p.forwarder.forward(facts, deployment, endpoint, request, route, sink)
+        return
+    except InferenceOpsError as refused:
+        if not model.fallbacks or not falls_back(refused, sink):
+            raise
+        failed = refused
+    key = facts.key
+    assert key is not None
+    for fallback in model.fallbacks:
+        other = fallback.model
+        if other is not None and (not snapshot.identity.may_use(key, other.name)
+                                  or endpoint not in other.endpoints):
+            continue
+        target = fallback.target(route.session, random.random)
+        p.forwarder.note_fallback(model.name, target.name)
+        if other is not None:
+            facts.model = other
+        try:
+            await p.forwarder.forward(facts, target, endpoint, request, route, sink)
+            return
+        except InferenceOpsError as refused:
+            if not falls_back(refused, sink):
+                raise
+            failed = refused
+    raise failed
+
+
+def falls_back(error: InferenceOpsError, sink: ResponseSink) -> bool:
+    """Whether a failed forward may go to the next fallback: nothing was sent to the caller,
+    and no engine started on the request — no replica could take it (all down, refused the
+    connection, drained), or an engine refused it (429, 503) past the retry budget."""
+    return not sink.started and isinstance(error, _NEVER_STARTED)
+
+
+_NEVER_STARTED = (NoReplicaAvailable, UpstreamConnectFailed, UpstreamRateLimited,
+                  UpstreamOverloaded)
+
+
+def session_of(facts: RequestFacts) -> str | None:
+    """The conversation a request belongs to: the ``x-inferenceops-session`` header, else the
+    body's ``user``."""
+    header = facts.session_header
+    if header:
+        return header.decode("latin-1")
+    request = facts.request
+    user = request.doc.get("user") if request is not None else None
+    return user if isinstance(user, str) else None
 
 
 def route_facts(facts: RequestFacts) -> RouteFacts:
     """What a routing strategy may know of the request: its class, its size in tokens, its
-    session (the ``x-inferenceops-session`` header, else the body's ``user``), its body."""
+    session (``session_of``), its body."""
     request = facts.request
     assert request is not None
-    header = facts.session_header
-    if header:
-        session: str | None = header.decode("latin-1")
-    else:
-        user = request.doc.get("user")
-        session = user if isinstance(user, str) else None
+    session = session_of(facts)
     return RouteFacts(priority=facts.priority,
                       estimated_tokens=(facts.prompt_tokens or fallback_tokens(facts.body_size))
                       + (request.max_tokens or 0),

@@ -6,8 +6,10 @@ These are immutable values, gathered in a ``Catalog`` that is part of every
 
 from __future__ import annotations
 
+import bisect
 import enum
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -76,17 +78,60 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class Split:
+    """A model's traffic shared among deployments (a canary): cumulative shares in [0, 1].
+
+    A request with a session key (``x-inferenceops-session``, else the body's ``user``) always
+    lands on the same deployment — the key's CRC-32 is its point in [0, 1), the same in every
+    gateway process — so a conversation does not flip between the canary and the stable
+    deployment; one without a session draws a point at random.
+    """
+
+    deployments: tuple[Deployment, ...]
+    bounds: tuple[float, ...]  # upper bound of each deployment's share; the last is 1.0
+
+    def pick(self, session: str | None, draw: Callable[[], float]) -> Deployment:
+        point = (zlib.crc32(session.encode("utf-8", "surrogatepass")) / 4294967296.0
+                 if session else draw())
+        index = bisect.bisect_right(self.bounds, point)
+        return self.deployments[min(index, len(self.deployments) - 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """Where a request goes when its model's deployment could not take it: another deployment
+    of the same model (``model`` None), or another model (its own split, not its fallbacks)."""
+
+    deployment: Deployment
+    model: Model | None = None
+
+    def target(self, session: str | None, draw: Callable[[], float]) -> Deployment:
+        model = self.model
+        if model is not None and model.split is not None:
+            return model.split.pick(session, draw)
+        return self.deployment
+
+
+@dataclass(frozen=True, slots=True)
 class Model:
-    """A public model name (plus aliases) that teams call; routed to one deployment."""
+    """A public model name (plus aliases) that teams call; routed to one deployment, or shared
+    among several (``split``: a canary), with an ordered chain of ``fallbacks``."""
 
     name: str
-    deployment: Deployment
+    deployment: Deployment  # the primary: all traffic without a split, the rest with one
     endpoints: frozenset[Endpoint]
     aliases: tuple[str, ...] = ()
     owned_by: str = "inferenceops"
     created: int = 0
     #: Output tokens reserved for a request that does not set max_tokens.
     max_output_tokens: int = 4096
+    split: Split | None = None
+    fallbacks: tuple[Fallback, ...] = ()
+
+    def pick(self, session: str | None, draw: Callable[[], float]) -> Deployment:
+        """The deployment this request goes to first."""
+        split = self.split
+        return self.deployment if split is None else split.pick(session, draw)
 
     def card(self) -> dict[str, object]:
         return {"id": self.name, "object": "model", "created": self.created,
@@ -107,9 +152,15 @@ class Catalog:
                 by_name[name] = model
         self._by_name: Mapping[str, Model] = MappingProxyType(by_name)
         self.models: tuple[Model, ...] = tuple(models)
-        self.deployments: Mapping[str, Deployment] = MappingProxyType(
-            {m.deployment.name: m.deployment for m in models}
-        )
+        served: dict[str, Deployment] = {}
+        for m in models:
+            served[m.deployment.name] = m.deployment
+            for d in m.split.deployments if m.split is not None else ():
+                served[d.name] = d
+            for fallback in m.fallbacks:
+                served[fallback.deployment.name] = fallback.deployment
+        #: Every deployment a model may send requests to (primary, canary or fallback).
+        self.deployments: Mapping[str, Deployment] = MappingProxyType(served)
         self._cards_json: Mapping[str, bytes] = MappingProxyType(
             {name: orjson.dumps(m.card()) for name, m in by_name.items()}
         )

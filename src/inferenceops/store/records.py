@@ -298,6 +298,9 @@ class ModelRecord:
     managed_by: str | None
     created_at: datetime
     updated_at: datetime
+    #: Its canary split and fallback chain as the spec writes them (``config.spec.routes``).
+    canary: tuple[dict[str, Any], ...] = ()
+    fallbacks: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

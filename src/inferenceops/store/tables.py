@@ -389,6 +389,9 @@ class Model(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     max_output_tokens: Mapped[int] = mapped_column(Integer, server_default=text("4096"))
     managed_by: Mapped[str | None] = mapped_column(Text)
+    #: ``{"canary": [...], "fallbacks": [...]}`` as the spec writes them, deployments and models
+    #: by name (checked on write: ``repo.model_routes``); NULL when the model has neither.
+    routing: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
 
 
 class ModelPrice(Base):

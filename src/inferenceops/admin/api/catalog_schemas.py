@@ -33,6 +33,7 @@ from inferenceops.config.spec import (
     TimeoutsSpec,
     Url,
 )
+from inferenceops.config.spec.routes import MAX_CANARIES, MAX_FALLBACKS, CanarySpec, FallbackSpec
 from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Instant, PriceSpec
 from inferenceops.store.records import DeploymentRecord, ModelRecord, PriceRecord, ProviderRecord
@@ -151,6 +152,8 @@ class ModelPatch(_Patch):
         None, max_length=1000, description="replaces the prices to come and the deployments' "
         "prices (those that have started stay in the history)")
     max_output_tokens: int | None = None
+    canary: list[CanarySpec] | None = Field(None, max_length=MAX_CANARIES)
+    fallbacks: list[FallbackSpec] | None = Field(None, max_length=MAX_FALLBACKS)
 
 
 class ModelOut(ModelSpec):

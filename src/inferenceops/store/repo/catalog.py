@@ -66,6 +66,7 @@ from inferenceops.store.repo.catalog_specs import (
     storable_deployment,
     validated,
 )
+from inferenceops.store.repo.model_routes import check_routes, refuse_if_routed
 from inferenceops.store.tables import Deployment, Model, ModelPrice, Provider, utcnow
 
 #: Fixed advisory-lock key ("infops" + 0x0003) serialising catalog writes on PostgreSQL.
@@ -335,6 +336,8 @@ async def update_deployment(session: AsyncSession, deployment_id: str, changes: 
     current = deployment_spec(await _deployment(session, row))
     spec = storable_deployment(_merged(DeploymentSpec, current, changes, f"deployment {row.name!r}"))
     await _check_name_free(session, Deployment, spec.name, "deployment", row.id)
+    if spec.name != row.name:
+        await refuse_if_routed(session, "rename", deployment=row.name)
     provider_id = await _id_named(session, Provider, spec.provider, "provider",
                                   f"deployment {spec.name!r}")
     await _apply(session, row, deployment_columns(spec, provider_id), managed_by,
@@ -357,6 +360,7 @@ async def delete_deployment(session: AsyncSession, deployment_id: str) -> None:
     if priced:
         raise Conflict(f"deployment {row.name!r} has prices of model(s) {_quoted(priced)}; remove "
                        "those prices from the models first")
+    await refuse_if_routed(session, "delete", deployment=row.name)
     await _delete(session, Deployment, row.id, f"deleting deployment {row.name!r}")
 
 
@@ -397,6 +401,7 @@ async def create_model(session: AsyncSession, spec: ModelSpec | Mapping[str, Any
     deployment_id = await _id_named(session, Deployment, spec.deployment, "deployment",
                                     f"model {spec.name!r}")
     assert deployment_id is not None
+    await check_routes(session, spec, None)
     row = Model(id=ids.new_id(ids.MODEL), managed_by=managed_by, **model_columns(spec, deployment_id))
     await _insert(session, row, f"creating model {spec.name!r}")
     prices = await insert_entries(session, row.id, spec.name, spec.price_entries())
@@ -456,6 +461,9 @@ async def update_model(session: AsyncSession, model_id: str, changes: Mapping[st
     deployment_id = await _id_named(session, Deployment, spec.deployment, "deployment",
                                     f"model {spec.name!r}")
     assert deployment_id is not None
+    await check_routes(session, spec, row.id)
+    if spec.name != row.name:
+        await refuse_if_routed(session, "rename", model=row.name)
     changed = await _apply(session, row, model_columns(spec, deployment_id), managed_by,
                            f"updating model {row.name!r}")
     if await sync_schedule(session, row.id, spec, now) and not changed:
@@ -467,6 +475,7 @@ async def delete_model(session: AsyncSession, model_id: str) -> None:
     """Delete a model and its price schedule (usage records keep what they were charged)."""
     await lock_catalog(session)
     row = await _row(session, Model, model_id, "model")
+    await refuse_if_routed(session, "delete", model=row.name)
     await delete_entries(session, [p.id for p in (await load_schedules(session, [row.id])).get(row.id, [])])
     await _delete(session, Model, row.id, f"deleting model {row.name!r}")
 

@@ -107,8 +107,13 @@ def deployment_columns(spec: DeploymentSpec, provider_id: str | None) -> dict[st
 
 def model_columns(spec: ModelSpec, deployment_id: str) -> dict[str, Any]:
     """The model's own columns (its prices are rows of their own: ``price_columns``)."""
+    routing = None
+    if spec.canary or spec.fallbacks:
+        routing = {"canary": [c.model_dump() for c in spec.canary],
+                   "fallbacks": [f.model_dump(exclude_none=True) for f in spec.fallbacks]}
     return {"name": spec.name, "deployment_id": deployment_id, "type": spec.type,
-            "aliases": list(spec.aliases), "max_output_tokens": spec.max_output_tokens}
+            "aliases": list(spec.aliases), "max_output_tokens": spec.max_output_tokens,
+            "routing": routing}
 
 
 def price_columns(entry: Entry, deployment_id: str | None) -> dict[str, Any]:
@@ -151,9 +156,11 @@ def schedule_order(record: PriceRecord) -> tuple[bool, str, bool, datetime]:
 
 
 def model_record(row: Model, deployment: str, prices: Iterable[PriceRecord] = ()) -> ModelRecord:
+    routing = row.routing or {}
     return ModelRecord(row.id, row.name, row.deployment_id, deployment, row.type, tuple(row.aliases),
                        tuple(sorted(prices, key=schedule_order)), row.max_output_tokens,
-                       row.managed_by, row.created_at, row.updated_at)
+                       row.managed_by, row.created_at, row.updated_at,
+                       tuple(routing.get("canary", ())), tuple(routing.get("fallbacks", ())))
 
 
 # ---- records → specs --------------------------------------------------------------------------
@@ -191,7 +198,8 @@ def model_spec(r: ModelRecord, now: datetime | None = None) -> ModelSpec:
     return validated(ModelSpec, {
         "name": r.name, "deployment": r.deployment, "aliases": list(r.aliases), "type": r.type,
         "price": price, "prices": [scheduled(e) for e in shown],
-        "max_output_tokens": r.max_output_tokens}, f"stored model {r.name!r}")
+        "max_output_tokens": r.max_output_tokens, "canary": list(r.canary),
+        "fallbacks": list(r.fallbacks)}, f"stored model {r.name!r}")
 
 
 def scheduled(entry: Entry) -> dict[str, Any]:

@@ -39,6 +39,15 @@ from inferenceops.admission.config import (
     TeamSpec,
     check_currency,
 )
+from inferenceops.config.spec.routes import (
+    MAX_CANARIES,
+    MAX_FALLBACKS,
+    CanarySpec,
+    FallbackSpec,
+    route_problems,
+    share_problems,
+    with_routes,
+)
 from inferenceops.guardrails.spec import GuardrailsSpec
 from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Entry, Instant, PriceSpec, clashes, model_prices, price_spec
@@ -180,6 +189,18 @@ class ModelSpec(_Strict):
         "history is /models/{id}/prices)")
     max_output_tokens: int = Field(4096, ge=1, le=10_000_000, description="output tokens "
                                    "reserved for a request that does not set max_tokens")
+    canary: list[CanarySpec] = Field([], max_length=MAX_CANARIES, description=(
+        "other deployments that get a share of the model's requests; the primary keeps the rest"))
+    fallbacks: list[FallbackSpec] = Field([], max_length=MAX_FALLBACKS, description=(
+        "in order: where a request goes when the chosen deployment could not take it "
+        "(docs/routing.md says exactly when)"))
+
+    @model_validator(mode="after")
+    def _shares(self) -> ModelSpec:
+        problem = share_problems(self.canary)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     def price_entries(self) -> list[Entry]:
         """The whole schedule: ``price`` from the beginning, then ``prices`` as written."""
@@ -407,6 +428,7 @@ def _cross_check(spec: PlatformSpec, environ: dict[str, str]) -> list[Problem]:
                 problems.append((loc, f"model name or alias {public!r} is used by both "
                                  f"{seen[public]!r} and {m.name!r}"))
             seen.setdefault(public, m.name)
+    problems += route_problems(spec.models, names)
     models = [m.name for m in spec.models]
     for i, limit in enumerate(spec.limits):
         if limit.model is not None and limit.model not in models:
@@ -506,12 +528,12 @@ def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source
         )
     now = int(time.time())
     created_at = created_at or {}
-    models = [
+    models = with_routes([
         Model(name=m.name, deployment=deployments[m.deployment], aliases=tuple(m.aliases),
               endpoints=_ENDPOINTS[m.type], created=created_at.get(m.name, now),
               max_output_tokens=m.max_output_tokens)
         for m in spec.models
-    ]
+    ], {m.name: m for m in spec.models}, deployments)
     if schedules is None:
         schedules = {m.name: model_prices(m.price_entries()) for m in spec.models
                      if m.price is not None or m.prices}
