@@ -430,7 +430,7 @@ def _admin(gw: Gateway, method: str, path: str, body: dict[str, Any] | None = No
         data=None if body is None else orjson.dumps(body),
         headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=30) as resp:
             return orjson.loads(resp.read())
     except urllib.error.HTTPError as error:
         raise AssertionError(f"{method} {path}: {error.code} {error.read()!r}") from None
@@ -456,7 +456,7 @@ def _wait_for_grants(gw: Gateway, secret: str) -> None:
         request = urllib.request.Request(f"{gw.base_url}/models",
                                          headers={"Authorization": f"Bearer {secret}"})
         try:
-            with urllib.request.urlopen(request, timeout=5) as resp:
+            with urllib.request.urlopen(request, timeout=30) as resp:
                 seen = sorted(m["id"] for m in orjson.loads(resp.read())["data"])
         except urllib.error.HTTPError as error:
             seen = error.code
