@@ -180,7 +180,8 @@ def files_on_demand(settings: Settings, state: GatewayState) -> OnDemandApp:
         limits = FileLimits(max_bytes=settings.files_max_bytes,
                             max_lines=settings.files_max_lines,
                             max_line_bytes=settings.max_body_bytes)
-        service = FilesService(settings.resolved_database_url, store, limits)
+        service = FilesService(settings.resolved_database_url, store, limits,
+                               expire_after_s=settings.files_expire_after_s)
         app = FilesApp(service, snapshot=lambda: state.snapshot, hasher=state.hasher,
                        note_key_use=state.outbox.note_key_use)
         batches = BatchesService(settings.resolved_database_url, store)
@@ -265,9 +266,20 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
         services.append(admin)
     if not serve_admin or backend_of(settings.resolved_database_url) == "sqlite":
         services.append(batch_executor(settings, state, board))
+    services.append(file_expiry(settings))
     for service in services:
         state.supervisor.add(service, stop_deadline_s=settings.shutdown_timeout_s)
     return state
+
+
+def file_expiry(settings: Settings) -> Service:
+    """The sweep that deletes expired files (``batch.file_expiry``): every process that may
+    keep the files folder runs one; they share the work."""
+    from inferenceops.batch.file_expiry import FileExpiry
+    from inferenceops.batch.files import FileStore
+
+    return FileExpiry(settings.resolved_database_url, FileStore(settings.resolved_files_dir),
+                      interval_s=settings.files_sweep_s)
 
 
 def batch_executor(settings: Settings, state: GatewayState,

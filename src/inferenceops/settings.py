@@ -166,6 +166,15 @@ class Settings(BaseSettings):
     files_max_lines: int = Field(
         50_000, ge=1, description="Most requests (lines) a batch input file may hold (400 above)."
     )
+    files_expire_after_s: int = Field(
+        30 * 86_400, ge=0, le=2_592_000, description="A batch file uploaded without "
+        "expires_after expires this long after its creation, as OpenAI's do (30 days); 0 keeps "
+        "it until it is deleted."
+    )
+    files_sweep_s: float = Field(
+        300.0, gt=0, le=86_400, description="How often expired files are deleted (their rows "
+        "and bytes), except the input of a batch that has not finished."
+    )
     batch_lease_s: float = Field(
         300.0, ge=1.0, le=86_400.0, description="How long a batch executor holds a line it runs "
         "(a line has 80% of it to finish); a line whose executor died is run again after it."

@@ -130,6 +130,21 @@ def test_the_sdk_uploads_lists_retrieves_downloads_and_deletes(setup: Setup) -> 
             client.files.retrieve(created.id)
 
 
+def test_the_sdk_sets_an_expiry_and_gets_the_default_without_one(setup: Setup) -> None:
+    with setup.client("a1") as client:
+        hour = client.files.create(file=("h.jsonl", _lines(1)), purpose="batch",
+                                   expires_after={"anchor": "created_at", "seconds": 3600})
+        assert hour.expires_at == hour.created_at + 3600
+        month = client.files.create(file=("m.jsonl", _lines(1)), purpose="batch")
+        assert month.expires_at == month.created_at + 30 * 86_400  # OpenAI's default, ours too
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.files.create(file=("x.jsonl", _lines(1)), purpose="batch",
+                                expires_after={"anchor": "created_at", "seconds": 60})
+        assert refused.value.param == "expires_after[seconds]"
+        for made in (hour, month):
+            client.files.delete(made.id)
+
+
 def test_the_sdk_pages_through_a_long_list(setup: Setup) -> None:
     with setup.client("a2") as client:
         made = [client.files.create(file=(f"f{i}.jsonl", _lines(1)), purpose="batch").id

@@ -53,7 +53,8 @@ class BatchesService(StoreAccess):
     async def create(self, key: ApiKey, snapshot: Snapshot, doc: Any) -> BatchRecord:
         input_file_id, endpoint, window, metadata = check_create(doc)
         owner = owner_of(key)
-        found = await self._run(False, lambda s: files_repo.get_file(s, input_file_id, owner))
+        found = await self._run(False, lambda s: files_repo.get_file(s, input_file_id, owner,
+                                                                     now=self._clock()))
         if found is None:
             raise NotFound(f"No such File object: {input_file_id}", param="input_file_id")
         if found.purpose != "batch":

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -60,11 +60,13 @@ class FilesService(StoreAccess):
     name = "files"
 
     def __init__(self, url: str, files: FileStore, limits: FileLimits, *,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 expire_after_s: int = 0) -> None:
         super().__init__(url, "files")
         self.files = files
         self.limits = limits
         self._clock = clock
+        self._expire_after_s = expire_after_s  # for an upload that sets none; 0: never
 
     async def upload(self, key: ApiKey, boundary: bytes, chunks: AsyncIterator[bytes]) -> FileRecord:
         received = await receive_upload(chunks, boundary, self.files, self.limits)
@@ -77,9 +79,12 @@ class FilesService(StoreAccess):
             await received.partial.discard()
             raise
         owner = owner_of(key)
+        created = created.replace(microsecond=0)
+        seconds = received.expires_after_s or self._expire_after_s
+        expires = created + timedelta(seconds=seconds) if seconds else None
         record = FileRecord(file_id, owner.team_id, owner.principal_id, key.id, received.purpose,
                             received.filename, received.partial.size, received.line_count,
-                            "processed", name, created.replace(microsecond=0), None)
+                            "processed", name, created, expires)
         try:
             return await self._run(True, lambda s: repo.add_file(s, record))
         except BaseException:
@@ -89,12 +94,14 @@ class FilesService(StoreAccess):
     async def list(self, key: ApiKey, *, purpose: str | None, after: str | None, limit: int,
                    order: Order) -> tuple[tuple[FileRecord, ...], bool]:
         return await self._run(False, lambda s: repo.list_files(
-            s, owner_of(key), purpose=purpose, after=after, limit=limit, order=order))
+            s, owner_of(key), purpose=purpose, after=after, limit=limit, order=order,
+            now=self._clock()))
 
     async def get(self, key: ApiKey, file_id: str) -> FileRecord:
         if not plausible_id(file_id):
             raise _no_such_file(file_id)
-        found = await self._run(False, lambda s: repo.get_file(s, file_id, owner_of(key)))
+        found = await self._run(False, lambda s: repo.get_file(s, file_id, owner_of(key),
+                                                               now=self._clock()))
         if found is None:
             raise _no_such_file(file_id)
         return found

@@ -7,7 +7,8 @@ to ``MAX_FIELD_BYTES`` each. Nothing is held whole.
 
 Refusals, each an ``InferenceOpsError`` naming the parameter: a file past
 ``limits.max_bytes`` (413, ``file``), too many requests or a broken line (400, ``file``,
-the line named), a missing or unknown ``purpose`` (400, ``purpose``), no ``file`` part.
+the line named), a missing or unknown ``purpose`` (400, ``purpose``), no ``file`` part, an
+``expires_after`` OpenAI would refuse (400 naming ``expires_after[anchor]`` or ``[seconds]``).
 On any refusal — and when the client leaves mid-upload — the partial file is deleted
 before the error propagates: nothing partial is ever left in the files folder.
 
@@ -49,6 +50,33 @@ class Received:
     purpose: str
     filename: str
     line_count: int
+    #: ``expires_after[seconds]`` when the form set an expiry (anchored at creation).
+    expires_after_s: int | None = None
+
+
+#: OpenAI's bounds for ``expires_after[seconds]``: an hour to 30 days.
+MIN_EXPIRY_S, MAX_EXPIRY_S = 3600, 2_592_000
+_ANCHOR, _SECONDS = "expires_after[anchor]", "expires_after[seconds]"
+
+
+def expires_after(fields: dict[str, str]) -> int | None:
+    """The form's ``expires_after[anchor]`` and ``expires_after[seconds]``, checked: both or
+    neither, the anchor ``created_at``, the seconds a whole number within OpenAI's bounds."""
+    anchor, seconds = fields.get(_ANCHOR), fields.get(_SECONDS)
+    if anchor is None and seconds is None:
+        return None
+    if anchor is None or seconds is None:
+        raise InvalidParameter("expires_after needs both expires_after[anchor] and "
+                               "expires_after[seconds].", param="expires_after")
+    if anchor != "created_at":
+        raise InvalidParameter(f"expires_after[anchor] must be 'created_at', not {anchor[:64]!r}.",
+                               param=_ANCHOR)
+    if not seconds.isascii() or not seconds.isdigit() or not \
+            MIN_EXPIRY_S <= int(seconds) <= MAX_EXPIRY_S:
+        raise InvalidParameter(f"expires_after[seconds] must be a whole number of seconds from "
+                               f"{MIN_EXPIRY_S} to {MAX_EXPIRY_S}, not {seconds[:64]!r}.",
+                               param=_SECONDS)
+    return int(seconds)
 
 
 def check_purpose(purpose: str) -> str:
@@ -143,7 +171,8 @@ async def receive_upload(chunks: AsyncIterator[bytes], boundary: bytes, store: F
                                    param="purpose")
         if form.partial is None or form.line_count is None:
             raise InvalidParameter("Missing the form field 'file'.", param="file")
-        return Received(form.partial, check_purpose(purpose), form.filename, form.line_count)
+        return Received(form.partial, check_purpose(purpose), form.filename, form.line_count,
+                        expires_after(form.fields))
     except BaseException:
         if form.partial is not None:
             await form.partial.discard()

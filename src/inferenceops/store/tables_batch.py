@@ -34,6 +34,10 @@ BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 COMPLETION_WINDOWS = ("24h", "1h")
 
 
+#: A batch in one of these states still reads its input file.
+UNFINISHED_BATCH = ("validating", "in_progress", "finalizing", "cancelling")
+
+
 class Batch(Base):
     """A batch of the Batch API (see the module doc)."""
 

@@ -43,12 +43,12 @@ from inferenceops.store.records import (
     FileOwner,
 )
 from inferenceops.store.repo.usage import insert_usage
-from inferenceops.store.tables_batch import Batch, BatchRequest
+from inferenceops.store.tables_batch import UNFINISHED_BATCH, Batch, BatchRequest
 
 MAX_LIST = 100  # OpenAI's largest page for GET /v1/batches
 INSERT_CHUNK = 10_000
 #: Batch states in which lines may still run or the batch still has to be finalised.
-UNFINISHED = ("validating", "in_progress", "finalizing", "cancelling")
+UNFINISHED = UNFINISHED_BATCH
 OPEN_LINES = ("pending", "running")
 _TIMES = ("in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
           "cancelling_at", "cancelled_at")

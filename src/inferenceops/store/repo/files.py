@@ -7,20 +7,24 @@ this module keeps only the rows. Files do not affect the data-plane snapshot, so
 nothing here bumps the revision.
 
 Listing pages on the id alone (ids sort by creation time, ``ids.new_sortable_id``):
-``after`` need not name a file that still exists.
+``after`` need not name a file that still exists. A file past its ``expires_at`` is not
+found by the owner's reads (given ``now``); the expiry sweep (``batch.file_expiry``)
+deletes it.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.store.errors import translating
 from inferenceops.store.records import FileOwner, FileRecord
 from inferenceops.store.repo._common import check_choice
 from inferenceops.store.tables import FILE_PURPOSES, FILE_STATES, File
+from inferenceops.store.tables_batch import UNFINISHED_BATCH, Batch
 
 Order = Literal["asc", "desc"]
 MAX_LIST = 10_000  # OpenAI's own largest page for GET /v1/files
@@ -53,9 +57,18 @@ async def add_file(session: AsyncSession, record: FileRecord) -> FileRecord:
     return file_record(row)
 
 
-async def get_file(session: AsyncSession, file_id: str, owner: FileOwner) -> FileRecord | None:
-    """The file ``file_id`` if ``owner`` may see it, else None (absent and foreign alike)."""
-    stmt = _owned(select(File).where(File.id == file_id), owner)
+def _live(stmt: Any, now: datetime | None) -> Any:
+    """``stmt`` without the files that expired by ``now`` (None: expired files too)."""
+    if now is None:
+        return stmt
+    return stmt.where(or_(File.expires_at.is_(None), File.expires_at > now))
+
+
+async def get_file(session: AsyncSession, file_id: str, owner: FileOwner, *,
+                   now: datetime | None = None) -> FileRecord | None:
+    """The file ``file_id`` if ``owner`` may see it, else None (absent and foreign alike; with
+    ``now``, expired too)."""
+    stmt = _live(_owned(select(File).where(File.id == file_id), owner), now)
     with translating(f"reading file {file_id!r}"):
         row = (await session.execute(stmt)).scalar_one_or_none()
     return None if row is None else file_record(row)
@@ -63,12 +76,14 @@ async def get_file(session: AsyncSession, file_id: str, owner: FileOwner) -> Fil
 
 async def list_files(session: AsyncSession, owner: FileOwner, *, purpose: str | None = None,
                      after: str | None = None, limit: int = MAX_LIST,
-                     order: Order = "desc") -> tuple[tuple[FileRecord, ...], bool]:
-    """``owner``'s files by creation time (``order``), those past ``after``, at most ``limit``.
+                     order: Order = "desc", now: datetime | None = None
+                     ) -> tuple[tuple[FileRecord, ...], bool]:
+    """``owner``'s files by creation time (``order``), those past ``after``, at most ``limit``
+    (with ``now``: not those expired by then).
 
     Returns the page and whether more follow it.
     """
-    stmt = _owned(select(File), owner)
+    stmt = _live(_owned(select(File), owner), now)
     if purpose is not None:
         stmt = stmt.where(File.purpose == purpose)
     if after is not None:
@@ -87,3 +102,20 @@ async def delete_file(session: AsyncSession, file_id: str, owner: FileOwner) -> 
     with translating(f"deleting file {file_id!r}"):
         await session.execute(_owned(delete(File).where(File.id == file_id), owner))
     return found
+
+
+async def expired_files(session: AsyncSession, now: datetime, *, limit: int) -> list[FileRecord]:
+    """Up to ``limit`` files (anyone's) that expired by ``now`` and that no unfinished batch
+    reads (its lines are read from the file as they run), oldest expiry first."""
+    in_use = select(Batch.id).where(Batch.input_file_id == File.id,
+                                    Batch.status.in_(UNFINISHED_BATCH)).exists()
+    stmt = (select(File).where(File.expires_at.is_not(None), File.expires_at <= now, ~in_use)
+            .order_by(File.expires_at).limit(limit))
+    with translating("listing expired files"):
+        return [file_record(row) for row in (await session.execute(stmt)).scalars()]
+
+
+async def remove_file_row(session: AsyncSession, file_id: str) -> None:
+    """Delete one file's row, whoever owns it (the expiry sweep)."""
+    with translating(f"deleting file {file_id!r}"):
+        await session.execute(delete(File).where(File.id == file_id))
