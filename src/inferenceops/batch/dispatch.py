@@ -53,6 +53,17 @@ when it falls. The high-water mark (95%) is the headroom kept for interactive bu
    sent first, then the oldest group), so they reach the engine side by side and prefix-
    affinity routing lands them where that prefix is cached; FIFO inside a group.
 
+**Deadlines at risk are promoted** (``DeadlineWatch``): a batch whose deadline is under
+``PROMOTE_MARGIN_S`` away, or whose lines left would take more than ``RISK_SHARE`` of the
+time left at the pace its deployment recorded lines lately, is promoted once: its held
+lines move ahead of every deadline bucket, and while a deployment holds promoted lines it
+runs at least ``PROMOTED_SHARE`` of the executor's ceiling whatever its window says —
+spare capacity is no longer waited for. Promoted lines are still admitted in the
+background class, so inside the gateway interactive requests still go first; what it
+costs is engine queueing, bounded by that share. It is not taken back until the batch is
+done or expires, so another batch on the deployment waits behind it at most until the
+promoted batch's deadline (a bounded wait, not starvation).
+
 Pure policy: no I/O, no clock of its own (every call takes ``now``), no asyncio. The
 executor (``batch.executor``) reads the loads, claims and runs the lines.
 """
@@ -81,6 +92,17 @@ COOLDOWN_S = 1.0
 QUEUE_GRACE = 2.0
 #: Deadlines within this many seconds of each other are equally urgent (shared by weight).
 BUCKET_S = 3600.0
+#: The bucket of promoted lines: before every deadline's.
+PROMOTED = -(2**62)
+#: A batch whose deadline is this close is at risk whatever its pace.
+PROMOTE_MARGIN_S = 600.0
+#: ... or whose lines left would take more than this share of the time left at its pace.
+RISK_SHARE = 0.8
+#: The pace is what the deployment recorded over this long (at most ``RATE_SAMPLES`` lines).
+RATE_WINDOW_S = 120.0
+RATE_SAMPLES = 2000
+#: The share of the executor's ceiling a deployment holding promoted lines runs, at least.
+PROMOTED_SHARE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,11 +209,13 @@ class Item(Generic[T]):
     """A claimed line waiting here: where it goes, how urgent, whose, which prefix."""
 
     deployment: str
-    deadline: float  # seconds (any epoch; only compared)
+    deadline: float  # epoch seconds (the batch's expires_at)
     team: str
     weight: float
     prefix: int | None
     payload: T
+    batch: str = ""  # the batch it belongs to ("": none known: never promoted)
+    left: int | None = None  # its batch's lines not yet recorded when it was claimed
 
 
 @dataclass(slots=True)
@@ -220,8 +244,8 @@ class _Queue(Generic[T]):
         self.seq = 0
         self.bucket_s = bucket_s
 
-    def add(self, item: Item[T]) -> None:
-        index = math.floor(item.deadline / self.bucket_s)
+    def add(self, item: Item[T], *, promoted: bool = False) -> None:
+        index = PROMOTED if promoted else math.floor(item.deadline / self.bucket_s)
         bucket = self.buckets.setdefault(index, _Bucket())
         team = bucket.teams.get(item.team)
         if team is None:
@@ -255,6 +279,103 @@ class _Queue(Generic[T]):
             del self.buckets[index]  # its teams' tags go too: a new bucket starts level
         return item
 
+    def promote(self, batch: str) -> int:
+        """Move every held line of ``batch`` to the front (the promoted bucket); how many."""
+        moved: list[Item[T]] = []
+        for index, bucket in list(self.buckets.items()):
+            if index == PROMOTED:
+                continue
+            for team in bucket.teams.values():
+                for key, group in list(team.groups.items()):
+                    keep = deque(item for item in group if item.batch != batch)
+                    if len(keep) == len(group):
+                        continue
+                    moved += [item for item in group if item.batch == batch]
+                    taken = len(group) - len(keep)
+                    team.count -= taken
+                    bucket.count -= taken
+                    self.count -= taken
+                    if keep:
+                        team.groups[key] = keep
+                    else:
+                        del team.groups[key]
+            if not bucket.count:
+                del self.buckets[index]
+        for item in moved:
+            self.add(item, promoted=True)
+        return len(moved)
+
+    @property
+    def promoted(self) -> int:
+        bucket = self.buckets.get(PROMOTED)
+        return bucket.count if bucket is not None else 0
+
+
+class DeadlineWatch:
+    """Which batches are at risk of missing their deadline, and so promoted (see the module doc).
+
+    A batch is at risk when its deadline is less than ``margin_s`` away, or when the lines it
+    has left, at the rate its deployment recorded lines over the last ``RATE_WINDOW_S``, would
+    take more than ``RISK_SHARE`` of the time left. Once promoted it stays so until its
+    lines are done (or it expires): promotion is never taken back mid-way.
+    """
+
+    __slots__ = ("margin_s", "promoted", "_batches", "_recorded", "promotions")
+
+    def __init__(self, margin_s: float = PROMOTE_MARGIN_S) -> None:
+        self.margin_s = margin_s
+        self.promoted: set[str] = set()
+        self._batches: dict[str, tuple[float, int, str]] = {}  # batch → (deadline, left, dep.)
+        self._recorded: dict[str, deque[float]] = {}  # deployment → recent record times
+        self.promotions = 0
+
+    def claimed(self, item: Item[T]) -> None:
+        if not item.batch or item.left is None:
+            return
+        known = self._batches.get(item.batch)
+        left = item.left if known is None else min(known[1], item.left)
+        self._batches[item.batch] = (item.deadline, left, item.deployment)
+
+    def recorded(self, batch: str, deployment: str, wall: float) -> None:
+        times = self._recorded.setdefault(deployment, deque(maxlen=RATE_SAMPLES))
+        times.append(wall)
+        known = self._batches.get(batch)
+        if known is not None:
+            deadline, left, where = known
+            if left <= 1:
+                del self._batches[batch]
+                self.promoted.discard(batch)
+            else:
+                self._batches[batch] = (deadline, left - 1, where)
+
+    def rate(self, deployment: str, wall: float) -> float:
+        """Lines per second the deployment recorded lately (0: none)."""
+        times = self._recorded.get(deployment)
+        if not times:
+            return 0.0
+        recent = [t for t in times if wall - t <= RATE_WINDOW_S]
+        if len(recent) < 2:
+            return 0.0
+        return len(recent) / max(wall - min(recent), 1.0)
+
+    def at_risk(self, wall: float) -> list[str]:
+        """The batches newly found at risk now (each promoted once)."""
+        found = []
+        for batch, (deadline, left, deployment) in list(self._batches.items()):
+            if deadline <= wall:  # expired: the executor finalises it
+                del self._batches[batch]
+                self.promoted.discard(batch)
+                continue
+            if batch in self.promoted:
+                continue
+            time_left = deadline - wall
+            rate = self.rate(deployment, wall)
+            if time_left <= self.margin_s or (rate > 0 and left / rate > RISK_SHARE * time_left):
+                self.promoted.add(batch)
+                self.promotions += 1
+                found.append(batch)
+        return found
+
 
 class Dispatcher(Generic[T]):
     """The held lines and the windows of every deployment (see the module doc)."""
@@ -268,27 +389,49 @@ class Dispatcher(Generic[T]):
         self._windows: dict[str, Window] = {}
         self._in_flight: dict[str, int] = {}
         self.maxima = EngineMaxima()
+        self.deadlines = DeadlineWatch()
+        #: Most lines a deployment runs while it holds promoted lines, whatever its window.
+        self.promoted_floor = max(1, math.ceil(ceiling * PROMOTED_SHARE))
+        self.just_promoted: list[str] = []  # what the last ``take`` promoted (to be logged)
 
     # ---- what the executor tells it --------------------------------------------------------
 
     def add(self, item: Item[T]) -> None:
-        self._queues.setdefault(item.deployment, _Queue(self.bucket_s)).add(item)
+        self.deadlines.claimed(item)
+        queue = self._queues.setdefault(item.deployment, _Queue(self.bucket_s))
+        queue.add(item, promoted=item.batch in self.deadlines.promoted)
         self.window(item.deployment)
 
     def observe(self, deployment: str, load: Load, now: float) -> None:
         self.window(deployment).update(load, self.in_flight(deployment), now)
 
-    def done(self, deployment: str, *, refused: bool = False, now: float = 0.0) -> None:
-        """A line sent to ``deployment`` ended; ``refused``: it came back to be retried later."""
+    def done(self, deployment: str, *, refused: bool = False, now: float = 0.0,
+             batch: str = "", wall: float | None = None) -> None:
+        """A line sent to ``deployment`` ended; ``refused``: it came back to be retried later.
+        ``batch``/``wall`` (epoch seconds): a recorded line of that batch, for the deadline
+        watch's rates."""
         self._in_flight[deployment] = max(0, self._in_flight.get(deployment, 0) - 1)
         if refused:
             self.window(deployment).congested(now)
+        elif batch and wall is not None:
+            self.deadlines.recorded(batch, deployment, wall)
 
-    def take(self) -> Iterator[Item[T]]:
-        """Every held line its deployment's window lets go now, each counted in flight."""
+    def take(self, wall: float | None = None) -> Iterator[Item[T]]:
+        """Every held line its deployment's window lets go now, each counted in flight.
+
+        With ``wall`` (epoch seconds), batches at risk of missing their deadline are promoted
+        first (``DeadlineWatch``): their lines go before every other, and while a deployment
+        holds some it runs up to ``promoted_floor`` lines even when its window is smaller."""
+        if wall is not None:
+            self.just_promoted = self.deadlines.at_risk(wall)
+            for batch in self.just_promoted:
+                for queue in self._queues.values():
+                    queue.promote(batch)
         for name, queue in self._queues.items():
             window = self.window(name)
-            while queue.count and self._in_flight.get(name, 0) < window.allowed:
+            while queue.count and self._in_flight.get(name, 0) < (
+                    max(window.allowed, self.promoted_floor) if queue.promoted
+                    else window.allowed):
                 item = queue.pop()
                 if item is None:
                     break

@@ -52,7 +52,8 @@ def item_of(line: ClaimedLine, raw: bytes, key: ApiKey | None, snapshot: Snapsho
     team = line.team_id or (key.team_id if key is not None else None)
     weight = float(snapshot.policy.weight(team))
     deadline = line.expires_at.timestamp() if isinstance(line.expires_at, datetime) else 0.0
-    return Item(deployment, deadline, team or line.key_id, weight, prefix, payload)
+    return Item(deployment, deadline, team or line.key_id, weight, prefix, payload,
+                batch=line.batch_id, left=line.left)
 
 
 class LoadReader:

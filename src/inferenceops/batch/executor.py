@@ -30,6 +30,7 @@ import math
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -101,7 +102,7 @@ class BatchExecutor:
         up the others (``step`` waits for its whole claim; tests use it). Lines still running
         or held when the service is stopped are abandoned to their leases."""
         loop = asyncio.get_running_loop()
-        inflight: dict[asyncio.Task[bool], str] = {}  # task → its deployment
+        inflight: dict[asyncio.Task[bool], tuple[str, str]] = {}  # task → deployment, batch
         gate = asyncio.Semaphore(self.concurrency)
         dispatch = self.dispatcher
         checked = ticked = 0.0
@@ -123,10 +124,14 @@ class BatchExecutor:
                            self.concurrency - len(inflight) - dispatch.held)
                 if want > 0 and (dispatch.room() > 0 or not dispatch.held):
                     await self._hold(await self._claim(want))
-                for item in dispatch.take():
+                for item in dispatch.take(time.time()):
                     line, raw = item.payload
                     inflight[asyncio.create_task(self._run_one(line, gate, raw))] = \
-                        item.deployment
+                        (item.deployment, item.batch)
+                for batch in dispatch.just_promoted:
+                    log.info("batch %s promoted: its deadline is at risk (its lines go first)",
+                             batch)
+                dispatch.just_promoted = []
                 self.rounds += 1
                 if not inflight:
                     await asyncio.sleep(TICK_S if dispatch.held else self.poll_s)
@@ -134,13 +139,15 @@ class BatchExecutor:
                 done, _ = await asyncio.wait(inflight, timeout=min(self.poll_s, TICK_S),
                                              return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    deployment = inflight.pop(task)
+                    deployment, batch = inflight.pop(task)
                     refused = False
                     if (error := task.exception()) is not None:  # its lease returns the line
                         log.error("batch line failed in the executor", exc_info=error)
+                        batch = ""
                     else:
                         refused = task.result()
-                    dispatch.done(deployment, refused=refused, now=loop.time())
+                    dispatch.done(deployment, refused=refused, now=loop.time(), batch=batch,
+                                  wall=time.time())
         finally:
             for task in inflight:
                 task.cancel()

@@ -394,6 +394,9 @@ class ClaimedLine:
     #: The batch's deadline and owning team: what the dispatcher orders lines by.
     expires_at: datetime | None = None
     team_id: str | None = None
+    #: The batch's lines not yet recorded when this one was claimed (this one included): what
+    #: the dispatcher weighs against the time left to promote a batch at risk.
+    left: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,10 +213,12 @@ async def claim_lines(session: AsyncSession, owner: str, now: datetime, lease_s:
             return []
         batches = {row.id: row for row in (await session.execute(
             select(Batch.id, Batch.endpoint, Batch.key_id, Batch.input_file_id,
-                   Batch.expires_at, Batch.team_id)
+                   Batch.expires_at, Batch.team_id,
+                   (Batch.total - Batch.completed - Batch.failed).label("left"))
             .where(Batch.id.in_({c.batch_id for c in claimed})))).all()}
     return [ClaimedLine(c.id, c.batch_id, c.line, c.custom_id, c.byte_offset, c.byte_length,
-                        c.attempts, b.endpoint, b.key_id, b.input_file_id, b.expires_at, b.team_id)
+                        c.attempts, b.endpoint, b.key_id, b.input_file_id, b.expires_at, b.team_id,
+                        int(b.left))
             for c in claimed for b in (batches[c.batch_id],)]
 
 
