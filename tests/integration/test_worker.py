@@ -40,9 +40,10 @@ def test_the_worker_runs_the_services_and_stops_cleanly(spawn_gateway: SpawnGate
             env=gateway_env({"INFERENCEOPS_LOG_LEVEL": "debug"}), stdout=out,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        seen = _wait_for(proc, log, ", batch-executor\n", 30)  # every worker runs batch lines
+        seen = _wait_for(proc, log, ", files-expiry\n", 30)  # the last service it starts
         ready = seen.partition("worker ready: ")[2].partition("\n")[0].split(", ")
         assert ready[0] == "outbox-writer" and "snapshot-feed" in ready
+        assert {"batch-executor", "retention-sweep", "usage-rollups"} <= set(ready)
         assert "snapshot built" in seen and "admin-api" not in seen
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
