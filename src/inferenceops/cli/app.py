@@ -26,7 +26,6 @@ from inferenceops.cli.guardrails import GUARDRAIL_APPS
 from inferenceops.cli.invitations import INVITATION_APPS
 from inferenceops.cli.retention import RETENTION_APPS
 from inferenceops.cli.usage import usage_command
-from inferenceops.config.spec import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="InferenceOps: run AI inference as a governed internal service.")
@@ -91,6 +90,8 @@ def serve(
         settings = Settings()
     except ValidationError as exc:
         _fail(_settings_errors(exc))
+    from inferenceops.config.spec import ConfigError  # here: operator commands never need it
+
     try:
         platform = load_platform(settings.config, loopback_base_url=settings.loopback_base_url)
         build_simulators(platform)
@@ -159,6 +160,8 @@ def worker(
     typer.echo(f"InferenceOps {__version__} worker — store "
                f"{_redacted(settings.resolved_database_url)}")
     sys.stdout.flush()
+    from inferenceops.config.spec import ConfigError
+
     try:
         asyncio.run(main())
     except ConfigError as exc:
