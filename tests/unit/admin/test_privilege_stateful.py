@@ -475,6 +475,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     run_sync(pg.drop(name))
 
 
+# 15 examples of 25 steps take 40-80 s on a 2-core VM, more on a loaded one: past the suite's
+# 120 s per-test timeout once in a CI run. The examples stay; the deadline grows.
+@pytest.mark.timeout(360)
 def test_no_actor_gains_a_permission_it_was_not_given(store: Store) -> None:
     PrivilegeMachine.url = store.url
     run_state_machine_as_test(PrivilegeMachine, settings=settings(
