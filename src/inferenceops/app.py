@@ -184,7 +184,8 @@ def files_on_demand(settings: Settings, state: GatewayState) -> OnDemandApp:
                                expire_after_s=settings.files_expire_after_s)
         app = FilesApp(service, snapshot=lambda: state.snapshot, hasher=state.hasher,
                        note_key_use=state.outbox.note_key_use)
-        batches = BatchesService(settings.resolved_database_url, store)
+        batches = BatchesService(settings.resolved_database_url, store,
+                                 inline_lines=settings.batch_validate_inline_lines)
         batches_app = BatchesApp(batches, snapshot=lambda: state.snapshot, hasher=state.hasher,
                                  note_key_use=state.outbox.note_key_use)
 

@@ -189,6 +189,12 @@ class Settings(BaseSettings):
         1.0, gt=0.0, le=60.0, description="How often an idle batch executor looks for work (also "
         "how soon a cancel or a finished batch is acted on)."
     )
+    batch_validate_inline_lines: int = Field(
+        1000, ge=0, le=1_000_000, description="A batch whose input file holds at most this many "
+        "requests is checked inside its create call (created in_progress or failed); a larger "
+        "one is created 'validating' and checked by a batch executor afterwards, as OpenAI's. "
+        "0: every batch is validated afterwards."
+    )
     guardrails_detector: Literal["builtin", "presidio"] = Field(
         "builtin", description="Who finds PII for guardrail policies: the built-in detectors, or "
         "Microsoft Presidio's recognizers (the `presidio` extra; secrets stay built-in)."

@@ -115,3 +115,19 @@ def test_a_model_the_team_may_not_use_fails_the_batch_naming_the_line(setup: Set
         assert batch.status == "failed" and batch.errors is not None
         assert [(e.code, e.line) for e in batch.errors.data or []] == [
             ("model_not_found", 1), ("model_not_found", 2)]
+
+
+def test_a_large_file_is_validating_then_checked_by_the_executor(setup: Setup) -> None:
+    """More than INFERENCEOPS_BATCH_VALIDATE_INLINE_LINES (1,000) requests: the create call
+    answers ``validating`` at once, as OpenAI's, and the executor's check fails the batch
+    naming the lines exactly as a check inside the create call would."""
+    with setup.client("b") as client:
+        upload = client.files.create(file=("big.jsonl", _requests(1001)), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h")
+        assert batch.status == "validating" and batch.errors is None
+        assert batch.request_counts is not None and batch.request_counts.total == 0
+        done = _until(client, batch.id, ("failed",), deadline_s=30)
+        assert done.errors is not None and done.failed_at is not None
+        assert [(e.code, e.line) for e in done.errors.data or []] == [
+            ("model_not_found", line) for line in range(1, 101)]  # the first 100 listed

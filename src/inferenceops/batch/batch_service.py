@@ -8,8 +8,11 @@ finds the input file as the same owner, and checks its lines against the batch
 the batch ``failed`` at once, with ``errors`` naming the lines; otherwise the batch is
 ``in_progress`` with one pending row per line, and the executor takes it from there.
 
-Checking happens inside the create call rather than in a ``validating`` phase run later:
-a 50,000-line file is read in well under a second, and the caller learns at once. The
+That check runs inside the create call only for a file of at most ``inline_lines``
+requests (the upload counted them): tens of milliseconds, and the caller learns at once.
+A larger file's batch is stored ``validating``, as OpenAI answers, and the executor checks
+it afterwards with the same rules (``batch.validation``): reading, checking and writing
+the rows of a 50,000-line file takes seconds, which a create call should not hold. The
 store is reached through a small pool of its own, opened on first use; a store that cannot
 answer is a 503 ``batches_unavailable``.
 """
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from inferenceops.batch.batch_lines import ENDPOINTS, scan
+from inferenceops.batch.batch_lines import ENDPOINTS, Scan, scan
 from inferenceops.batch.files import FileStore
 from inferenceops.batch.service import owner_of, plausible_id
 from inferenceops.batch.store_access import StoreAccess
@@ -44,10 +47,11 @@ MAX_METADATA_VALUE = 512
 class BatchesService(StoreAccess):
     """The Batch API over the store at ``url`` and the files folder ``files``."""
 
-    def __init__(self, url: str, files: FileStore, *,
+    def __init__(self, url: str, files: FileStore, *, inline_lines: int = 1000,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         super().__init__(url, "batches")
         self.files = files
+        self.inline_lines = inline_lines
         self._clock = clock
 
     async def create(self, key: ApiKey, snapshot: Snapshot, doc: Any) -> BatchRecord:
@@ -61,6 +65,9 @@ class BatchesService(StoreAccess):
             raise InvalidParameter(f"File {input_file_id} has purpose {found.purpose!r}; a batch "
                                    "reads a file uploaded with purpose 'batch'.",
                                    param="input_file_id")
+        if found.line_count > self.inline_lines:
+            return await self._add(key, "validating", input_file_id, endpoint, window,
+                                   metadata, Scan())
         try:
             checked = await asyncio.to_thread(scan, self.files.path_of(found.path), endpoint,
                                               key, snapshot)
@@ -68,15 +75,21 @@ class BatchesService(StoreAccess):
             log.error("batches: file %s has a row but no bytes at %s", input_file_id, found.path)
             raise NotFound(f"No such File object: {input_file_id}",
                            param="input_file_id") from None
+        return await self._add(key, "failed" if checked.errors else "in_progress",
+                               input_file_id, endpoint, window, metadata, checked)
+
+    async def _add(self, key: ApiKey, status: str, input_file_id: str, endpoint: str,
+                   window: str, metadata: dict[str, str] | None, checked: Scan) -> BatchRecord:
+        """Store the new batch as ``status`` (with its lines when it is ``in_progress``)."""
+        owner = owner_of(key)
         now = self._clock().replace(microsecond=0)
-        failed = bool(checked.errors)
-        times = {"failed_at": now} if failed else {"in_progress_at": now}
+        times = {"failed": {"failed_at": now}, "in_progress": {"in_progress_at": now}}
         record = BatchRecord(new_sortable_id("batch", now), owner.team_id, owner.principal_id,
-                             key.id, endpoint, input_file_id, window,
-                             "failed" if failed else "in_progress", metadata,
-                             tuple(checked.errors), 0 if failed else len(checked.lines), 0, 0,
-                             None, None, now, now + WINDOWS[window], times)
-        lines = [] if failed else checked.lines
+                             key.id, endpoint, input_file_id, window, status, metadata,
+                             tuple(checked.errors),
+                             len(checked.lines) if status == "in_progress" else 0, 0, 0,
+                             None, None, now, now + WINDOWS[window], times.get(status, {}))
+        lines = checked.lines if status == "in_progress" else []
         await self._run(True, lambda s: repo.add_batch(s, record, lines))
         return record
 

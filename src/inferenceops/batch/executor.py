@@ -4,7 +4,9 @@ What one round (``step``) does — ``run`` does the same continuously, keeping `
 lines in flight and finishing due batches every ``poll_s``:
 
 1. finish the batches that are due (``batch_finish.due_batches``: every line recorded,
-   cancelled with nothing left running, or past their window) — ``finalize``;
+   cancelled with nothing left running, or past their window) — ``finalize``; and check
+   the batches stored ``validating`` (``batch.validation``: the running service does it in
+   a task of its own, so a check of a large file never holds up its lines);
 2. claim up to ``claim`` lines under a lease of ``lease_s`` (``repo.batches.claim_lines``:
    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of executors in any number of
    processes share the queue; SQLite's single writer elsewhere);
@@ -43,6 +45,7 @@ from inferenceops.batch.files import FileStore
 from inferenceops.batch.finalize import LeaseLost, finalize
 from inferenceops.batch.line_run import Outcome, backoff_s, failed, run_line
 from inferenceops.batch.service import stored_name
+from inferenceops.batch.validation import Validator
 from inferenceops.pipeline.kernel import Pipeline
 from inferenceops.platform import ApiKey, Identity, Snapshot
 from inferenceops.routing.engine_board import EngineBoard
@@ -89,6 +92,8 @@ class BatchExecutor:
         self.loads = LoadReader(board, pipeline.admission, self.dispatcher.maxima)
         self._seen_scrape: dict[str, float | None] = {}
         self._told: dict[str, float] = {}  # deployment → when its window was last logged
+        self.validator = Validator(self._session, files, snapshot, self._key, self.owner, clock,
+                                   lease_s)
 
     # ---- the service ---------------------------------------------------------------------
 
@@ -107,12 +112,14 @@ class BatchExecutor:
         dispatch = self.dispatcher
         checked = ticked = 0.0
         renewed = loop.time()
+        validating: asyncio.Task[int] | None = None
         try:
             while True:
                 loop_now = loop.time()
                 if loop_now - checked >= self.poll_s:
                     checked = loop_now
                     await self._finish_due()
+                    validating = self._validate_beside(validating)
                 if (inflight or dispatch.held) and loop_now - renewed >= self.lease_s / 3:
                     renewed = loop_now
                     async with self._session(True) as s:
@@ -149,9 +156,21 @@ class BatchExecutor:
                     dispatch.done(deployment, refused=refused, now=loop.time(), batch=batch,
                                   wall=time.time())
         finally:
-            for task in inflight:
-                task.cancel()
-            await asyncio.gather(*inflight, return_exceptions=True)
+            tasks: list[asyncio.Task[bool] | asyncio.Task[int]] = [*inflight]
+            if validating is not None:
+                tasks.append(validating)
+            for pending in tasks:
+                pending.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _validate_beside(self, task: asyncio.Task[int] | None) -> asyncio.Task[int]:
+        """The validating batches' check as a task beside the lines (one at a time): a
+        50,000-line file takes seconds to check and write, which the loop must not wait on."""
+        if task is not None and not task.done():
+            return task
+        if task is not None and not task.cancelled() and (error := task.exception()) is not None:
+            log.error("batch validation failed (the batch is checked again)", exc_info=error)
+        return asyncio.create_task(self.validator.due())
 
     async def _hold(self, lines: list[ClaimedLine]) -> None:
         """Give claimed lines to the dispatcher, with their bytes (read in one thread hop)."""
@@ -207,6 +226,7 @@ class BatchExecutor:
     async def step(self) -> int:
         """One round; how many batches finished and lines ran (0: idle)."""
         done = await self._finish_due()
+        done += await self.validator.due()
         lines = await self._claim(self.claim)
         if lines:
             gate = asyncio.Semaphore(self.concurrency)

@@ -378,6 +378,16 @@ class BatchLine:
 
 
 @dataclass(frozen=True, slots=True)
+class ToValidate:
+    """A ``validating`` batch as its check needs it: whose key, which endpoint, which file."""
+
+    id: str
+    key_id: str
+    endpoint: str
+    input_file_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedLine:
     """A line an executor holds under a lease, with what it needs to run it."""
 

@@ -104,7 +104,8 @@ class World:
             await service.close()
 
 
-def make_world(store_url: str, tmp_path: Path, harness: Harness) -> World:
+def make_world(store_url: str, tmp_path: Path, harness: Harness, *,
+               inline_lines: int = 1000) -> World:
     hasher = KeyHasher(SECRET)
     identity = Identity([(hasher.digest(f"secret-{who}".encode()), key)
                          for who, key in KEYS.items()], GRANTS)
@@ -112,7 +113,7 @@ def make_world(store_url: str, tmp_path: Path, harness: Harness) -> World:
     clock = Clock()
     store = FileStore(tmp_path / "files")
     files = FilesService(store_url, store, LIMITS, clock=clock)
-    batches = BatchesService(store_url, store, clock=clock)
+    batches = BatchesService(store_url, store, inline_lines=inline_lines, clock=clock)
     app = BatchApi(FilesApp(files, snapshot=lambda: snapshot, hasher=hasher),
                    BatchesApp(batches, snapshot=lambda: snapshot, hasher=hasher))
     executor = BatchExecutor(store_url, store, harness.app.state.pipeline, lambda: snapshot,

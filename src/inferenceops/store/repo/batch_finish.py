@@ -5,7 +5,8 @@ succeeds for one caller and gives it a lease on the batch; a caller that dies wh
 the files loses the lease and another takes over (the file names are fixed per batch, so
 writing again replaces, never adds). Batch states (``tables_batch.BATCH_STATES``)::
 
-    validating ─▶ failed                               (create: a line does not fit)
+    validating ─▶ in_progress | failed                 (its check: ``batch_validate``)
+    validating ─▶ expired                              (past its window, never checked)
     in_progress ─▶ finalizing ─▶ completed              (every line recorded)
     in_progress ─▶ expired                              (past its window: open lines expire)
     in_progress ─▶ cancelling ─▶ cancelled              (POST …/cancel; running lines end first)
@@ -32,7 +33,8 @@ async def due_batches(session: AsyncSession, now: datetime) -> list[tuple[str, s
     free = or_(Batch.lease_until.is_(None), Batch.lease_until < now)
     with translating("finding batches to finalise"):
         rows = (await session.execute(select(Batch.id, Batch.status, Batch.expires_at).where(
-            Batch.status.in_(("in_progress", "finalizing", "cancelling")), free))).all()
+            Batch.status.in_(("validating", "in_progress", "finalizing", "cancelling")),
+            free))).all()
         ids = [r.id for r in rows]
         open_lines: dict[str, int] = {}
         live: dict[str, int] = {}
@@ -51,7 +53,7 @@ async def due_batches(session: AsyncSession, now: datetime) -> list[tuple[str, s
             due.append((row.id, row.status, "completed"))
         elif row.status == "cancelling" and not live.get(row.id):
             due.append((row.id, row.status, "cancelled"))
-        elif row.status == "in_progress" and row.expires_at <= now:
+        elif row.status in ("validating", "in_progress") and row.expires_at <= now:
             due.append((row.id, row.status, "expired"))
         elif row.status == "in_progress" and not open_lines.get(row.id):
             due.append((row.id, row.status, "completed"))

@@ -90,18 +90,25 @@ async def add_batch(session: AsyncSession, record: BatchRecord, lines: Sequence[
     with translating(f"adding batch {record.id!r}"):
         session.add(row)
         await session.flush()
+    await add_lines(session, record.id, lines)
+
+
+async def add_lines(session: AsyncSession, batch_id: str, lines: Sequence[BatchLine]) -> None:
+    """One pending row per line of ``batch_id``, in the caller's transaction (at create, or
+    when a ``validating`` batch's check passed: ``batch_validate``)."""
+    with translating(f"adding the lines of batch {batch_id!r}"):
         postgres = session.get_bind().dialect.name == "postgresql"
         for start in range(0, len(lines), INSERT_CHUNK):
             chunk = lines[start:start + INSERT_CHUNK]
             if postgres:  # one statement of four arrays: ~10x faster than rows of parameters
                 await session.execute(_UNNEST, {
-                    "batch": record.id, "lines": [x.line for x in chunk],
+                    "batch": batch_id, "lines": [x.line for x in chunk],
                     "ids": [x.custom_id for x in chunk],
                     "offsets": [x.byte_offset for x in chunk],
                     "lengths": [x.byte_length for x in chunk]})
                 continue
             await session.execute(insert(_REQUESTS), [
-                {"batch_id": record.id, "line": x.line, "custom_id": x.custom_id,
+                {"batch_id": batch_id, "line": x.line, "custom_id": x.custom_id,
                  "byte_offset": x.byte_offset, "byte_length": x.byte_length, "state": "pending",
                  "attempts": 0} for x in chunk])
 
