@@ -88,6 +88,20 @@ async def test_a_line_is_claimed_once_and_again_only_after_its_lease_ends(db: Da
     assert (out.line, out.state, out.result) == (1, "completed", "x2")
 
 
+async def test_a_claim_carries_its_batchs_lines_not_yet_recorded(db: Database) -> None:
+    """What the dispatcher weighs against the deadline (``DeadlineWatch``): counted from the
+    lines, since the batch row's own counts are only written when it ends."""
+    await add(db, lines=4)
+    async with db.transaction() as tx:
+        first = await repo.claim_lines(tx, "x1", T0, LEASE, 2)
+        assert [c.left for c in first] == [4, 4]
+        for line in first:
+            assert await repo.record_line(tx, line.id, "x1", ok=True, status_code=200, result="")
+    async with db.transaction() as tx:
+        rest = await repo.claim_lines(tx, "x1", T0, LEASE, 1)
+    assert [(c.line, c.left) for c in rest] == [(3, 2)]  # lines 3 and 4, this one included
+
+
 async def test_the_batch_with_the_earliest_deadline_is_claimed_first(db: Database) -> None:
     day = await add(db, lines=2)  # created first, due in 24 hours
     hour = record(lines=2, at=T0 + timedelta(seconds=1))

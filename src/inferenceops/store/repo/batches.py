@@ -218,14 +218,18 @@ async def claim_lines(session: AsyncSession, owner: str, now: datetime, lease_s:
                            R.byte_length, R.attempts))).all(), key=lambda c: c.id)
         if not claimed:
             return []
+        ids = {c.batch_id for c in claimed}
         batches = {row.id: row for row in (await session.execute(
             select(Batch.id, Batch.endpoint, Batch.key_id, Batch.input_file_id,
-                   Batch.expires_at, Batch.team_id,
-                   (Batch.total - Batch.completed - Batch.failed).label("left"))
-            .where(Batch.id.in_({c.batch_id for c in claimed})))).all()}
+                   Batch.expires_at, Batch.team_id).where(Batch.id.in_(ids)))).all()}
+        # Lines not yet recorded, counted from the lines: the batch row's completed/failed
+        # are only written when it ends, so total minus them would be the whole batch.
+        left = dict((await session.execute(
+            select(R.batch_id, func.count()).where(R.batch_id.in_(ids), R.state.in_(OPEN_LINES))
+            .group_by(R.batch_id))).all())
     return [ClaimedLine(c.id, c.batch_id, c.line, c.custom_id, c.byte_offset, c.byte_length,
                         c.attempts, b.endpoint, b.key_id, b.input_file_id, b.expires_at, b.team_id,
-                        int(b.left))
+                        int(left.get(c.batch_id, 1)))
             for c in claimed for b in (batches[c.batch_id],)]
 
 
