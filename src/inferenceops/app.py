@@ -294,10 +294,13 @@ def batch_executor(settings: Settings, state: GatewayState,
     from inferenceops.batch.executor import BatchExecutor
     from inferenceops.batch.files import FileStore
 
-    return BatchExecutor(settings.resolved_database_url, FileStore(settings.resolved_files_dir),
-                         state.pipeline, lambda: state.snapshot, lease_s=settings.batch_lease_s,
-                         concurrency=settings.batch_concurrency, claim=settings.batch_claim,
-                         poll_s=settings.batch_poll_s, board=board)
+    executor = BatchExecutor(settings.resolved_database_url,
+                             FileStore(settings.resolved_files_dir), state.pipeline,
+                             lambda: state.snapshot, lease_s=settings.batch_lease_s,
+                             concurrency=settings.batch_concurrency, claim=settings.batch_claim,
+                             poll_s=settings.batch_poll_s, board=board)
+    state.metric_sources.append(executor.render_metrics)  # its promotions, where /metrics is
+    return executor
 
 
 #: What ``build_process`` imports when it runs (inside it, so that importing this module stays

@@ -61,8 +61,11 @@ runs at least ``PROMOTED_SHARE`` of the executor's ceiling whatever its window s
 spare capacity is no longer waited for. Promoted lines are still admitted in the
 background class, so inside the gateway interactive requests still go first; what it
 costs is engine queueing, bounded by that share. It is not taken back until the batch is
-done or expires, so another batch on the deployment waits behind it at most until the
-promoted batch's deadline (a bounded wait, not starvation).
+done or expires. It cannot starve another team: a batch not promoted waits behind promoted
+lines only until its own deadline is at risk (at the latest ``PROMOTE_MARGIN_S`` before
+it), when it is promoted too, and promoted lines are shared between teams by weight like
+any bucket's (a newly waiting team starts level), so it gets its share however much
+promoted work another team adds.
 
 Pure policy: no I/O, no clock of its own (every call takes ``now``), no asyncio. The
 executor (``batch.executor``) reads the loads, claims and runs the lines.
@@ -327,7 +330,16 @@ class DeadlineWatch:
         self.promoted: set[str] = set()
         self._batches: dict[str, tuple[float, int, str]] = {}  # batch → (deadline, left, dep.)
         self._recorded: dict[str, deque[float]] = {}  # deployment → recent record times
-        self.promotions = 0
+        self.promotions: dict[str, int] = {}  # deployment → batches promoted there, ever
+
+    def promoted_now(self) -> dict[str, int]:
+        """Deployment → batches promoted there whose lines are not all done yet."""
+        now: dict[str, int] = {}
+        for batch in self.promoted:
+            known = self._batches.get(batch)
+            if known is not None:
+                now[known[2]] = now.get(known[2], 0) + 1
+        return now
 
     def claimed(self, item: Item[T]) -> None:
         if not item.batch or item.left is None:
@@ -372,7 +384,7 @@ class DeadlineWatch:
             rate = self.rate(deployment, wall)
             if time_left <= self.margin_s or (rate > 0 and left / rate > RISK_SHARE * time_left):
                 self.promoted.add(batch)
-                self.promotions += 1
+                self.promotions[deployment] = self.promotions.get(deployment, 0) + 1
                 found.append(batch)
         return found
 

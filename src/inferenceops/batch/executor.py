@@ -49,6 +49,7 @@ from inferenceops.batch.validation import Validator
 from inferenceops.pipeline.kernel import Pipeline
 from inferenceops.platform import ApiKey, Identity, Snapshot
 from inferenceops.routing.engine_board import EngineBoard
+from inferenceops.routing.health import label_value
 from inferenceops.store import Database
 from inferenceops.store.records import ClaimedLine
 from inferenceops.store.repo import batch_finish as finish
@@ -202,6 +203,21 @@ class BatchExecutor:
                          self.dispatcher.window(name).allowed, self.dispatcher.in_flight(name),
                          self.dispatcher.held, load.source, load.busy,
                          "?" if load.slots is None else f"{load.slots:.0f}", load.queued)
+
+    def render_metrics(self) -> str:
+        """Promotions of batches whose deadline was at risk (``batch.dispatch.DeadlineWatch``),
+        by deployment, for the ``/metrics`` of a process that runs this executor."""
+        watch = self.dispatcher.deadlines
+        lines = ["# HELP inferenceops_batch_promoted_total Batches this process's executor "
+                 "promoted because their deadline was at risk, by deployment.",
+                 "# TYPE inferenceops_batch_promoted_total counter"]
+        lines += [f'inferenceops_batch_promoted_total{{deployment="{label_value(d)}"}} {n}'
+                  for d, n in sorted(watch.promotions.items())]
+        lines += ["# HELP inferenceops_batch_promoted Batches promoted now (their lines go "
+                  "first until done), by deployment.", "# TYPE inferenceops_batch_promoted gauge"]
+        lines += [f'inferenceops_batch_promoted{{deployment="{label_value(d)}"}} {n}'
+                  for d, n in sorted(watch.promoted_now().items())]
+        return "\n".join(lines) + "\n"
 
     async def stop(self) -> None:
         if self._db is not None:

@@ -117,6 +117,7 @@ async def metrics(state: GatewayState, facts: RequestFacts, send: Send, *,
     text += state.pipeline.usage_meter.render()
     text += state.pipeline.guardrail_meter.render()
     text += state.pipeline.forwarder.render_metrics(state.snapshot.catalog.deployments.values())
+    text += "".join(source() for source in state.metric_sources)
     await respond(send, facts, 200, text.encode(), content_type=b"text/plain; version=0.0.4")
 
 

@@ -9,6 +9,7 @@ module globals: everything a request needs hangs off this one object.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from inferenceops.admission.control import AdmissionControl
@@ -34,6 +35,9 @@ class GatewayState:
     files_app: ASGIApp | None = None  # serves /v1/files (batch.routes); built on its first request
     usage: UsageSource | None = None  # answers GET /v1/usage (the store's rollups); None: 503
     supervisor: Supervisor = field(default_factory=Supervisor)
+    #: More ``/metrics`` text from this process's background services (the batch executor's
+    #: promotions): each called per scrape, in order.
+    metric_sources: list[Callable[[], str]] = field(default_factory=list)
     ready: bool = False
 
     @property

@@ -99,3 +99,43 @@ def test_promotion_moves_lines_never_loses_or_doubles_one(
     assert Counter(i.payload for i in sent) == Counter(range(len(lines)))
     first = [i.batch in promote for i in sent]
     assert first == sorted(first, reverse=True)  # every promoted line before every other
+
+
+def test_promotions_are_counted_by_deployment_and_the_gauge_falls_when_done() -> None:
+    dispatch = tight(ceiling=4)
+    dispatch.add(line(0, "near", NOW + 60, left=1))
+    dispatch.add(line(1, "far", NOW + 2 * HOUR, left=1))
+    list(dispatch.take(NOW))
+    watch = dispatch.deadlines
+    assert (watch.promotions, watch.promoted_now()) == ({"d": 1}, {"d": 1})
+    dispatch.done("d", batch="near", wall=NOW + 1)
+    assert (watch.promotions, watch.promoted_now()) == ({"d": 1}, {})
+
+
+def test_promotion_cannot_starve_another_team_past_its_own_risk() -> None:
+    """The rule: a batch that is not promoted may wait behind promoted ones, but only until
+    its own deadline is at risk (at the latest ``PROMOTE_MARGIN_S`` before it); then it is
+    promoted too, and promoted lines are shared between teams by weight (start-time fair
+    queueing, a newly waiting team starting level), so it runs before its deadline even
+    while another team keeps adding promoted work faster than the deployment runs it."""
+    dispatch = tight(ceiling=4)  # one line at a time: no spare capacity at all
+    deadline = NOW + 2 * HOUR
+    for n in range(5):
+        dispatch.add(line(1000 + n, "b-batch", deadline, left=5, team="b"))
+    sent_b: list[float] = []
+    step = 10.0
+    wall = NOW
+    n = 0
+    while wall < deadline and len(sent_b) < 5:
+        for _ in range(2):  # team a: two new lines of a batch due within the margin, each step
+            n += 1
+            dispatch.add(line(n, f"a-{n}", wall + PROMOTE_MARGIN_S / 2, left=1000, team="a"))
+        for item in list(dispatch.take(wall)):  # what goes now; each ends within the step
+            if item.team == "b":
+                sent_b.append(wall)
+            dispatch.done("d", batch=item.batch, wall=wall)
+        wall += step
+    assert len(sent_b) == 5 and sent_b[-1] < deadline  # every line of b before its deadline
+    assert sent_b[0] >= deadline - PROMOTE_MARGIN_S  # it did wait behind a's promoted work...
+    assert sent_b[0] <= deadline - PROMOTE_MARGIN_S + 2 * step  # ...only until its own risk
+    assert sent_b[-1] - sent_b[0] <= 2 * 5 * step  # then it shares the lane one for one
