@@ -72,7 +72,9 @@ def test_the_sdk_runs_a_batch_to_its_output_file(setup: Setup) -> None:
         _wait_granted(client)
         upload = client.files.create(file=("in.jsonl", _requests(6)), purpose="batch")
         batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                      completion_window="24h", metadata={"run": "it"})
+                                      completion_window="24h", metadata={"run": "it"},
+                                      output_expires_after={"anchor": "created_at",
+                                                            "seconds": 7200})
         assert batch.object == "batch" and batch.status == "in_progress"
         assert batch.request_counts is not None and batch.request_counts.total == 6
         done = _until(client, batch.id, ("completed", "failed", "expired"))
@@ -86,7 +88,9 @@ def test_the_sdk_runs_a_batch_to_its_output_file(setup: Setup) -> None:
             assert line["error"] is None and line["response"]["status_code"] == 200
             assert line["response"]["body"]["choices"][0]["message"]["content"]
             assert line["response"]["body"]["usage"]["completion_tokens"] > 0
-        assert client.files.retrieve(done.output_file_id).purpose == "batch_output"
+        output = client.files.retrieve(done.output_file_id)
+        assert output.purpose == "batch_output"
+        assert output.expires_at == output.created_at + 7200  # output_expires_after
         assert batch.id in [b.id for b in client.batches.list(limit=1)]
     with setup.client("b") as other, pytest.raises(openai.NotFoundError):
         other.batches.retrieve(batch.id)
@@ -115,6 +119,16 @@ def test_a_model_the_team_may_not_use_fails_the_batch_naming_the_line(setup: Set
         assert batch.status == "failed" and batch.errors is not None
         assert [(e.code, e.line) for e in batch.errors.data or []] == [
             ("model_not_found", 1), ("model_not_found", 2)]
+
+
+def test_an_output_expiry_openai_would_refuse_is_400_naming_it(setup: Setup) -> None:
+    with setup.client("a1") as client:
+        upload = client.files.create(file=("x.jsonl", _requests(1)), purpose="batch")
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h",
+                                  output_expires_after={"anchor": "created_at", "seconds": 60})
+        assert refused.value.param == "output_expires_after.seconds"
 
 
 def test_a_large_file_is_validating_then_checked_by_the_executor(setup: Setup) -> None:

@@ -29,6 +29,7 @@ from inferenceops.batch.batch_lines import ENDPOINTS, Scan, scan
 from inferenceops.batch.files import FileStore
 from inferenceops.batch.service import owner_of, plausible_id
 from inferenceops.batch.store_access import StoreAccess
+from inferenceops.batch.upload import MAX_EXPIRY_S, MIN_EXPIRY_S
 from inferenceops.errors import InvalidParameter, InvalidRequest, NotFound
 from inferenceops.platform import ApiKey, Snapshot
 from inferenceops.store.ids import new_sortable_id
@@ -56,6 +57,7 @@ class BatchesService(StoreAccess):
 
     async def create(self, key: ApiKey, snapshot: Snapshot, doc: Any) -> BatchRecord:
         input_file_id, endpoint, window, metadata = check_create(doc)
+        keep_s = check_output_expiry(doc.get("output_expires_after"))
         owner = owner_of(key)
         found = await self._run(False, lambda s: files_repo.get_file(s, input_file_id, owner,
                                                                      now=self._clock()))
@@ -67,7 +69,7 @@ class BatchesService(StoreAccess):
                                    param="input_file_id")
         if found.line_count > self.inline_lines:
             return await self._add(key, "validating", input_file_id, endpoint, window,
-                                   metadata, Scan())
+                                   metadata, Scan(), keep_s)
         try:
             checked = await asyncio.to_thread(scan, self.files.path_of(found.path), endpoint,
                                               key, snapshot)
@@ -76,10 +78,11 @@ class BatchesService(StoreAccess):
             raise NotFound(f"No such File object: {input_file_id}",
                            param="input_file_id") from None
         return await self._add(key, "failed" if checked.errors else "in_progress",
-                               input_file_id, endpoint, window, metadata, checked)
+                               input_file_id, endpoint, window, metadata, checked, keep_s)
 
     async def _add(self, key: ApiKey, status: str, input_file_id: str, endpoint: str,
-                   window: str, metadata: dict[str, str] | None, checked: Scan) -> BatchRecord:
+                   window: str, metadata: dict[str, str] | None, checked: Scan,
+                   output_expires_after_s: int | None) -> BatchRecord:
         """Store the new batch as ``status`` (with its lines when it is ``in_progress``)."""
         owner = owner_of(key)
         now = self._clock().replace(microsecond=0)
@@ -88,7 +91,8 @@ class BatchesService(StoreAccess):
                              key.id, endpoint, input_file_id, window, status, metadata,
                              tuple(checked.errors),
                              len(checked.lines) if status == "in_progress" else 0, 0, 0,
-                             None, None, now, now + WINDOWS[window], times.get(status, {}))
+                             None, None, now, now + WINDOWS[window], times.get(status, {}),
+                             output_expires_after_s)
         lines = checked.lines if status == "in_progress" else []
         await self._run(True, lambda s: repo.add_batch(s, record, lines))
         return record
@@ -142,6 +146,27 @@ def check_create(doc: Any) -> tuple[str, str, str, dict[str, str] | None]:
             f"up to {MAX_METADATA_KEY} characters, values up to {MAX_METADATA_VALUE}).",
             param="metadata")
     return input_file_id, str(endpoint), str(window), metadata
+
+
+def check_output_expiry(value: Any) -> int | None:
+    """OpenAI's ``output_expires_after`` — ``{"anchor": "created_at", "seconds": N}``, N from
+    3600 to 2592000: the batch's output and error files expire N seconds after each is
+    written (the anchor is the file's creation, not the batch's). Absent or null: they are
+    kept until deleted. Anything else is a 400 naming the field."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not set(value) <= {"anchor", "seconds"}:
+        raise InvalidParameter("output_expires_after must be an object with 'anchor' "
+                               "('created_at') and 'seconds'.", param="output_expires_after")
+    if value.get("anchor") != "created_at":
+        raise InvalidParameter("output_expires_after.anchor must be 'created_at' (the output "
+                               "file's creation).", param="output_expires_after.anchor")
+    seconds = value.get("seconds")
+    if type(seconds) is not int or not MIN_EXPIRY_S <= seconds <= MAX_EXPIRY_S:
+        raise InvalidParameter(f"output_expires_after.seconds must be a whole number of seconds "
+                               f"from {MIN_EXPIRY_S} to {MAX_EXPIRY_S}.",
+                               param="output_expires_after.seconds")
+    return seconds
 
 
 def _good_metadata(metadata: Any) -> bool:

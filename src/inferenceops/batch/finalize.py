@@ -14,13 +14,15 @@ end, and the next one writes the same names again — a replacement, never a sec
 The files' rows (purpose ``batch_output``, owned like the batch, so its team reads them with
 ``GET /v1/files/{id}/content``) and the batch's final state are written in one transaction,
 and only while the lease is still held. A file with no lines is not made (its id stays null).
+Each file expires ``output_expires_after_s`` after it is written when the batch's create
+asked (OpenAI's ``output_expires_after``); else it is kept until deleted.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -126,8 +128,11 @@ async def _add_file(session: AsyncSession, batch: Batch, out: _Out, now: datetim
     if await session.get(File, out.file_id) is not None:
         return
     kind = "output" if out.file_id.endswith("-output") else "errors"
+    created = now.replace(microsecond=0)
+    keep_s = batch.output_expires_after_s  # OpenAI's output_expires_after, from the file's birth
     await files_repo.add_file(session, FileRecord(
         out.file_id, batch.team_id, batch.principal_id, batch.key_id, "batch_output",
         f"{batch.id}_{kind}.jsonl", out.partial.size, out.lines, "processed",
-        stored_name(out.file_id), now.replace(microsecond=0), None))
+        stored_name(out.file_id), created,
+        None if keep_s is None else created + timedelta(seconds=keep_s)))
 

@@ -365,6 +365,8 @@ class BatchRecord:
     created_at: datetime
     expires_at: datetime
     times: dict[str, datetime]
+    #: OpenAI's ``output_expires_after.seconds`` (None: its files are kept until deleted).
+    output_expires_after_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

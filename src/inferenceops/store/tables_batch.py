@@ -63,6 +63,9 @@ class Batch(Base):
     failed: Mapped[int] = mapped_column(Integer)
     output_file_id: Mapped[str | None] = mapped_column(Text)
     error_file_id: Mapped[str | None] = mapped_column(Text)
+    #: OpenAI's ``output_expires_after.seconds``: the output and error files expire this long
+    #: after they are written (migration 0020); NULL: kept until deleted.
+    output_expires_after_s: Mapped[int | None] = mapped_column(Integer)
     lease_owner: Mapped[str | None] = mapped_column(Text)
     lease_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column()

@@ -67,7 +67,8 @@ def batch_record(row: Batch, counts: tuple[int, int] | None = None) -> BatchReco
     return BatchRecord(row.id, row.team_id, row.principal_id, row.key_id, row.endpoint,
                        row.input_file_id, row.completion_window, row.status, row.user_metadata,
                        tuple(row.errors or ()), row.total, completed, failed, row.output_file_id,
-                       row.error_file_id, row.created_at, row.expires_at, times)
+                       row.error_file_id, row.created_at, row.expires_at, times,
+                       row.output_expires_after_s)
 
 
 def _owned(stmt: Any, owner: FileOwner) -> Any:
@@ -86,6 +87,7 @@ async def add_batch(session: AsyncSession, record: BatchRecord, lines: Sequence[
                 user_metadata=record.metadata, errors=list(record.errors) or None,
                 total=record.total, completed=record.completed, failed=record.failed,
                 created_at=record.created_at, expires_at=record.expires_at,
+                output_expires_after_s=record.output_expires_after_s,
                 **{name: record.times.get(name) for name in _TIMES})
     with translating(f"adding batch {record.id!r}"):
         session.add(row)
