@@ -237,6 +237,7 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
                                        interval_s=settings.engine_metrics_interval_s,
                                        timeout_s=settings.engine_metrics_timeout_s),
                          stop_deadline_s=settings.shutdown_timeout_s)
+    state.metric_sources.append(lambda: board.render(state.snapshot.catalog.deployments.values()))
     # Then the readiness probes, which feed the replicas' circuit breakers (docs/health.md).
     state.supervisor.add(ReadinessProber(lambda: state.snapshot.catalog.deployments.values(),
                                          state.pipeline.forwarder.health,

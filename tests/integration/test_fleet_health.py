@@ -86,12 +86,13 @@ def engines(tmp_path: Path) -> Iterator[list[Engine]]:
             engine.kill()
 
 
-def fleet_gateway(spawn: SpawnGateway, engines: list[Engine], routing: str) -> Gateway:
+def fleet_gateway(spawn: SpawnGateway, engines: list[Engine], routing: str,
+                  env: dict[str, str] | None = None) -> Gateway:
     deployment = {"name": "fleet", "engine": "openai", "served_model": "m", "routing": routing,
                   "timeouts": {"connect_s": 1},
                   "replicas": [{"url": f"http://127.0.0.1:{e.port}/v1"} for e in engines]}
     return spawn(config=platform_yaml([deployment], [{"name": MODEL, "deployment": "fleet"}]),
-                 env=FAST_HEALTH)
+                 env={**FAST_HEALTH, **(env or {})})
 
 
 def gauge(gw: Gateway, name: str, replica: str) -> float | None:
@@ -176,6 +177,26 @@ async def test_every_replica_down_is_503_with_retry_after_at_once(
             assert int(resp.headers["Retry-After"]) >= 1
             assert doc["error"]["code"] == "no_replica_available"
             assert f"'{MODEL}'" in doc["error"]["message"]
+
+
+def test_scraped_engine_state_is_on_metrics_and_goes_stale_when_the_engine_dies(
+        spawn_gateway: SpawnGateway, engines: list[Engine]) -> None:
+    gw = fleet_gateway(spawn_gateway, engines, "engine_load",
+                       env={"INFERENCEOPS_ENGINE_METRICS_INTERVAL_S": "0.2"})
+    deadline = time.monotonic() + 10
+    while any(gauge(gw, "inferenceops_engine_scrape_age_seconds", f"fleet-{i}") is None
+              for i in range(2)):
+        assert time.monotonic() < deadline, "the engines were not scraped"
+        time.sleep(0.1)
+    for i in range(2):
+        assert gauge(gw, "inferenceops_engine_requests_running", f"fleet-{i}") == 0
+        assert gauge(gw, "inferenceops_engine_kv_cache_usage_ratio", f"fleet-{i}") is not None
+        assert gauge(gw, "inferenceops_engine_scrape_stale", f"fleet-{i}") == 0
+    engines[1].kill()
+    while gauge(gw, "inferenceops_engine_scrape_stale", "fleet-1") != 1:
+        assert time.monotonic() < deadline + 10, "a dead engine's scrape never went stale"
+        time.sleep(0.1)
+    assert gauge(gw, "inferenceops_engine_scrape_stale", "fleet-0") == 0
 
 
 def cli(gw: Gateway, *args: str) -> subprocess.CompletedProcess[str]:

@@ -26,11 +26,18 @@ fallback returns — is, in "requests":
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from inferenceops.routing.engine_metrics import EngineLoad
+from inferenceops.routing.health import label_value
 
+if TYPE_CHECKING:
+    from inferenceops.platform.catalog import Deployment
+
+#: The strategies that count their requests on the board (the others keep their own counts).
+BOARD_STRATEGIES = frozenset({"engine_load", "prefix_affinity", "session_affinity"})
 #: How much a queued request weighs against a running one.
 WAITING_WEIGHT = 2.0
 #: What a full KV cache adds to a replica's load (in requests).
@@ -104,3 +111,52 @@ class EngineBoard:
     def scraped_at(self, replica_id: str) -> float | None:
         scrape = self._scrapes.get(replica_id)
         return None if scrape is None else scrape.at
+
+    # ---- /metrics -----------------------------------------------------------------------------
+
+    def render(self, deployments: Iterable[Deployment]) -> str:
+        """Prometheus text: what routing sees of each replica of a deployment routed on the
+        board (``BOARD_STRATEGIES``), so an operator can check a decision against its inputs — this process's in-flight count and the load it compares
+        for every replica; for scraped replicas the engine's last running, waiting and KV-cache
+        figures and the scrape's age (a replica whose age passes the stale bound is judged by
+        the in-flight count alone)."""
+        now = self._clock()
+        inflight = ["# HELP inferenceops_replica_in_flight Requests this process has on the "
+                    "replica now.", "# TYPE inferenceops_replica_in_flight gauge"]
+        loads = ["# HELP inferenceops_replica_load The load engine-aware routing compares "
+                 "(engine figures when fresh, else the in-flight count).",
+                 "# TYPE inferenceops_replica_load gauge"]
+        running = ["# HELP inferenceops_engine_requests_running Requests running on the engine "
+                   "at its last scrape.", "# TYPE inferenceops_engine_requests_running gauge"]
+        waiting = ["# HELP inferenceops_engine_requests_waiting Requests queued on the engine "
+                   "at its last scrape.", "# TYPE inferenceops_engine_requests_waiting gauge"]
+        kv = ["# HELP inferenceops_engine_kv_cache_usage_ratio KV-cache use (0..1) at the "
+              "engine's last scrape.", "# TYPE inferenceops_engine_kv_cache_usage_ratio gauge"]
+        age = ["# HELP inferenceops_engine_scrape_age_seconds Seconds since the engine's "
+               "metrics were last scraped.", "# TYPE inferenceops_engine_scrape_age_seconds gauge"]
+        stale = ["# HELP inferenceops_engine_scrape_stale 1 when the last scrape is older than "
+                 "the stale bound (routing uses the in-flight count).",
+                 "# TYPE inferenceops_engine_scrape_stale gauge"]
+        for deployment in deployments:
+            if deployment.routing not in BOARD_STRATEGIES:
+                continue  # its strategy keeps its own counts; nothing here is about it
+            for replica in deployment.replicas:
+                labels = (f'deployment="{label_value(deployment.name)}",'
+                          f'replica="{label_value(replica.id)}"')
+                inflight.append(f"inferenceops_replica_in_flight{{{labels}}} "
+                                f"{self.in_flight(replica.id)}")
+                loads.append(f"inferenceops_replica_load{{{labels}}} {self.load(replica.id):g}")
+                scrape = self._scrapes.get(replica.id)
+                if scrape is None:
+                    continue
+                running.append(f"inferenceops_engine_requests_running{{{labels}}} "
+                               f"{scrape.load.running:g}")
+                waiting.append(f"inferenceops_engine_requests_waiting{{{labels}}} "
+                               f"{scrape.load.waiting:g}")
+                kv.append(f"inferenceops_engine_kv_cache_usage_ratio{{{labels}}} "
+                          f"{scrape.load.kv_usage:g}")
+                seconds = max(now - scrape.at, 0.0)
+                age.append(f"inferenceops_engine_scrape_age_seconds{{{labels}}} {seconds:.3f}")
+                stale.append(f"inferenceops_engine_scrape_stale{{{labels}}} "
+                             f"{int(seconds > self.stale_after_s)}")
+        return "\n".join([*inflight, *loads, *running, *waiting, *kv, *age, *stale]) + "\n"
