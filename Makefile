@@ -70,8 +70,9 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.usage_ledger
 	$(BIN)/python -m bench.params
 
-# Routing strategies on four simulated H100 replicas behind the gateway (bench/fleet.py, ~10 min):
-# TTFT p50/p90, output tokens/s, per-replica load; results in bench/results/fleet-*. ARGS=--quick
+# Routing strategies on four simulated H100 replicas behind the gateway (bench/fleet.py, ~12 min):
+# TTFT p50/p90, output tokens/s, per-replica load, then a replica killed and restarted under load
+# (bench/fleet_death.py); results in bench/results/fleet-*. ARGS=--quick
 # for a one-minute smoke run.
 bench-fleet: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.fleet $(ARGS)

@@ -28,7 +28,12 @@ with max/mean of both. Targets (reported, not asserted): prefix_affinity's p90
 TTFT at least 3× lower than round_robin's at the same load near saturation, no
 replica above 1.5× the mean load.
 
-Run: ``make bench-fleet`` (about 9 minutes) or ``python -m bench.fleet --quick``
+Then a replica death (``bench.fleet_death``): at a steady load below
+saturation one replica gets SIGKILL and is restarted 10 s later, under
+least_outstanding and prefix_affinity; target: no more errors than the requests
+in flight on it, none for requests started after the kill.
+
+Run: ``make bench-fleet`` (about 12 minutes) or ``python -m bench.fleet --quick``
 (a smoke run, ~1 minute). Writes ``bench/results/fleet-<stamp>.json|.md`` and
 ``fleet-latest.*``.
 """
@@ -178,8 +183,8 @@ async def sample(session: aiohttp.ClientSession, ports: list[int], levels: list[
 class Fleet(SimFleet):
     """Four simulators and a gateway routing over them with one strategy."""
 
-    def __init__(self, strategy: str) -> None:
-        super().__init__(WORK / strategy, REPLICAS, source="bench/fleet.py",
+    def __init__(self, strategy: str, tag: str = "") -> None:
+        super().__init__(WORK / f"{strategy}{'-' + tag if tag else ''}", REPLICAS, source="bench/fleet.py",
                          deployment=f"    routing: {strategy}\n")
         self.strategy = strategy
 
@@ -334,20 +339,21 @@ def targets(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def write(results: dict[str, Any]) -> list[Path]:
+def write(stem: str, results: dict[str, Any], text: str, latest: str) -> list[Path]:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    text, data = markdown(results), json.dumps(results, indent=2) + "\n"
+    data = json.dumps(results, indent=2) + "\n"
     paths = []
-    for stem in (f"fleet-{results['stamp']}", "fleet-latest"):
-        (RESULTS / f"{stem}.json").write_text(data)
-        (RESULTS / f"{stem}.md").write_text(text)
-        paths += [RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"]
+    for name in (stem, latest):
+        (RESULTS / f"{name}.json").write_text(data)
+        (RESULTS / f"{name}.md").write_text(text)
+        paths += [RESULTS / f"{name}.json", RESULTS / f"{name}.md"]
     return paths
 
 
 # ---- main ---------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from bench import fleet_death
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run: small and short")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -360,16 +366,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--drain-s", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-write", action="store_true", help="print the table, write nothing")
+    fleet_death.add_arguments(p)
     args = p.parse_args(argv)
     if args.quick:
         args.tenants, args.prompt_words, args.rates = 24, 3_000, "3,6"
         args.level_s, args.warmup_s, args.drain_s = 6.0, 3.0, 20.0
+        args.before_s, args.dead_s, args.after_s = 5.0, 5.0, 6.0
     args.rates = [float(r) for r in str(args.rates).split(",")]
     args.strategies = [s for s in args.strategies.split(",") if s]
+    args.death_strategies = [s for s in args.death_strategies.split(",") if s]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import fleet_death
     args = parse_args(argv)
     prompts = tenant_prompts(args.tenants, args.prompt_words)
     stamp = time.strftime("%Y%m%d-%H%M")
@@ -392,11 +402,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[fleet]   {level['offered_rps']:g} req/s: p50 {_ms(level['ttft_p50_s'])} ms, "
                   f"p90 {_ms(level['ttft_p90_s'])} ms, errors {level['errors']}, "
                   f"hit {level['prefix_hit_rate']}", flush=True)
+    results["death"] = {s: fleet_death.run(s, args, prompts) for s in args.death_strategies}
     results["wall_s"] = round(time.monotonic() - started, 1)
     results["targets"] = targets(results)
-    print(markdown(results))
+    text = markdown(results)
+    if results["death"]:
+        text += "\n" + "\n".join(fleet_death.markdown(results["death"], args))
+    print(text)
     if not args.no_write:
-        for path in write(results):
+        for path in write(f"fleet-{results['stamp']}", results, text, latest="fleet-latest"):
             print(f"[fleet] wrote {path.relative_to(ROOT)}")
     return 0
 

@@ -134,7 +134,7 @@ class ManagedProcess:
 
     def start(self, cwd: Path) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:  # a restart keeps the first run's log
             self.popen = subprocess.Popen(self.argv, cwd=cwd, env={**os.environ, **self.env},
                                           stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True)
@@ -182,6 +182,14 @@ class ManagedProcess:
     def rss_breakdown(self) -> dict[str, float]:
         return {("main" if p == self.pid else f"worker:{p}"): round(rss_mb(p), 2)
                 for p in self.tree()}
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (a crash, not a shutdown) and reap it."""
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
 
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left after ``grace_s``."""
