@@ -87,7 +87,9 @@ class Fleet(SimFleet):
 
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(WORK, args.replicas, source="bench/batch.py", deployment=(
-            f"    routing: engine_load\n    capacity: {args.replicas * MAX_NUM_SEQS}\n"), env={
+            f"    routing: engine_load\n    capacity: {args.replicas * MAX_NUM_SEQS}\n"
+            f"    scheduling_policy: {args.scheduling_policy}\n"),
+            sim_args=("--scheduling-policy", args.scheduling_policy), env={
                 "INFERENCEOPS_LOG_LEVEL": "info", "INFERENCEOPS_ENGINE_METRICS_INTERVAL_S": "0.5",
                 "INFERENCEOPS_BATCH_CONCURRENCY": str(min(1024, args.replicas * MAX_NUM_SEQS)),
                 "INFERENCEOPS_BATCH_CLAIM": "128", "INFERENCEOPS_BATCH_POLL_S": "0.5",
@@ -259,7 +261,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [f"# Batch beside interactive traffic — {r['stamp']}", "",
              f"{cfg['replicas']} simulated replicas (`{PROFILE}`, estimated; max_num_seqs "
              f"{MAX_NUM_SEQS}, {r['slots']} slots) behind one gateway worker (SQLite, in-process "
-             "batch executor, routing `engine_load`, engines scraped every 0.5 s). Interactive: "
+             "batch executor, routing `engine_load`, engines scraped every 0.5 s; engines "
+             f"scheduling `{cfg.get('scheduling_policy', 'fcfs')}`). Interactive: "
              f"Poisson {cfg['rate']:g} req/s, ~{cfg['prompt_words']}-token prompts of their own, "
              f"{cfg['max_tokens']} tokens streamed. Batch: {cfg['lines']:,} chat lines, "
              f"{cfg['batch_tokens']} output tokens each, {cfg['prefixes']} shared system prompts "
@@ -308,6 +311,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline-s", type=float, default=90.0)
     p.add_argument("--batch-limit-s", type=float, default=1200.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--scheduling-policy", choices=("priority", "fcfs"), default="priority",
+                   help="the engines' queue order (vLLM's flag) and the deployment's "
+                   "scheduling_policy: with priority, batch lines queue behind interactive ones")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     if args.quick:

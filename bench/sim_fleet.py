@@ -20,17 +20,18 @@ PROFILE = "llama-3.1-8b-h100"
 
 class SimFleet:
     """``replicas`` simulators and a gateway in ``work``; ``deployment`` adds lines to the
-    deployment's entry (routing, capacity…), ``env`` to the gateway's environment."""
+    deployment's entry (routing, capacity…), ``env`` to the gateway's environment,
+    ``sim_args`` to each simulator's command line."""
 
     def __init__(self, work: Path, replicas: int, *, source: str, deployment: str = "",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, sim_args: tuple[str, ...] = ()) -> None:
         self.ports = [procs.free_port() for _ in range(replicas)]
         self.gateway_port = procs.free_port()
         shutil.rmtree(work, ignore_errors=True)
         self.sims = [procs.ManagedProcess(
             f"sim-{i}", [sys.executable, "-m", "inferenceops", "simulate", "--host", HOST,
                          "--port", str(port), "--profile", PROFILE, "--model", MODEL,
-                         "--seed", str(i)],
+                         "--seed", str(i), *sim_args],
             work / f"sim-{i}.log", f"http://{HOST}:{port}/health")
             for i, port in enumerate(self.ports)]
         config = work / "platform.yaml"

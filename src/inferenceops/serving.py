@@ -47,5 +47,8 @@ def simulator_app() -> SimulatorApp:
     from inferenceops.engines.simulator import build_simulator_app, load_profile
 
     profile = load_profile(os.environ[SIMULATOR_ENV + "PROFILE"])
+    policy = os.environ.get(SIMULATOR_ENV + "SCHEDULING_POLICY")
+    if policy:
+        profile = profile.model_copy(update={"scheduling_policy": policy})
     return build_simulator_app(profile, model=os.environ[SIMULATOR_ENV + "MODEL"],
                                seed=int(os.environ.get(SIMULATOR_ENV + "SEED", "0")))

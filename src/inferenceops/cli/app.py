@@ -247,6 +247,8 @@ def simulate(
     model: Annotated[str, typer.Option(help="Model name the simulator answers to.")] = "sim-model",
     seed: Annotated[int, typer.Option(help="Seed for deterministic output.")] = 0,
     server: Annotated[str, typer.Option(help="granian or uvicorn.")] = "granian",
+    scheduling_policy: Annotated[str | None, typer.Option(
+        help="fcfs or priority (as vLLM's flag); default: the profile's.")] = None,
 ) -> None:
     """Run a simulated engine (OpenAI-compatible, vLLM-style /metrics) on its own."""
     from inferenceops.engines.simulator import load_profile
@@ -257,8 +259,11 @@ def simulate(
         load_profile(profile)
     except ValueError as exc:
         _fail(f"--profile: {exc}")
+    if scheduling_policy not in (None, "fcfs", "priority"):
+        _fail(f"--scheduling-policy: {scheduling_policy!r} is not fcfs or priority")
     os.environ.update({SIMULATOR_ENV + "PROFILE": profile, SIMULATOR_ENV + "MODEL": model,
-                       SIMULATOR_ENV + "SEED": str(seed)})
+                       SIMULATOR_ENV + "SEED": str(seed),
+                       SIMULATOR_ENV + "SCHEDULING_POLICY": scheduling_policy or ""})
     typer.echo(f"InferenceOps simulator ({profile}) serving {model!r} at http://{host}:{port}/v1")
     run("inferenceops.serving:simulator_app", host=host, port=port, workers=1,
         server=chosen, shutdown_timeout_s=5)

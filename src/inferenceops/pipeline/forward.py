@@ -119,8 +119,18 @@ class Forwarder:
         had_options = "stream_options" in doc
         if request.stream:
             tap = UsageTap(hide_usage_chunk=not request_stream_usage(doc))
-        if request.model != deployment.served_model:
+        rewrite = request.model != deployment.served_model
+        if rewrite:
             doc["model"] = deployment.served_model
+        if deployment.engine_priority:
+            # The engine orders its queue by this (vLLM's priority scheduling): the gateway's
+            # service class, never the caller's own value (which could jump everyone).
+            wanted = int(facts.priority)
+            given = doc.get("priority", 0)
+            if type(given) is not int or given != wanted:
+                doc["priority"] = wanted
+                rewrite = True
+        if rewrite:
             body = orjson.dumps(doc)
         elif tap is not None and tap.hides:
             body = asking_for_usage(body) if not had_options else orjson.dumps(doc)

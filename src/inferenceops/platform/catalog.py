@@ -70,6 +70,9 @@ class Deployment:
     queue: QueueSettings = QueueSettings()
     #: How a replica is picked for each request: a ``routing`` strategy's name.
     routing: str = "least_outstanding"
+    #: The engines order their queue by the request's ``priority`` (vLLM's priority
+    #: scheduling): the gateway writes each request's service class there.
+    engine_priority: bool = False
     #: Ids of the replicas an operator drained: they take no new work (in-flight work ends).
     drained: frozenset[str] = frozenset()
     #: Whether readiness probes (GET /health, /v1/models) run against its replicas: self-hosted

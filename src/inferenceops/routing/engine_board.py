@@ -116,10 +116,10 @@ class EngineBoard:
 
     def render(self, deployments: Iterable[Deployment]) -> str:
         """Prometheus text: what routing sees of each replica of a deployment routed on the
-        board (``BOARD_STRATEGIES``), so an operator can check a decision against its inputs — this process's in-flight count and the load it compares
-        for every replica; for scraped replicas the engine's last running, waiting and KV-cache
-        figures and the scrape's age (a replica whose age passes the stale bound is judged by
-        the in-flight count alone)."""
+        board (``BOARD_STRATEGIES``), so an operator can check a decision against its inputs:
+        this process's in-flight count and the load it compares; for scraped replicas the
+        engine's last running, waiting and KV-cache figures and the scrape's age (a replica
+        whose age passes the stale bound is judged by the in-flight count alone)."""
         now = self._clock()
         inflight = ["# HELP inferenceops_replica_in_flight Requests this process has on the "
                     "replica now.", "# TYPE inferenceops_replica_in_flight gauge"]

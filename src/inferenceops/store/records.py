@@ -260,6 +260,7 @@ class DeploymentRecord:
     created_at: datetime
     updated_at: datetime
     gpu_cost: dict[str, Any] | None = None  # ``GpuCostSpec`` as JSON
+    scheduling_policy: str = "fcfs"
 
 
 @dataclass(frozen=True, slots=True)

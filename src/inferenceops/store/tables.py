@@ -363,6 +363,8 @@ class Deployment(Base):
     max_connections: Mapped[int] = mapped_column(Integer, server_default=text("256"))
     # How a replica is picked (a ``routing`` strategy's name); rows before 0005 get the default.
     routing: Mapped[str] = mapped_column(Text, server_default=text("'least_outstanding'"))
+    # The engines' queue order, "fcfs" or "priority" (0021).
+    scheduling_policy: Mapped[str] = mapped_column(Text, server_default=text("'fcfs'"))
     # ``config.spec.GpuCostSpec`` as JSON (its amounts as decimal text); NULL: none declared.
     gpu_cost: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
     queue: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))

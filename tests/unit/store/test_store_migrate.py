@@ -42,7 +42,7 @@ async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]
 async def test_upgrade_creates_every_table_and_is_idempotent(fresh: FreshDatabases) -> None:
     url = await fresh.new()
     assert await current(url) is None
-    assert await upgrade(url) == head() == "0020"
+    assert await upgrade(url) == head() == "0021"
     assert await upgrade(url) == head()  # second run: a no-op
     assert await current(url) == head()
     tables, versions, state = await _schema(url)

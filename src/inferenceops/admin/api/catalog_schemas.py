@@ -116,6 +116,7 @@ class DeploymentPatch(_Patch):
     queue: QueueSpec | None = None
     routing: Literal["least_outstanding", "round_robin", "engine_load", "prefix_affinity",
                      "session_affinity"] | None = None
+    scheduling_policy: Literal["fcfs", "priority"] | None = None
     gpu_cost: GpuCostSpec | None = None
 
 

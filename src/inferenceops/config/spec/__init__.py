@@ -130,6 +130,11 @@ class DeploymentSpec(_Strict):
         "least_outstanding (fewest in flight), round_robin, engine_load (two random choices on "
         "the engines' scraped /metrics), prefix_affinity or session_affinity (consistent hashing "
         "of the prompt's prefix or the session, with bounded load)")
+    scheduling_policy: Literal["fcfs", "priority"] = Field(
+        "fcfs", description="the engine's own queue order: fcfs, or priority when it runs "
+        "vLLM's --scheduling-policy priority — the gateway then sets each request's engine "
+        "priority from its service class (interactive 0, background and batch 1), so batch "
+        "work queued on the engine never delays an interactive request")
     gpu_cost: GpuCostSpec | None = Field(None, description="self-hosted: its GPUs and their "
                                          "hourly cost, shared among teams by chargeback")
 
@@ -237,6 +242,7 @@ class SimulatorMount:
     profile: str
     served_model: str
     seed: int
+    scheduling_policy: str = "fcfs"
 
 
 @dataclass(frozen=True)
@@ -510,7 +516,8 @@ def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source
             assert isinstance(count, int) and d.profile
             replicas = []
             for r in range(count):
-                mount = SimulatorMount(f"{d.name}-{r}", d.profile, d.served_model, d.seed + r)
+                mount = SimulatorMount(f"{d.name}-{r}", d.profile, d.served_model, d.seed + r,
+                                       d.scheduling_policy)
                 mounts.append(mount)
                 replicas.append(Replica(mount.id, f"{loopback}{SIMULATOR_MOUNT}/{mount.id}/v1"))
         else:
@@ -522,6 +529,7 @@ def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source
             replicas=tuple(replicas), timeouts=Timeouts(**d.timeouts.model_dump()),
             api_key=api_key, max_connections=d.max_connections, capacity=d.capacity,
             queue=QueueSettings(**d.queue.model_dump()), routing=d.routing,
+            engine_priority=d.scheduling_policy == "priority",
             drained=frozenset(r.id for r in replicas
                               if r.id in (drained or {}).get(d.name, frozenset())),
             probed=d.provider is None,

@@ -146,7 +146,8 @@ class SimulatorApp:
         if self.profile.task != "generate":
             api = "Chat Completions" if chat else "Completions"
             raise BadRequest(f"The model does not support {api} API")
-        req = parse_generate(data, chat=chat, model=model, max_model_len=self.profile.max_model_len)
+        req = parse_generate(data, chat=chat, model=model, max_model_len=self.profile.max_model_len,
+                             priority_scheduling=self.profile.scheduling_policy == "priority")
         key = prompt_key(self.seed, req.seed, req.prompt)
         seq = self._sequence(req, key)
         self.engine.submit(seq)
@@ -190,7 +191,8 @@ class SimulatorApp:
             target, reason = natural, "stop"
         hashes = block_hashes(req.token_ids, p.block_size) if p.prefix_cache_blocks else []
         lora = req.model if req.model != self.model else None
-        return Sequence(prompt_len, hashes, target, reason, lora=lora, stream=req.stream)
+        return Sequence(prompt_len, hashes, target, reason, lora=lora, stream=req.stream,
+                        priority=req.priority)
 
     async def _wait(self, seq: Sequence) -> None:
         while not seq.done:

@@ -1,6 +1,7 @@
 """The simulated engines one gateway process serves in-process, following catalog changes.
 
-A mount is anything with ``id``, ``profile``, ``served_model`` and ``seed``
+A mount is anything with ``id``, ``profile``, ``served_model``, ``seed`` and
+``scheduling_policy`` (its deployment's, over the profile's)
 (``config.spec.SimulatorMount``). ``sync`` keeps a running simulator whose mount is
 unchanged (its queue and caches stay warm), starts new ones, and hands back
 the ones to close; a mount whose profile cannot be loaded is skipped with an
@@ -29,6 +30,8 @@ class Mount(Protocol):
     def served_model(self) -> str: ...
     @property
     def seed(self) -> int: ...
+    @property
+    def scheduling_policy(self) -> str: ...
 
 
 class SimulatorMounts:
@@ -36,7 +39,7 @@ class SimulatorMounts:
 
     def __init__(self) -> None:
         self._apps: dict[str, SimulatorApp] = {}
-        self._made_from: dict[str, tuple[str, str, int]] = {}
+        self._made_from: dict[str, tuple[str, str, int, str]] = {}
 
     def get(self, mount_id: str) -> Any:
         return self._apps.get(mount_id)
@@ -54,14 +57,15 @@ class SimulatorMounts:
         where the operator should hear of it) instead of being skipped.
         """
         apps: dict[str, SimulatorApp] = {}
-        made_from: dict[str, tuple[str, str, int]] = {}
+        made_from: dict[str, tuple[str, str, int, str]] = {}
         for mount in mounts:
-            recipe = (mount.profile, mount.served_model, mount.seed)
+            recipe = (mount.profile, mount.served_model, mount.seed, mount.scheduling_policy)
             app = self._apps.get(mount.id)
             if app is None or self._made_from.get(mount.id) != recipe:
                 try:
-                    app = build_simulator_app(load_profile(mount.profile), model=mount.served_model,
-                                              seed=mount.seed)
+                    profile = load_profile(mount.profile).model_copy(
+                        update={"scheduling_policy": mount.scheduling_policy})
+                    app = build_simulator_app(profile, model=mount.served_model, seed=mount.seed)
                 except ValueError as exc:
                     if strict:
                         raise ValueError(f"deployment replica {mount.id}: {exc}") from None

@@ -73,6 +73,10 @@ class SimulatorProfile(BaseModel):
     embedding_dim: int | None = Field(
         default=None, gt=0, description="a positive embedding size (required when task is embed)"
     )
+    scheduling_policy: Literal["fcfs", "priority"] = Field(
+        default="fcfs", description="'fcfs' or 'priority' (vLLM's --scheduling-policy: requests "
+        "carry a 'priority', lower first; other than 0 is refused under fcfs)"
+    )
     time_scale: float = Field(
         default=1.0, gt=0, description="a positive factor on every simulated duration (1 = real)"
     )

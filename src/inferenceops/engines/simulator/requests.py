@@ -37,6 +37,7 @@ class GenerateRequest:
     include_usage: bool
     seed: int | None
     ignore_eos: bool
+    priority: int = 0  # vLLM's: lower runs first (priority scheduling only)
 
 
 @dataclass(slots=True)
@@ -134,7 +135,8 @@ def check_context(prompt_len: int, max_tokens: int | None, max_model_len: int, w
         )
 
 
-def parse_generate(data: dict[str, Any], *, chat: bool, model: str, max_model_len: int) -> GenerateRequest:
+def parse_generate(data: dict[str, Any], *, chat: bool, model: str, max_model_len: int,
+                   priority_scheduling: bool = False) -> GenerateRequest:
     text, ids = prompt_of(data, chat=chat)
     max_tokens = _opt_int(data, "max_completion_tokens", 1) if chat else None
     if max_tokens is None:
@@ -150,6 +152,13 @@ def parse_generate(data: dict[str, Any], *, chat: bool, model: str, max_model_le
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise BadRequest("'seed' must be an integer", param="seed")
+    priority = data.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise BadRequest("'priority' must be an integer", param="priority")
+    if priority != 0 and not priority_scheduling:
+        # vLLM's answer when the engine was not started with --scheduling-policy priority.
+        raise BadRequest(f"Got priority {priority} but Priority scheduling is not enabled.",
+                         param="priority")
     return GenerateRequest(
         model=model,
         prompt=text,
@@ -159,6 +168,7 @@ def parse_generate(data: dict[str, Any], *, chat: bool, model: str, max_model_le
         include_usage=include_usage,
         seed=seed,
         ignore_eos=data.get("ignore_eos") is True,
+        priority=priority,
     )
 
 

@@ -13,8 +13,12 @@ The model, in the order one engine step runs (a simplified vLLM v1 scheduler):
    sequence is preempted: its blocks are freed and it goes back to the head
    of the waiting queue, to be recomputed (prompt + already generated tokens)
    when readmitted — vLLM's recompute preemption.
+   Under ``scheduling_policy: priority`` (vLLM's ``--scheduling-policy
+   priority``) the victim is instead the running sequence of the lowest
+   priority (highest ``priority`` value), newest among equals.
 3. **Admission, FIFO.** If nothing was preempted, waiting sequences are
-   admitted in arrival order while fewer than ``max_num_seqs`` run, budget
+   admitted in arrival order (under ``priority``: by (priority, arrival), a
+   preempted sequence going back to its place by that key) while fewer than ``max_num_seqs`` run, budget
    remains and ``ceil(len / block_size) + 1`` blocks are free (the first that
    does not fit stops admission: head-of-line, like vLLM FCFS). A sequence on
    a LoRA adapter that cannot get a slot is skipped and keeps its place.
@@ -85,6 +89,7 @@ class Sequence:
         "first_token_at",
         "failed",
         "event",
+        "priority",
     )
 
     def __init__(
@@ -96,6 +101,7 @@ class Sequence:
         *,
         lora: str | None = None,
         stream: bool = False,
+        priority: int = 0,
     ) -> None:
         self.prompt_len = prompt_len
         self.hashes = hashes
@@ -114,6 +120,7 @@ class Sequence:
         self.first_token_at: float | None = None
         self.failed = False  # aborted because the engine loop crashed
         self.event = asyncio.Event()
+        self.priority = priority  # lower first, under priority scheduling
 
     @property
     def done(self) -> bool:
@@ -128,6 +135,7 @@ class Engine:
         self.counters = counters
         self.lora = LoraSlots(profile.max_loras, profile.lora_adapters)
         self.total_blocks = profile.kv_cache_tokens // profile.block_size
+        self.by_priority = profile.scheduling_policy == "priority"
         self._reset()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -146,8 +154,21 @@ class Engine:
         """Queue ``seq``; starts the loop if needed. Wait on ``seq.event`` afterwards."""
         loop = self._ensure_loop()
         seq.arrival = loop.time()
-        self.waiting.append(seq)
+        self._enqueue(seq)
         self._wakeup.set()
+
+    def _enqueue(self, seq: Sequence) -> None:
+        """Into the waiting queue: at the end (FCFS), or by (priority, arrival)."""
+        waiting = self.waiting
+        if not self.by_priority or not waiting or (
+                (waiting[-1].priority, waiting[-1].arrival) <= (seq.priority, seq.arrival)):
+            waiting.append(seq)
+            return
+        at = len(waiting)
+        while at > 0 and (waiting[at - 1].priority, waiting[at - 1].arrival) > (seq.priority,
+                                                                             seq.arrival):
+            at -= 1
+        waiting.insert(at, seq)
 
     def abort(self, seq: Sequence) -> None:
         """Drop ``seq`` wherever it is, freeing its slot and KV blocks. Idempotent."""
@@ -245,13 +266,25 @@ class Engine:
             n_new = min(total - seq.num_computed, budget)
             need = -(-(seq.num_computed + n_new) // bs) - seq.blocks
             while need > self.free_blocks:
-                victim = self.running[-1]
+                victim = self._victim()
+                at = self.running.index(victim)
                 self._preempt(victim)
                 preempted = True
+                if at < i:  # already scheduled this step (priority only): take it back out
+                    i -= 1
+                    for k, (done, n) in enumerate(batch):
+                        if done is victim:
+                            del batch[k]
+                            budget += n
+                            if n == 1:
+                                context_tokens -= victim.prompt_len + victim.generated
+                            else:
+                                prefill_tokens -= n
+                            break
                 if victim is seq:
                     break
             if seq.state is not SeqState.RUNNING:
-                break  # it was the newest; everything after it is gone too
+                continue  # preempted itself: running[i] is now the one after it, if any
             if need > 0:
                 self.free_blocks -= need
                 seq.blocks += need
@@ -348,12 +381,22 @@ class Engine:
         self.counters.e2e.observe(now - seq.arrival)
         seq.event.set()
 
+    def _victim(self) -> Sequence:
+        """Whom to preempt for KV blocks: the newest (FCFS), or the lowest priority, newest
+        among equals (priority scheduling, as vLLM's)."""
+        if not self.by_priority:
+            return self.running[-1]
+        return max(self.running, key=lambda s: (s.priority, s.arrival))
+
     def _preempt(self, seq: Sequence) -> None:
         self.running.remove(seq)
         self._release(seq)
         seq.num_computed = 0
         seq.state = SeqState.WAITING
-        self.waiting.appendleft(seq)
+        if self.by_priority:
+            self._enqueue(seq)  # back to its place by (priority, arrival)
+        else:
+            self.waiting.appendleft(seq)
         self.counters.preemptions += 1
 
     def _release(self, seq: Sequence) -> None:
