@@ -27,7 +27,11 @@ Then:
 
 * a queue (engine ``waiting`` > 0, interactive requests waiting in the gate, or a refusal)
   is congestion: **multiplicative decrease**, the window is halved (at most once per
-  ``cooldown_s``, since the signal lags by a scrape);
+  ``cooldown_s``, since the signal lags by a scrape) — except on engines that order their
+  queue by priority (``Load.ordered``: interactive requests start before queued batch
+  lines), where a queue of batch lines delays no interactive request: the window gives
+  back only the overshoot (the queue and what runs above the high-water mark), so the
+  slots stay full;
 * above the high-water mark (``high_water`` of the slots busy) without a queue yet:
   trimmed by the overshoot, so a rise in interactive load takes the batch's share back
   within a tick;
@@ -117,6 +121,9 @@ class Load:
     busy: float = 0.0
     queued: float = 0.0
     slots: float | None = None
+    #: The engines run interactive requests before queued batch lines (the deployment's
+    #: ``scheduling_policy: priority``): a queue there is overshoot, not a delay to them.
+    ordered: bool = False
 
 
 class Window:
@@ -145,6 +152,13 @@ class Window:
     def update(self, load: Load, mine: int, now: float) -> None:
         """One tick: ``load`` of the deployment (everyone's), ``mine`` of it this executor's."""
         if load.queued > 0:
+            if load.ordered and load.slots is not None:
+                # The queue is batch lines the engines will start before any interactive
+                # request is kept waiting behind them: take back only the overshoot (the queue,
+                # and what runs above the mark). Halving would empty the slots for seconds.
+                over = load.queued + max(0.0, load.busy - self.high_water * load.slots)
+                self._set(min(self.limit, mine) - over)
+                return
             self.congested(now, mine)
             return
         if load.slots is not None:

@@ -83,10 +83,12 @@ class LoadReader:
                      and (seen := self.board.fresh(r.id)) is not None}
             if fresh:
                 load = engine_load(fresh, self.maxima)
+                slots = load.slots
                 if deployment.capacity is not None:  # the operator's word beats a learned bound
                     share = len(fresh) / max(1, len(deployment.replicas) - len(deployment.drained))
-                    load = Load("engine", load.busy, load.queued, deployment.capacity * share)
-                return load
+                    slots = deployment.capacity * share
+                return Load("engine", load.busy, load.queued, slots,
+                            ordered=deployment.engine_priority)
         gate = self.admission.gate(deployment.name) if self.admission is not None else None
         if gate is not None and deployment.capacity is not None:
             waiting = gate.waiting_by_priority().get(Priority.INTERACTIVE, 0)

@@ -221,3 +221,26 @@ def test_deployments_have_their_own_windows() -> None:
     dispatch.done("x", refused=True, now=5.0)  # a refusal narrows x only
     assert dispatch.window("x").allowed == 1 and dispatch.window("y").allowed == 2
     assert list(dispatch.take()) == []
+
+
+@given(st.floats(0.0, 600.0), st.floats(0.5, 100.0), st.integers(1, 500))
+def test_on_priority_ordered_engines_a_queue_takes_back_only_the_overshoot(
+        busy: float, queued: float, mine: int) -> None:
+    """Engines that start interactive requests first: queued batch lines are overshoot; the
+    window gives back the queue and what runs above the mark — never more, so no halving."""
+    slots = 512.0
+    window = Window(1024, start=mine)
+    window.update(Load("engine", busy, queued, slots, ordered=True), mine, 0.0)
+    over = queued + max(0.0, busy - HIGH_WATER * slots)
+    assert window.limit == max(window.floor, mine - over)
+    fifo = Window(1024, start=mine)
+    fifo.update(Load("engine", busy, queued, slots), mine, 0.0)
+    assert fifo.limit == max(fifo.floor, mine * 0.5)
+
+
+def test_a_refusal_still_halves_an_ordered_deployments_window() -> None:
+    dispatch: Dispatcher[int] = Dispatcher(64, window=lambda c: Window(c, start=40))
+    dispatch.observe("d", Load("engine", 10.0, 0.0, 512.0, ordered=True), 0.0)
+    before = dispatch.window("d").limit
+    dispatch.done("d", refused=True, now=5.0)
+    assert dispatch.window("d").limit == before * 0.5

@@ -79,6 +79,8 @@ def test_load_prefers_fresh_engine_scrapes_then_the_gate_then_nothing() -> None:
     assert reader.load(deployment) == Load("engine", 456, 3, 64.0)  # capacity: the operator's
     learned = Deployment("d", "openai", "m", deployment.replicas)
     assert reader.load(learned) == Load("engine", 456, 3, 512.0)  # no capacity: learned
+    ordered = Deployment("d", "openai", "m", deployment.replicas, capacity=64, engine_priority=True)
+    assert reader.load(ordered) == Load("engine", 456, 3, 64.0, ordered=True)
     assert reader.scraped_at(deployment) == 100.0
     now[0] += 10  # the scrapes went stale: the gate's counts
     assert reader.load(deployment) == Load("gateway", 0.0, 0.0, 64.0)
