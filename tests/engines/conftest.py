@@ -80,7 +80,10 @@ def tiny_model() -> Path:
 def replicas(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[list[VllmServer]]:
     """Two vLLM replicas of the tiny model, started together, each worker on its own core."""
     workdir = tmp_path_factory.mktemp("vllm")
-    lora = ("--enable-lora", "--max-lora-rank", "8", "--max-loras", "2")
+    # LoRA with runtime loading; priority scheduling (requests carry a priority, lower first),
+    # as a platform that runs batches beside interactive traffic would start them.
+    lora = ("--enable-lora", "--max-lora-rank", "8", "--max-loras", "2",
+            "--scheduling-policy", "priority")
     servers: list[VllmServer] = []
     try:
         for i in range(2):
@@ -107,7 +110,8 @@ def _core(i: int) -> str | None:
 
 def start_gateway(workdir: Path, replicas: list[VllmServer], *, name: str,
                   deployment: str = DEPLOYMENT, routing: str | None = None,
-                  env: dict[str, str] | None = None) -> Gateway:
+                  env: dict[str, str] | None = None,
+                  scheduling_policy: str | None = None) -> Gateway:
     """A gateway with one ``openai``-engine deployment over ``replicas`` (its replica ids are
     ``<deployment>-<i>``), ready; its output is appended to a failing test's report."""
     spec: dict[str, Any] = {"name": deployment, "engine": "openai", "served_model": SERVED_MODEL,
@@ -115,6 +119,8 @@ def start_gateway(workdir: Path, replicas: list[VllmServer], *, name: str,
                             "timeouts": {"connect_s": 5, "first_byte_s": 60}}
     if routing is not None:
         spec["routing"] = routing
+    if scheduling_policy is not None:
+        spec["scheduling_policy"] = scheduling_policy
     config = platform_yaml([spec], [{"name": PUBLIC_MODEL, "deployment": deployment}])
     gw = Gateway(workdir, config=config, env=env, name=name)
     _SERVERS.append(gw)

@@ -20,6 +20,8 @@ import orjson
 import pytest
 
 from tests.engines._vllm import MAX_MODEL_LEN, PUBLIC_MODEL, SERVED_MODEL, VllmServer
+from tests.engines.conftest import start_gateway, stop_gateway
+from tests.integration._harness import ADMIN_KEY
 from tests.integration._support import assert_error_body
 
 GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 24}
@@ -174,3 +176,27 @@ def test_the_replicas_load_the_built_adapter_at_run_time(
     finally:
         _post(server, "/v1/unload_lora_adapter", {"lora_name": "tiny-lora"})
     assert {m.id for m in sdk.models.list()} == {SERVED_MODEL}
+
+
+def test_priority_scheduled_replicas_take_the_class_the_gateway_writes(
+        replicas: list[VllmServer], direct: list[openai.OpenAI], tmp_path: Path) -> None:
+    """The replicas run ``--scheduling-policy priority``: vLLM takes a ``priority`` then (it
+    refuses one other than 0 under FCFS). A deployment declaring it gets each request's class
+    written there by the gateway — background work 1, interactive 0 even when the caller asked
+    for less — and the answers are the same: priority orders the queue, not the output."""
+    expected = _direct(direct, complete, PROMPTS[0])
+    ranked = direct[0].completions.create(model=SERVED_MODEL, prompt=PROMPTS[0], **GREEDY,
+                                          extra_body={"priority": 1})
+    assert ranked.usage is not None and ranked.usage.completion_tokens == expected.usage[1]
+    gw = start_gateway(tmp_path, replicas, name="priority-gateway", scheduling_policy="priority")
+    try:
+        with openai.OpenAI(base_url=gw.base_url, api_key=ADMIN_KEY, max_retries=0,
+                           timeout=120) as sdk:
+            background = sdk.with_options(
+                default_headers={"x-inferenceops-priority": "background"})
+            assert complete(background, PUBLIC_MODEL, PROMPTS[0]) == expected
+            jumping = sdk.completions.create(model=PUBLIC_MODEL, prompt=PROMPTS[0], **GREEDY,
+                                             extra_body={"priority": -100})
+            assert jumping.choices[0].text == expected.text
+    finally:
+        stop_gateway(gw)
