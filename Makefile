@@ -78,8 +78,10 @@ bench-fleet: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.fleet $(ARGS)
 
 # A 20,000-request batch beside steady interactive traffic on simulated replicas (bench/batch.py,
-# ~10 min): interactive p99 TTFT with vs without the batch, fleet busy fraction; results in
-# bench/results/batch-*. ARGS=--quick for a one-minute smoke run.
+# ~10 min): interactive p99 TTFT with vs without the batch, fleet busy fraction; then 50,000-line
+# files (27 MB and 200 MB) uploaded, checked and downloaded (bench/batch_files.py, ~1 min): lines/s
+# of the check, the gateway's RSS; results in bench/results/batch-* and batch_files-*.
+# ARGS=--quick for a one-minute smoke run.
 # The gateway now against the gateway at BASE (a commit), side by side in one run.
 BASE ?= HEAD~1
 bench-versus: $(VENV)/.installed-dev
@@ -87,6 +89,7 @@ bench-versus: $(VENV)/.installed-dev
 
 bench-batch: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.batch $(ARGS)
+	$(BIN)/python -m bench.batch_files $(ARGS)
 
 bench-guardrails: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.guardrails
