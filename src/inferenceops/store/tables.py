@@ -367,6 +367,8 @@ class Deployment(Base):
     gpu_cost: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
     queue: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     managed_by: Mapped[str | None] = mapped_column(Text)
+    # LoRA adapters kept loaded per replica (``DeploymentSpec.max_loras``); NULL: the default.
+    max_loras: Mapped[int | None] = mapped_column(Integer)
 
 
 class Model(Base):
@@ -602,3 +604,7 @@ from inferenceops.store import tables_guardrails as _tables_guardrails  # noqa: 
 # Teams' body retention and the bodies retained (a team's opt-in), declared on ``Base`` in
 # their own module too (imported last, so that ``metadata`` holds them).
 from inferenceops.store import tables_retention as _tables_retention  # noqa: E402, F401
+
+# LoRA adapters on the models (``config.spec.adapters``), declared on ``Base`` in their own
+# module too (imported last, so that ``metadata`` holds them).
+from inferenceops.store import tables_adapters as _tables_adapters  # noqa: E402, F401

@@ -117,6 +117,7 @@ class DeploymentPatch(_Patch):
     routing: Literal["least_outstanding", "round_robin", "engine_load", "prefix_affinity",
                      "session_affinity"] | None = None
     gpu_cost: GpuCostSpec | None = None
+    max_loras: int | None = None
 
 
 class DeploymentOut(DeploymentSpec):
