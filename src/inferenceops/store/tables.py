@@ -589,6 +589,10 @@ class ControlState(Base):
 
 metadata = Base.metadata
 
+# LoRA adapters on the models (``config.spec.adapters``), declared on ``Base`` in their own
+# module (imported last, so that ``metadata`` holds them wherever this module is imported).
+from inferenceops.store import tables_adapters as _tables_adapters  # noqa: E402, F401
+
 # The Batch API's tables, declared on ``Base`` in their own module (imported last, so that
 # ``metadata`` holds them wherever this module is imported).
 from inferenceops.store import tables_batch as _tables_batch  # noqa: E402, F401
@@ -604,7 +608,3 @@ from inferenceops.store import tables_guardrails as _tables_guardrails  # noqa: 
 # Teams' body retention and the bodies retained (a team's opt-in), declared on ``Base`` in
 # their own module too (imported last, so that ``metadata`` holds them).
 from inferenceops.store import tables_retention as _tables_retention  # noqa: E402, F401
-
-# LoRA adapters on the models (``config.spec.adapters``), declared on ``Base`` in their own
-# module too (imported last, so that ``metadata`` holds them).
-from inferenceops.store import tables_adapters as _tables_adapters  # noqa: E402, F401

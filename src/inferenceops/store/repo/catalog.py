@@ -46,17 +46,17 @@ from inferenceops.store.credentials import CredentialCipher
 from inferenceops.store.errors import Conflict, CredentialsError, Invalid, NotFound, translating
 from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, Page, ProviderRecord
 from inferenceops.store.repo._common import bump_revision, page, revision
-from inferenceops.store.repo.adapter_refs import (
-    load_adapters,
-    refuse_adapter_names,
-    refuse_if_adapted,
-)
 from inferenceops.store.repo._schedule import (
     check_schedule,
     delete_entries,
     insert_entries,
     load_schedules,
     sync_schedule,
+)
+from inferenceops.store.repo.adapter_refs import (
+    load_adapters,
+    refuse_adapter_names,
+    refuse_if_adapted,
 )
 from inferenceops.store.repo.catalog_specs import (
     deployment_columns,
