@@ -56,7 +56,8 @@ def platform_from_store(data: CatalogData, static: StaticPolicy, *, loopback_bas
         teams=list(static.teams), limits=list(static.limits), budgets=list(static.budgets),
         guardrails=static.guardrails or GuardrailsSpec())  # the platform file's, as it is
     keys = {row.name: row.api_key for row in data.providers if row.api_key}
-    created = {row.name: int(row.created_at.timestamp()) for row in (*data.models, *data.adapters)}
+    created = {row.name: int(row.created_at.timestamp()) for row in data.models}
+    created.update((row.name, int(row.created_at.timestamp())) for row in data.adapters)
     # Whole schedules, history included: a request that started before a change is priced by
     # the entry in force then, whichever snapshot settles it.
     served = {m.name for m in models}

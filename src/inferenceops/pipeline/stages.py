@@ -94,11 +94,11 @@ async def authorize(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
     """
     key, request, endpoint = facts.key, facts.request, facts.endpoint
     assert key is not None and request is not None and endpoint is not None
-    found = snapshot.visible(key, request.model)
-    if found is None:
+    visible = snapshot.visible(key, request.model)
+    if visible is None:
         raise ModelNotFound(f"The model '{request.model}' does not exist or you do not have "
                             "access to it.", param="model")
-    model, adapter = found
+    model, adapter = visible
     if endpoint not in model.endpoints:
         raise InvalidRequest(f"The model '{request.model}' does not support /v1/{endpoint.value}.",
                              param="model", code="unsupported_endpoint")

@@ -121,7 +121,8 @@ class AdapterResidency:
         return list(self._replicas.get(replica_id, ()))
 
     def in_flight(self, replica_id: str, name: str) -> int:
-        entry = self._replicas.get(replica_id, {}).get(name)
+        slots = self._replicas.get(replica_id)
+        entry = slots.get(name) if slots is not None else None
         return 0 if entry is None else entry.in_flight
 
     def holders(self, name: str, replicas: Iterable[Replica]) -> list[Replica]:
@@ -151,7 +152,8 @@ class AdapterResidency:
 
     def release(self, replica_id: str, name: str) -> None:
         """The request that ``acquire`` held it for is over."""
-        entry = self._replicas.get(replica_id, {}).get(name)
+        slots = self._replicas.get(replica_id)
+        entry = slots.get(name) if slots is not None else None
         if entry is not None and entry.in_flight > 0:
             entry.in_flight -= 1
 
