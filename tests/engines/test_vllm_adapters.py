@@ -3,12 +3,12 @@
 The package's gateway and replicas (``conftest``: LoRA enabled, runtime loading allowed) and
 the tiny model's adapter built beside it (``build_models``: ``lora/``). The adapter is
 registered through the admin API with that folder as its ``source`` and granted to a team of
-its own; the official SDK then calls it through the gateway. Proved, from the engines' own
-``/v1/models`` (each lists the adapters it holds, with ``parent``) and the usage ledger
-(``/usage/records``): the first request loads it at runtime on exactly one replica, it is
-served, every later request goes back to that replica, and each is metered to the adapter.
-Afterwards the adapter is unloaded from the engine, so the tier's other tests see the
-replicas as they found them.
+its own (the adapter only, not the base model); the official SDK then calls it through the
+gateway. Proved, from the engines' own ``/v1/models`` (each lists the adapters it holds, with
+``parent``) and the usage ledger (``/usage/records``): the first request loads it at runtime
+on exactly one replica, it is served, every later request goes back to that replica, and
+each is metered to the adapter. Afterwards the adapter is unloaded from the engine, so the
+tier's other tests see the replicas as they found them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import openai
 import orjson
 
 from tests.engines._vllm import PUBLIC_MODEL, VllmServer
-from tests.engines.conftest import _admin
+from tests.engines.conftest import _admin, make_team_key
 from tests.integration._harness import Gateway
 
 ADAPTER = "tiny-lora"
@@ -34,22 +34,13 @@ def _held(replica: VllmServer) -> set[str]:
         return {m["id"] for m in orjson.loads(resp.read())["data"] if m.get("parent")}
 
 
-def _key(gw: Gateway) -> tuple[str, str]:
-    """(key id, secret) of a member of a team granted only the adapter."""
-    team = _admin(gw, "POST", "/teams", {"name": "lora-tier"})
-    user = _admin(gw, "POST", "/users", {"email": "lora@example.com"})
-    _admin(gw, "PUT", f"/teams/{team['id']}/members/{user['id']}", {"role": "member"})
-    _admin(gw, "PUT", f"/grants/{team['id']}/{ADAPTER}")
-    key = _admin(gw, "POST", "/keys", {"name": "lora", "team_id": team["id"],
-                                       "user_id": user["id"], "scopes": ["inference"]})
-    return key["id"], key["secret"]
-
-
-def _records(gw: Gateway, key_id: str, count: int) -> list[dict[str, Any]]:
-    """The key's usage records once ``count`` are in the ledger (the outbox writes in batches)."""
+def _records(gw: Gateway, count: int) -> list[dict[str, Any]]:
+    """The adapter's usage records once ``count`` are in the ledger (the outbox writes in
+    batches)."""
     deadline = time.monotonic() + 30
     while True:
-        found = _admin(gw, "GET", f"/usage/records?key_id={key_id}&limit=100")["data"]
+        found = [r for r in _admin(gw, "GET", f"/usage/records?model={PUBLIC_MODEL}&limit=100")
+                 ["data"] if r["adapter"] == ADAPTER]
         if len(found) >= count:
             return list(found)
         assert time.monotonic() < deadline, f"{len(found)} of {count} usage records after 30 s"
@@ -62,14 +53,10 @@ def test_an_adapter_registered_in_the_platform_is_loaded_served_routed_back_and_
     assert all(ADAPTER not in _held(r) for r in replicas)
     made = _admin(gw, "POST", "/adapters", {"name": ADAPTER, "base_model": PUBLIC_MODEL,
                                             "source": str(tiny_model / "lora")})
-    key_id, secret = _key(gw)
     try:
+        secret = make_team_key(gw, team_name="lora-tier", grant=ADAPTER)
         with openai.OpenAI(base_url=gw.base_url, api_key=secret, max_retries=0,
                            timeout=120) as sdk:
-            deadline = time.monotonic() + 10
-            while ADAPTER not in {m.id for m in sdk.models.list()}:  # the snapshot catches up
-                assert time.monotonic() < deadline, "the adapter never reached /v1/models"
-                time.sleep(0.1)
             listed = {m.id: m for m in sdk.models.list()}
             assert listed[ADAPTER].model_extra["parent"] == PUBLIC_MODEL
             for i in range(REQUESTS):
@@ -84,7 +71,7 @@ def test_an_adapter_registered_in_the_platform_is_loaded_served_routed_back_and_
             assert sum(1 for chunk in stream if chunk.choices) > 0
         holding = [r for r in replicas if ADAPTER in _held(r)]
         assert len(holding) == 1, [r.name for r in holding]  # loaded at runtime, on one
-        records = _records(gw, key_id, REQUESTS + 1)
+        records = _records(gw, REQUESTS + 1)
         assert {r["adapter"] for r in records} == {ADAPTER}
         assert {r["model"] for r in records} == {PUBLIC_MODEL}
         assert all(r["status"] == 200 and r["completion_tokens"] > 0 for r in records)

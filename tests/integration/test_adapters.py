@@ -28,7 +28,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -40,7 +39,8 @@ from inferenceops.outbox.records import UsageRecord
 from inferenceops.store import Database
 from inferenceops.store.repo.usage import list_usage
 from tests.integration._harness import ADMIN_KEY, Gateway
-from tests.support.postgres import Postgres, probe, run_sync
+from tests.integration._support import Store, store_backend
+from tests.support.postgres import run_sync
 
 pytestmark = pytest.mark.integration
 
@@ -77,27 +77,9 @@ prefix_cache_blocks: 64
 """
 
 
-@dataclass(frozen=True)
-class Store:
-    name: str
-    env: dict[str, str]
-    url: str | None
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "sqlite":
-        yield Store("sqlite", {}, None)
-        return
-    dsn, reason = run_sync(probe())
-    if dsn is None:
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432 ({reason})")
-    pg = Postgres(dsn)
-    name = run_sync(pg.create())
-    url = pg.url(name)
-    yield Store("postgresql", {"INFERENCEOPS_DATABASE_URL": url,
-                               "INFERENCEOPS_SECRET_KEY": SECRET}, url)
-    run_sync(pg.drop(name))
+    yield from store_backend(request.param, SECRET)
 
 
 @pytest.fixture(scope="module")

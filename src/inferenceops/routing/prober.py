@@ -152,8 +152,8 @@ class ReadinessProber(ReplicaPoller[_Target]):
         return status, body
 
 
-def _model_ids(body: bytes) -> set[str] | None:
-    """The ids an OpenAI model list names, or None when it is not one."""
+def _listed(body: bytes) -> list[dict[str, Any]] | None:
+    """The entries of an OpenAI model list, or None when it is not one."""
     try:
         doc: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -161,17 +161,16 @@ def _model_ids(body: bytes) -> set[str] | None:
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
         return None
-    return {m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)}
+    return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
+def _model_ids(body: bytes) -> set[str] | None:
+    """The ids an OpenAI model list names, or None when it is not one."""
+    listed = _listed(body)
+    return None if listed is None else {m["id"] for m in listed}
 
 
 def _adapter_ids(body: bytes) -> set[str] | None:
     """The LoRA adapters an OpenAI model list names (vLLM lists each with its ``parent``)."""
-    try:
-        doc: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    data = doc.get("data") if isinstance(doc, dict) else None
-    if not isinstance(data, list):
-        return None
-    return {m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)
-            and m.get("parent")}
+    listed = _listed(body)
+    return None if listed is None else {m["id"] for m in listed if m.get("parent")}
