@@ -27,8 +27,9 @@ and used nothing: settle charges nothing for it.
 
 A request for a LoRA adapter (``facts.adapter``) is kept to the replicas holding it
 (``routing.AdapterAffinity``) and holds it from before it is sent until its answer ends
-(``AdapterResidency.acquire``: loads it first when none holds it; 502 ``adapter_load_failed`` /
-503 ``adapter_slots_busy`` when that fails). Its body names the adapter as the engine knows it
+(``AdapterResidency.acquire``: loads it first when none holds it; 502 ``adapter_load_failed``
+when that fails; a replica whose slots all serve requests is passed over, and when every
+replica is, 503 ``adapter_slots_busy``). Its body names the adapter as the engine knows it
 (the same name: no rewrite). An engine that answers 404 lost the adapter (it restarted, or
 another gateway process unloaded it): the request did not start, so the adapter is loaded again
 and the request sent once more — once.
@@ -57,6 +58,7 @@ from inferenceops.engines.openai_compat import OpenAICompatClient, UpstreamRespo
 from inferenceops.engines.redaction import SSEErrorScrubber
 from inferenceops.error_shape import sse_error_event
 from inferenceops.errors import (
+    AdapterSlotsBusy,
     InferenceOpsError,
     NoReplicaAvailable,
     UpstreamClientError,
@@ -150,10 +152,13 @@ class Forwarder:
         tried: set[str] = set()
         backoffs = 0
         reloaded = False  # an adapter the engine lost is loaded again once per request
+        slots_busy: AdapterSlotsBusy | None = None  # a replica had no slot: try the others
         last: InferenceOpsError | None = None
         while True:
             chosen = health.pick(strategy, deployment, route, tried)
             if chosen is None:
+                if slots_busy is not None:
+                    raise slots_busy
                 raise self._none_left(facts, deployment, request.model, last, reveal)
             replica, trial = chosen
             strategy.acquire(replica)
@@ -165,6 +170,11 @@ class Forwarder:
                 if adapter is not None:
                     try:
                         await self.adapters.acquire(deployment, replica, adapter)
+                    except AdapterSlotsBusy as busy:
+                        slots_busy = busy
+                        tried.add(replica.id)
+                        judged = True  # the replica did nothing wrong
+                        continue
                     except UpstreamError as exc:
                         tell(exc, facts, replica.id, reveal)
                         raise

@@ -42,6 +42,7 @@ import orjson
 from inferenceops.engines.openai_compat import OpenAICompatClient
 from inferenceops.errors import AdapterLoadFailed, AdapterSlotsBusy, InferenceOpsError
 from inferenceops.platform import Adapter, Deployment, Replica
+from inferenceops.routing.health import label_value
 from inferenceops.routing.protocol import RouteFacts, Strategy
 
 log = logging.getLogger("inferenceops.routing.adapters")
@@ -250,7 +251,8 @@ class AdapterResidency:
                 ("inferenceops_adapter_load_failures_total", self.failures,
                  "LoRA adapter loads that failed or timed out.")):
             lines += [f"# HELP {metric} {what}", f"# TYPE {metric} counter"]
-            lines += [f'{metric}{{deployment="{d}"}} {n}' for d, n in sorted(counts.items())]
+            lines += [f'{metric}{{deployment="{label_value(d)}"}} {n}'
+                      for d, n in sorted(counts.items())]
         return "\n".join(lines) + "\n"
 
 
