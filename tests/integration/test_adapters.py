@@ -17,7 +17,8 @@ replica's slots hold at most ``max_loras`` and the least recently used idle adap
 room; an adapter the engine lost is loaded again and the request still answered; a team not
 granted it gets the same 404 as for a model; bad registrations are refused naming the field;
 a model an adapter names cannot be deleted; a guardrail policy's allowed list names adapters;
-a load the engine refuses is a 502 in OpenAI's shape; and the usage ledger names the adapter.
+a load the engine refuses is a 502 in OpenAI's shape; the usage ledger names the adapter,
+and usage reports group and filter by it.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def gw(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatew
     profile = folder / "no-lora.yaml"
     profile.write_text(NO_LORA_PROFILE, encoding="utf-8")
     text = yaml.safe_dump(PLATFORM).replace("PROFILE", str(profile))
-    env = {**store.env, "INFERENCEOPS_HEALTH_PROBE_INTERVAL_S": "60"}
+    env = {**store.env, "INFERENCEOPS_HEALTH_PROBE_INTERVAL_S": "60",
+           "INFERENCEOPS_USAGE_ROLLUP_INTERVAL_S": "1"}
     gateway = Gateway(folder, config=text, env=env, name=f"adapters-{store.name}")
     try:
         yield gateway.wait_ready()
@@ -273,6 +275,17 @@ def test_adapters_registered_granted_routed_evicted_and_metered(gw: Gateway, sto
         metrics = resp.read().decode()
     assert 'inferenceops_adapter_loads_total{deployment="sim"} 2' in metrics  # tone, twice
     assert 'inferenceops_adapter_unloads_total{deployment="solo"} 1' in metrics
+
+    # Usage reports group and filter by adapter (from the rollups, a second behind the ledger).
+    deadline = time.monotonic() + READY_S
+    while True:
+        report = admin(gw, "GET", "/usage?group_by=adapter,model&adapter=tone&granularity=day")
+        if report["totals"]["requests"] >= 8:  # 7 of the member's key, 1 of the guarded one
+            break
+        assert time.monotonic() < deadline, report
+        time.sleep(0.2)
+    assert {(r["adapter"], r["model"]) for r in report["data"]} == {("tone", "chat")}
+    assert sum(r["requests"] for r in report["data"]) == 8
 
     # Metered to the adapter: model = the base model, adapter = the adapter, one replica.
     assert gw.stop() == 0
