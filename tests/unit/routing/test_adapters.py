@@ -16,7 +16,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from inferenceops.errors import AdapterLoadFailed, AdapterSlotsBusy, UpstreamServerError
-from inferenceops.platform import Adapter, Deployment, Endpoint, Model, Replica
+from inferenceops.platform import (
+    Adapter,
+    ApiKey,
+    Catalog,
+    Deployment,
+    Endpoint,
+    Identity,
+    Model,
+    Principal,
+    Replica,
+    Snapshot,
+)
 from inferenceops.routing import LeastOutstanding, RouteFacts
 from inferenceops.routing.adapters import AdapterAffinity, AdapterResidency
 
@@ -182,11 +193,14 @@ def test_affinity_keeps_to_the_replicas_holding_the_adapter() -> None:
 
 
 class ResidencyMachine(RuleBasedStateMachine):
-    """Any sequence of requests (acquire, later release), engine losses and model-list reads.
+    """Any sequence of registrations, grants, requests (acquire, later release), engine losses
+    and model-list reads.
 
-    Invariants: never more adapters on a replica than its slots; a request is only sent
-    (``acquire`` returned) where its adapter is resident; an adapter is never unloaded while
-    a request holds it; the record's in-flight counts are the requests still held.
+    Invariants: a request reaches routing only for an adapter registered and granted to the
+    caller's team (``Snapshot.visible``, as *authorize* asks); never more adapters on a replica
+    than its slots; a request is only sent (``acquire`` returned) where its adapter is
+    resident; an adapter is never unloaded while a request holds it; the record's in-flight
+    counts are the requests still held.
     """
 
     NAMES = ("a", "b", "c", "e")
@@ -198,6 +212,9 @@ class ResidencyMachine(RuleBasedStateMachine):
         self.residency = AdapterResidency(self.loader)
         self.deployment = _deployment(max_loras=2)
         self.held: Counter[tuple[str, str]] = Counter()
+        self.registered: set[str] = set(self.NAMES)  # rules take them away and back
+        self.granted: set[str] = set(self.NAMES)
+        self.key = ApiKey("k", "sk-", Principal("u", "user"), "team", frozenset({"inference"}))
         original = self.loader.unload
 
         async def unload(deployment: Deployment, replica: Replica, name: str) -> None:
@@ -206,11 +223,27 @@ class ResidencyMachine(RuleBasedStateMachine):
 
         self.loader.unload = unload  # type: ignore[method-assign]
 
+    @rule(name=st.sampled_from(NAMES), add=st.booleans())
+    def register(self, name: str, add: bool) -> None:
+        (self.registered.add if add else self.registered.discard)(name)
+
+    @rule(name=st.sampled_from(NAMES), add=st.booleans())
+    def grant(self, name: str, add: bool) -> None:
+        (self.granted.add if add else self.granted.discard)(name)
+
     @rule(replica=st.sampled_from([R0, R1]), name=st.sampled_from(NAMES))
     def request(self, replica: Replica, name: str) -> None:
+        model = Model("m", self.deployment, frozenset({Endpoint.CHAT}))
+        catalog = Catalog([model], [Adapter(n, model, f"/loras/{n}") for n in self.registered])
+        snapshot = Snapshot(catalog, Identity({}, {"team": sorted(self.granted)}))
+        visible = snapshot.visible(self.key, name)
+        if name not in self.registered or name not in self.granted:
+            assert visible is None  # refused as if it did not exist: never routed
+            return
+        assert visible is not None and visible[1] is not None
         try:
             self.loop.run_until_complete(
-                self.residency.acquire(self.deployment, replica, _adapter(name, self.deployment)))
+                self.residency.acquire(self.deployment, replica, visible[1]))
         except AdapterSlotsBusy:
             assert all(self.residency.in_flight(replica.id, n) > 0
                        for n in self.residency.resident(replica.id))
