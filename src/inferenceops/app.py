@@ -242,7 +242,8 @@ def build_process(settings: Settings, *, serve_admin: bool) -> GatewayState:
     state.supervisor.add(ReadinessProber(lambda: state.snapshot.catalog.deployments.values(),
                                          state.pipeline.forwarder.health,
                                          interval_s=settings.health_probe_interval_s,
-                                         timeout_s=settings.health_probe_timeout_s),
+                                         timeout_s=settings.health_probe_timeout_s,
+                                         adapters=state.pipeline.forwarder.adapters),
                          stop_deadline_s=settings.shutdown_timeout_s)
     cipher = cipher_from_environment(os.environ, secret)
     feed = SnapshotFeed(settings.resolved_database_url, platform, state=state,

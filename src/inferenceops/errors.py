@@ -22,8 +22,10 @@ routing, gateway) and turned into OpenAI error JSON in exactly one place:
     │   ├── BudgetExceeded                 429 insufficient_quota / budget_exceeded
     │   └── QueueFull                      429 rate_limit_error / queue_full | queue_timeout
     ├── Unavailable                        503 service_unavailable / not_ready
-    │   └── NoReplicaAvailable             503 service_unavailable / no_replica_available
-    │                                          (every replica down, open or drained; Retry-After)
+    │   ├── NoReplicaAvailable             503 service_unavailable / no_replica_available
+    │   │                                      (every replica down, open or drained; Retry-After)
+    │   └── AdapterSlotsBusy               503 service_unavailable / adapter_slots_busy
+    │                                          (every LoRA slot of the replica is in use; Retry-After)
     └── UpstreamError                      502 upstream_error  (base of every engine failure)
         ├── UpstreamUnavailable            502 upstream_error / upstream_unavailable (reset mid-way)
         │   └── UpstreamConnectFailed      502 upstream_error / upstream_unavailable (retryable)
@@ -166,6 +168,13 @@ class NoReplicaAvailable(Unavailable):
     code = "no_replica_available"
 
 
+class AdapterSlotsBusy(Unavailable):
+    """A LoRA adapter could not be loaded on the chosen replica: each of its ``max_loras`` slots
+    holds an adapter with requests in flight (``routing.adapters``). Carries ``Retry-After``."""
+
+    code = "adapter_slots_busy"
+
+
 class UpstreamError(InferenceOpsError):
     """An engine failed us; ``deployment`` names which one (never its URL or credentials).
 
@@ -223,6 +232,13 @@ class UpstreamResponseTooLarge(UpstreamInvalidResponse):
     """A non-streamed answer past ``INFERENCEOPS_MAX_RESPONSE_BYTES``: cut, never read whole."""
 
     code = "upstream_response_too_large"
+
+
+class AdapterLoadFailed(UpstreamError):
+    """The engine refused, failed or did not finish in time to load a LoRA adapter
+    (``POST /v1/load_lora_adapter``); the request was not sent (``routing.adapters``)."""
+
+    code = "adapter_load_failed"
 
 
 class UpstreamClientError(UpstreamError):

@@ -166,21 +166,23 @@ def team_key(engine_gateway: Gateway) -> str:
     return make_team_key(engine_gateway)
 
 
-def make_team_key(gw: Gateway) -> str:
-    """A team granted the tiny model, a member and their inference key, made through ``gw``'s
-    admin API; returned once the data plane accepts it."""
-    team = _admin(gw, "POST", "/teams", {"name": "engine-tier"})
-    user = _admin(gw, "POST", "/users", {"email": "engines@example.com"})
+def make_team_key(gw: Gateway, *, team_name: str = "engine-tier",
+                  grant: str = PUBLIC_MODEL) -> str:
+    """A team granted ``grant`` (a model or an adapter; the tiny model by default), a member
+    and their inference key, made through ``gw``'s admin API; returned once the data plane
+    accepts it."""
+    team = _admin(gw, "POST", "/teams", {"name": team_name})
+    user = _admin(gw, "POST", "/users", {"email": f"{team_name}@example.com"})
     _admin(gw, "PUT", f"/teams/{team['id']}/members/{user['id']}", {"role": "member"})
-    _admin(gw, "PUT", f"/grants/{team['id']}/{PUBLIC_MODEL}")
-    created = _admin(gw, "POST", "/keys", {"name": "engine-tier", "team_id": team["id"],
+    _admin(gw, "PUT", f"/grants/{team['id']}/{grant}")
+    created = _admin(gw, "POST", "/keys", {"name": team_name, "team_id": team["id"],
                                            "user_id": user["id"], "scopes": ["inference"]})
     secret = str(created["secret"])
     end = time.monotonic() + KEY_DEADLINE_S
     with openai.OpenAI(base_url=gw.base_url, api_key=secret, max_retries=0, timeout=10) as sdk:
         while True:  # the data plane sees store changes through its snapshot
             try:
-                if PUBLIC_MODEL in {m.id for m in sdk.models.list()}:
+                if grant in {m.id for m in sdk.models.list()}:
                     return secret
             except openai.APIStatusError:
                 pass

@@ -1,4 +1,5 @@
-"""Shared pieces of the integration tests: the main gateway's platform, and checks.
+"""Shared pieces of the integration tests: the main gateway's platform, checks, and the
+store a module's gateway runs on (the default SQLite file, or a scratch PostgreSQL database).
 
 The main platform gives every FakeUpstream behaviour its own deployment and
 model (the fake picks its behaviour from the model name the gateway forwards).
@@ -7,12 +8,15 @@ The checks assert the OpenAI error shape and the headers every response carries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.integration._harness import UPSTREAM_KEY_ENV, platform_yaml
+from tests.support.postgres import Postgres, probe, run_sync
 
 MAX_BODY_BYTES = 8192
 ERROR_BEHAVIOURS = ("error-400", "error-422", "error-429", "error-500", "error-503",
@@ -102,3 +106,28 @@ def sse_data(raw: bytes) -> list[str]:
             if line.startswith(b"data:"):
                 out.append(line[5:].strip().decode())
     return out
+
+
+@dataclass
+class Store:
+    name: str
+    env: dict[str, str]
+    url: str | None  # None: the default SQLite file in the gateway's data folder
+
+
+def store_backend(backend: str, secret: str) -> Iterator[Store]:
+    """For a module-scoped fixture parametrized over ``sqlite`` and ``postgresql``: the store
+    (a scratch PostgreSQL database, dropped afterwards; skipped with the reason when PostgreSQL
+    does not answer) and the gateway's environment for it."""
+    if backend == "sqlite":
+        yield Store("sqlite", {}, None)
+        return
+    dsn, reason = run_sync(probe())
+    if dsn is None:
+        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432 ({reason})")
+    pg = Postgres(dsn)
+    name = run_sync(pg.create())
+    url = pg.url(name)
+    yield Store("postgresql", {"INFERENCEOPS_DATABASE_URL": url,
+                               "INFERENCEOPS_SECRET_KEY": secret}, url)
+    run_sync(pg.drop(name))

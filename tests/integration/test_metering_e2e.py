@@ -61,7 +61,8 @@ from inferenceops.outbox.records import UsageRecord
 from inferenceops.store import Database
 from inferenceops.store.repo.usage import list_usage
 from tests.integration._harness import ADMIN_KEY, Gateway, platform_yaml
-from tests.support.postgres import Postgres, probe, run_sync
+from tests.integration._support import Store, store_backend
+from tests.support.postgres import run_sync
 
 pytestmark = pytest.mark.integration
 
@@ -368,27 +369,9 @@ def _scenario(traffic: Traffic) -> None:
 # --- the gateway, its store and its ledger -----------------------------------------------
 
 
-@dataclass
-class Store:
-    name: str
-    env: dict[str, str]
-    url: str | None  # None: the default SQLite file in the gateway's data folder
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "sqlite":
-        yield Store("sqlite", {}, None)
-        return
-    dsn, reason = run_sync(probe())
-    if dsn is None:
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432 ({reason})")
-    pg = Postgres(dsn)
-    name = run_sync(pg.create())
-    url = pg.url(name)
-    yield Store("postgresql", {"INFERENCEOPS_DATABASE_URL": url,
-                               "INFERENCEOPS_SECRET_KEY": SECRET}, url)
-    run_sync(pg.drop(name))
+    yield from store_backend(request.param, SECRET)
 
 
 def _config(slow_profile: Path) -> str:

@@ -76,7 +76,8 @@ def _check(text: bytes, endpoint: str, wanted: Endpoint, key: ApiKey,
     if not isinstance(model, str) or not model:
         return ("missing_required_parameter", "The line's body has no 'model'.",
                 "body.model"), custom_id
-    found = snapshot.visible_model(key, model)
+    visible = snapshot.visible(key, model)  # a model, or an adapter on its base model
+    found = visible[0] if visible is not None else None
     if found is None:
         return ("model_not_found", f"The model '{model[:128]}' does not exist or you do not "
                 "have access to it.", "body.model"), custom_id

@@ -17,6 +17,7 @@ import typer
 from pydantic import ValidationError
 
 from inferenceops import __version__
+from inferenceops.cli.adapters import ADAPTER_APPS
 from inferenceops.cli.admin import ADMIN_APPS
 from inferenceops.cli.admission import ADMISSION_APPS
 from inferenceops.cli.apply import apply_command
@@ -193,7 +194,7 @@ def db_upgrade() -> None:
 
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
 app.add_typer(audit_app, name="audit")
-for _name, _sub_app in (*ADMIN_APPS, *ADMISSION_APPS, *CATALOG_APPS, *INVITATION_APPS,
+for _name, _sub_app in (*ADMIN_APPS, *ADMISSION_APPS, *CATALOG_APPS, *ADAPTER_APPS, *INVITATION_APPS,
                         *GUARDRAIL_APPS, *RETENTION_APPS):
     app.add_typer(_sub_app, name=_name)
 app.command("apply")(apply_command)

@@ -1,6 +1,6 @@
 """Config as code: make the stored catalog match a platform file, idempotently, all or nothing.
 
-``plan_apply`` compares the file's providers, deployments and models with the
+``plan_apply`` compares the file's providers, deployments, models and adapters with the
 store's and lists what must change; ``apply_platform`` makes exactly those
 changes in one transaction (so a failure leaves nothing half-applied), each
 recorded in the audit log. Applying the same file twice changes nothing the
@@ -18,8 +18,9 @@ apply on (``metering.prices``): a changed ``price:`` becomes a price change star
 then, scheduled ``prices:`` are matched one for one, and the history stays.
 
 Order inside the transaction keeps every intermediate state valid: providers
-and deployments are created or updated before the models that use them;
-models leave before the deployments and providers they used; a model whose
+and deployments are created or updated before the models that use them, and
+models before the adapters on them; adapters leave before the models, models
+before the deployments and providers they used; a model whose
 aliases change drops them first, so names can move between models.
 """
 
@@ -36,11 +37,18 @@ from pydantic import BaseModel
 from inferenceops.config.spec import ModelSpec, PlatformSpec
 from inferenceops.metering.prices import view
 from inferenceops.store import Database, repo
-from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, ProviderRecord
+from inferenceops.store.records import (
+    AdapterRecord,
+    CatalogData,
+    DeploymentRecord,
+    ModelRecord,
+    ProviderRecord,
+)
+from inferenceops.store.repo.adapters import adapter_spec
 from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, provider_spec
 
 MANAGED_BY = "config"
-Kind = Literal["provider", "deployment", "model"]
+Kind = Literal["provider", "deployment", "model", "adapter"]
 Action = Literal["create", "update", "delete"]
 
 
@@ -99,6 +107,8 @@ def plan_apply(spec: PlatformSpec, current: CatalogData, now: datetime | None = 
          {r.name: (deployment_spec(r), r.managed_by) for r in current.deployments}, _fields),
         ("model", spec.models, {r.name: (model_spec(r, now), r.managed_by) for r in current.models},
          model_fields),
+        ("adapter", spec.adapters,
+         {r.name: (adapter_spec(r), r.managed_by) for r in current.adapters}, _fields),
     ):
         changes += _diff(kind, wanted, stored, compare)  # type: ignore[arg-type]
     return ApplyPlan(tuple(changes), True)
@@ -159,7 +169,7 @@ async def _carry_out(tx: Any, spec: PlatformSpec, current: CatalogData, plan: Ap
                      actor: str, source: str | None, now: datetime) -> None:
     wanted: dict[tuple[str, str], BaseModel] = {}
     for kind, specs in (("provider", spec.providers), ("deployment", spec.deployments),
-                        ("model", spec.models)):
+                        ("model", spec.models), ("adapter", spec.adapters)):
         wanted.update({(kind, s.name): s for s in specs})
 
     def of(kind: Kind, action: Action) -> list[Change]:
@@ -170,20 +180,21 @@ async def _carry_out(tx: Any, spec: PlatformSpec, current: CatalogData, plan: Ap
                                 target_id=target_id, before=_plain(before), after=_plain(after),
                                 source=source)
 
-    ids: dict[tuple[str, str], ProviderRecord | DeploymentRecord | ModelRecord] = {
+    ids: dict[tuple[str, str], ProviderRecord | DeploymentRecord | ModelRecord | AdapterRecord] = {
         ("provider", r.name): r for r in current.providers}
+    ids.update({("adapter", r.name): r for r in current.adapters})
     ids.update({("deployment", r.name): r for r in current.deployments})
     ids.update({("model", r.name): r for r in current.models})
     # One signature per role across the three kinds; the repositories check their own arguments.
     creators: dict[str, Callable[..., Awaitable[Any]]] = {
         "provider": repo.create_provider, "deployment": repo.create_deployment,
-        "model": repo.create_model}
+        "model": repo.create_model, "adapter": repo.create_adapter}
     updaters: dict[str, Callable[..., Awaitable[Any]]] = {
         "provider": repo.update_provider, "deployment": repo.update_deployment,
-        "model": partial(repo.update_model, now=now)}
+        "model": partial(repo.update_model, now=now), "adapter": repo.update_adapter}
     deleters: dict[str, Callable[..., Awaitable[Any]]] = {
         "provider": repo.delete_provider, "deployment": repo.delete_deployment,
-        "model": repo.delete_model}
+        "model": repo.delete_model, "adapter": repo.delete_adapter}
 
     async def upsert(kind: Kind) -> None:
         for change in of(kind, "update"):
@@ -201,6 +212,7 @@ async def _carry_out(tx: Any, spec: PlatformSpec, current: CatalogData, plan: Ap
             await deleters[kind](tx, before.id)
             await note("delete", kind, before.id, before=before)
 
+    await remove("adapter")  # before the models they name
     await upsert("provider")
     await upsert("deployment")
     await remove("model")
@@ -208,6 +220,7 @@ async def _carry_out(tx: Any, spec: PlatformSpec, current: CatalogData, plan: Ap
         if "aliases" in change.fields:
             await repo.update_model(tx, ids["model", change.name].id, {"aliases": []})
     await upsert("model")
+    await upsert("adapter")  # after the models they name
     await remove("deployment")
     await remove("provider")
 

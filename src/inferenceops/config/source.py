@@ -26,15 +26,17 @@ from inferenceops.config.spec import (
     ProviderSpec,
     build_platform,
 )
+from inferenceops.config.spec.adapters import AdapterSpec
 from inferenceops.guardrails.spec import GuardrailsSpec
 from inferenceops.metering.prices import model_prices
 from inferenceops.store.errors import StoreError
 from inferenceops.store.records import CatalogData
+from inferenceops.store.repo.adapters import adapter_spec
 from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, price_entry, provider_spec
 
 log = logging.getLogger("inferenceops.control")
 R = TypeVar("R")
-S = TypeVar("S", ProviderSpec, DeploymentSpec, ModelSpec)
+S = TypeVar("S", ProviderSpec, DeploymentSpec, ModelSpec, AdapterSpec)
 
 
 def platform_from_store(data: CatalogData, static: StaticPolicy, *, loopback_base_url: str,
@@ -46,12 +48,16 @@ def platform_from_store(data: CatalogData, static: StaticPolicy, *, loopback_bas
                           lambda d: d.provider, {p.name for p in providers})
     models = _usable(data.models, model_spec, "model", lambda m: m.deployment,
                      {d.name for d in deployments})
+    adapters = _usable(data.adapters, adapter_spec, "adapter", lambda a: a.base_model,
+                       {m.name for m in models})
     spec = PlatformSpec.model_construct(  # every part was validated on its own
         currency=static.currency, providers=providers, deployments=deployments, models=models,
+        adapters=adapters,
         teams=list(static.teams), limits=list(static.limits), budgets=list(static.budgets),
         guardrails=static.guardrails or GuardrailsSpec())  # the platform file's, as it is
     keys = {row.name: row.api_key for row in data.providers if row.api_key}
     created = {row.name: int(row.created_at.timestamp()) for row in data.models}
+    created.update((row.name, int(row.created_at.timestamp())) for row in data.adapters)
     # Whole schedules, history included: a request that started before a change is priced by
     # the entry in force then, whichever snapshot settles it.
     served = {m.name for m in models}

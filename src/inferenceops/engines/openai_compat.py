@@ -38,6 +38,8 @@ from inferenceops.errors import (
 from inferenceops.platform import Deployment, Replica
 
 _ENDPOINTS = ("chat/completions", "completions", "embeddings")
+#: vLLM's runtime LoRA endpoints (``VLLM_ALLOW_RUNTIME_LORA_UPDATING``), for ``routing.adapters``.
+LORA_ACTIONS = ("load_lora_adapter", "unload_lora_adapter")
 
 
 class UpstreamAnswer(NamedTuple):
@@ -147,7 +149,7 @@ class OpenAICompatClient:
                                 connect_timeout_s=d.timeouts.connect_s)
                 pools[replica.id] = pool
                 root = urlsplit(replica.base_url).path.rstrip("/")
-                for endpoint in _ENDPOINTS:
+                for endpoint in (*_ENDPOINTS, *LORA_ACTIONS):
                     path = f"{root}/{endpoint}"
                     heads[replica.id, endpoint] = (
                         f"POST {path} HTTP/1.1\r\nHost: {pool.host_header}\r\n"
@@ -223,6 +225,22 @@ class OpenAICompatClient:
         except (TimeoutError, HTTPClientError) as exc:
             raise _translate(exc, deployment) from None
         return UpstreamResponse(conn, deployment, replica, deadline)
+
+    async def lora(self, deployment: Deployment, replica: Replica, action: str, body: bytes,
+                   timeout_s: float) -> tuple[int, bytes]:
+        """POST ``body`` to the replica's ``/v1/<action>`` (``LORA_ACTIONS``): its status and
+        body (at most ``ERROR_BODY_BYTES``), whatever the status. Both actions may be sent
+        again (loading what is loaded, or unloading what is gone, is refused harmlessly), so a
+        stale keep-alive connection is retried. A transport failure or ``timeout_s`` passing
+        raises the typed upstream error."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                conn = await self._exchange(replica, action, body, idempotent=True)
+                status = conn.status
+                payload, _ = await conn.read_body(self._error_body_bytes)
+        except (TimeoutError, HTTPClientError) as exc:
+            raise _translate(exc, deployment) from None
+        return status, payload
 
     async def _refuse_failures(self, conn: Connection, deployment: str) -> None:
         """Raise the typed error for an answer that is not a success; the connection then

@@ -57,7 +57,7 @@ async def get_model(state: GatewayState, model_id: str, facts: RequestFacts, sen
     snapshot = state.snapshot
     key = authenticate(snapshot.identity, state.hasher, facts.authorization, time.time())
     card = (snapshot.catalog.model_card_json(model_id)
-            if snapshot.visible_model(key, model_id) else None)
+            if snapshot.visible(key, model_id) else None)
     if card is None:
         raise ModelNotFound(f"The model '{model_id}' does not exist or you do not have access "
                             "to it.", param="model")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inferenceops.metering.usage import Usage
-from inferenceops.platform import ApiKey, Deployment, Endpoint, Model
+from inferenceops.platform import Adapter, ApiKey, Deployment, Endpoint, Model
 from inferenceops.platform.priority import Priority
 from inferenceops.values import fresh_id
 
@@ -55,7 +55,7 @@ class RequestFacts:
                  "body_source", "started", "upstream_s", "key", "request", "model", "priority",
                  "admission", "outcome", "response_headers", "error", "body_size",
                  "prompt_tokens", "batch", "guardrails", "guardrail_findings", "usage_record",
-                 "retention", "answer", "capture", "deployment")
+                 "retention", "answer", "capture", "deployment", "adapter")
 
     def __init__(self, endpoint: Endpoint | None, request_id: bytes, *,
                  authorization: bytes | None = None, content_length: bytes | None = None,
@@ -78,6 +78,9 @@ class RequestFacts:
         #: The deployment the model's split sent it to (*authorize*): admission's gate, and
         #: the first the request is forwarded to (its fallbacks after it).
         self.deployment: Deployment | None = None
+        #: The LoRA adapter the request names (*authorize*; ``model`` is then its base model):
+        #: routed to a replica holding it (``routing.adapters``) and metered to it.
+        self.adapter: Adapter | None = None
         self.priority = Priority.INTERACTIVE
         self.admission: Admission | None = None
         self.outcome = Outcome()

@@ -25,6 +25,15 @@ how many content events a cut-off stream sent. An answer that is not one (an
 error, a redirect, a body that is not JSON or too large) reached the engine
 and used nothing: settle charges nothing for it.
 
+A request for a LoRA adapter (``facts.adapter``) is kept to the replicas holding it
+(``routing.AdapterAffinity``) and holds it from before it is sent until its answer ends
+(``AdapterResidency.acquire``: loads it first when none holds it; 502 ``adapter_load_failed``
+when that fails; a replica whose slots all serve requests is passed over, and when every
+replica is, 503 ``adapter_slots_busy``). Its body names the adapter as the engine knows it
+(the same name: no rewrite). An engine that answers 404 lost the adapter (it restarted, or
+another gateway process unloaded it): the request did not start, so the adapter is loaded again
+and the request sent once more — once.
+
 What a caller learns of an engine's failure: every upstream error carries the
 request id (``error.request_id``); what the engine said (``UpstreamError.detail``,
 already redacted of secrets) is logged under that id, and shown as
@@ -49,6 +58,7 @@ from inferenceops.engines.openai_compat import OpenAICompatClient, UpstreamRespo
 from inferenceops.engines.redaction import SSEErrorScrubber
 from inferenceops.error_shape import sse_error_event
 from inferenceops.errors import (
+    AdapterSlotsBusy,
     InferenceOpsError,
     NoReplicaAvailable,
     UpstreamClientError,
@@ -65,6 +75,7 @@ from inferenceops.pipeline.sink import ClientGone, ResponseSink
 from inferenceops.platform import ApiKey, Deployment, Endpoint
 from inferenceops.platform.identity import PLATFORM_ADMIN, SCOPE_ADMIN
 from inferenceops.routing import RouteFacts, Router
+from inferenceops.routing.adapters import AdapterAffinity, AdapterResidency, EngineLoader
 from inferenceops.routing.health import FleetHealth, label_value
 from inferenceops.routing.retry import BUSY, Retry, RetryPolicy, Verdict, judge
 
@@ -92,12 +103,15 @@ class Forwarder:
     """Sends a parsed request to its deployment and its answer to the sink."""
 
     __slots__ = ("_client", "_router", "_filters", "health", "retry", "_random", "retries",
-                 "refused", "fallbacks")
+                 "refused", "fallbacks", "adapters")
 
     def __init__(self, client: OpenAICompatClient, router: Router,
                  filters: FilterFactory | None = None, *, health: FleetHealth | None = None,
-                 retry: RetryPolicy | None = None, rng: random.Random | None = None) -> None:
+                 retry: RetryPolicy | None = None, rng: random.Random | None = None,
+                 adapters: AdapterResidency | None = None) -> None:
         self._client = client
+        #: Which LoRA adapters this process loaded where (``routing.adapters``).
+        self.adapters = adapters if adapters is not None else AdapterResidency(EngineLoader(client))
         self._router = router
         self._filters = filters if filters is not None else output_filters
         self.health = health if health is not None else FleetHealth()
@@ -119,9 +133,11 @@ class Forwarder:
         had_options = "stream_options" in doc
         if request.stream:
             tap = UsageTap(hide_usage_chunk=not request_stream_usage(doc))
-        rewrite = request.model != deployment.served_model
+        adapter = facts.adapter
+        engine_model = deployment.served_model if adapter is None else adapter.name
+        rewrite = request.model != engine_model
         if rewrite:
-            doc["model"] = deployment.served_model
+            doc["model"] = engine_model
         if deployment.engine_priority:
             # The engine orders its queue by this (vLLM's priority scheduling): the gateway's
             # service class, never the caller's own value (which could jump everyone).
@@ -140,20 +156,42 @@ class Forwarder:
         client = self._client
         health = self.health
         strategy = self._router.strategy(deployment)
+        if adapter is not None:
+            strategy = AdapterAffinity(strategy, self.adapters)
         idempotent = endpoint is Endpoint.EMBEDDINGS  # re-sending one changes nothing
         tried: set[str] = set()
         backoffs = 0
+        reloaded = False  # an adapter the engine lost is loaded again once per request
+        slots_busy: AdapterSlotsBusy | None = None  # a replica had no slot: try the others
         last: InferenceOpsError | None = None
         while True:
             chosen = health.pick(strategy, deployment, route, tried)
             if chosen is None:
+                if slots_busy is not None:
+                    raise slots_busy
                 raise self._none_left(facts, deployment, request.model, last, reveal)
             replica, trial = chosen
             strategy.acquire(replica)
             outcome.replica = replica.id
             judged = False
+            holding = False
             started = time.perf_counter()
             try:
+                if adapter is not None:
+                    try:
+                        await self.adapters.acquire(deployment, replica, adapter)
+                    except AdapterSlotsBusy as busy:
+                        slots_busy = busy
+                        tried.add(replica.id)
+                        judged = True  # the replica did nothing wrong
+                        continue
+                    except UpstreamError as exc:
+                        tell(exc, facts, replica.id, reveal)
+                        raise
+                    finally:
+                        facts.upstream_s += time.perf_counter() - started
+                    holding = True
+                    started = time.perf_counter()
                 try:
                     if request.stream:
                         upstream = await client.open_stream(deployment, replica, endpoint.value,
@@ -162,6 +200,11 @@ class Forwarder:
                         answer = await client.complete(deployment, replica, endpoint.value, body,
                                                        idempotent=idempotent)
                 except InferenceOpsError as exc:
+                    if adapter is not None and not reloaded and _lost_adapter(exc):
+                        reloaded = True  # the engine does not have it: load it, send again
+                        judged = True
+                        self.adapters.forget(replica.id, adapter.name)
+                        continue
                     verdict = judge(exc)
                     self._note(replica.id, verdict)
                     judged = True
@@ -203,6 +246,9 @@ class Forwarder:
                     outcome.first_byte_s = time.perf_counter() - facts.started
                 return
             finally:
+                if holding:
+                    assert adapter is not None
+                    self.adapters.release(replica.id, adapter.name)
                 strategy.release(replica)
                 if trial and not judged:
                     health.abandoned(replica.id)
@@ -298,7 +344,7 @@ class Forwarder:
                   "# TYPE inferenceops_fallbacks_total counter"]
         lines += [f'inferenceops_fallbacks_total{{model="{label_value(m)}",'
                   f'deployment="{label_value(d)}"}} {n}' for (m, d), n in sorted(self.fallbacks.items())]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.adapters.render_metrics()
 
     def _chain(self, facts: RequestFacts, tap: UsageTap) -> FilterChain:
         """Redaction of in-band errors first, then any extra filters (guardrails; the capture of
@@ -364,6 +410,12 @@ class Forwarder:
             upstream.release()
             outcome.usage = tap.usage
             outcome.streamed_events = tap.estimated_completion_tokens()
+
+
+def _lost_adapter(exc: InferenceOpsError) -> bool:
+    """An engine's 404 to a request for an adapter: it does not hold the adapter (any more).
+    Refused before any work started, so sending the request again is safe."""
+    return isinstance(exc, UpstreamClientError) and exc.status == 404
 
 
 _ASK_FOR_USAGE = b'{"stream_options":{"include_usage":true},'

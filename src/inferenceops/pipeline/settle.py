@@ -138,7 +138,8 @@ def _record(facts: RequestFacts, usage: Usage, reported: bool, cost: int,
         tokens_reported=reported, cost_nanos=cost, status=status, error_code=code,
         guardrails=None if not facts.guardrail_findings else _guardrails(facts),
         latency_ms=round((now - facts.started) * 1000.0, 3),
-        first_byte_ms=None if outcome.first_byte_s is None else round(outcome.first_byte_s * 1000.0, 3))
+        first_byte_ms=None if outcome.first_byte_s is None else round(outcome.first_byte_s * 1000.0, 3),
+        adapter=facts.adapter.name if facts.adapter is not None else None)
 
 
 def _guardrails(facts: RequestFacts) -> str:

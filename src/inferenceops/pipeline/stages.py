@@ -86,21 +86,25 @@ async def authorize(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
                     sink: ResponseSink) -> None:
     """The model must exist *and be granted* to the key, and serve this endpoint.
 
-    A model the caller may not use is reported exactly like one that does not exist.
+    A model the caller may not use is reported exactly like one that does not exist. A
+    LoRA adapter's name (granted like a model's) stands for its base model, on the model's
+    primary deployment: a canary deployment may not serve the adapter.
     Then the request's service class: a background-only key's requests are background
     work, and such a key may not ask for interactive service.
     """
     key, request, endpoint = facts.key, facts.request, facts.endpoint
     assert key is not None and request is not None and endpoint is not None
-    model = snapshot.visible_model(key, request.model)
-    if model is None:
+    visible = snapshot.visible(key, request.model)
+    if visible is None:
         raise ModelNotFound(f"The model '{request.model}' does not exist or you do not have "
                             "access to it.", param="model")
+    model, adapter = visible
     if endpoint not in model.endpoints:
         raise InvalidRequest(f"The model '{request.model}' does not support /v1/{endpoint.value}.",
                              param="model", code="unsupported_endpoint")
     facts.model = model
-    facts.deployment = model.deployment if model.split is None else \
+    facts.adapter = adapter
+    facts.deployment = model.deployment if model.split is None or adapter is not None else \
         model.split.pick(session_of(facts), random.random)
     header = facts.priority_header
     priority = Priority.INTERACTIVE
@@ -154,7 +158,8 @@ async def route_and_forward(p: Pipeline, snapshot: Snapshot, facts: RequestFacts
 
     When the deployment could not take the request — and provably no engine started on it
     (``falls_back``) — the model's fallbacks are tried in order; a fallback to another model
-    only if the key may use that model, which then prices and names the request.
+    only if the key may use that model, which then prices and names the request. A request
+    for an adapter has no fallback: another deployment or model would not have the adapter.
     """
     model, request, endpoint = facts.model, facts.request, facts.endpoint
     assert model is not None and request is not None and endpoint is not None
@@ -164,7 +169,7 @@ async def route_and_forward(p: Pipeline, snapshot: Snapshot, facts: RequestFacts
         await p.forwarder.forward(facts, deployment, endpoint, request, route, sink)
         return
     except InferenceOpsError as refused:
-        if not model.fallbacks or not falls_back(refused, sink):
+        if not model.fallbacks or facts.adapter is not None or not falls_back(refused, sink):
             raise
         failed = refused
     key = facts.key
@@ -219,4 +224,5 @@ def route_facts(facts: RequestFacts) -> RouteFacts:
     return RouteFacts(priority=facts.priority,
                       estimated_tokens=(facts.prompt_tokens or fallback_tokens(facts.body_size))
                       + (request.max_tokens or 0),
+                      adapter=facts.adapter.name if facts.adapter is not None else None,
                       session=session, doc=request.doc)

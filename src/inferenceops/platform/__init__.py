@@ -1,6 +1,7 @@
 """Domain types of the platform: pure data, no I/O, imports nothing of ours."""
 
 from inferenceops.platform.catalog import (
+    Adapter,
     Catalog,
     Deployment,
     Endpoint,
@@ -13,5 +14,5 @@ from inferenceops.platform.identity import ApiKey, Identity, Principal
 from inferenceops.platform.keys import KeyHasher
 from inferenceops.platform.snapshot import Snapshot
 
-__all__ = ["ApiKey", "Catalog", "Deployment", "Endpoint", "Identity", "KeyHasher", "Model",
+__all__ = ["Adapter", "ApiKey", "Catalog", "Deployment", "Endpoint", "Identity", "KeyHasher", "Model",
            "Principal", "QueueSettings", "Replica", "Snapshot", "Timeouts"]

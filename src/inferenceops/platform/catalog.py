@@ -1,4 +1,4 @@
-"""What the platform serves: models, the deployments behind them, their replicas.
+"""What the platform serves: models, the deployments behind them, their replicas, adapters.
 
 These are immutable values, gathered in a ``Catalog`` that is part of every
 ``Snapshot`` the data plane reads. Nothing here does I/O.
@@ -78,6 +78,8 @@ class Deployment:
     #: Whether readiness probes (GET /health, /v1/models) run against its replicas: self-hosted
     #: engines yes; an external provider (a deployment naming a ``provider``) no.
     probed: bool = True
+    #: LoRA adapters the gateway keeps loaded on each replica at once (``routing.adapters``).
+    max_loras: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,18 +143,44 @@ class Model:
                 "owned_by": self.owned_by}
 
 
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    """A LoRA adapter on a base model: requests naming it go to the model's primary deployment,
+    to a replica where the gateway has it loaded (``routing.adapters``) under ``name`` — the
+    name the engine knows it by too — from ``source`` (vLLM's ``lora_path``)."""
+
+    name: str
+    model: Model
+    source: str
+    created: int = 0
+
+    def card(self) -> dict[str, object]:
+        """As vLLM lists a LoRA: ``parent`` is the base model (``root`` too: the source path
+        is the platform's business, not the caller's)."""
+        return {"id": self.name, "object": "model", "created": self.created,
+                "owned_by": self.model.owned_by, "root": self.model.name,
+                "parent": self.model.name}
+
+
 class Catalog:
-    """Every served model by public name and alias, looked up by dict access."""
+    """Every served model by public name and alias, and every adapter, by dict access."""
 
-    __slots__ = ("_by_name", "models", "deployments", "_cards_json")
+    __slots__ = ("_by_name", "models", "deployments", "_cards_json", "adapters")
 
-    def __init__(self, models: list[Model]) -> None:
+    def __init__(self, models: list[Model], adapters: list[Adapter] | tuple[Adapter, ...] = ()) -> None:
         by_name: dict[str, Model] = {}
         for model in models:
             for name in (model.name, *model.aliases):
                 if name in by_name:
                     raise ValueError(f"model name or alias {name!r} is used twice")
                 by_name[name] = model
+        named: dict[str, Adapter] = {}
+        for adapter in adapters:
+            if adapter.name in by_name or adapter.name in named:
+                raise ValueError(f"adapter name {adapter.name!r} is already used")
+            named[adapter.name] = adapter
+        #: Every adapter by name (names never clash with models' names and aliases).
+        self.adapters: Mapping[str, Adapter] = MappingProxyType(named)
         self._by_name: Mapping[str, Model] = MappingProxyType(by_name)
         self.models: tuple[Model, ...] = tuple(models)
         served: dict[str, Deployment] = {}
@@ -164,12 +192,15 @@ class Catalog:
                 served[fallback.deployment.name] = fallback.deployment
         #: Every deployment a model may send requests to (primary, canary or fallback).
         self.deployments: Mapping[str, Deployment] = MappingProxyType(served)
-        self._cards_json: Mapping[str, bytes] = MappingProxyType(
-            {name: orjson.dumps(m.card()) for name, m in by_name.items()}
-        )
+        cards = {name: orjson.dumps(m.card()) for name, m in by_name.items()}
+        cards.update((name, orjson.dumps(a.card())) for name, a in named.items())
+        self._cards_json: Mapping[str, bytes] = MappingProxyType(cards)
 
     def model(self, name: str) -> Model | None:
         return self._by_name.get(name)
+
+    def adapter(self, name: str) -> Adapter | None:
+        return self.adapters.get(name)
 
     def model_card_json(self, name: str) -> bytes | None:
         return self._cards_json.get(name)

@@ -11,7 +11,10 @@ an external provider is judged by its answers alone), asks at once, within
 * ``GET <base_url>/models`` — the model is loaded and the API answers: 200
   whose ``data`` lists the deployment's ``served_model`` (when it lists ids).
 
-A replica is ready when neither failed and at least one said 200. The verdict
+A replica is ready when neither failed and at least one said 200. The model list also
+names the LoRA adapters the replica holds (entries with a ``parent``): they go to the
+adapter residency record (``AdapterResidency.observed``), which so learns that a restarted
+replica holds none, or what another gateway process loaded there. The verdict
 goes to ``FleetHealth.probed``: a success turns an OPEN breaker HALF_OPEN and
 closes a HALF_OPEN one (so a restarted engine is back within about one
 interval), a failure counts like a failed request. Each round also runs
@@ -33,6 +36,7 @@ import orjson
 from inferenceops import __version__
 from inferenceops.engines.http1 import HTTPClientError, Pool
 from inferenceops.platform import Deployment, Replica
+from inferenceops.routing.adapters import AdapterResidency
 from inferenceops.routing.health import FleetHealth
 from inferenceops.routing.replica_poller import ReplicaPoller
 from inferenceops.routing.scraper import metrics_url
@@ -53,11 +57,13 @@ def health_url(base_url: str) -> str:
 
 
 class _Target:
-    __slots__ = ("pool", "health_head", "models_head", "served_model")
+    __slots__ = ("pool", "health_head", "models_head", "served_model", "max_loras", "adapters")
 
     def __init__(self, replica: Replica, deployment: Deployment, timeout_s: float) -> None:
         self.pool = Pool(replica.base_url, max_connections=1, connect_timeout_s=timeout_s)
         self.served_model = deployment.served_model
+        self.max_loras = deployment.max_loras
+        self.adapters: set[str] | None = None  # what the last model list named as adapters
         auth = f"Authorization: Bearer {deployment.api_key}\r\n" if deployment.api_key else ""
         common = (f"Host: {self.pool.host_header}\r\nUser-Agent: inferenceops/{__version__}\r\n"
                   f"Accept: application/json\r\nAccept-Encoding: identity\r\n{auth}\r\n")
@@ -72,17 +78,18 @@ class ReadinessProber(ReplicaPoller[_Target]):
 
     def __init__(self, deployments: Callable[[], Iterable[Deployment]], health: FleetHealth, *,
                  interval_s: float = 2.0, timeout_s: float = 1.0,
-                 name: str = "readiness-probes") -> None:
+                 name: str = "readiness-probes", adapters: AdapterResidency | None = None) -> None:
         super().__init__(deployments, interval_s=interval_s, timeout_s=timeout_s, name=name,
                          what="probe")
         self.health = health
+        self.adapters = adapters
         self._down: set[str] = set()  # replicas whose last probe failed (logged once per change)
 
     def polled(self, deployment: Deployment) -> bool:
         return deployment.probed
 
     def target_key(self, deployment: Deployment, replica: Replica) -> Hashable:
-        return replica.base_url, deployment.served_model, deployment.api_key
+        return replica.base_url, deployment.served_model, deployment.api_key, deployment.max_loras
 
     def target(self, deployment: Deployment, replica: Replica) -> _Target:
         return _Target(replica, deployment, self.timeout_s)
@@ -99,6 +106,9 @@ class ReadinessProber(ReplicaPoller[_Target]):
             why = None if result is None else str(result)
             out[replica_id] = why
             self.health.probed(replica_id, why is None, why or "")
+            listed = targets[replica_id].adapters
+            if why is None and listed is not None and self.adapters is not None:
+                self.adapters.observed(replica_id, listed, targets[replica_id].max_loras)
             if why is None and replica_id in self._down:
                 self._down.discard(replica_id)
                 log.info("replica %s is ready again", replica_id)
@@ -111,6 +121,7 @@ class ReadinessProber(ReplicaPoller[_Target]):
         return out
 
     async def _probe(self, target: _Target) -> None:
+        target.adapters = None
         try:
             async with asyncio.timeout(self.timeout_s):
                 health_status, _ = await self._get(target, target.health_head, 4096)
@@ -128,6 +139,7 @@ class ReadinessProber(ReplicaPoller[_Target]):
         if models_status != 200:
             raise ProbeFailed(f"/v1/models answered {models_status}")
         listed = _model_ids(body)
+        target.adapters = _adapter_ids(body)
         if listed is not None and target.served_model not in listed:
             raise ProbeFailed(f"/v1/models does not list {target.served_model!r}")
         return None
@@ -140,8 +152,8 @@ class ReadinessProber(ReplicaPoller[_Target]):
         return status, body
 
 
-def _model_ids(body: bytes) -> set[str] | None:
-    """The ids an OpenAI model list names, or None when it is not one."""
+def _listed(body: bytes) -> list[dict[str, Any]] | None:
+    """The entries of an OpenAI model list, or None when it is not one."""
     try:
         doc: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -149,4 +161,16 @@ def _model_ids(body: bytes) -> set[str] | None:
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
         return None
-    return {m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)}
+    return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
+def _model_ids(body: bytes) -> set[str] | None:
+    """The ids an OpenAI model list names, or None when it is not one."""
+    listed = _listed(body)
+    return None if listed is None else {m["id"] for m in listed}
+
+
+def _adapter_ids(body: bytes) -> set[str] | None:
+    """The LoRA adapters an OpenAI model list names (vLLM lists each with its ``parent``)."""
+    listed = _listed(body)
+    return None if listed is None else {m["id"] for m in listed if m.get("parent")}

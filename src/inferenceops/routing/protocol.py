@@ -31,7 +31,7 @@ class RouteFacts:
 
     priority: Priority = Priority.INTERACTIVE
     estimated_tokens: int = 0
-    adapter: str | None = None  # a LoRA adapter the request names (later: governed adapters)
+    adapter: str | None = None  # the LoRA adapter the request names (``routing.adapters``)
     session: str | None = None  # a caller-chosen affinity key (the ``user`` field, today)
     doc: dict[str, Any] | None = field(default=None, repr=False)  # the parsed body, for prefix_hash
     _prefix: int | None = field(default=None, repr=False)

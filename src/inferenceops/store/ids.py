@@ -18,6 +18,7 @@ INVITATION = "inv"
 SIGN_IN_LINK = "lnk"
 FILE = "file"
 GUARDRAIL_POLICY, GUARDRAIL_ATTACHMENT = "grp", "gra"
+ADAPTER = "lora"
 
 RANDOM_CHARS = 20
 

@@ -261,6 +261,7 @@ class DeploymentRecord:
     updated_at: datetime
     gpu_cost: dict[str, Any] | None = None  # ``GpuCostSpec`` as JSON
     scheduling_policy: str = "fcfs"
+    max_loras: int | None = None  # None: the default (``DeploymentSpec.max_loras``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +313,23 @@ class CatalogData:
     providers: tuple[ProviderRecord, ...]
     deployments: tuple[DeploymentRecord, ...]
     models: tuple[ModelRecord, ...]
+    adapters: tuple[AdapterRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterRecord:
+    """A stored LoRA adapter (``tables_adapters.Adapter``): ``AdapterSpec``'s fields, its base
+    model by id and by (current) name."""
+
+    id: str
+    name: str
+    model_id: str
+    base_model: str
+    source: str
+    description: str
+    managed_by: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -369,6 +369,8 @@ class Deployment(Base):
     gpu_cost: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
     queue: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     managed_by: Mapped[str | None] = mapped_column(Text)
+    # LoRA adapters kept loaded per replica (``DeploymentSpec.max_loras``); NULL: the default.
+    max_loras: Mapped[int | None] = mapped_column(Integer)
 
 
 class Model(Base):
@@ -588,6 +590,10 @@ class ControlState(Base):
 
 
 metadata = Base.metadata
+
+# LoRA adapters on the models (``config.spec.adapters``), declared on ``Base`` in their own
+# module (imported last, so that ``metadata`` holds them wherever this module is imported).
+from inferenceops.store import tables_adapters as _tables_adapters  # noqa: E402, F401
 
 # The Batch API's tables, declared on ``Base`` in their own module (imported last, so that
 # ``metadata`` holds them wherever this module is imported).

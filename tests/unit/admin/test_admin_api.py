@@ -182,6 +182,17 @@ class World:
                 await repo.grant(tx, self.ids[granted_to], model.name)
         return model.id
 
+    async def fresh_adapter(self, granted_to: str | None = "A") -> str:
+        """An adapter on a new model, its name granted to team ``granted_to`` (None: to none)."""
+        model_id = await self.fresh_model(granted_to=None)
+        async with self.db.transaction() as tx:
+            model = await repo.get_model(tx, model_id)
+            adapter = await repo.create_adapter(tx, {"name": self.unique("lora"),
+                                                     "base_model": model.name, "source": "/l"})
+            if granted_to is not None:
+                await repo.grant(tx, self.ids[granted_to], adapter.name)
+        return adapter.id
+
     async def audit_tail(self) -> int:
         async with self.db.read() as tx:
             page = await list_audit(tx, limit=1000)
@@ -415,7 +426,7 @@ def _catalog(kind: str, suffix: str = "", body: Any = None, **options: Any) -> M
     """A path to a fresh provider, deployment or model (``options`` for its maker)."""
     async def make(w: World) -> tuple[str, Any]:
         fresh = {"providers": w.fresh_provider, "deployments": w.fresh_deployment,
-                 "models": w.fresh_model}[kind]
+                 "models": w.fresh_model, "adapters": w.fresh_adapter}[kind]
         return f"{V1}/{kind}/{await fresh(**options)}{suffix}", body
     return make
 
@@ -449,6 +460,12 @@ async def _create_model(w: World) -> tuple[str, Any]:
         deployment = (await repo.get_deployment(tx, await w.fresh_deployment())).name
     return f"{V1}/models", {"name": w.unique("model"), "deployment": deployment, "aliases": [
         w.unique("alias")]}
+
+
+async def _create_adapter(w: World) -> tuple[str, Any]:
+    async with w.db.read() as tx:
+        model = (await repo.get_model(tx, await w.fresh_model())).name
+    return f"{V1}/adapters", {"name": w.unique("lora"), "base_model": model, "source": "/loras/x"}
 
 
 async def _scheduled_price(w: World) -> tuple[str, Any]:
@@ -676,6 +693,18 @@ CASES = [
          "201 403 403 403 403 403 403 403"),
     Case("prices.delete", "DELETE", "/models/{model_id}/prices/{price_id}", _scheduled_price,
          "204 403 403 403 403 403 403 403"),
+    # Adapters: as models (team roles read the ones granted to their teams; admins change them).
+    Case("adapters.list", "GET", "/adapters", fixed(f"{V1}/adapters"),
+         "200 200 200 200 200 200 200 200"),
+    Case("adapters.create", "POST", "/adapters", _create_adapter, "201 403 403 403 403 403 403 403"),
+    Case("adapters.get granted to A", "GET", "/adapters/{adapter_id}", _catalog("adapters"),
+         "200 200 200 200 200 200 404 200"),
+    Case("adapters.get granted to none", "GET", "/adapters/{adapter_id}",
+         _catalog("adapters", granted_to=None), "200 200 200 404 404 404 404 404"),
+    Case("adapters.patch", "PATCH", "/adapters/{adapter_id}",
+         _catalog("adapters", body={"description": "tone"}), "200 403 403 403 403 403 403 403"),
+    Case("adapters.delete", "DELETE", "/adapters/{adapter_id}", _catalog("adapters"),
+         "204 403 403 403 403 403 403 403"),
     # Config as code changes the catalog: platform admins only (catalog:write).
     Case("apply", "POST", "/apply", _apply, "200 403 403 403 403 403 403 403", per_change=True),
     # Usage reports: platform roles see everything, owners their team, members and viewers the
@@ -755,7 +784,7 @@ async def test_route_by_role(world: World, case: Case, role: str) -> None:
             assert entry.actor == world.actors[role] and entry.source == CLIENT
             assert entry.action.split(".")[0] in {
                 "team", "member", "user", "service_account", "key", "grant", "limit", "budget",
-                "provider", "deployment", "model", "invitation", "guardrail_policy",
+                "provider", "deployment", "model", "adapter", "invitation", "guardrail_policy",
                 "guardrail_attachment", "retained_bodies"}
             assert "secret" not in orjson.dumps([entry.before, entry.after]).decode()
 
@@ -768,7 +797,7 @@ def _api_routes() -> set[tuple[str, str]]:
 
 
 async def test_every_route_has_a_matrix_row() -> None:
-    assert len(_api_routes()) == 81
+    assert len(_api_routes()) == 86
     assert _api_routes() == {(c.method, c.route) for c in CASES}
 
 

@@ -24,7 +24,7 @@ TABLES = {"teams", "users", "service_accounts", "memberships", "api_keys", "gran
           "alembic_version", "invitations", "usage_records", "sign_in_links", "usage_rollups",
           "usage_rollup_state", "model_prices", "files", "batches",
           "batch_requests", "guardrail_policies", "guardrail_attachments",
-          "team_retention", "retained_bodies"}
+          "team_retention", "retained_bodies", "adapters"}
 
 
 async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]:
@@ -42,7 +42,7 @@ async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]
 async def test_upgrade_creates_every_table_and_is_idempotent(fresh: FreshDatabases) -> None:
     url = await fresh.new()
     assert await current(url) is None
-    assert await upgrade(url) == head() == "0021"
+    assert await upgrade(url) == head() == "0022"
     assert await upgrade(url) == head()  # second run: a no-op
     assert await current(url) == head()
     tables, versions, state = await _schema(url)

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from inferenceops.admin.api import (
+    routes_adapters,
     routes_apply,
     routes_audit,
     routes_budgets,
@@ -58,7 +59,7 @@ ROUTERS = (routes_audit.router, routes_teams.router, routes_users.router,
            routes_limits.router, routes_budgets.router, routes_providers.router,
            routes_deployments.router, routes_models.router, routes_apply.router,
            routes_invitations.router, routes_usage.router, routes_chargeback.router,
-           routes_guardrails.router, routes_retention.router)
+           routes_guardrails.router, routes_retention.router, routes_adapters.router)
 
 
 class AdminApp(FastAPI):

@@ -28,7 +28,7 @@ class ApplyFile(BaseModel):
 
 class ChangeOut(BaseModel):
     action: Literal["create", "update", "delete"]
-    kind: Literal["provider", "deployment", "model"]
+    kind: Literal["provider", "deployment", "model", "adapter"]
     name: str
     fields: list[str] = Field(description="What an update changes (dotted for nested fields)")
     adopt: bool = Field(description="A row made through the admin API that the file now manages")

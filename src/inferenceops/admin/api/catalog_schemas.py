@@ -1,4 +1,5 @@
-"""Request and response bodies of the catalog routes (providers, deployments, models). No I/O.
+"""Request and response bodies of the catalog routes (providers, deployments, models, adapters).
+No I/O.
 
 A create body *is* the platform YAML's spec as JSON (``config.spec.ProviderSpec``, ``DeploymentSpec``,
 ``ModelSpec``): the same fields, defaults and rules, so a block of ``platform.yaml`` can be
@@ -33,11 +34,18 @@ from inferenceops.config.spec import (
     TimeoutsSpec,
     Url,
 )
+from inferenceops.config.spec.adapters import AdapterName, AdapterSpec
 from inferenceops.config.spec.routes import MAX_CANARIES, MAX_FALLBACKS, CanarySpec, FallbackSpec
 from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Instant, PriceSpec
-from inferenceops.store.records import DeploymentRecord, ModelRecord, PriceRecord, ProviderRecord
-from inferenceops.store.repo import deployment_spec, model_spec
+from inferenceops.store.records import (
+    AdapterRecord,
+    DeploymentRecord,
+    ModelRecord,
+    PriceRecord,
+    ProviderRecord,
+)
+from inferenceops.store.repo import adapter_spec, deployment_spec, model_spec
 from inferenceops.store.repo.catalog import MAX_API_KEY_CHARS
 from inferenceops.store.repo.catalog_specs import price_entry
 
@@ -118,6 +126,7 @@ class DeploymentPatch(_Patch):
                      "session_affinity"] | None = None
     scheduling_policy: Literal["fcfs", "priority"] | None = None
     gpu_cost: GpuCostSpec | None = None
+    max_loras: int | None = None
 
 
 class DeploymentOut(DeploymentSpec):
@@ -251,3 +260,32 @@ class DrainedOut(BaseModel):
 
     replica: str
     drained: list[str]
+
+
+# ---- adapters ---------------------------------------------------------------------------------
+
+AdapterCreate = AdapterSpec
+
+
+class AdapterPatch(_Patch):
+    name: AdapterName | None = None
+    base_model: AdapterName | None = None
+    source: str | None = None
+    description: str | None = None
+
+
+class AdapterOut(AdapterSpec):
+    """The adapter's spec, and the row's bookkeeping (its base model's id too)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    base_model_id: str
+    managed_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, r: AdapterRecord) -> AdapterOut:
+        return cls(**adapter_spec(r).model_dump(), id=r.id, base_model_id=r.model_id,
+                   managed_by=r.managed_by, created_at=r.created_at, updated_at=r.updated_at)

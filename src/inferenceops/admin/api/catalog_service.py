@@ -53,8 +53,8 @@ def _cipher(ctx: AdminContext) -> CredentialCipher:
     return ctx.cipher
 
 
-async def _granted(tx: AsyncSession, access: Access) -> set[str]:
-    """The model names granted to the teams where the caller holds ``catalog:read``."""
+async def granted_names(tx: AsyncSession, access: Access) -> set[str]:
+    """The model (and adapter) names granted to the teams where the caller holds ``catalog:read``."""
     return {g.model for team in access.teams for g in await repo.list_grants(tx, team)}
 
 
@@ -228,7 +228,7 @@ async def list_models(ctx: AdminContext, access: Access, *, name: str | None, de
                       after: str | None) -> s.Page[c.ModelOut]:
     """Platform roles: every model. Team roles: the models granted to their teams."""
     async with ctx.db.read() as tx:
-        names = None if access.everywhere else await _granted(tx, access)
+        names = None if access.everywhere else await granted_names(tx, access)
         if names is not None and deployment is not None:
             raise PermissionDenied("Your roles do not allow filtering models by deployment")
         return page_of(await repo.list_models(
@@ -239,7 +239,7 @@ async def list_models(ctx: AdminContext, access: Access, *, name: str | None, de
 async def get_model(ctx: AdminContext, access: Access, model_id: str) -> c.ModelOut:
     async with ctx.db.read() as tx:
         model = await repo.get_model(tx, model_id)
-        if not access.everywhere and model.name not in await _granted(tx, access):
+        if not access.everywhere and model.name not in await granted_names(tx, access):
             raise NotFound(f"No model {model_id!r}")
     return c.ModelOut.of(model)
 
@@ -276,7 +276,7 @@ async def list_prices(ctx: AdminContext, access: Access, model_id: str) -> s.Pag
     """The whole schedule (one page: a schedule is short). Team roles: of their granted models."""
     async with ctx.db.read() as tx:
         model = await repo.get_model(tx, model_id)
-        if not access.everywhere and model.name not in await _granted(tx, access):
+        if not access.everywhere and model.name not in await granted_names(tx, access):
             raise NotFound(f"No model {model_id!r}")
     return s.Page(data=c.PriceOut.schedule(model, datetime.now(UTC)), next_after=None)
 

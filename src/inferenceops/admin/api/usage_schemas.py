@@ -59,6 +59,9 @@ class UsageRecordOut(BaseModel):
     key_id: str
     model: str | None
     deployment: str | None
+    replica: str | None = Field(None, description="The replica that served it")
+    adapter: str | None = Field(None, description="The LoRA adapter it named (then `model` is "
+                                "the adapter's base model)")
     endpoint: str
     status: int
     error_code: str | None

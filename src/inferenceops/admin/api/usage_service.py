@@ -129,6 +129,6 @@ def _record_out(stored: StoredUsage) -> UsageRecordOut:
     return UsageRecordOut(
         id=stored.id, request_id=r.request_id, at=datetime.fromtimestamp(r.at, UTC).isoformat(),
         team_id=r.team_id, key_id=r.key_id, model=r.model, deployment=r.deployment,
-        endpoint=r.endpoint, status=r.status, error_code=r.error_code,
+        replica=r.replica, adapter=r.adapter, endpoint=r.endpoint, status=r.status, error_code=r.error_code,
         prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
         cost_nanos=r.cost_nanos, guardrails=r.guardrails)

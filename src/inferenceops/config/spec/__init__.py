@@ -39,6 +39,7 @@ from inferenceops.admission.config import (
     TeamSpec,
     check_currency,
 )
+from inferenceops.config.spec.adapters import AdapterSpec, adapter_problems
 from inferenceops.config.spec.routes import (
     MAX_CANARIES,
     MAX_FALLBACKS,
@@ -48,10 +49,12 @@ from inferenceops.config.spec.routes import (
     share_problems,
     with_routes,
 )
+from inferenceops.engines.simulator.profile import load_profile
 from inferenceops.guardrails.spec import GuardrailsSpec
 from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Entry, Instant, PriceSpec, clashes, model_prices, price_spec
 from inferenceops.platform import (
+    Adapter,
     Catalog,
     Deployment,
     Endpoint,
@@ -137,6 +140,10 @@ class DeploymentSpec(_Strict):
         "work queued on the engine never delays an interactive request")
     gpu_cost: GpuCostSpec | None = Field(None, description="self-hosted: its GPUs and their "
                                          "hourly cost, shared among teams by chargeback")
+    max_loras: int | None = Field(None, ge=1, le=1024, description="LoRA adapters the gateway "
+                                  "keeps loaded on each replica at once (the least recently used "
+                                  "idle one is unloaded for another); default: a simulator's "
+                                  "profile max_loras, else 1 (vLLM's --max-loras default)")
 
     @model_validator(mode="after")
     def _engine_fields(self) -> DeploymentSpec:
@@ -230,6 +237,8 @@ class PlatformSpec(_Strict):
     limits: list[LimitSpec] = []
     budgets: list[BudgetSpec] = []
     guardrails: GuardrailsSpec = GuardrailsSpec()
+    adapters: list[AdapterSpec] = Field([], max_length=10_000, description="LoRA adapters on "
+                                        "the models (docs/adapters.md)")
 
     _currency = field_validator("currency")(check_currency)
 
@@ -435,6 +444,7 @@ def _cross_check(spec: PlatformSpec, environ: dict[str, str]) -> list[Problem]:
                                  f"{seen[public]!r} and {m.name!r}"))
             seen.setdefault(public, m.name)
     problems += route_problems(spec.models, names)
+    problems += adapter_problems(spec.adapters, seen)
     models = [m.name for m in spec.models]
     for i, limit in enumerate(spec.limits):
         if limit.model is not None and limit.model not in models:
@@ -532,7 +542,7 @@ def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source
             engine_priority=d.scheduling_policy == "priority",
             drained=frozenset(r.id for r in replicas
                               if r.id in (drained or {}).get(d.name, frozenset())),
-            probed=d.provider is None,
+            probed=d.provider is None, max_loras=d.max_loras or _default_max_loras(d),
         )
     now = int(time.time())
     created_at = created_at or {}
@@ -549,7 +559,21 @@ def _build(spec: PlatformSpec, loopback: str, environ: Mapping[str, str], source
     prices = {name: schedule for name, schedule in schedules.items() if name in served}
     policy = StaticPolicy(spec.currency, tuple(spec.teams), tuple(spec.limits), tuple(spec.budgets),
                           spec.guardrails if spec.guardrails.policies else None)
-    return Platform(Catalog(models), tuple(mounts), source, policy, prices, spec)
+    by_model = {m.name: m for m in models}
+    adapters = [Adapter(a.name, by_model[a.base_model], a.source,
+                        (created_at or {}).get(a.name, now))
+                for a in spec.adapters if a.base_model in by_model]
+    return Platform(Catalog(models, adapters), tuple(mounts), source, policy, prices, spec)
+
+
+def _default_max_loras(d: DeploymentSpec) -> int:
+    """A simulator's profile ``max_loras``; else vLLM's own default (``--max-loras 1``)."""
+    if d.engine == "simulator" and d.profile:
+        try:
+            return max(1, load_profile(d.profile).max_loras)
+        except ValueError:
+            return 1
+    return 1
 
 
 _ENDPOINTS = {

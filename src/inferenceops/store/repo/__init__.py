@@ -14,6 +14,7 @@ Every mutation that changes what a snapshot would contain bumps the
     grants     per-team model grants
     admission  operators' rate limits and budgets (per subject); team weights live in teams
     catalog    providers (API keys encrypted), deployments, models; load_catalog
+    adapters   LoRA adapters on the models (adapter_refs: what the model catalog checks)
                (catalog_specs: rows/records <-> the platform YAML's specs)
     prices     a model's price history: list, schedule a price, delete one still to come
     identity   load_identity (the snapshot read), is_empty
@@ -21,6 +22,15 @@ Every mutation that changes what a snapshot would contain bumps the
 """
 
 from inferenceops.store.repo._common import revision
+from inferenceops.store.repo.adapters import (
+    adapter_spec,
+    create_adapter,
+    delete_adapter,
+    get_adapter,
+    get_adapter_by_name,
+    list_adapters,
+    update_adapter,
+)
 from inferenceops.store.repo.admission import (
     delete_budget,
     delete_limit,
@@ -95,6 +105,8 @@ from inferenceops.store.repo.users import (
 )
 
 __all__ = [
+    "adapter_spec", "create_adapter", "delete_adapter", "get_adapter", "get_adapter_by_name",
+    "list_adapters", "update_adapter",
     "append_audit", "iter_audit", "list_audit",
     "UNCHANGED", "clear_provider_key", "create_deployment", "create_model", "create_provider",
     "delete_deployment", "delete_model", "delete_provider", "deployment_spec", "get_deployment",

@@ -53,6 +53,11 @@ from inferenceops.store.repo._schedule import (
     load_schedules,
     sync_schedule,
 )
+from inferenceops.store.repo.adapter_refs import (
+    load_adapters,
+    refuse_adapter_names,
+    refuse_if_adapted,
+)
 from inferenceops.store.repo.catalog_specs import (
     deployment_columns,
     deployment_record,
@@ -383,6 +388,7 @@ async def _check_public_names(session: AsyncSession, spec: ModelSpec, model_id: 
                 role = "the name" if taken[public] == "name" else "an alias"
                 raise Conflict(f"model name or alias {public!r} of model {spec.name!r} is already "
                                f"{role} of model {other.name!r}")
+    await refuse_adapter_names(session, own, spec.name)
 
 
 async def _model(session: AsyncSession, row: Model) -> ModelRecord:
@@ -476,6 +482,7 @@ async def delete_model(session: AsyncSession, model_id: str) -> None:
     await lock_catalog(session)
     row = await _row(session, Model, model_id, "model")
     await refuse_if_routed(session, "delete", model=row.name)
+    await refuse_if_adapted(session, row.id, row.name)
     await delete_entries(session, [p.id for p in (await load_schedules(session, [row.id])).get(row.id, [])])
     await _delete(session, Model, row.id, f"deleting model {row.name!r}")
 
@@ -517,4 +524,4 @@ async def load_catalog(session: AsyncSession, cipher: CredentialCipher | None = 
         at, tuple(provider_record(p, key_of(p)) for p in providers),
         tuple(deployment_record(d, provider_names.get(d.provider_id or "")) for d in deployments),
         tuple(model_record(m, deployment_names[m.deployment_id], schedules.get(m.id, ()))
-              for m in models))
+              for m in models), await load_adapters(session))

@@ -103,7 +103,8 @@ def deployment_columns(spec: DeploymentSpec, provider_id: str | None) -> dict[st
             "max_connections": spec.max_connections, "capacity": spec.capacity,
             "queue": spec.queue.model_dump(mode="json"), "routing": spec.routing,
             "scheduling_policy": spec.scheduling_policy,
-            "gpu_cost": None if spec.gpu_cost is None else spec.gpu_cost.model_dump(mode="json")}
+            "gpu_cost": None if spec.gpu_cost is None else spec.gpu_cost.model_dump(mode="json"),
+            "max_loras": spec.max_loras}
 
 
 def model_columns(spec: ModelSpec, deployment_id: str) -> dict[str, Any]:
@@ -141,7 +142,8 @@ def deployment_record(row: Deployment, provider: str | None) -> DeploymentRecord
         row.id, row.name, row.engine, row.served_model, row.provider_id, provider, row.profile,
         replicas, row.seed, row.api_key_env, dict(row.timeouts), row.max_connections, row.capacity,
         dict(row.queue), row.routing, row.managed_by, row.created_at, row.updated_at,
-        None if row.gpu_cost is None else dict(row.gpu_cost), row.scheduling_policy)
+        None if row.gpu_cost is None else dict(row.gpu_cost), row.scheduling_policy,
+        row.max_loras)
 
 
 def price_record(row: ModelPrice, deployment: str | None) -> PriceRecord:
@@ -179,7 +181,7 @@ def deployment_spec(r: DeploymentRecord) -> DeploymentSpec:
         "profile": r.profile, "replicas": replicas, "seed": r.seed, "api_key_env": r.api_key_env,
         "timeouts": r.timeouts, "max_connections": r.max_connections, "capacity": r.capacity,
         "queue": r.queue, "routing": r.routing, "scheduling_policy": r.scheduling_policy,
-        "gpu_cost": r.gpu_cost},
+        "gpu_cost": r.gpu_cost, "max_loras": r.max_loras},
         f"stored deployment {r.name!r}")
 
 
