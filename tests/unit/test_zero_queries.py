@@ -62,9 +62,10 @@ models:
     await app.state.start()
     try:
         # The batch executor (a background service, like the feed) looks for work once at
-        # start, then every batch_poll_s: let that first round pass before counting.
+        # start, then every batch_poll_s — its lines and, in a task beside them, batches to
+        # validate: let both first looks pass before counting.
         executor = next(s for s in app.state.supervisor.services if s.name == "batch-executor")
-        while getattr(executor, "rounds", 0) == 0:
+        while getattr(executor, "rounds", 0) == 0 or executor.validator.rounds == 0:
             await asyncio.sleep(0.01)
         statements.clear()
         auth = {"Authorization": f"Bearer {ADMIN_KEY}"}

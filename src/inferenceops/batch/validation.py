@@ -58,6 +58,7 @@ class Validator:
         self._clock = clock
         self.lease_s = lease_s
         self.checked = 0  # batches this executor checked (a test's and a log's measure)
+        self.rounds = 0  # looks for validating batches completed (a test waits for the first)
 
     async def due(self) -> int:
         """Check the batches waiting for it (up to ``PER_ROUND``); how many this one settled."""
@@ -66,6 +67,7 @@ class Validator:
         settled = 0
         for batch in waiting:
             settled += await self.one(batch)
+        self.rounds += 1
         return settled
 
     async def one(self, batch: ToValidate) -> bool:
