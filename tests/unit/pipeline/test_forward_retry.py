@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import orjson
 import pytest
+from tests.support.clock import Clock
 
 from inferenceops.engines.openai_compat import UpstreamAnswer
 from inferenceops.errors import (
@@ -41,14 +42,6 @@ BODY = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"
 OK = UpstreamAnswer(200, b"application/json", b'{"usage":{"prompt_tokens":1,"completion_tokens":1}}',
                     {"usage": {"prompt_tokens": 1, "completion_tokens": 1}})
 Step = UpstreamAnswer | InferenceOpsError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class ScriptedClient:

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import re
 
+from tests.support.clock import Clock
+
 from inferenceops.platform import Deployment, Replica
 from inferenceops.routing import EngineBoard
 from inferenceops.routing.engine_metrics import EngineLoad
 
 DEP = Deployment("d", "openai", "m", (Replica("d-0", "http://h0/v1"), Replica("d-1", "http://h1/v1")),
                  routing="engine_load")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def value(text: str, name: str, replica: str) -> float | None:

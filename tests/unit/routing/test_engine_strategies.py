@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.clock import Clock
 
 from inferenceops.platform import Deployment, Replica
 from inferenceops.routing import (
@@ -32,14 +33,6 @@ def deployment(n: int = 4, routing: str = "prefix_affinity") -> Deployment:
 
 DEP = deployment()
 IDLE = EngineLoad(running=0, waiting=0, kv_usage=0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def chat(system: str, user: str = "hi") -> RouteFacts:
