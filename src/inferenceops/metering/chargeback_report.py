@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from inferenceops.errors import InvalidParameter
 from inferenceops.metering.chargeback import IDLE, Allocation, BucketAccount
@@ -61,9 +61,9 @@ class ChargebackQuery:
     visible_teams: frozenset[str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WorkRow:
-    """One hour's usage of one deployment by one team (from the hourly rollups)."""
+class WorkRow(NamedTuple):
+    """One hour's usage of one deployment by one team (from the hourly rollups); a named
+    tuple, as ``Line``: a report by hour reads tens of thousands."""
 
     hour: datetime
     deployment: str
@@ -74,9 +74,11 @@ class WorkRow:
     cached_tokens: int
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """A team's (or idle's) part of one deployment in one bucket."""
+class Line(NamedTuple):
+    """A team's (or idle's) part of one deployment in one bucket.
+
+    A named tuple: a report by hour builds tens of thousands (a frozen dataclass's
+    ``__init__`` cost more than the rest of the line's arithmetic)."""
 
     start: datetime
     deployment: str
@@ -84,7 +86,8 @@ class Line:
     team_id: str | None
     cost_cents: int
     share_percent: float
-    work: Fraction = Fraction(0)
+    #: The engine work of the team's requests, in ``WORK_SCALE`` units (millionths).
+    work_units: int | Fraction = 0
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -190,8 +193,7 @@ def compute(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
     until = min(query.end, now).timestamp()
     for name in names:
         schedule = schedules[name]
-        capacity_units = schedule.cost_model.units(WORK_SCALE)[3]
-        weigh = weigher(schedule)
+        prefill, cached_w, decode, capacity_units = schedule.cost_model.units(WORK_SCALE)
         for begin, end in buckets(query):
             account = BucketAccount()
             tokens: dict[str, list[int]] = {}
@@ -203,13 +205,20 @@ def compute(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
                     costed = schedule.costed_seconds(start_s, stop_s) / 3600
                     work: dict[str, int] = {}
                     for row in by_hour.get((name, start_s), ()):
-                        team = team_key(row.team_id)
-                        work[team] = work.get(team, 0) + weigh(row)
-                        sums = tokens.setdefault(team, [0, 0, 0, 0])
-                        sums[0] += row.requests
-                        sums[1] += row.prompt_tokens
-                        sums[2] += row.completion_tokens
-                        sums[3] += row.cached_tokens
+                        team = row.team_id or _NO_TEAM
+                        prompt = row.prompt_tokens
+                        cached = min(max(row.cached_tokens, 0), prompt)
+                        work[team] = work.get(team, 0) + prefill * (prompt - cached) \
+                            + cached_w * cached + decode * row.completion_tokens
+                        sums = tokens.get(team)
+                        if sums is None:
+                            tokens[team] = [row.requests, prompt, row.completion_tokens,
+                                            row.cached_tokens]
+                        else:
+                            sums[0] += row.requests
+                            sums[1] += prompt
+                            sums[2] += row.completion_tokens
+                            sums[3] += row.cached_tokens
                     account.add_hour(schedule.cents(start_s, stop_s), capacity_units * costed, work)
                     hours += costed
                 start_s += 3600
@@ -224,20 +233,20 @@ def compute(query: ChargebackQuery, schedules: Mapping[str, GpuSchedule],
 
 
 def lines_of(begin: datetime, deployment: str, allocation: Allocation, account: BucketAccount,
-           tokens: Mapping[str, list[int]]) -> list[Line]:
-    def percent(cents: int) -> float:
-        return round(cents * 100 / allocation.cost_cents, 2) if allocation.cost_cents else 0.0
+             tokens: Mapping[str, list[int]]) -> list[Line]:
+    cost = allocation.cost_cents
+    shares, work = allocation.shares, account.work
     out = []
-    for team in sorted(allocation.shares):
+    for team in sorted(shares):
         requests, prompt, completion, cached = tokens.get(team, (0, 0, 0, 0))
-        cents = allocation.shares[team]
-        work = account.work.get(team, 0)
-        # Fraction(n, d) normalises once; Fraction(n) / d built two Fractions and divided.
-        units = Fraction(work, WORK_SCALE) if isinstance(work, int) else work / WORK_SCALE
-        out.append(Line(begin, deployment, "team", team or None, cents, percent(cents), units,
+        cents = shares[team]
+        out.append(Line(begin, deployment, "team", team or None, cents,
+                        round(cents * 100 / cost, 2) if cost else 0.0, work.get(team, 0),
                         requests, prompt, completion, cached))
-    if allocation.idle or not allocation.shares:
-        out.append(Line(begin, deployment, "idle", None, allocation.idle, percent(allocation.idle)))
+    if allocation.idle or not shares:
+        idle = allocation.idle
+        out.append(Line(begin, deployment, "idle", None, idle,
+                        round(idle * 100 / cost, 2) if cost else 0.0))
     return out
 
 
@@ -264,15 +273,22 @@ def _work(value: Fraction) -> float:
     return round(float(value), 3)
 
 
+def _units(units: int | Fraction) -> float:
+    """Work in ``WORK_SCALE`` units as the API writes it (3 decimals); an int's true division
+    rounds once, as ``float(Fraction(units, WORK_SCALE))`` would, without the Fraction."""
+    return round(units / WORK_SCALE if type(units) is int else float(units) / WORK_SCALE, 3)
+
+
 def line_json(line: Line, start: str | None = None) -> dict[str, Any]:
     """``start``: the line's start as text, when the caller has it already (a report's lines
     share a few starts: by hour, 40 teams' lines each wrote the same hour again)."""
-    return {"start": line.start.isoformat() if start is None else start,
-            "deployment": line.deployment, "kind": line.kind,
-            "team_id": line.team_id, "cost": money(line.cost_cents), "cost_cents": line.cost_cents,
-            "share_percent": line.share_percent, "work": _work(line.work),
-            "requests": line.requests, "prompt_tokens": line.prompt_tokens,
-            "completion_tokens": line.completion_tokens, "cached_tokens": line.cached_tokens}
+    (moment, deployment, kind, team_id, cents, percent, units, requests, prompt, completion,
+     cached) = line
+    return {"start": moment.isoformat() if start is None else start,
+            "deployment": deployment, "kind": kind, "team_id": team_id,
+            "cost": money(cents), "cost_cents": cents,
+            "share_percent": percent, "work": _units(units), "requests": requests,
+            "prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": cached}
 
 
 def _iso(seen: dict[datetime, str], moment: datetime) -> str:
@@ -315,8 +331,9 @@ def report_csv(report: ChargebackReport) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     starts: dict[datetime, str] = {}
-    for line in report.lines:
-        row = line_json(line, _iso(starts, line.start))
-        writer.writerow([row["start"], csv_cell(line.deployment), line.kind, csv_cell(line.team_id),
-                         *(row[column] for column in CSV_COLUMNS[4:])])
+    writer.writerows(
+        (_iso(starts, line.start), csv_cell(line.deployment), line.kind, csv_cell(line.team_id),
+         line.cost_cents, money(line.cost_cents), line.share_percent, _units(line.work_units),
+         line.requests, line.prompt_tokens, line.completion_tokens, line.cached_tokens)
+        for line in report.lines)
     return out.getvalue().encode()

@@ -134,6 +134,16 @@ async def test_hours_before_since_cost_nothing(world: World) -> None:
     assert costs == {"2026-12-02": 0, "2026-12-03": 2 * 500 + 22 * 620}
 
 
+async def test_daily_buckets_share_the_day_by_team_with_each_teams_tokens(world: World) -> None:
+    """By day, a team's work comes from the day rollups per team (not the hour rows): the same
+    shares and tokens as hour by hour, the rest of the day idle."""
+    doc = await report(world, "from=2026-12-03&to=2026-12-04&granularity=day")
+    assert parts(doc, world) == {"A": 500, "B": 155, "idle": 2 * 500 + 22 * 620 - 655}
+    a, b = (next(line for line in doc["data"] if line["team_id"] == world.ids[t]) for t in "AB")
+    assert (a["requests"], a["prompt_tokens"], a["completion_tokens"], a["work"]) == (2, 200, 200, 1000)
+    assert (b["requests"], b["prompt_tokens"], b["cached_tokens"], b["work"]) == (1, 300, 100, 310)
+
+
 async def test_each_role_sees_its_own_teams_lines_only(world: World) -> None:
     ids = world.ids
     owner = await report(world, PERIOD, "ownerA")

@@ -65,7 +65,8 @@ def test_runs_give_the_reference_answer(usage: list[WorkRow], spec: GpuCostSpec,
         cents = (a.cost_cents if a else 0, b.cost_cents if b else 0)
         assert abs(cents[0] - cents[1]) <= 1, (key, cents)
         if a and b and a.kind == "team":
-            assert (a.work, a.requests, a.prompt_tokens) == (b.work, b.requests, b.prompt_tokens)
+            assert (a.work_units, a.requests, a.prompt_tokens) == (b.work_units, b.requests,
+                                                                 b.prompt_tokens)
     for total in fast.totals:
         assert sum(line.cost_cents for line in fast.lines if line.start == total.start) == \
             total.gpu_cost_cents

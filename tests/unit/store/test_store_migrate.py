@@ -42,7 +42,7 @@ async def _schema(url: str) -> tuple[set[str], list[str], list[tuple[str, int]]]
 async def test_upgrade_creates_every_table_and_is_idempotent(fresh: FreshDatabases) -> None:
     url = await fresh.new()
     assert await current(url) is None
-    assert await upgrade(url) == head() == "0022"
+    assert await upgrade(url) == head() == "0023"
     assert await upgrade(url) == head()  # second run: a no-op
     assert await current(url) == head()
     tables, versions, state = await _schema(url)
@@ -253,16 +253,26 @@ async def test_0009_moves_each_models_price_into_its_history_and_back(fresh: Fre
         await db.close()
 
 
-async def test_0011_sums_existing_rollups_over_all_teams_and_back(fresh: FreshDatabases) -> None:
-    """Buckets rolled up before 0011 get their third level (over all keys and teams) from their
-    ``'*'`` rows; the downgrade removes exactly those rows."""
+@pytest.mark.parametrize(("before", "revision", "level", "columns", "expected"), [
+    ("0010", "0011", "**", "granularity, team_id, model, requests, cost_nanos",
+     [("day", None, "m", 12, 12), ("hour", None, "m", 5, 5), ("hour", None, "n", 1, 1)]),
+    ("0022", "0023", "*m", "granularity, team_id, model, requests, cost_nanos",
+     [("day", "t1", None, 5, 5), ("day", "t2", None, 7, 7), ("hour", None, None, 1, 1),
+      ("hour", "t1", None, 2, 2), ("hour", "t2", None, 3, 3)]),
+])
+async def test_a_new_rollup_level_sums_existing_rollups_and_goes_back(
+        fresh: FreshDatabases, before: str, revision: str, level: str, columns: str,
+        expected: list[tuple[object, ...]]) -> None:
+    """Buckets rolled up before a level existed get its rows from their ``'*'`` rows (0011:
+    over all keys and teams; 0023: over all keys, models and adapters per team and
+    deployment); the downgrade removes exactly those rows."""
     url = await fresh.new()
     db = Database(url)
     measures = ("requests, prompt_tokens, completion_tokens, cached_tokens, estimated_requests, "
                 "errors, cost_nanos")
     try:
         async with db.engine.begin() as conn:
-            await conn.run_sync(_alembic, "upgrade", "0010")
+            await conn.run_sync(_alembic, "upgrade", before)
             for granularity, team, key, model, requests in (
                     ("hour", "t1", "*", "m", 2), ("hour", "t2", "*", "m", 3),
                     ("hour", "t1", "k1", "m", 2), ("hour", None, "*", "n", 1),
@@ -273,13 +283,12 @@ async def test_0011_sums_existing_rollups_over_all_teams_and_back(fresh: FreshDa
                     ":r, :r, 0, 0, 0, 0, :r)"),
                     {"g": granularity, "b": datetime(2026, 12, 1, tzinfo=UTC), "t": team, "k": key,
                      "m": model, "r": requests})
-            await conn.run_sync(_alembic, "upgrade", "0011")
+            await conn.run_sync(_alembic, "upgrade", revision)
             rows = (await conn.execute(text(
-                "SELECT granularity, team_id, model, requests, cost_nanos FROM usage_rollups "
-                "WHERE key_id = '**' ORDER BY granularity, model"))).all()
-            assert [tuple(r) for r in rows] == [("day", None, "m", 12, 12), ("hour", None, "m", 5, 5),
-                                                ("hour", None, "n", 1, 1)]
-            await conn.run_sync(_alembic, "downgrade", "0010")
+                f"SELECT {columns} FROM usage_rollups WHERE key_id = :level "
+                "ORDER BY granularity, team_id NULLS FIRST, model"), {"level": level})).all()
+            assert [tuple(r) for r in rows] == expected
+            await conn.run_sync(_alembic, "downgrade", before)
             left = (await conn.execute(text("SELECT COUNT(*) FROM usage_rollups"))).scalar_one()
         assert left == 6
         assert await upgrade(url) == head()

@@ -30,11 +30,13 @@ from inferenceops.store.repo import usage_rollups as rollups
 from inferenceops.store.repo.usage import insert_usage
 from inferenceops.store.repo.usage_rollups import (
     ALL_KEYS,
+    ALL_MODELS,
     ALL_TEAMS,
     StepResult,
     drop_raw,
     mark_retention,
     over_all_keys,
+    over_all_models,
     over_all_teams,
     read_report,
     read_state,
@@ -64,16 +66,18 @@ def bucket_of(at: float, granularity: str) -> datetime:
 
 
 def expected(records: Iterable[UsageRecord], granularity: str) -> dict[Key, tuple[int, ...]]:
-    """The rows each bucket must hold: per key, the same summed over all keys (``*``), and
-    over all keys and teams (``**``, team NULL)."""
+    """The rows each bucket must hold: per key, the same summed over all keys (``*``), over
+    all keys and teams (``**``, team NULL), and over all keys, models and adapters (``*m``,
+    model and adapter NULL)."""
     sums: dict[Key, list[int]] = {}
     for r in records:
         errored = r.error_code is not None or r.status >= 400
         values = (1, r.prompt_tokens, r.completion_tokens, r.cached_tokens,
                   0 if r.tokens_reported else 1, 1 if errored else 0, r.cost_nanos)
-        for team_id, key_id in ((r.team_id, r.key_id), (r.team_id, ALL_KEYS), (None, ALL_TEAMS)):
-            key = (bucket_of(r.at, granularity), team_id, key_id, r.model, r.adapter,
-                   r.deployment)
+        for team_id, key_id, model, adapter in (
+                (r.team_id, r.key_id, r.model, r.adapter), (r.team_id, ALL_KEYS, r.model, r.adapter),
+                (None, ALL_TEAMS, r.model, r.adapter), (r.team_id, ALL_MODELS, None, None)):
+            key = (bucket_of(r.at, granularity), team_id, key_id, model, adapter, r.deployment)
             row = sums.setdefault(key, [0] * len(MEASURES))
             for i, value in enumerate(values):
                 row[i] += value
@@ -388,7 +392,8 @@ async def test_reports_group_filter_and_scope_the_rollups(db: Database) -> None:
         widened = await read_report(tx, query(scope=UsageScope(teams=frozenset({"t2"})),
                                               team_id="t1"))
         nobody = await read_report(tx, query(scope=UsageScope()))
-    per_key = [v for k, v in expected(records, "day").items() if k[2] not in (ALL_KEYS, ALL_TEAMS)]
+    per_key = [v for k, v in expected(records, "day").items()
+               if k[2] not in (ALL_KEYS, ALL_TEAMS, ALL_MODELS)]
     assert whole.totals == tuple(map(sum, zip(*per_key, strict=True)))
     assert [r.start.day for r in whole.rows] == [2, 3, 4] and all(r.dims == () for r in whole.rows)
     assert by_team.totals == whole.totals
@@ -410,8 +415,13 @@ async def test_reports_over_all_keys_agree_with_the_per_key_rows(db: Database) -
     team_t1 = UsageScope(teams=frozenset({"t1"}))
     cases = [query(group_by=("team", "model")), query(granularity="hour", group_by=("adapter",)),
              query(scope=team_t1, group_by=("deployment",)), query(group_by=("model",)),
-             query(granularity="hour", group_by=("model", "deployment"))]
-    assert [over_all_teams(case) for case in cases] == [False, True, False, True, True]
+             query(granularity="hour", group_by=("model", "deployment")),
+             query(group_by=("team",)), query(granularity="hour", group_by=("team", "deployment"))]
+    assert [over_all_teams(case) for case in cases] == [False, True, False, True, True, False,
+                                                        False]
+    # Not per team, or per team but not per model or adapter: the fourth level ("*m").
+    assert [over_all_models(case) and not over_all_teams(case) for case in cases] == [
+        False, False, True, False, False, True, True]
     for fast in cases:
         assert over_all_keys(fast)
         per_key = replace(fast, group_by=(*fast.group_by, "key"))
@@ -432,5 +442,6 @@ async def test_reports_over_all_keys_agree_with_the_per_key_rows(db: Database) -
     async with db.read() as tx:
         assert (await read_report(tx, query(key_id=ALL_KEYS))).rows == ()
         assert (await read_report(tx, query(key_id=ALL_TEAMS))).rows == ()
+        assert (await read_report(tx, query(key_id=ALL_MODELS))).rows == ()
         by_key = await read_report(tx, query(group_by=("key",)))
-    assert not {ALL_KEYS, ALL_TEAMS} & {row.dims[0] for row in by_key.rows}
+    assert not {ALL_KEYS, ALL_TEAMS, ALL_MODELS} & {row.dims[0] for row in by_key.rows}

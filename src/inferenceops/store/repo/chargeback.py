@@ -1,12 +1,14 @@
 """What the chargeback report reads: the deployments' GPU costs, and usage from the rollups.
 
-``read_work``: each hour's usage per deployment and team (the rows summed over all keys,
-``key_id = ALL_KEYS``, grouped again by hour, deployment and team — they are kept per model
-and adapter too): what the report by hour reads. ``RollupSource``: what the report by period
-or by day reads (``metering.chargeback_runs``) — each hour's totals over all teams (the third
-level, ``ALL_TEAMS``: a few rows per hour, summed and turned into epoch seconds by the
-database, so Python gets plain numbers), a team's sums over a range (day rows for its whole
-days, hour rows at its ends), and the rows per team of a few given hours.
+``read_work``: each hour's usage per deployment and team (the rollups' fourth level,
+``key_id = ALL_MODELS``: one row per hour, deployment and team, summed over keys, models and
+adapters — an index range, nothing left to group): what the report by hour reads.
+``RollupSource``: what the report by period or by day reads (``metering.chargeback_runs``) —
+each hour's totals over all teams (the third level, ``ALL_TEAMS``: a few rows per hour,
+summed and turned into epoch seconds by the database, so Python gets plain numbers), a
+team's sums over a range (day rows for its whole days, hour rows at its ends), and the rows
+per team of given hours (the fourth level again). Read through the session's Core
+connection: the ORM's result handling cost more than the rows themselves.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from inferenceops.metering.chargeback_report import WorkRow
 from inferenceops.metering.gpu_costs import GpuCostSpec, GpuSchedule
 from inferenceops.store.errors import translating
 from inferenceops.store.repo.catalog_specs import validated
-from inferenceops.store.repo.usage_rollups import ALL_KEYS, ALL_TEAMS, floor_day
+from inferenceops.store.repo.usage_rollups import ALL_MODELS, ALL_TEAMS, floor_day
 from inferenceops.store.tables import Deployment, UsageRollup
+
+_SUMS = (UsageRollup.requests, UsageRollup.prompt_tokens, UsageRollup.completion_tokens,
+         UsageRollup.cached_tokens)
 
 
 async def gpu_schedules(session: AsyncSession) -> dict[str, GpuSchedule]:
@@ -44,26 +49,25 @@ async def read_work(session: AsyncSession, start: datetime, end: datetime,
     u = UsageRollup
     # The bucket as the driver gives it (SQLite: text; PostgreSQL: an aware datetime), turned
     # into a time once per distinct hour rather than once per row.
-    bucket = type_coerce(u.bucket, Text)
-    stmt = (select(bucket, u.deployment, u.team_id, func.sum(u.requests),
-                   func.sum(u.prompt_tokens), func.sum(u.completion_tokens),
-                   func.sum(u.cached_tokens))
-            .where(u.granularity == "hour", u.key_id == ALL_KEYS, u.bucket >= start,
-                   u.bucket < end, u.deployment.in_(sorted(deployments)))
-            .group_by(u.bucket, u.deployment, u.team_id))
-    with translating("reading usage rollups"):
-        rows = (await session.execute(stmt)).all()
+    stmt = (select(type_coerce(u.bucket, Text), u.deployment, u.team_id, *_SUMS)
+            .where(u.granularity == "hour", u.key_id == ALL_MODELS, u.bucket >= start,
+                   u.bucket < end, u.deployment.in_(sorted(deployments))))
     hours: dict[Any, datetime] = {}
     out = []
-    for raw, deployment, team, requests, prompt, completion, cached in rows:
+    for raw, deployment, team, requests, prompt, completion, cached in await _rows(session, stmt):
         if deployment is None:  # never: the filter names deployments
             continue
         hour = hours.get(raw)
         if hour is None:
             hour = hours[raw] = _as_utc(raw)
-        out.append(WorkRow(hour, deployment, team, int(requests), int(prompt), int(completion),
-                           int(cached)))
+        out.append(WorkRow(hour, deployment, team, requests, prompt, completion, cached))
     return out
+
+
+async def _rows(session: AsyncSession, stmt: Any) -> Sequence[Any]:
+    """The rows of a Core ``stmt`` through the session's connection (its transaction)."""
+    with translating("reading usage rollups"):
+        return (await (await session.connection()).execute(stmt)).all()
 
 
 def _as_utc(value: str | datetime) -> datetime:
@@ -73,8 +77,6 @@ def _as_utc(value: str | datetime) -> datetime:
 
 #: Past this many single hours, one range read (filtered here) is cheaper than a long IN list.
 _MANY_HOURS = 96
-_SUMS = (UsageRollup.requests, UsageRollup.prompt_tokens, UsageRollup.completion_tokens,
-         UsageRollup.cached_tokens)
 
 
 class RollupSource:
@@ -83,9 +85,8 @@ class RollupSource:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def _rows(self, stmt: Any) -> list[tuple[Any, ...]]:
-        with translating("reading usage rollups"):
-            return [tuple(row) for row in (await self._session.execute(stmt)).all()]
+    async def _rows(self, stmt: Any) -> Sequence[Any]:
+        return await _rows(self._session, stmt)
 
     async def hour_sums(self, start: datetime, end: datetime, deployments: Sequence[str]
                         ) -> list[tuple[str, float, int, int, int]]:
@@ -115,7 +116,7 @@ class RollupSource:
             if since >= until:
                 continue
             stmt = (select(u.deployment, u.team_id, *(func.sum(c) for c in _SUMS))
-                    .where(u.granularity == granularity, u.key_id == ALL_KEYS,
+                    .where(u.granularity == granularity, u.key_id == ALL_MODELS,
                            u.deployment.in_(sorted(deployments)), u.bucket >= since,
                            u.bucket < until)
                     .group_by(u.deployment, u.team_id))
@@ -128,13 +129,11 @@ class RollupSource:
     async def team_days(self, start: datetime, end: datetime,
                         deployments: Sequence[str]) -> list[WorkRow]:
         u = UsageRollup
-        stmt = (select(u.deployment, type_coerce(u.bucket, Text), u.team_id,
-                       *(func.sum(c) for c in _SUMS))
-                .where(u.granularity == "day", u.key_id == ALL_KEYS,
-                       u.deployment.in_(sorted(deployments)), u.bucket >= start, u.bucket < end)
-                .group_by(u.deployment, u.bucket, u.team_id))
+        stmt = (select(u.deployment, type_coerce(u.bucket, Text), u.team_id, *_SUMS)
+                .where(u.granularity == "day", u.key_id == ALL_MODELS,
+                       u.deployment.in_(sorted(deployments)), u.bucket >= start, u.bucket < end))
         seen: dict[Any, datetime] = {}
-        return [WorkRow(_hour(seen, raw), name, team, *(int(v) for v in sums))
+        return [WorkRow(_hour(seen, raw), name, team, *sums)
                 for name, raw, team, *sums in await self._rows(stmt)]
 
     async def team_hours(self, hours: Sequence[datetime], deployment: str) -> list[WorkRow]:
@@ -146,11 +145,11 @@ class RollupSource:
                                    [deployment])
             return [row for row in rows if row.hour in wanted]
         u = UsageRollup
-        stmt = (select(type_coerce(u.bucket, Text), u.team_id, *(func.sum(c) for c in _SUMS))
-                .where(u.granularity == "hour", u.key_id == ALL_KEYS, u.deployment == deployment,
-                       u.bucket.in_(list(hours))).group_by(u.bucket, u.team_id))
+        stmt = (select(type_coerce(u.bucket, Text), u.team_id, *_SUMS)
+                .where(u.granularity == "hour", u.key_id == ALL_MODELS, u.deployment == deployment,
+                       u.bucket.in_(list(hours))))
         seen: dict[Any, datetime] = {}
-        return [WorkRow(_hour(seen, raw), deployment, team, *(int(v) for v in sums))
+        return [WorkRow(_hour(seen, raw), deployment, team, *sums)
                 for raw, team, *sums in await self._rows(stmt)]
 
 

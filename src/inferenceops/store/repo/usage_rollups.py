@@ -31,15 +31,19 @@ than a cutoff: whole UTC days, never past ``closed_until`` (only rolled-up recor
 kept as ``raw_since``; late hours before it are never summed again (their raw records are
 gone, the rollup stays). Rollups are never deleted.
 
-**Three levels.** Each hour (and so each day) holds its rows per key; the same sums over
+**Four levels.** Each hour (and so each day) holds its rows per key; the same sums over
 all keys — per team, model, adapter and deployment, with ``key_id`` = ``ALL_KEYS`` — made from
-them in the same step; and the sums over all keys and teams — per model, adapter and
-deployment, ``key_id`` = ``ALL_TEAMS``, ``team_id`` NULL — made from the second. A report reads
-exactly one level (``_level``): the third when it asks nothing per team or key and the caller
-sees every team (the platform's usual "by model" questions: a few rows per hour), else the
-second when it asks nothing per key (no key grouping, filter or key-based scope: a team
-owner's usual questions; several times fewer rows than the first), else the first. All are
-summed from the same rows, so they always agree.
+them in the same step; the sums over all keys and teams — per model, adapter and
+deployment, ``key_id`` = ``ALL_TEAMS``, ``team_id`` NULL — made from the second; and the sums
+over all keys, models and adapters — per team and deployment, ``key_id`` = ``ALL_MODELS``,
+``model`` and ``adapter`` NULL — made from the second too (what the chargeback report shares
+GPU cost by: one row per team and deployment an hour). A report reads exactly one level
+(``_level``): the third when it asks nothing per team or key and the caller sees every team
+(the platform's usual "by model" questions: a few rows per hour), else the fourth when it
+asks nothing per key, model or adapter (the "by team" questions), else the second when it
+asks nothing per key (no key grouping, filter or key-based scope: a team owner's usual
+questions; several times fewer rows than the first), else the first. All are summed from
+the same rows, so they always agree.
 
 **Reports** (``read_report``) sum rollup rows of one granularity over ``[start, end)``, by
 bucket and the asked dimensions, within the caller's scope and filters. Sorted in Python
@@ -91,7 +95,10 @@ _DIMS = ("team_id", "key_id", "model", "adapter", "deployment")
 ALL_KEYS = "*"
 #: ``key_id`` of the third level: sums over all keys and teams (``team_id`` NULL).
 ALL_TEAMS = "**"
-_SUMMED = (ALL_KEYS, ALL_TEAMS)
+#: ``key_id`` of the fourth level: sums over all keys, models and adapters per team and
+#: deployment (``model`` and ``adapter`` NULL).
+ALL_MODELS = "*m"
+_SUMMED = (ALL_KEYS, ALL_TEAMS, ALL_MODELS)
 _STATE_ID = 1
 
 
@@ -217,7 +224,7 @@ async def _late_hours(session: AsyncSession, state: RollupState, closed: datetim
 
 
 async def _sum_hour(session: AsyncSession, hour: datetime) -> None:
-    """Replace the hour's rows by the sums of its ledger rows, then their sums over all keys."""
+    """Replace the hour's rows by the sums of its ledger rows, then the other levels' sums."""
     r, u = Ledger, UsageRollup
     await session.execute(delete(u).where(u.granularity == "hour", u.bucket == hour))
     errored = or_(r.error_code.is_not(None), r.status >= 400)
@@ -244,11 +251,18 @@ async def _sum_hour(session: AsyncSession, hour: datetime) -> None:
         *(getattr(u, d) for d in teamless))
     await session.execute(insert(u).from_select(
         ["granularity", "bucket", *teamless, "key_id", *MEASURES], over_teams))
+    over_models = select(
+        literal("hour"), literal(hour, UTCDateTime()), u.team_id, u.deployment,
+        literal(ALL_MODELS), *(func.sum(getattr(u, m)) for m in MEASURES),
+    ).where(u.granularity == "hour", u.bucket == hour, u.key_id == ALL_KEYS).group_by(
+        u.team_id, u.deployment)
+    await session.execute(insert(u).from_select(
+        ["granularity", "bucket", "team_id", "deployment", "key_id", *MEASURES], over_models))
 
 
 async def _sum_day(session: AsyncSession, day: datetime) -> None:
-    """Replace the day's rows by the sums of its hour rows (both levels: ``key_id`` is grouped
-    by, so the hours' ``ALL_KEYS`` rows sum into the day's)."""
+    """Replace the day's rows by the sums of its hour rows (every level: ``key_id`` is grouped
+    by, so the hours' ``ALL_KEYS`` rows sum into the day's, and so on)."""
     u = UsageRollup
     await session.execute(delete(u).where(u.granularity == "day", u.bucket == day))
     sums = select(
@@ -324,11 +338,20 @@ def over_all_teams(query: UsageQuery) -> bool:
             and query.team_id is None)
 
 
+def over_all_models(query: UsageQuery) -> bool:
+    """Whether it can read the rows summed over all keys, models and adapters: nothing in it
+    is per key, model or adapter."""
+    return (over_all_keys(query) and not {"model", "adapter"} & set(query.group_by)
+            and query.model is None and query.adapter is None)
+
+
 def _level(query: UsageQuery) -> ColumnElement[bool]:
     """The one level of rows that answers ``query`` (each holds the whole ledger once)."""
     u = UsageRollup
     if over_all_teams(query):
         return u.key_id == ALL_TEAMS
+    if over_all_models(query):
+        return u.key_id == ALL_MODELS
     if over_all_keys(query):
         return u.key_id == ALL_KEYS
     return u.key_id.not_in(_SUMMED)
