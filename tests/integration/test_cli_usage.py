@@ -112,6 +112,14 @@ def test_usage_reports_what_the_data_plane_did(spawn_gateway: SpawnGateway) -> N
         teams = {line["team_id"]: line["requests"] for line in lines if line["kind"] == "team"}
         assert teams == {team["id"]: 3, None: 1}
         assert charged["view"] == ("chargeback" if view else "showback")
+    # By hour the API answers in pages of 24 hours; the CLI follows them into one report.
+    since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 2 * 86400))
+    hourly = ok_json(gw, "chargeback", "--by", "hour", "--from", since)
+    starts = [total["start"] for total in hourly["deployments"]]
+    assert len(starts) == len(set(starts)) > 48 and starts == sorted(starts)
+    assert hourly["next_after"] is None
+    assert sum(line["cost_cents"] for line in hourly["data"]) == hourly["totals"]["cost_cents"] \
+        == sum(total["cost_cents"] for total in hourly["deployments"]) > 0
     table = ok(gw, "chargeback").splitlines()
     assert table[0].split()[:3] == ["DEPLOYMENT", "TEAM", "COST"]
     assert any(line.split()[:2] == ["demo-chat", "search"] for line in table[1:])

@@ -1,15 +1,17 @@
 """``inferenceops chargeback``: self-hosted deployments' GPU cost shared among teams, as a table,
 JSON or CSV.
 
-One ``GET /admin/api/v1/chargeback`` (``--csv``: ``/chargeback.csv``) with the caller's admin
-key, so the server decides what the caller may see (platform roles: every line, idle cost and
-each deployment's total; team owners: their teams' lines). Same conventions as ``usage``:
-``--url`` / ``INFERENCEOPS_URL``, ``--key`` / ``INFERENCEOPS_ADMIN_KEY``; exit 1 when the
-server refuses (its message names the parameter), 2 for a usage error.
+One ``GET /admin/api/v1/chargeback`` (``--csv``: ``/chargeback.csv``; by hour one per page of
+the JSON, joined) with the caller's admin key, so the server decides what the caller may see
+(platform roles: every line, idle cost and each deployment's total; team owners: their teams'
+lines). Same conventions as ``usage``: ``--url`` / ``INFERENCEOPS_URL``, ``--key`` /
+``INFERENCEOPS_ADMIN_KEY``; exit 1 when the server refuses (its message names the parameter),
+2 for a usage error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -27,6 +29,7 @@ from inferenceops.cli._client import (
     format_table,
     team_id_of,
 )
+from inferenceops.metering.chargeback_report import money
 
 COLUMNS = (("deployment", "DEPLOYMENT"), ("team", "TEAM"), ("cost", "COST"),
            ("share_percent", "SHARE %"), ("work", "WORK"), ("requests", "REQUESTS"),
@@ -62,7 +65,8 @@ def chargeback_command(
     if as_csv:
         typer.echo(_call(client.text, "/chargeback.csv", query), nl=False)
         return
-    report = _call(client.request, "GET", "/chargeback", None, query)
+    report = whole_report(lambda page: _call(client.request, "GET", "/chargeback", None, page),
+                          query)
     if as_json:
         _emit_json(report)
         return
@@ -71,6 +75,22 @@ def chargeback_command(
     except CliError:
         names = {}
     typer.echo(render(report, names))
+
+
+def whole_report(fetch: Callable[[dict[str, Any]], Any], query: dict[str, Any]) -> Any:
+    """The report, every page of it: by hour the JSON comes in pages (``next_after``), joined
+    here into one document (lines and deployment buckets in page order, totals summed)."""
+    report = fetch(query)
+    while report.get("next_after"):
+        page = fetch({**query, "after": report["next_after"]})
+        report["data"] += page["data"]
+        report["deployments"] += page["deployments"]
+        totals = report["totals"]
+        totals["cost_cents"] += page["totals"]["cost_cents"]
+        totals["idle_cost_cents"] += page["totals"]["idle_cost_cents"]
+        totals["cost"] = money(totals["cost_cents"])
+        report["next_after"] = page["next_after"]
+    return report
 
 
 def render(report: dict[str, Any], team_names: dict[str, str]) -> str:

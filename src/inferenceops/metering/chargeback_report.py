@@ -16,6 +16,13 @@ it; usage of a deployment that no longer exists has nobody to charge and is left
 Who sees what: platform roles every line; a team owner the lines of their teams only (no
 idle line, no deployment totals: they would reveal other teams' use). Input errors are
 ``InvalidParameter`` (400) naming the parameter. No I/O.
+
+**Pages, by hour.** A week by hour for forty teams is over twenty thousand lines (5 MB of
+JSON); the JSON report by hour comes in pages of ``limit`` hours (``page_of``: 24 by default,
+at most 168), the next one asked with ``after`` = the page's ``next_after`` (the hour it
+stops at; null on the last page), as the admin API's listings page with ``limit`` and
+``after``. Each page is computed from its own hours only, which is exact: by hour every
+bucket is shared on its own. Reports by period or day, and the CSV export, come whole.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from inferenceops.metering.reports import csv_cell, rounded_range
 Granularity = Literal["period", "day", "hour"]
 View = Literal["showback", "chargeback"]
 HOUR = timedelta(hours=1)
+#: Hours in a page of the JSON report by hour: by default, and at most (``page_of``).
+PAGE_HOURS, MAX_PAGE_HOURS = 24, 168
 #: The longest range: a quarter (92 days) of days or as one period, 31 days of hours.
 MAX_RANGE: dict[Granularity, timedelta] = {"period": timedelta(days=92), "day": timedelta(days=92),
                                            "hour": timedelta(days=31)}
@@ -114,6 +123,10 @@ class ChargebackReport:
     lines: tuple[Line, ...]
     totals: tuple[DeploymentTotal, ...]  # empty for a caller who sees only their teams
     current_to: datetime | None = None  # the rollups hold the ledger as it was then
+    #: By hour, a page: where the next page starts (None: this is the last one) ...
+    next_after: datetime | None = None
+    #: ... and the range the caller asked for, when the lines cover only part of it.
+    asked: tuple[datetime, datetime] | None = None
 
 
 # ---- parsing ----------------------------------------------------------------------------------
@@ -148,6 +161,31 @@ def resolve_range(start: datetime | None, end: datetime | None, granularity: Gra
     return rounded_range(start, end, "day" if granularity == "day" else "hour", now,
                          default_span=DEFAULT_SPAN[granularity],
                          max_range=MAX_RANGE[granularity], too_long=too_long)
+
+
+def page_of(since: datetime, until: datetime, granularity: Granularity, limit: int | None,
+            after: datetime | None) -> tuple[datetime, datetime]:
+    """The hours ``[start, end)`` of the page a JSON report by hour answers: ``limit`` hours
+    (default ``PAGE_HOURS``) from ``after`` (a previous page's ``next_after``) or from the
+    start. By period or by day the report is whole, and paging it is refused (400)."""
+    if granularity != "hour":
+        if limit is not None or after is not None:
+            param = "limit" if limit is not None else "after"
+            raise InvalidParameter(f"{param}: only the report by hour comes in pages; by "
+                                   f"{granularity} it is whole", param=param)
+        return since, until
+    hours = PAGE_HOURS if limit is None else limit
+    if not 1 <= hours <= MAX_PAGE_HOURS:
+        raise InvalidParameter(f"limit: a page holds 1 to {MAX_PAGE_HOURS} hours, not {hours}",
+                               param="limit")
+    start = since
+    if after is not None:
+        if not since < after < until or after.minute or after.second or after.microsecond:
+            raise InvalidParameter(f"after: {after.isoformat()} is not the `next_after` of a page "
+                                   f"of this report ({since.isoformat()} to {until.isoformat()})",
+                                   param="after")
+        start = after
+    return start, min(until, start + hours * HOUR)
 
 
 # ---- computing --------------------------------------------------------------------------------
@@ -314,14 +352,16 @@ def report_json(report: ChargebackReport, currency: str) -> dict[str, Any]:
     cents = sum(line.cost_cents for line in report.lines)
     idle = sum(line.cost_cents for line in report.lines if line.kind == IDLE)
     starts: dict[datetime, str] = {}
+    since, until = report.asked or (query.start, query.end)
     return {
-        "object": "chargeback.report", "from": query.start.isoformat(),
-        "to": query.end.isoformat(), "granularity": query.granularity, "view": query.view,
+        "object": "chargeback.report", "from": since.isoformat(),
+        "to": until.isoformat(), "granularity": query.granularity, "view": query.view,
         "filters": filters, "currency": currency,
         "current_to": None if report.current_to is None else report.current_to.isoformat(),
         "data": [line_json(line, _iso(starts, line.start)) for line in report.lines],
         "deployments": [total_json(total) for total in report.totals],
         "totals": {"cost": money(cents), "cost_cents": cents, "idle_cost_cents": idle},
+        "next_after": None if report.next_after is None else report.next_after.isoformat(),
     }
 
 

@@ -171,6 +171,48 @@ async def test_the_csv_says_what_the_json_says(world: World) -> None:
             (line["team_id"] or "", line["cost_cents"], line["cost"]) for line in doc["data"]]
 
 
+async def test_by_hour_the_json_comes_in_pages_that_join_to_the_whole_report(world: World) -> None:
+    whole = await report(world, PERIOD + "&granularity=hour&limit=3")
+    assert whole["next_after"] is None
+    pages, after = [], None
+    while True:
+        page = await report(world, PERIOD + "&granularity=hour&limit=1"
+                            + ("" if after is None else f"&after={quote(after)}"))
+        assert (page["from"], page["to"]) == (whole["from"], whole["to"])  # the asked range
+        pages.append(page)
+        after = page["next_after"]
+        if after is None:
+            break
+    assert [p["next_after"] for p in pages] == ["2026-12-03T01:00:00+00:00",
+                                                "2026-12-03T02:00:00+00:00", None]
+    assert [line for p in pages for line in p["data"]] == whole["data"]
+    assert [total for p in pages for total in p["deployments"]] == whole["deployments"]
+    assert [p["totals"]["cost_cents"] for p in pages] == [500, 500, 620]
+    default = await report(world, "from=2026-12-01&to=2026-12-04&granularity=hour")
+    assert default["next_after"] == "2026-12-02T00:00:00+00:00"  # 24 hours a page
+    assert {line["start"][:10] for line in default["data"]} == {"2026-12-01"}
+    assert (await report(world, PERIOD))["next_after"] is None  # by period: whole
+
+
+@pytest.mark.parametrize(("query", "param", "status"), [
+    ("granularity=hour&after=2026-12-03T00:30:00Z", "after", 400),  # not on an hour
+    ("granularity=hour&after=2026-12-03T00:00:00Z", "after", 400),  # the first page has none
+    ("granularity=hour&after=2026-12-03T03:00:00Z", "after", 400),  # past the end
+    ("granularity=hour&after=soon", "after", 400),
+    ("granularity=hour&limit=0", "limit", 422),
+    ("granularity=hour&limit=169", "limit", 422),
+    ("granularity=day&limit=5", "limit", 400),  # only by hour in pages
+    ("after=2026-12-03T01:00:00Z", "after", 400),
+    ("granularity=hour&format=csv&after=2026-12-03T01:00:00Z", "after", 400),  # CSV is whole
+])
+async def test_a_page_that_is_not_one_is_refused_naming_the_parameter(
+        world: World, query: str, param: str, status: int) -> None:
+    reply = await call(world.app, "GET", f"{V1}/chargeback?{PERIOD}&{query}",
+                       secret=world.secrets["billing"])
+    assert reply.status == status, reply.body
+    assert param in str(reply.json()["error"]["param"])
+
+
 @pytest.mark.parametrize(("query", "param"), [
     ("from=yesterday", "from"),
     ("from=2026-12-05&to=2026-12-01", "to"),
@@ -195,15 +237,16 @@ text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_ch
 
 
 @settings(max_examples=40, deadline=None)
-@given(start=text, end=text, granularity=text, view=text)
+@given(start=text, end=text, granularity=text, view=text, after=text)
 async def test_made_up_input_never_gets_a_500(world: World, start: str, end: str,
-                                              granularity: str, view: str) -> None:
+                                              granularity: str, view: str, after: str) -> None:
     query = "&".join(f"{name}={quote(value)}" for name, value in (
-        ("from", start), ("to", end), ("granularity", granularity), ("view", view)))
+        ("from", start), ("to", end), ("granularity", granularity), ("view", view),
+        ("after", after)))
     reply = await call(world.app, "GET", f"{V1}/chargeback?{query}", secret=world.secrets["billing"])
     assert reply.status in (200, 400), reply.body
     if reply.status != 200:
-        assert reply.json()["error"]["param"] in ("from", "to", "granularity", "view")
+        assert reply.json()["error"]["param"] in ("from", "to", "granularity", "view", "after")
 
 
 @pytest.mark.parametrize(("cost", "field"), [

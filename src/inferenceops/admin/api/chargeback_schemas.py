@@ -61,4 +61,7 @@ class ChargebackReportOut(BaseModel):
     data: list[ChargebackLineOut]
     deployments: list[ChargebackDeploymentOut] = Field(
         description="Per deployment and bucket; only for platform roles")
-    totals: ChargebackTotalsOut
+    totals: ChargebackTotalsOut = Field(description="Over this page's lines")
+    next_after: str | None = Field(description=(
+        "By hour: where the next page starts (pass it as `after`); null on the last page and "
+        "for reports by period or day, which come whole"))

@@ -5,12 +5,14 @@ idle cost and totals; a team owner sees their teams' lines only (a ``team_id`` t
 role in is a 404, as for every team route); members and viewers, who see only their own
 keys' usage, see no chargeback lines (a share is the whole team's). Reads the deployments'
 GPU costs and the rollups in one read transaction (``store.repo.chargeback``; by hour every
-hour per team, else by runs of hours: ``metering.chargeback_runs``);
-nothing is audited. Input errors are 400 naming the parameter (``metering.chargeback_report``).
+hour per team — the page's hours, for the JSON —, else by runs of hours:
+``metering.chargeback_runs``); nothing is audited. Input errors are 400 naming the parameter
+(``metering.chargeback_report``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
@@ -21,7 +23,9 @@ from inferenceops.errors import InvalidParameter
 from inferenceops.metering.chargeback_report import (
     ChargebackQuery,
     ChargebackReport,
+    Granularity,
     compute,
+    page_of,
     parse_granularity,
     parse_view,
     report_csv,
@@ -38,12 +42,31 @@ CSV_TYPE = "text/csv; charset=utf-8"
 
 async def chargeback_report(ctx: AdminContext, access: Access, *, start: str | None,
                             end: str | None, granularity: str | None, view: str | None,
-                            deployment: str | None, team_id: str | None,
+                            deployment: str | None, team_id: str | None, paged: bool = False,
+                            limit: int | None = None, after: str | None = None,
                             now: datetime | None = None) -> ChargebackReport:
+    """The report, or with ``paged`` (the JSON) the page ``limit`` and ``after`` say."""
     now = now or datetime.now(UTC)
     grain = parse_granularity(granularity)
-    since, until = resolve_range(None if start is None else parse_time(start, "from"),
-                                 None if end is None else parse_time(end, "to"), grain, now)
+    asked = resolve_range(None if start is None else parse_time(start, "from"),
+                          None if end is None else parse_time(end, "to"), grain, now)
+    since, until = asked
+    if paged:
+        since, until = page_of(*asked, grain, limit,
+                               None if after is None else parse_time(after, "after"))
+    elif limit is not None or after is not None:
+        param = "limit" if limit is not None else "after"
+        raise InvalidParameter(f"{param}: the CSV export is the whole range; limit and after "
+                               "page the JSON report by hour", param=param)
+    report = await _compute(ctx, access, since, until, grain, view, deployment, team_id, now)
+    if (since, until) == asked:
+        return report
+    return replace(report, asked=asked, next_after=until if until < asked[1] else None)
+
+
+async def _compute(ctx: AdminContext, access: Access, since: datetime, until: datetime,
+                   grain: Granularity, view: str | None, deployment: str | None,
+                   team_id: str | None, now: datetime) -> ChargebackReport:
     visible = None
     if not access.everywhere:
         if team_id is not None and team_id not in access.teams:
