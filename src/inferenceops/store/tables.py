@@ -32,7 +32,6 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
-    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -48,12 +47,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Admission values. Spelled out (not derived from ``platform.policy``): a CHECK is part of the
-# schema and changes only with a migration; a test keeps these equal to the policy's enums.
-LIMIT_SCOPES = ("key", "team", "model", "team_model")
-BUDGET_SCOPES = ("team", "key")
-PERIODS = ("daily", "weekly", "monthly", "lifetime")
-BUDGET_MODES = ("hard", "soft")
 REVISION_KEY = "revision"
 
 
@@ -99,80 +92,10 @@ def _subject_rule(scopes: dict[str, tuple[str, ...]], columns: tuple[str, ...]) 
         for scope, needed in scopes.items())
 
 
-#: Which subject columns each scope sets (the 0002 migration spells the same CHECK text out).
-LIMIT_SUBJECT_RULE = _subject_rule(
-    {"key": ("key_id",), "team": ("team_id",), "model": ("model",),
-     "team_model": ("team_id", "model")}, ("key_id", "team_id", "model"))
-BUDGET_SUBJECT_RULE = _subject_rule({"team": ("team_id",), "key": ("key_id",)}, ("key_id", "team_id"))
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: PortableJSON,
                            list[str]: PortableJSON, bytes: LargeBinary()}
-
-
-class Limit(Base):
-    """An operator's rate limit on one subject (a key, a team, a model, or a team on a model).
-
-    ``subject`` is derived by the repository from the scope and its columns
-    (``key:<id>``, ``team:<id>``, ``model:<name>``, ``team_model:<id>/<name>``);
-    its uniqueness is what makes "one limit per subject" hold under concurrency.
-    """
-
-    __tablename__ = "limits"
-    __table_args__ = (
-        CheckConstraint(_in("scope", LIMIT_SCOPES), name="scope"),
-        CheckConstraint(LIMIT_SUBJECT_RULE, name="subject_columns"),
-        CheckConstraint("rpm IS NULL OR rpm > 0", name="rpm_positive"),
-        CheckConstraint("tpm IS NULL OR tpm > 0", name="tpm_positive"),
-        CheckConstraint("concurrency IS NULL OR concurrency > 0", name="concurrency_positive"),
-        CheckConstraint("rpm IS NOT NULL OR tpm IS NOT NULL OR concurrency IS NOT NULL",
-                        name="some_limit"),
-        Index(None, "key_id"), Index(None, "team_id"),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.LIMIT))
-    scope: Mapped[str] = mapped_column(Text)
-    subject: Mapped[str] = mapped_column(Text, unique=True)
-    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
-    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
-    model: Mapped[str | None] = mapped_column(Text)
-    rpm: Mapped[int | None] = mapped_column(BigInteger)
-    tpm: Mapped[int | None] = mapped_column(BigInteger)
-    concurrency: Mapped[int | None] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class Budget(Base):
-    """Money a team or a key may spend per period, in nano-units of ``currency``.
-
-    One budget per (subject, period): a team may have a daily and a monthly one.
-    """
-
-    __tablename__ = "budgets"
-    __table_args__ = (
-        CheckConstraint(_in("scope", BUDGET_SCOPES), name="scope"),
-        CheckConstraint(BUDGET_SUBJECT_RULE, name="subject_columns"),
-        CheckConstraint("amount_nanos > 0", name="amount_positive"),
-        CheckConstraint(_in("period", PERIODS), name="period"),
-        CheckConstraint(_in("mode", BUDGET_MODES), name="mode"),
-        UniqueConstraint("subject", "period"),
-        Index(None, "key_id"), Index(None, "team_id"),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.BUDGET))
-    scope: Mapped[str] = mapped_column(Text)
-    subject: Mapped[str] = mapped_column(Text)
-    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
-    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
-    amount_nanos: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(Text)
-    period: Mapped[str] = mapped_column(Text)
-    mode: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Provider(Base):
@@ -458,6 +381,10 @@ metadata = Base.metadata
 # LoRA adapters on the models (``config.spec.adapters``), declared on ``Base`` in their own
 # module (imported last, so that ``metadata`` holds them wherever this module is imported).
 from inferenceops.store import tables_adapters as _tables_adapters  # noqa: E402, F401
+
+# Operators' rate limits and budgets, declared on ``Base`` in their own module too (imported
+# last, so that ``metadata`` holds them).
+from inferenceops.store import tables_admission as _tables_admission  # noqa: E402, F401
 
 # The Batch API's tables, declared on ``Base`` in their own module (imported last, so that
 # ``metadata`` holds them wherever this module is imported).

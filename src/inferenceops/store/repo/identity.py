@@ -33,7 +33,7 @@ from inferenceops.store.records import (
     UserRecord,
 )
 from inferenceops.store.repo._common import revision
-from inferenceops.store.tables import Budget, Limit
+from inferenceops.store.tables_admission import Budget, Limit
 from inferenceops.store.tables_identity import ApiKey, Grant, Membership, ServiceAccount, Team, User
 from inferenceops.store.tables_retention import TeamRetention
 
