@@ -28,7 +28,7 @@ from inferenceops.store import (
     WrongCredentialsKey,
     repo,
 )
-from inferenceops.store.tables import Provider
+from inferenceops.store.tables_catalog import Provider
 
 CIPHER = CredentialCipher(os.urandom(32))
 KEY = "sk-upstream-test-key-0123456789"

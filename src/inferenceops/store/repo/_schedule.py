@@ -21,7 +21,7 @@ from inferenceops.store import ids
 from inferenceops.store.errors import Invalid, NotFound, translating
 from inferenceops.store.records import PriceRecord
 from inferenceops.store.repo.catalog_specs import price_columns, price_entry, price_record
-from inferenceops.store.tables import Deployment, ModelPrice
+from inferenceops.store.tables_catalog import Deployment, ModelPrice
 
 
 async def load_schedules(session: AsyncSession,

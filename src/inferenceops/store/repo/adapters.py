@@ -31,8 +31,8 @@ from inferenceops.store.repo._common import bump_revision, page
 from inferenceops.store.repo.adapter_refs import adapter_record
 from inferenceops.store.repo.catalog import UNCHANGED, ManagedBy, lock_catalog
 from inferenceops.store.repo.catalog_specs import validated
-from inferenceops.store.tables import Model
 from inferenceops.store.tables_adapters import Adapter
+from inferenceops.store.tables_catalog import Model
 
 
 def adapter_spec(r: AdapterRecord) -> AdapterSpec:

@@ -72,7 +72,8 @@ from inferenceops.store.repo.catalog_specs import (
     validated,
 )
 from inferenceops.store.repo.model_routes import check_routes, refuse_if_routed
-from inferenceops.store.tables import Deployment, Model, ModelPrice, Provider, utcnow
+from inferenceops.store.tables import utcnow
+from inferenceops.store.tables_catalog import Deployment, Model, ModelPrice, Provider
 
 #: Fixed advisory-lock key ("infops" + 0x0003) serialising catalog writes on PostgreSQL.
 CATALOG_LOCK_KEY: Final = 0x696E_666F_7073_0003

@@ -20,7 +20,8 @@ from inferenceops.config.spec import DeploymentSpec, ModelSpec, ProviderSpec
 from inferenceops.metering.prices import Entry, PriceSpec, as_of
 from inferenceops.store.errors import Invalid
 from inferenceops.store.records import DeploymentRecord, ModelRecord, PriceRecord, ProviderRecord
-from inferenceops.store.tables import Deployment, Model, ModelPrice, Provider, utcnow
+from inferenceops.store.tables import utcnow
+from inferenceops.store.tables_catalog import Deployment, Model, ModelPrice, Provider
 
 S = TypeVar("S", bound=BaseModel)
 MAX_BIGINT = 2**63 - 1

@@ -16,7 +16,7 @@ from inferenceops.store.errors import NotFound
 from inferenceops.store.records import DeploymentRecord
 from inferenceops.store.repo._common import bump_revision
 from inferenceops.store.repo.catalog import lock_catalog
-from inferenceops.store.tables import Deployment
+from inferenceops.store.tables_catalog import Deployment
 from inferenceops.store.tables_drain import ReplicaDrain
 
 

@@ -32,7 +32,7 @@ from inferenceops.store.records_guardrails import (
 )
 from inferenceops.store.repo._common import bump_revision, check_choice, page
 from inferenceops.store.repo.catalog_specs import validated
-from inferenceops.store.tables import Model
+from inferenceops.store.tables_catalog import Model
 from inferenceops.store.tables_guardrails import (
     ATTACH_SCOPES,
     GuardrailAttachment,

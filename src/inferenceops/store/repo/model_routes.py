@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inferenceops.config.spec import ModelSpec
 from inferenceops.config.spec.routes import CanarySpec, FallbackSpec, Routed, route_problems
 from inferenceops.store.errors import Conflict, Invalid
-from inferenceops.store.tables import Deployment, Model
+from inferenceops.store.tables_catalog import Deployment, Model
 
 
 @dataclass(frozen=True, slots=True)

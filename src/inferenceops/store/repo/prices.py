@@ -22,7 +22,8 @@ from inferenceops.store.repo._common import bump_revision
 from inferenceops.store.repo._schedule import delete_entries, insert_entries, load_schedules
 from inferenceops.store.repo.catalog import lock_catalog
 from inferenceops.store.repo.catalog_specs import schedule_order
-from inferenceops.store.tables import Model, ModelPrice, utcnow
+from inferenceops.store.tables import utcnow
+from inferenceops.store.tables_catalog import Model, ModelPrice
 
 
 async def _model(session: AsyncSession, model_id: str) -> Model:
