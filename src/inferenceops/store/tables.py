@@ -1,8 +1,11 @@
 """The control-plane schema as SQLAlchemy 2 declarative tables (the ORM side of the store).
 
-Owns: table and column definitions, constraint names (one naming convention, so
-migrations can refer to them), portable column types. Migrations in
-``store/migrations`` must produce exactly this schema — a test compares them.
+Owns: the declarative ``Base`` and its ``metadata``, constraint names (one naming convention,
+so migrations can refer to them), portable column types, and two tables of its own (the audit
+log, the control state). The other tables are declared on ``Base`` by area in the sibling
+modules ``tables_*.py`` (identity, admission, catalog, usage, files, batch, …), which this
+module imports at its end. Migrations in ``store/migrations`` must produce exactly this
+schema — a test compares them.
 
 Conventions: string primary keys with a readable prefix (``store.ids``);
 timestamps are timezone-aware UTC on both backends (``UTCDateTime``); JSON
