@@ -23,18 +23,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from inferenceops.config.spec import (
+from inferenceops.config.spec import ModelSpec, ScheduledPriceSpec
+from inferenceops.config.spec.adapters import AdapterName, AdapterSpec
+from inferenceops.config.spec.base import Name
+from inferenceops.config.spec.deployments import (
     DeploymentSpec,
-    ModelSpec,
-    Name,
     ProviderSpec,
     QueueSpec,
     ReplicaSpec,
-    ScheduledPriceSpec,
     TimeoutsSpec,
     Url,
 )
-from inferenceops.config.spec.adapters import AdapterName, AdapterSpec
 from inferenceops.config.spec.routes import MAX_CANARIES, MAX_FALLBACKS, CanarySpec, FallbackSpec
 from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Instant, PriceSpec

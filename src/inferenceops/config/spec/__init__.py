@@ -19,12 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -40,6 +38,8 @@ from inferenceops.admission.config import (
     check_currency,
 )
 from inferenceops.config.spec.adapters import AdapterSpec, adapter_problems
+from inferenceops.config.spec.base import Name, _Strict
+from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
 from inferenceops.config.spec.routes import (
     MAX_CANARIES,
     MAX_FALLBACKS,
@@ -51,7 +51,6 @@ from inferenceops.config.spec.routes import (
 )
 from inferenceops.engines.simulator.profile import load_profile
 from inferenceops.guardrails.spec import GuardrailsSpec
-from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Entry, Instant, PriceSpec, clashes, model_prices, price_spec
 from inferenceops.platform import (
     Adapter,
@@ -66,104 +65,10 @@ from inferenceops.platform import (
 from inferenceops.platform.prices import ModelPrices
 
 SIMULATOR_MOUNT = "/_sim"
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 
 
 class ConfigError(ValueError):
     """The platform configuration is invalid; the message says where and how to fix it."""
-
-
-class _Strict(BaseModel):
-    # No inf/NaN: stored as JSON they become null, and the row no longer reads back as a spec.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class TimeoutsSpec(_Strict):
-    connect_s: float = Field(5.0, gt=0)
-    first_byte_s: float = Field(120.0, gt=0)
-    between_chunks_s: float = Field(60.0, gt=0)
-    total_s: float = Field(900.0, gt=0)
-
-
-class QueueSpec(_Strict):
-    max_waiting: int = Field(1000, ge=0, le=1_000_000)
-    interactive_max_wait_s: float = Field(30.0, gt=0, le=3600)
-    background_max_wait_s: float = Field(600.0, gt=0, le=86400)
-
-
-Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
-
-
-class ReplicaSpec(_Strict):
-    url: Url
-
-
-class ProviderSpec(_Strict):
-    """An upstream endpoint and how to sign in to it, shared by the deployments that name it."""
-
-    name: Name
-    base_url: Url = Field(description="API root, e.g. https://api.openai.com/v1")
-    dialect: Literal["openai"] = Field("openai", description="the wire protocol it speaks")
-    api_key_env: str | None = Field(None, description="environment variable holding its key")
-
-
-class DeploymentSpec(_Strict):
-    name: Name
-    engine: Literal["simulator", "openai"] = Field(
-        description="simulator = built-in simulated engine; openai = any OpenAI-compatible "
-        "server (vLLM, SGLang, llama.cpp, Ollama, TGI, OpenAI)"
-    )
-    served_model: Name = Field(description="the model name the engine itself answers to")
-    provider: Name | None = Field(None, description="openai: a provider whose base URL and key "
-                                  "it uses (replicas then default to the provider's base URL)")
-    profile: str | None = Field(None, description="simulator profile (built-in name or YAML path)")
-    replicas: int | list[ReplicaSpec] | None = Field(
-        None, description="simulator: how many replicas (default 1); openai: a list of {url: ...}"
-    )
-    seed: int = Field(0, ge=-(2**63), le=2**63 - 1)  # stored as JSON: a 64-bit integer
-    api_key_env: str | None = Field(None, description="environment variable holding the upstream key")
-    timeouts: TimeoutsSpec = TimeoutsSpec()
-    max_connections: int = Field(256, ge=1, le=100_000)
-    capacity: int | None = Field(None, ge=1, le=100_000, description="requests this gateway "
-                                 "process sends at once; more wait in the fair queue")
-    queue: QueueSpec = QueueSpec()
-    routing: Literal["least_outstanding", "round_robin", "engine_load", "prefix_affinity",
-                     "session_affinity"] = Field(
-        "least_outstanding", description="how a replica is picked for each request: "
-        "least_outstanding (fewest in flight), round_robin, engine_load (two random choices on "
-        "the engines' scraped /metrics), prefix_affinity or session_affinity (consistent hashing "
-        "of the prompt's prefix or the session, with bounded load)")
-    scheduling_policy: Literal["fcfs", "priority"] = Field(
-        "fcfs", description="the engine's own queue order: fcfs, or priority when it runs "
-        "vLLM's --scheduling-policy priority — the gateway then sets each request's engine "
-        "priority from its service class (interactive 0, background and batch 1), so batch "
-        "work queued on the engine never delays an interactive request")
-    gpu_cost: GpuCostSpec | None = Field(None, description="self-hosted: its GPUs and their "
-                                         "hourly cost, shared among teams by chargeback")
-    max_loras: int | None = Field(None, ge=1, le=1024, description="LoRA adapters the gateway "
-                                  "keeps loaded on each replica at once (the least recently used "
-                                  "idle one is unloaded for another); default: a simulator's "
-                                  "profile max_loras, else 1 (vLLM's --max-loras default)")
-
-    @model_validator(mode="after")
-    def _engine_fields(self) -> DeploymentSpec:
-        if self.engine == "simulator":
-            replicas = 1 if self.replicas is None else self.replicas
-            if not isinstance(replicas, int) or not 1 <= replicas <= 64:
-                raise ValueError("a simulator deployment takes 'replicas: N' with 1 <= N <= 64")
-            if not self.profile:
-                raise ValueError("a simulator deployment needs 'profile:' (e.g. llama-3.1-8b-h100)")
-            if self.provider:
-                raise ValueError("'provider' is only for openai deployments")
-        else:
-            if self.replicas is None and self.provider is None:
-                raise ValueError("an openai deployment takes 'replicas:' as a list of "
-                                 "{url: http://host:port/v1}, or a 'provider:'")
-            if self.replicas is not None and (not isinstance(self.replicas, list) or not self.replicas):
-                raise ValueError("an openai deployment takes 'replicas:' as a list of {url: http://host:port/v1}")
-            if self.profile:
-                raise ValueError("'profile' is only for simulator deployments")
-        return self
 
 
 class ScheduledPriceSpec(PriceSpec):
