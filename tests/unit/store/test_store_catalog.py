@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, text, update
 
-from inferenceops.config.spec import ModelSpec
 from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.store import (
     Conflict,
     CredentialCipher,

@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from inferenceops.config.spec import ModelSpec, ScheduledPriceSpec
 from inferenceops.config.spec.adapters import AdapterName, AdapterSpec
 from inferenceops.config.spec.base import Name
 from inferenceops.config.spec.deployments import (
@@ -34,6 +33,7 @@ from inferenceops.config.spec.deployments import (
     TimeoutsSpec,
     Url,
 )
+from inferenceops.config.spec.models import ModelSpec, ScheduledPriceSpec
 from inferenceops.config.spec.routes import MAX_CANARIES, MAX_FALLBACKS, CanarySpec, FallbackSpec
 from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Instant, PriceSpec

@@ -17,18 +17,11 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator
 
 from inferenceops.admission.config import (
     BudgetSpec,
@@ -38,20 +31,13 @@ from inferenceops.admission.config import (
     check_currency,
 )
 from inferenceops.config.spec.adapters import AdapterSpec, adapter_problems
-from inferenceops.config.spec.base import Name, _Strict
+from inferenceops.config.spec.base import _Strict
 from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
-from inferenceops.config.spec.routes import (
-    MAX_CANARIES,
-    MAX_FALLBACKS,
-    CanarySpec,
-    FallbackSpec,
-    route_problems,
-    share_problems,
-    with_routes,
-)
+from inferenceops.config.spec.models import ModelSpec
+from inferenceops.config.spec.routes import route_problems, with_routes
 from inferenceops.engines.simulator.profile import load_profile
 from inferenceops.guardrails.spec import GuardrailsSpec
-from inferenceops.metering.prices import Entry, Instant, PriceSpec, clashes, model_prices, price_spec
+from inferenceops.metering.prices import model_prices
 from inferenceops.platform import (
     Adapter,
     Catalog,
@@ -69,68 +55,6 @@ SIMULATOR_MOUNT = "/_sim"
 
 class ConfigError(ValueError):
     """The platform configuration is invalid; the message says where and how to fix it."""
-
-
-class ScheduledPriceSpec(PriceSpec):
-    """A price from ``effective_from`` on, for the model or for the requests one deployment serves."""
-
-    deployment: Name | None = Field(None, description="only for requests this deployment serves "
-                                    "(it overrides the model's price while in force)")
-    effective_from: Instant | None = Field(
-        None, validate_default=True, description="when it starts: an RFC 3339 time with its "
-        "offset (2026-12-10T00:00:00Z) or a date (midnight UTC); a deployment's price without one "
-        "applies from the beginning")
-
-    @field_validator("effective_from")
-    @classmethod
-    def _starts(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        if value is None and info.data.get("deployment") is None:
-            raise ValueError("is required: when this price starts (e.g. 2026-12-10T00:00:00Z); "
-                             "the model's price from the beginning is 'price:'")
-        return value
-
-    def entry(self) -> Entry:
-        return Entry(self.deployment, self.effective_from, price_spec(self))
-
-
-class ModelSpec(_Strict):
-    name: Name
-    deployment: Name
-    aliases: list[Name] = []
-    type: Literal["chat", "embedding"] = "chat"
-    price: PriceSpec | None = Field(None, description="the price from the beginning (in the admin "
-                                    "API's answers: the model's own price in force now)")
-    prices: list[ScheduledPriceSpec] = Field(
-        [], max_length=1000, description="price changes, each from its effective_from, and prices "
-        "per deployment (in the admin API's answers: those in force and those to come; the whole "
-        "history is /models/{id}/prices)")
-    max_output_tokens: int = Field(4096, ge=1, le=10_000_000, description="output tokens "
-                                   "reserved for a request that does not set max_tokens")
-    canary: list[CanarySpec] = Field([], max_length=MAX_CANARIES, description=(
-        "other deployments that get a share of the model's requests; the primary keeps the rest"))
-    fallbacks: list[FallbackSpec] = Field([], max_length=MAX_FALLBACKS, description=(
-        "in order: where a request goes when the chosen deployment could not take it "
-        "(docs/routing.md says exactly when)"))
-
-    @model_validator(mode="after")
-    def _shares(self) -> ModelSpec:
-        problem = share_problems(self.canary)
-        if problem is not None:
-            raise ValueError(problem)
-        return self
-
-    def price_entries(self) -> list[Entry]:
-        """The whole schedule: ``price`` from the beginning, then ``prices`` as written."""
-        first = [] if self.price is None else [Entry(None, None, price_spec(self.price))]
-        return first + [p.entry() for p in self.prices]
-
-    def price_problems(self) -> list[tuple[list[Any], str]]:
-        """Two prices of one scope starting at the same time: (location in the spec, message)."""
-        located: list[tuple[Any, Entry]] = []
-        if self.price is not None:
-            located.append((["price"], Entry(None, None, price_spec(self.price))))
-        located += [(["prices", j, "effective_from"], p.entry()) for j, p in enumerate(self.prices)]
-        return clashes(located)
 
 
 class PlatformSpec(_Strict):

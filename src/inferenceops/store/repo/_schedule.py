@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inferenceops.config.spec import ModelSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.metering.prices import Entry, plan_sync
 from inferenceops.store import ids
 from inferenceops.store.errors import Invalid, NotFound, translating

@@ -40,8 +40,8 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inferenceops.config.spec import ModelSpec
 from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.store import ids
 from inferenceops.store.credentials import CredentialCipher
 from inferenceops.store.errors import Conflict, CredentialsError, Invalid, NotFound, translating

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from inferenceops.config.spec import ModelSpec
 from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.metering.prices import Entry, PriceSpec, as_of
 from inferenceops.store.errors import Invalid
 from inferenceops.store.records import DeploymentRecord, ModelRecord, PriceRecord, ProviderRecord
