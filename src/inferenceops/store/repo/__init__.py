@@ -45,7 +45,6 @@ from inferenceops.store.repo.admission import (
 )
 from inferenceops.store.repo.audit import append_audit, iter_audit, list_audit
 from inferenceops.store.repo.catalog import (
-    UNCHANGED,
     clear_provider_key,
     create_deployment,
     create_model,
@@ -63,12 +62,12 @@ from inferenceops.store.repo.catalog import (
     list_models,
     list_providers,
     load_catalog,
-    lock_catalog,
     set_provider_key,
     update_deployment,
     update_model,
     update_provider,
 )
+from inferenceops.store.repo.catalog_rows import UNCHANGED, lock_catalog
 from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, provider_spec
 from inferenceops.store.repo.grants import grant, list_grants, revoke_grant
 from inferenceops.store.repo.identity import is_empty, load_identity

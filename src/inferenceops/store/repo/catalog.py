@@ -19,10 +19,10 @@ What one spec alone cannot tell is checked here, in the writer's transaction:
 A model's prices are rows of their own (``_schedule``; routes on them: ``prices``): created
 as written with the model, synced on update to what the spec charges from now on.
 
-Catalog writes are serialised so those checks cannot race: on PostgreSQL by
-``pg_advisory_xact_lock(CATALOG_LOCK_KEY)`` until the transaction ends; on SQLite every write
-transaction already holds the database's write lock. Mutations that change something bump the
-revision; validation failures are ``Invalid`` naming the field.
+Catalog writes are serialised so those checks cannot race (``catalog_rows.lock_catalog``): on
+PostgreSQL by ``pg_advisory_xact_lock(CATALOG_LOCK_KEY)`` until the transaction ends; on SQLite
+every write transaction already holds the database's write lock. Mutations that change something
+bump the revision; validation failures are ``Invalid`` naming the field.
 
 A provider's API key is stored only encrypted (``store.credentials``, bound to the provider's
 id): records say ``has_api_key``; the plaintext leaves only through
@@ -32,12 +32,11 @@ platform file) is set by the caller that owns the row, and left alone by default
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any
 
-from pydantic import BaseModel
-from sqlalchemy import delete, select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
@@ -59,6 +58,20 @@ from inferenceops.store.repo.adapter_refs import (
     refuse_adapter_names,
     refuse_if_adapted,
 )
+from inferenceops.store.repo.catalog_rows import (
+    UNCHANGED,
+    ManagedBy,
+    _apply,
+    _check_name_free,
+    _delete,
+    _id_named,
+    _insert,
+    _merged,
+    _names,
+    _quoted,
+    _row,
+    lock_catalog,
+)
 from inferenceops.store.repo.catalog_specs import (
     deployment_columns,
     deployment_record,
@@ -76,108 +89,7 @@ from inferenceops.store.repo.model_routes import check_routes, refuse_if_routed
 from inferenceops.store.tables import utcnow
 from inferenceops.store.tables_catalog import Deployment, Model, ModelPrice, Provider
 
-#: Fixed advisory-lock key ("infops" + 0x0003) serialising catalog writes on PostgreSQL.
-CATALOG_LOCK_KEY: Final = 0x696E_666F_7073_0003
 MAX_API_KEY_CHARS = 8192
-S = TypeVar("S", bound=BaseModel)
-Row = TypeVar("Row", Provider, Deployment, Model)
-
-
-class _Unchanged:
-    def __repr__(self) -> str:
-        return "UNCHANGED"
-
-
-#: ``managed_by`` on update: leave it as it is.
-UNCHANGED: Final = _Unchanged()
-ManagedBy = str | None | _Unchanged
-
-
-# ---- shared -----------------------------------------------------------------------------------
-
-async def lock_catalog(session: AsyncSession) -> None:
-    """Serialise catalog writes until the caller's transaction ends (PostgreSQL; SQLite already is)."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CATALOG_LOCK_KEY})
-
-
-def _quoted(names: Iterable[str]) -> str:
-    return ", ".join(repr(n) for n in names)
-
-
-async def _row(session: AsyncSession, table: type[Row], row_id: str, what: str) -> Row:
-    row = await session.get(table, row_id)
-    if row is None:
-        raise NotFound(f"no {what} with id {row_id!r}")
-    return row
-
-
-async def _check_name_free(session: AsyncSession, table: type[Row], name: str, what: str,
-                           row_id: str | None = None) -> None:
-    stmt = select(table.id).where(table.name == name)
-    if row_id is not None:
-        stmt = stmt.where(table.id != row_id)
-    if (await session.execute(stmt)).first() is not None:
-        raise Conflict(f"a {what} named {name!r} already exists")
-
-
-async def _id_named(session: AsyncSession, table: type[Row], name: str | None, what: str,
-                    referrer: str | None) -> str | None:
-    """The id of the ``what`` called ``name`` (None for None); ``NotFound`` naming who asked."""
-    if name is None:
-        return None
-    found = (await session.execute(select(table.id).where(table.name == name))).scalar_one_or_none()
-    if found is None:
-        raise NotFound(f"{referrer} names {what} {name!r}, which does not exist" if referrer
-                       else f"no {what} named {name!r}")
-    return str(found)
-
-
-async def _names(session: AsyncSession, table: type[Row], row_ids: Collection[str | None]) -> dict[str, str]:
-    wanted = {i for i in row_ids if i is not None}
-    if not wanted:
-        return {}
-    rows = await session.execute(select(table.id, table.name).where(table.id.in_(wanted)))
-    return {row.id: row.name for row in rows}
-
-
-def _merged(kind: type[S], current: S, changes: Mapping[str, Any], what: str) -> S:
-    """The stored spec with ``changes`` (top-level fields) applied, validated whole."""
-    if not isinstance(changes, Mapping):
-        raise Invalid(f"{what}: changes must be an object of {kind.__name__} fields")
-    return validated(kind, {**current.model_dump(), **changes}, what)
-
-
-async def _insert(session: AsyncSession, row: Provider | Deployment | Model, doing: str) -> None:
-    with translating(doing):
-        session.add(row)
-        await session.flush()
-    await bump_revision(session)
-
-
-async def _apply(session: AsyncSession, row: Provider | Deployment | Model, columns: dict[str, Any],
-                 managed_by: ManagedBy, doing: str) -> bool:
-    """Write the columns that differ; bump the revision if any did. True if something changed."""
-    if not isinstance(managed_by, _Unchanged):
-        columns = {**columns, "managed_by": managed_by}
-    changed = {k: v for k, v in columns.items() if getattr(row, k) != v}
-    if not changed:
-        return False
-    for name, value in changed.items():
-        setattr(row, name, value)
-    with translating(doing):
-        await session.flush()
-    await bump_revision(session)
-    return True
-
-
-async def _delete(session: AsyncSession, table: type[Row], row_id: str, doing: str) -> None:
-    try:
-        with translating(doing):
-            await session.execute(delete(table).where(table.id == row_id))
-    except NotFound as error:  # a foreign key refused: a row still names it
-        raise Conflict(f"{doing}: other rows still refer to it") from error
-    await bump_revision(session)
 
 
 # ---- providers --------------------------------------------------------------------------------
