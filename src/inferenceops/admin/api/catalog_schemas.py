@@ -45,7 +45,7 @@ from inferenceops.store.records import (
     ProviderRecord,
 )
 from inferenceops.store.repo import adapter_spec, deployment_spec, model_spec
-from inferenceops.store.repo.catalog import MAX_API_KEY_CHARS
+from inferenceops.store.repo.catalog_providers import MAX_API_KEY_CHARS
 from inferenceops.store.repo.catalog_specs import price_entry
 
 API_KEY_DOC = "The provider's API key. Write-only: stored encrypted, never returned."
