@@ -8,6 +8,11 @@ and a ``demo-embed`` model, so a fresh checkout runs with nothing else.
 
 The result is an immutable ``Catalog`` plus the list of simulators to mount
 in-process; nothing here is read by the hot path.
+
+This module holds the file as a whole (``PlatformSpec``), its checks across sections, loading
+and building; the sections are its submodules: ``deployments`` (and providers), ``models``,
+``routes`` (canaries, fallbacks), ``adapters``; ``base`` is what they share, ``bounded_yaml``
+the YAML parsing.
 """
 
 from __future__ import annotations
