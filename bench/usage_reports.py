@@ -71,7 +71,7 @@ from inferenceops.platform.keys import new_secret, visible_prefix
 from inferenceops.store import Database, repo
 from inferenceops.store.migrate import upgrade
 from inferenceops.store.repo.usage_rollups import read_report
-from inferenceops.store.tables import UsageRollup
+from inferenceops.store.tables_usage import UsageRollup
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

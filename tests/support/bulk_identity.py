@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import insert
 
 from inferenceops.store import Database
-from inferenceops.store.tables import ApiKey, Grant, Membership, Team, User
+from inferenceops.store.tables_identity import ApiKey, Grant, Membership, Team, User
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -35,8 +35,8 @@ from inferenceops.store.records import FileRecord
 from inferenceops.store.repo import batch_finish as finish
 from inferenceops.store.repo import files as files_repo
 from inferenceops.store.repo.batch_finish import Target
-from inferenceops.store.tables import File
 from inferenceops.store.tables_batch import Batch
+from inferenceops.store.tables_files import File
 
 PAGE = 1000
 Sessions = Callable[[bool], AbstractAsyncContextManager[AsyncSession]]

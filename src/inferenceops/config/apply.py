@@ -34,7 +34,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from inferenceops.config.spec import ModelSpec, PlatformSpec
+from inferenceops.config.spec import PlatformSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.metering.prices import view
 from inferenceops.store import Database, repo
 from inferenceops.store.records import (

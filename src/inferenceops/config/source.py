@@ -18,15 +18,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from inferenceops.admission.config import StaticPolicy
-from inferenceops.config.spec import (
-    DeploymentSpec,
-    ModelSpec,
-    Platform,
-    PlatformSpec,
-    ProviderSpec,
-    build_platform,
-)
+from inferenceops.config.spec import Platform, PlatformSpec, build_platform
 from inferenceops.config.spec.adapters import AdapterSpec
+from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.guardrails.spec import GuardrailsSpec
 from inferenceops.metering.prices import model_prices
 from inferenceops.store.errors import StoreError

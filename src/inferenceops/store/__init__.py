@@ -8,7 +8,7 @@ background writers and the snapshot builder — never by the data plane
     db.py          Database (engine + sessions per URL), backend_of
     migrate.py     upgrade / current, under a cross-process migration lock (Alembic is
                    imported on first use of these names: a serving worker never migrates)
-    tables.py      the schema (declarative, typed)
+    tables.py      the schema (declarative, typed): Base, column types; tables_*.py its tables by area
     records.py     the plain records that leave the store
     repo/          async repositories (teams, users, keys, grants, admission rules, catalog, identity)
     credentials.py CredentialCipher: provider API keys encrypted at rest (AES-256-GCM)

@@ -342,7 +342,7 @@ class FileOwner:
 
 @dataclass(frozen=True, slots=True)
 class FileRecord:
-    """A stored file (``tables.File``); ``path`` is relative to the files folder."""
+    """A stored file (``tables_files.File``); ``path`` is relative to the files folder."""
 
     id: str
     team_id: str | None

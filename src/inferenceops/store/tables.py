@@ -1,8 +1,11 @@
 """The control-plane schema as SQLAlchemy 2 declarative tables (the ORM side of the store).
 
-Owns: table and column definitions, constraint names (one naming convention, so
-migrations can refer to them), portable column types. Migrations in
-``store/migrations`` must produce exactly this schema — a test compares them.
+Owns: the declarative ``Base`` and its ``metadata``, constraint names (one naming convention,
+so migrations can refer to them), portable column types, and two tables of its own (the audit
+log, the control state). The other tables are declared on ``Base`` by area in the sibling
+modules ``tables_*.py`` (identity, admission, catalog, usage, files, batch, …), which this
+module imports at its end. Migrations in ``store/migrations`` must produce exactly this
+schema — a test compares them.
 
 Conventions: string primary keys with a readable prefix (``store.ids``);
 timestamps are timezone-aware UTC on both backends (``UTCDateTime``); JSON
@@ -19,27 +22,17 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
-    CheckConstraint,
     DateTime,
     Dialect,
-    Float,
-    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
-    String,
     Text,
     TypeDecorator,
-    UniqueConstraint,
-    false,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-from inferenceops.store import ids
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -49,17 +42,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-PLATFORM_ROLES = ("platform-admin", "auditor", "billing")
-TEAM_ROLES = ("owner", "member", "viewer")
-SCOPES = ("inference", "batch", "admin")
-INVITATION_STATES = ("pending", "accepted", "declined", "withdrawn")
-LINK_METHODS = ("email", "provisioned", "admin")
-# Admission values. Spelled out (not derived from ``platform.policy``): a CHECK is part of the
-# schema and changes only with a migration; a test keeps these equal to the policy's enums.
-LIMIT_SCOPES = ("key", "team", "model", "team_model")
-BUDGET_SCOPES = ("team", "key")
-PERIODS = ("daily", "weekly", "monthly", "lifetime")
-BUDGET_MODES = ("hard", "soft")
 REVISION_KEY = "revision"
 
 
@@ -105,323 +87,10 @@ def _subject_rule(scopes: dict[str, tuple[str, ...]], columns: tuple[str, ...]) 
         for scope, needed in scopes.items())
 
 
-#: Which subject columns each scope sets (the 0002 migration spells the same CHECK text out).
-LIMIT_SUBJECT_RULE = _subject_rule(
-    {"key": ("key_id",), "team": ("team_id",), "model": ("model",),
-     "team_model": ("team_id", "model")}, ("key_id", "team_id", "model"))
-BUDGET_SUBJECT_RULE = _subject_rule({"team": ("team_id",), "key": ("key_id",)}, ("key_id", "team_id"))
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: PortableJSON,
                            list[str]: PortableJSON, bytes: LargeBinary()}
-
-
-class Team(Base):
-    __tablename__ = "teams"
-    __table_args__ = (CheckConstraint("weight > 0", name="weight_positive"),)
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.TEAM))
-    name: Mapped[str] = mapped_column(Text, unique=True)
-    weight: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class User(Base):
-    __tablename__ = "users"
-    __table_args__ = (CheckConstraint(_in("platform_role", PLATFORM_ROLES), name="platform_role"),)
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.USER))
-    email: Mapped[str] = mapped_column(Text, unique=True)
-    display_name: Mapped[str] = mapped_column(Text, default="")
-    platform_role: Mapped[str | None] = mapped_column(Text)
-    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class ServiceAccount(Base):
-    __tablename__ = "service_accounts"
-    __table_args__ = (UniqueConstraint("team_id", "name"),)
-
-    id: Mapped[str] = mapped_column(
-        String(40), primary_key=True, default=lambda: ids.new_id(ids.SERVICE_ACCOUNT))
-    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class Membership(Base):
-    __tablename__ = "memberships"
-    __table_args__ = (CheckConstraint(_in("role", TEAM_ROLES), name="role"),
-                      Index(None, "user_id"))
-
-    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    role: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-    __table_args__ = (
-        # Exactly one owner: a person or a service account, never both, never neither.
-        CheckConstraint("(user_id IS NULL) <> (service_account_id IS NULL)", name="one_owner"),
-        CheckConstraint("length(digest) = 32", name="digest_length"),
-        Index(None, "team_id"), Index(None, "user_id"), Index(None, "service_account_id"),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.API_KEY))
-    name: Mapped[str] = mapped_column(Text, default="")
-    prefix: Mapped[str] = mapped_column(Text)
-    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
-    # Keys go with what they belong to: deleting a team, user or service account deletes its keys.
-    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
-    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    service_account_id: Mapped[str | None] = mapped_column(
-        ForeignKey("service_accounts.id", ondelete="CASCADE"))
-    scopes: Mapped[list[str]] = mapped_column(default=list)
-    allowed_models: Mapped[list[str] | None] = mapped_column(NullableJSON)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime | None] = mapped_column()
-    revoked_at: Mapped[datetime | None] = mapped_column()
-    last_used_at: Mapped[datetime | None] = mapped_column()
-    rotated_from_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
-    # Its requests always queue as background work. The server default fills rows written before 0002.
-    background_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # The first key of its rotation chain (NULL: this key is its own first). Per-key limits and
-    # budgets are counted per lineage, so rotating a key never resets what it has used.
-    lineage_id: Mapped[str | None] = mapped_column(String(40))
-    # The actor that created it ("user:<id>", "key:<id>", "system:bootstrap"); NULL before 0004.
-    created_by: Mapped[str | None] = mapped_column(Text)
-
-
-class Invitation(Base):
-    """An offer to join a team with a role; the person joins by accepting it.
-
-    ``state`` is ``pending`` until it is accepted, declined or withdrawn; a pending
-    invitation past ``expires_at`` can no longer be accepted.
-    """
-
-    __tablename__ = "invitations"
-    __table_args__ = (CheckConstraint(_in("role", TEAM_ROLES), name="role"),
-                      CheckConstraint(_in("state", INVITATION_STATES), name="state"),
-                      Index(None, "team_id"), Index(None, "user_id"))
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True,
-                                    default=lambda: ids.new_id(ids.INVITATION))
-    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    role: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(Text, default="pending")
-    invited_by: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column()
-    decided_at: Mapped[datetime | None] = mapped_column()
-
-
-class SignInLink(Base):
-    """An external identity — ``(issuer, subject)`` of an OIDC token or the auth proxy — acting as
-    one user. ``method``: how it was made (a verified email, provisioning, a platform admin)."""
-
-    __tablename__ = "sign_in_links"
-    __table_args__ = (UniqueConstraint("issuer", "subject"),
-                      CheckConstraint(_in("method", LINK_METHODS), name="method"),
-                      Index(None, "user_id"))
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True,
-                                    default=lambda: ids.new_id(ids.SIGN_IN_LINK))
-    issuer: Mapped[str] = mapped_column(Text)
-    subject: Mapped[str] = mapped_column(Text)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    method: Mapped[str] = mapped_column(Text)
-    linked_by: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class Grant(Base):
-    __tablename__ = "grants"
-
-    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
-    model: Mapped[str] = mapped_column(Text, primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class Limit(Base):
-    """An operator's rate limit on one subject (a key, a team, a model, or a team on a model).
-
-    ``subject`` is derived by the repository from the scope and its columns
-    (``key:<id>``, ``team:<id>``, ``model:<name>``, ``team_model:<id>/<name>``);
-    its uniqueness is what makes "one limit per subject" hold under concurrency.
-    """
-
-    __tablename__ = "limits"
-    __table_args__ = (
-        CheckConstraint(_in("scope", LIMIT_SCOPES), name="scope"),
-        CheckConstraint(LIMIT_SUBJECT_RULE, name="subject_columns"),
-        CheckConstraint("rpm IS NULL OR rpm > 0", name="rpm_positive"),
-        CheckConstraint("tpm IS NULL OR tpm > 0", name="tpm_positive"),
-        CheckConstraint("concurrency IS NULL OR concurrency > 0", name="concurrency_positive"),
-        CheckConstraint("rpm IS NOT NULL OR tpm IS NOT NULL OR concurrency IS NOT NULL",
-                        name="some_limit"),
-        Index(None, "key_id"), Index(None, "team_id"),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.LIMIT))
-    scope: Mapped[str] = mapped_column(Text)
-    subject: Mapped[str] = mapped_column(Text, unique=True)
-    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
-    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
-    model: Mapped[str | None] = mapped_column(Text)
-    rpm: Mapped[int | None] = mapped_column(BigInteger)
-    tpm: Mapped[int | None] = mapped_column(BigInteger)
-    concurrency: Mapped[int | None] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class Budget(Base):
-    """Money a team or a key may spend per period, in nano-units of ``currency``.
-
-    One budget per (subject, period): a team may have a daily and a monthly one.
-    """
-
-    __tablename__ = "budgets"
-    __table_args__ = (
-        CheckConstraint(_in("scope", BUDGET_SCOPES), name="scope"),
-        CheckConstraint(BUDGET_SUBJECT_RULE, name="subject_columns"),
-        CheckConstraint("amount_nanos > 0", name="amount_positive"),
-        CheckConstraint(_in("period", PERIODS), name="period"),
-        CheckConstraint(_in("mode", BUDGET_MODES), name="mode"),
-        UniqueConstraint("subject", "period"),
-        Index(None, "key_id"), Index(None, "team_id"),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.BUDGET))
-    scope: Mapped[str] = mapped_column(Text)
-    subject: Mapped[str] = mapped_column(Text)
-    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
-    team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
-    amount_nanos: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(Text)
-    period: Mapped[str] = mapped_column(Text)
-    mode: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class Provider(Base):
-    """An upstream endpoint (``config.spec.ProviderSpec``) and its API key, encrypted (``store.credentials``).
-
-    ``credentials_encrypted`` is the AES-GCM blob of the key, bound to this row's id. ``managed_by``
-    says who owns the row: NULL for the admin API, ``"config"`` for rows applied from a
-    platform file (which re-applies them).
-    """
-
-    __tablename__ = "providers"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.PROVIDER))
-    name: Mapped[str] = mapped_column(Text, unique=True)
-    base_url: Mapped[str] = mapped_column(Text)
-    dialect: Mapped[str] = mapped_column(Text)
-    credentials_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    api_key_env: Mapped[str | None] = mapped_column(Text)
-    managed_by: Mapped[str | None] = mapped_column(Text)
-
-
-class Deployment(Base):
-    """Every field of ``config.spec.DeploymentSpec``; its provider by id.
-
-    The provider FK has no ON DELETE action (NO ACTION, as 0001 made it): a provider cannot be
-    deleted while a deployment names it, like RESTRICT. (Changing it to RESTRICT would rebuild
-    the table on SQLite, which fails under ``foreign_keys=ON`` while models reference it.)
-    ``replicas`` is the spec's value as JSON: a count (simulators), a list of URLs (openai), or
-    JSON ``null`` for the spec's default — it stays NOT NULL, as 0001 made it. ``timeouts`` and
-    ``queue`` hold every value of their spec. Server defaults fill rows written before 0003.
-    """
-
-    __tablename__ = "deployments"
-    __table_args__ = (Index(None, "provider_id"),)
-
-    id: Mapped[str] = mapped_column(
-        String(40), primary_key=True, default=lambda: ids.new_id(ids.DEPLOYMENT))
-    name: Mapped[str] = mapped_column(Text, unique=True)
-    provider_id: Mapped[str | None] = mapped_column(ForeignKey("providers.id"))
-    engine: Mapped[str] = mapped_column(Text)
-    served_model: Mapped[str] = mapped_column(Text)
-    replicas: Mapped[int | list[str] | None] = mapped_column(PortableJSON, nullable=False)
-    capacity: Mapped[int | None] = mapped_column(Integer)
-    timeouts: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    profile: Mapped[str | None] = mapped_column(Text)
-    seed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
-    api_key_env: Mapped[str | None] = mapped_column(Text)
-    max_connections: Mapped[int] = mapped_column(Integer, server_default=text("256"))
-    # How a replica is picked (a ``routing`` strategy's name); rows before 0005 get the default.
-    routing: Mapped[str] = mapped_column(Text, server_default=text("'least_outstanding'"))
-    # The engines' queue order, "fcfs" or "priority" (0021).
-    scheduling_policy: Mapped[str] = mapped_column(Text, server_default=text("'fcfs'"))
-    # ``config.spec.GpuCostSpec`` as JSON (its amounts as decimal text); NULL: none declared.
-    gpu_cost: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
-    queue: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
-    managed_by: Mapped[str | None] = mapped_column(Text)
-    # LoRA adapters kept loaded per replica (``DeploymentSpec.max_loras``); NULL: the default.
-    max_loras: Mapped[int | None] = mapped_column(Integer)
-
-
-class Model(Base):
-    """Every field of ``config.spec.ModelSpec`` but its prices (``ModelPrice``); its deployment by
-    id (NO ACTION on delete, as above).
-
-    Names and aliases are unique across all models: the name by a constraint, the aliases by the
-    repository (under the catalog lock).
-    """
-
-    __tablename__ = "models"
-    __table_args__ = (Index(None, "deployment_id"),)
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.MODEL))
-    name: Mapped[str] = mapped_column(Text, unique=True)
-    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id"))
-    type: Mapped[str] = mapped_column(Text, default="chat")
-    aliases: Mapped[list[str]] = mapped_column(default=list)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    max_output_tokens: Mapped[int] = mapped_column(Integer, server_default=text("4096"))
-    managed_by: Mapped[str | None] = mapped_column(Text)
-    #: ``{"canary": [...], "fallbacks": [...]}`` as the spec writes them, deployments and models
-    #: by name (checked on write: ``repo.model_routes``); NULL when the model has neither.
-    routing: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON)
-
-
-class ModelPrice(Base):
-    """One entry of a model's price schedule (``metering.prices``): from ``effective_from`` on
-    (NULL: from the beginning), for the model or, with ``deployment_id``, for the requests that
-    deployment serves.
-
-    Amounts are ``PriceSpec``'s decimal text as written (per million tokens, the platform
-    currency; ``cached_input_per_million`` NULL: cached tokens cost input), validated by the
-    repository, which also keeps one entry per (model, deployment, effective_from) under the
-    catalog lock. Deleting the model deletes its schedule; a deployment cannot be deleted while
-    a price names it (NO ACTION).
-    """
-
-    __tablename__ = "model_prices"
-    __table_args__ = (Index(None, "model_id"), Index(None, "deployment_id"))
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: ids.new_id(ids.PRICE))
-    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
-    deployment_id: Mapped[str | None] = mapped_column(ForeignKey("deployments.id"))
-    effective_from: Mapped[datetime | None] = mapped_column()
-    input_per_million: Mapped[str] = mapped_column(Text)
-    output_per_million: Mapped[str] = mapped_column(Text)
-    cached_input_per_million: Mapped[str | None] = mapped_column(Text)
-    batch_discount_percent: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEntry(Base):
@@ -445,141 +114,6 @@ class AuditEntry(Base):
     hash: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class UsageRow(Base):
-    """One request as it ended: the usage ledger, written in batches by the outbox writer.
-
-    No foreign keys: the record of what was used outlives the key, team or model it names.
-    Queried by time range (reports per team or key read ``usage_rollups``).
-    """
-
-    __tablename__ = "usage_records"
-    # Read by time (rollups, the spend rebuilt at start, retention) and by id: one index.
-    # Per-team and per-key questions go to the rollups (migration 0015 dropped the others).
-    __table_args__ = (Index(None, "at"),)
-
-    # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is the rowid.
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
-    request_id: Mapped[str] = mapped_column(Text)
-    at: Mapped[datetime] = mapped_column()
-    key_id: Mapped[str] = mapped_column(Text)
-    team_id: Mapped[str | None] = mapped_column(Text)
-    principal_id: Mapped[str] = mapped_column(Text)
-    principal_kind: Mapped[str] = mapped_column(Text)
-    model: Mapped[str | None] = mapped_column(Text)
-    deployment: Mapped[str | None] = mapped_column(Text)
-    replica: Mapped[str | None] = mapped_column(Text)
-    endpoint: Mapped[str] = mapped_column(Text)
-    priority: Mapped[str] = mapped_column(Text)
-    stream: Mapped[bool] = mapped_column(Boolean)
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
-    completion_tokens: Mapped[int] = mapped_column(BigInteger)
-    tokens_reported: Mapped[bool] = mapped_column(Boolean)
-    cost_nanos: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[int] = mapped_column(Integer)
-    error_code: Mapped[str | None] = mapped_column(Text)
-    latency_ms: Mapped[float] = mapped_column(Float)
-    first_byte_ms: Mapped[float | None] = mapped_column(Float)
-    cached_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    adapter: Mapped[str | None] = mapped_column(Text)
-    guardrails: Mapped[str | None] = mapped_column(Text)
-
-
-ROLLUP_GRANULARITIES = ("hour", "day")
-
-
-class UsageRollup(Base):
-    """The usage ledger summed per hour or day and per team, key, model, adapter and deployment.
-
-    Written only by ``repo.usage_rollups`` (the rollup service), which replaces whole buckets:
-    a bucket's rows are deleted and summed again from ``usage_records`` (hours) or from the
-    hours (days) in one transaction, so no uniqueness rule is needed to keep one row per
-    group, and NULL dimensions (a key without a team, no adapter) group like any value.
-    ``bucket`` is the UTC start of the hour or day. Rows with ``key_id = '*'`` are the same
-    sums over all keys (per team, model, adapter, deployment), for reports that ask nothing
-    per key. Reports read only these rows.
-    """
-
-    __tablename__ = "usage_rollups"
-    __table_args__ = (
-        CheckConstraint(_in("granularity", ROLLUP_GRANULARITIES), name="granularity"),
-        Index(None, "granularity", "bucket"), Index(None, "team_id", "granularity", "bucket"),
-        Index(None, "key_id", "granularity", "bucket"),
-    )
-
-    # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY is the rowid.
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
-    granularity: Mapped[str] = mapped_column(Text)
-    bucket: Mapped[datetime] = mapped_column()
-    team_id: Mapped[str | None] = mapped_column(Text)
-    key_id: Mapped[str] = mapped_column(Text)
-    model: Mapped[str | None] = mapped_column(Text)
-    adapter: Mapped[str | None] = mapped_column(Text)
-    deployment: Mapped[str | None] = mapped_column(Text)
-    requests: Mapped[int] = mapped_column(BigInteger)
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
-    completion_tokens: Mapped[int] = mapped_column(BigInteger)
-    cached_tokens: Mapped[int] = mapped_column(BigInteger)
-    estimated_requests: Mapped[int] = mapped_column(BigInteger)
-    errors: Mapped[int] = mapped_column(BigInteger)
-    cost_nanos: Mapped[int] = mapped_column(BigInteger)
-
-
-class UsageRollupState(Base):
-    """The rollup service's one row: how far the rollups are final, and its lock.
-
-    ``closed_until``: every hour before it was summed after it ended (NULL: nothing yet);
-    ``last_id``: the highest ``usage_records.id`` the rollups had seen (later rows are
-    checked for late arrivals); ``refreshed_at``: the rollups hold the ledger as it was
-    then; ``raw_since``: retention dropped the raw records before it. A step locks this row
-    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write lock) for its transaction.
-    """
-
-    __tablename__ = "usage_rollup_state"
-    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    closed_until: Mapped[datetime | None] = mapped_column()
-    last_id: Mapped[int] = mapped_column(BigInteger)
-    refreshed_at: Mapped[datetime | None] = mapped_column()
-    raw_since: Mapped[datetime | None] = mapped_column()
-
-
-FILE_PURPOSES = ("batch", "batch_output")
-FILE_STATES = ("uploaded", "processed", "error")
-
-
-class File(Base):
-    """A file of the Files API (``batch/``): whose it is and what it holds; its bytes are on disk.
-
-    ``path`` is the file's name under the configured files folder (never absolute, so the
-    folder can move). ``team_id`` is the owning team; a key without a team owns its files
-    through ``principal_id``. Ids sort by creation time (``ids.new_sortable_id``), so a
-    listing pages on the id alone. No foreign keys: like the usage ledger, the record of a
-    file outlives the key that uploaded it, and batches will refer to it by id.
-    """
-
-    __tablename__ = "files"
-    __table_args__ = (CheckConstraint(_in("purpose", FILE_PURPOSES), name="purpose"),
-                      CheckConstraint(_in("status", FILE_STATES), name="status"),
-                      CheckConstraint("size_bytes >= 0 AND line_count >= 0", name="counts"),
-                      Index(None, "team_id", "id"), Index(None, "principal_id", "id"))
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    team_id: Mapped[str | None] = mapped_column(Text)
-    principal_id: Mapped[str] = mapped_column(Text)
-    key_id: Mapped[str] = mapped_column(Text)
-    purpose: Mapped[str] = mapped_column(Text)
-    filename: Mapped[str] = mapped_column(Text)
-    size_bytes: Mapped[int] = mapped_column(BigInteger)
-    line_count: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(Text)
-    path: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column()
-    expires_at: Mapped[datetime | None] = mapped_column()
-
-
 class ControlState(Base):
     """Small named counters; ``revision`` is bumped by every snapshot-relevant mutation."""
 
@@ -595,18 +129,39 @@ metadata = Base.metadata
 # module (imported last, so that ``metadata`` holds them wherever this module is imported).
 from inferenceops.store import tables_adapters as _tables_adapters  # noqa: E402, F401
 
+# Operators' rate limits and budgets, declared on ``Base`` in their own module too (imported
+# last, so that ``metadata`` holds them).
+from inferenceops.store import tables_admission as _tables_admission  # noqa: E402, F401
+
 # The Batch API's tables, declared on ``Base`` in their own module (imported last, so that
 # ``metadata`` holds them wherever this module is imported).
 from inferenceops.store import tables_batch as _tables_batch  # noqa: E402, F401
+
+# The model catalog (providers, deployments, models, their prices), declared on ``Base`` in
+# their own module too (imported last, so that ``metadata`` holds them).
+from inferenceops.store import tables_catalog as _tables_catalog  # noqa: E402, F401
 
 # Drained replicas (operational state, apart from the deployments' specs), declared on ``Base``
 # in their own module too (imported last, so that ``metadata`` holds them).
 from inferenceops.store import tables_drain as _tables_drain  # noqa: E402, F401
 
+# The Files API's files, declared on ``Base`` in their own module too (imported last, so that
+# ``metadata`` holds them).
+from inferenceops.store import tables_files as _tables_files  # noqa: E402, F401
+
 # Guardrail policies and attachments set through the admin API, declared on ``Base`` in their
 # own module too (imported last, so that ``metadata`` holds them).
 from inferenceops.store import tables_guardrails as _tables_guardrails  # noqa: E402, F401
 
+# The control plane's identity (teams, users, service accounts, memberships, keys, invitations,
+# sign-in links, grants), declared on ``Base`` in their own module too (imported last, so that
+# ``metadata`` holds them).
+from inferenceops.store import tables_identity as _tables_identity  # noqa: E402, F401
+
 # Teams' body retention and the bodies retained (a team's opt-in), declared on ``Base`` in
 # their own module too (imported last, so that ``metadata`` holds them).
 from inferenceops.store import tables_retention as _tables_retention  # noqa: E402, F401
+
+# The usage ledger and its rollups, declared on ``Base`` in their own module too (imported
+# last, so that ``metadata`` holds them).
+from inferenceops.store import tables_usage as _tables_usage  # noqa: E402, F401

@@ -23,7 +23,7 @@ from tests.unit.admin.test_admin_api import V1, Reply, World, call, world
 
 from inferenceops.admin.api._values import BIGINT_MAX, Timestamp
 from inferenceops.admin.api.errors import to_api_error
-from inferenceops.config.spec import MAX_YAML_DEPTH
+from inferenceops.config.spec.bounded_yaml import MAX_YAML_DEPTH
 from inferenceops.store import errors as store_errors
 from inferenceops.store import repo
 from inferenceops.store.repo.audit import list_audit

@@ -16,7 +16,8 @@ from tests.unit.admin.test_admin_api import CIPHER, HASHER, V1, World, call, wor
 
 from inferenceops.admin.api import build_admin_app
 from inferenceops.admin.api import catalog_schemas as c
-from inferenceops.config.spec import DeploymentSpec, ModelSpec, ProviderSpec
+from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.store import repo
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

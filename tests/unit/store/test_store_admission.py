@@ -12,7 +12,7 @@ from inferenceops.platform.policy import Period, Scope
 from inferenceops.store import Database, Invalid, NotFound, repo
 from inferenceops.store.records import ApiKeyRecord, TeamRecord
 from inferenceops.store.snapshot_builder import build_identity_and_rules
-from inferenceops.store.tables import BUDGET_SCOPES, LIMIT_SCOPES, PERIODS
+from inferenceops.store.tables_admission import BUDGET_SCOPES, LIMIT_SCOPES, PERIODS
 
 
 async def _revision(db: Database) -> int:

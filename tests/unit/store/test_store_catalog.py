@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, text, update
 
-from inferenceops.config.spec import DeploymentSpec, ModelSpec, ProviderSpec
+from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.store import (
     Conflict,
     CredentialCipher,
@@ -28,7 +29,7 @@ from inferenceops.store import (
     WrongCredentialsKey,
     repo,
 )
-from inferenceops.store.tables import Provider
+from inferenceops.store.tables_catalog import Provider
 
 CIPHER = CredentialCipher(os.urandom(32))
 KEY = "sk-upstream-test-key-0123456789"

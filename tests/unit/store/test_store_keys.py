@@ -10,7 +10,7 @@ from sqlalchemy import insert
 
 from inferenceops.store import Conflict, Database, Invalid, NotFound, repo
 from inferenceops.store.records import UserRecord
-from inferenceops.store.tables import ApiKey
+from inferenceops.store.tables_identity import ApiKey
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from inferenceops.config.apply import apply_platform
 from inferenceops.config.spec import PlatformSpec
 from inferenceops.metering.prices import PriceSpec
 from inferenceops.store import Conflict, Database, Invalid, NotFound, repo
-from inferenceops.store.tables import ModelPrice
+from inferenceops.store.tables_catalog import ModelPrice
 
 NOW = datetime(2026, 12, 10, 12, tzinfo=UTC)
 LATER = NOW + timedelta(days=45)

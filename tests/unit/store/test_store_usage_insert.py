@@ -22,7 +22,7 @@ from inferenceops.outbox.records import UsageRecord
 from inferenceops.store import Database
 from inferenceops.store.repo.usage import insert_usage, list_usage
 from inferenceops.store.repo.usage_rollups import roll_up
-from inferenceops.store.tables import UsageRollup, UsageRollupState, UsageRow
+from inferenceops.store.tables_usage import UsageRollup, UsageRollupState, UsageRow
 
 COLUMNS = ("request_id", "at", "key_id", "team_id", "principal_id", "principal_kind", "model",
            "deployment", "replica", "endpoint", "priority", "stream", "prompt_tokens",

@@ -42,7 +42,7 @@ from inferenceops.store.repo.usage_rollups import (
     read_state,
     roll_up,
 )
-from inferenceops.store.tables import UsageRollup, UsageRollupState, UsageRow
+from inferenceops.store.tables_usage import UsageRollup, UsageRollupState, UsageRow
 
 NOW = datetime(2026, 12, 4, 12, 30, tzinfo=UTC)
 TOP = NOW.replace(minute=0)  # the hour NOW is in

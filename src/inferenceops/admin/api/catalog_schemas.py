@@ -23,18 +23,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from inferenceops.config.spec import (
+from inferenceops.config.spec.adapters import AdapterName, AdapterSpec
+from inferenceops.config.spec.base import Name
+from inferenceops.config.spec.deployments import (
     DeploymentSpec,
-    ModelSpec,
-    Name,
     ProviderSpec,
     QueueSpec,
     ReplicaSpec,
-    ScheduledPriceSpec,
     TimeoutsSpec,
     Url,
 )
-from inferenceops.config.spec.adapters import AdapterName, AdapterSpec
+from inferenceops.config.spec.models import ModelSpec, ScheduledPriceSpec
 from inferenceops.config.spec.routes import MAX_CANARIES, MAX_FALLBACKS, CanarySpec, FallbackSpec
 from inferenceops.metering.gpu_costs import GpuCostSpec
 from inferenceops.metering.prices import Instant, PriceSpec
@@ -46,7 +45,7 @@ from inferenceops.store.records import (
     ProviderRecord,
 )
 from inferenceops.store.repo import adapter_spec, deployment_spec, model_spec
-from inferenceops.store.repo.catalog import MAX_API_KEY_CHARS
+from inferenceops.store.repo.catalog_providers import MAX_API_KEY_CHARS
 from inferenceops.store.repo.catalog_specs import price_entry
 
 API_KEY_DOC = "The provider's API key. Write-only: stored encrypted, never returned."

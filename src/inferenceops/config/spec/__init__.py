@@ -8,6 +8,11 @@ and a ``demo-embed`` model, so a fresh checkout runs with nothing else.
 
 The result is an immutable ``Catalog`` plus the list of simulators to mount
 in-process; nothing here is read by the hot path.
+
+This module holds the file as a whole (``PlatformSpec``), its checks across sections, loading
+and building; the sections are its submodules: ``deployments`` (and providers), ``models``,
+``routes`` (canaries, fallbacks), ``adapters``; ``base`` is what they share, ``bounded_yaml``
+the YAML parsing.
 """
 
 from __future__ import annotations
@@ -17,20 +22,11 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator
 
 from inferenceops.admission.config import (
     BudgetSpec,
@@ -40,19 +36,14 @@ from inferenceops.admission.config import (
     check_currency,
 )
 from inferenceops.config.spec.adapters import AdapterSpec, adapter_problems
-from inferenceops.config.spec.routes import (
-    MAX_CANARIES,
-    MAX_FALLBACKS,
-    CanarySpec,
-    FallbackSpec,
-    route_problems,
-    share_problems,
-    with_routes,
-)
+from inferenceops.config.spec.base import _Strict
+from inferenceops.config.spec.bounded_yaml import load_yaml
+from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
+from inferenceops.config.spec.models import ModelSpec
+from inferenceops.config.spec.routes import route_problems, with_routes
 from inferenceops.engines.simulator.profile import load_profile
 from inferenceops.guardrails.spec import GuardrailsSpec
-from inferenceops.metering.gpu_costs import GpuCostSpec
-from inferenceops.metering.prices import Entry, Instant, PriceSpec, clashes, model_prices, price_spec
+from inferenceops.metering.prices import model_prices
 from inferenceops.platform import (
     Adapter,
     Catalog,
@@ -66,166 +57,10 @@ from inferenceops.platform import (
 from inferenceops.platform.prices import ModelPrices
 
 SIMULATOR_MOUNT = "/_sim"
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")]
 
 
 class ConfigError(ValueError):
     """The platform configuration is invalid; the message says where and how to fix it."""
-
-
-class _Strict(BaseModel):
-    # No inf/NaN: stored as JSON they become null, and the row no longer reads back as a spec.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class TimeoutsSpec(_Strict):
-    connect_s: float = Field(5.0, gt=0)
-    first_byte_s: float = Field(120.0, gt=0)
-    between_chunks_s: float = Field(60.0, gt=0)
-    total_s: float = Field(900.0, gt=0)
-
-
-class QueueSpec(_Strict):
-    max_waiting: int = Field(1000, ge=0, le=1_000_000)
-    interactive_max_wait_s: float = Field(30.0, gt=0, le=3600)
-    background_max_wait_s: float = Field(600.0, gt=0, le=86400)
-
-
-Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
-
-
-class ReplicaSpec(_Strict):
-    url: Url
-
-
-class ProviderSpec(_Strict):
-    """An upstream endpoint and how to sign in to it, shared by the deployments that name it."""
-
-    name: Name
-    base_url: Url = Field(description="API root, e.g. https://api.openai.com/v1")
-    dialect: Literal["openai"] = Field("openai", description="the wire protocol it speaks")
-    api_key_env: str | None = Field(None, description="environment variable holding its key")
-
-
-class DeploymentSpec(_Strict):
-    name: Name
-    engine: Literal["simulator", "openai"] = Field(
-        description="simulator = built-in simulated engine; openai = any OpenAI-compatible "
-        "server (vLLM, SGLang, llama.cpp, Ollama, TGI, OpenAI)"
-    )
-    served_model: Name = Field(description="the model name the engine itself answers to")
-    provider: Name | None = Field(None, description="openai: a provider whose base URL and key "
-                                  "it uses (replicas then default to the provider's base URL)")
-    profile: str | None = Field(None, description="simulator profile (built-in name or YAML path)")
-    replicas: int | list[ReplicaSpec] | None = Field(
-        None, description="simulator: how many replicas (default 1); openai: a list of {url: ...}"
-    )
-    seed: int = Field(0, ge=-(2**63), le=2**63 - 1)  # stored as JSON: a 64-bit integer
-    api_key_env: str | None = Field(None, description="environment variable holding the upstream key")
-    timeouts: TimeoutsSpec = TimeoutsSpec()
-    max_connections: int = Field(256, ge=1, le=100_000)
-    capacity: int | None = Field(None, ge=1, le=100_000, description="requests this gateway "
-                                 "process sends at once; more wait in the fair queue")
-    queue: QueueSpec = QueueSpec()
-    routing: Literal["least_outstanding", "round_robin", "engine_load", "prefix_affinity",
-                     "session_affinity"] = Field(
-        "least_outstanding", description="how a replica is picked for each request: "
-        "least_outstanding (fewest in flight), round_robin, engine_load (two random choices on "
-        "the engines' scraped /metrics), prefix_affinity or session_affinity (consistent hashing "
-        "of the prompt's prefix or the session, with bounded load)")
-    scheduling_policy: Literal["fcfs", "priority"] = Field(
-        "fcfs", description="the engine's own queue order: fcfs, or priority when it runs "
-        "vLLM's --scheduling-policy priority — the gateway then sets each request's engine "
-        "priority from its service class (interactive 0, background and batch 1), so batch "
-        "work queued on the engine never delays an interactive request")
-    gpu_cost: GpuCostSpec | None = Field(None, description="self-hosted: its GPUs and their "
-                                         "hourly cost, shared among teams by chargeback")
-    max_loras: int | None = Field(None, ge=1, le=1024, description="LoRA adapters the gateway "
-                                  "keeps loaded on each replica at once (the least recently used "
-                                  "idle one is unloaded for another); default: a simulator's "
-                                  "profile max_loras, else 1 (vLLM's --max-loras default)")
-
-    @model_validator(mode="after")
-    def _engine_fields(self) -> DeploymentSpec:
-        if self.engine == "simulator":
-            replicas = 1 if self.replicas is None else self.replicas
-            if not isinstance(replicas, int) or not 1 <= replicas <= 64:
-                raise ValueError("a simulator deployment takes 'replicas: N' with 1 <= N <= 64")
-            if not self.profile:
-                raise ValueError("a simulator deployment needs 'profile:' (e.g. llama-3.1-8b-h100)")
-            if self.provider:
-                raise ValueError("'provider' is only for openai deployments")
-        else:
-            if self.replicas is None and self.provider is None:
-                raise ValueError("an openai deployment takes 'replicas:' as a list of "
-                                 "{url: http://host:port/v1}, or a 'provider:'")
-            if self.replicas is not None and (not isinstance(self.replicas, list) or not self.replicas):
-                raise ValueError("an openai deployment takes 'replicas:' as a list of {url: http://host:port/v1}")
-            if self.profile:
-                raise ValueError("'profile' is only for simulator deployments")
-        return self
-
-
-class ScheduledPriceSpec(PriceSpec):
-    """A price from ``effective_from`` on, for the model or for the requests one deployment serves."""
-
-    deployment: Name | None = Field(None, description="only for requests this deployment serves "
-                                    "(it overrides the model's price while in force)")
-    effective_from: Instant | None = Field(
-        None, validate_default=True, description="when it starts: an RFC 3339 time with its "
-        "offset (2026-12-10T00:00:00Z) or a date (midnight UTC); a deployment's price without one "
-        "applies from the beginning")
-
-    @field_validator("effective_from")
-    @classmethod
-    def _starts(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        if value is None and info.data.get("deployment") is None:
-            raise ValueError("is required: when this price starts (e.g. 2026-12-10T00:00:00Z); "
-                             "the model's price from the beginning is 'price:'")
-        return value
-
-    def entry(self) -> Entry:
-        return Entry(self.deployment, self.effective_from, price_spec(self))
-
-
-class ModelSpec(_Strict):
-    name: Name
-    deployment: Name
-    aliases: list[Name] = []
-    type: Literal["chat", "embedding"] = "chat"
-    price: PriceSpec | None = Field(None, description="the price from the beginning (in the admin "
-                                    "API's answers: the model's own price in force now)")
-    prices: list[ScheduledPriceSpec] = Field(
-        [], max_length=1000, description="price changes, each from its effective_from, and prices "
-        "per deployment (in the admin API's answers: those in force and those to come; the whole "
-        "history is /models/{id}/prices)")
-    max_output_tokens: int = Field(4096, ge=1, le=10_000_000, description="output tokens "
-                                   "reserved for a request that does not set max_tokens")
-    canary: list[CanarySpec] = Field([], max_length=MAX_CANARIES, description=(
-        "other deployments that get a share of the model's requests; the primary keeps the rest"))
-    fallbacks: list[FallbackSpec] = Field([], max_length=MAX_FALLBACKS, description=(
-        "in order: where a request goes when the chosen deployment could not take it "
-        "(docs/routing.md says exactly when)"))
-
-    @model_validator(mode="after")
-    def _shares(self) -> ModelSpec:
-        problem = share_problems(self.canary)
-        if problem is not None:
-            raise ValueError(problem)
-        return self
-
-    def price_entries(self) -> list[Entry]:
-        """The whole schedule: ``price`` from the beginning, then ``prices`` as written."""
-        first = [] if self.price is None else [Entry(None, None, price_spec(self.price))]
-        return first + [p.entry() for p in self.prices]
-
-    def price_problems(self) -> list[tuple[list[Any], str]]:
-        """Two prices of one scope starting at the same time: (location in the spec, message)."""
-        located: list[tuple[Any, Entry]] = []
-        if self.price is not None:
-            located.append((["price"], Entry(None, None, price_spec(self.price))))
-        located += [(["prices", j, "effective_from"], p.entry()) for j, p in enumerate(self.prices)]
-        return clashes(located)
 
 
 class PlatformSpec(_Strict):
@@ -319,88 +154,6 @@ def parse_platform(text: str, *, source: str, loopback_base_url: str,
 
 
 Problem = tuple[list[Any], str]
-
-#: A platform file nests about six levels. PyYAML composes recursively, so without a bound a
-#: few kilobytes of ``[[[[…`` exhaust Python's stack (RecursionError) before any validation.
-MAX_YAML_DEPTH = 64
-#: Values once aliases are expanded. ``*alias`` costs nothing to parse but validation walks
-#: every use: nine anchors each listing the previous one nine times is 9**9 values.
-MAX_YAML_NODES = 100_000
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """``SafeLoader`` that refuses to nest deeper than ``MAX_YAML_DEPTH`` (a ``ComposerError``)."""
-
-    _depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if self._depth >= MAX_YAML_DEPTH:
-            raise yaml.composer.ComposerError(
-                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
-                self.peek_event().start_mark)  # type: ignore[no-untyped-call]
-        self._depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
-    """(the document's node tree, for line numbers; its data), parsed once, bounded.
-
-    ``yaml.YAMLError`` (with the line) for invalid YAML, for a document nested deeper than
-    ``MAX_YAML_DEPTH`` or larger than ``MAX_YAML_NODES`` values once its aliases are expanded,
-    and for a NUL character (a ``"\\0"`` escape) in a value: no name, URL or path has a use for
-    one, and PostgreSQL cannot store it.
-    """
-    loader = _BoundedLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, None
-        _check_nodes(node)
-        return node, loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
-
-
-def _check_nodes(root: yaml.Node) -> None:
-    """Refuse a NUL in a value, and a node graph that aliases expand past the bounds or into a
-    cycle. Iterative depth-first walk, each node measured once (an alias is the node it names).
-    """
-    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once expanded
-    on_path: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        key = id(node)
-        if children_done:
-            below = [measured[id(child)] for child in _children(node)]
-            values, depth = 1 + sum(v for v, _ in below), 1 + max((d for _, d in below), default=0)
-            if values > MAX_YAML_NODES or depth > MAX_YAML_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"its aliases expand to more than {MAX_YAML_NODES} values or "
-                    f"{MAX_YAML_DEPTH} levels", node.start_mark)
-            measured[key] = (values, depth)
-            on_path.discard(key)
-            continue
-        if key in measured:
-            continue
-        if key in on_path:
-            raise yaml.composer.ComposerError(None, None, "an alias refers to a node that "
-                                              "contains it", node.start_mark)
-        if isinstance(node, yaml.ScalarNode) and "\x00" in node.value:
-            raise yaml.composer.ComposerError(None, None, "a NUL character (\\0) in a value",
-                                              node.start_mark)
-        on_path.add(key)
-        stack.append((node, True))
-        stack.extend((child, False) for child in _children(node))
 
 
 def _cross_check(spec: PlatformSpec, environ: dict[str, str]) -> list[Problem]:

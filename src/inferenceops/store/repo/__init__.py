@@ -13,7 +13,8 @@ Every mutation that changes what a snapshot would contain bumps the
     keys       API keys: create, revoke, rotate, last use
     grants     per-team model grants
     admission  operators' rate limits and budgets (per subject); team weights live in teams
-    catalog    providers (API keys encrypted), deployments, models; load_catalog
+    catalog    deployments, models; load_catalog (catalog_providers: providers, API keys
+               encrypted; catalog_rows: the catalog lock and the row steps they share)
     adapters   LoRA adapters on the models (adapter_refs: what the model catalog checks)
                (catalog_specs: rows/records <-> the platform YAML's specs)
     prices     a model's price history: list, schedule a price, delete one still to come
@@ -45,30 +46,31 @@ from inferenceops.store.repo.admission import (
 )
 from inferenceops.store.repo.audit import append_audit, iter_audit, list_audit
 from inferenceops.store.repo.catalog import (
-    UNCHANGED,
-    clear_provider_key,
     create_deployment,
     create_model,
-    create_provider,
     delete_deployment,
     delete_model,
-    delete_provider,
     get_deployment,
     get_deployment_by_name,
     get_model,
     get_model_by_name,
-    get_provider,
-    get_provider_by_name,
     list_deployments,
     list_models,
-    list_providers,
     load_catalog,
-    lock_catalog,
-    set_provider_key,
     update_deployment,
     update_model,
+)
+from inferenceops.store.repo.catalog_providers import (
+    clear_provider_key,
+    create_provider,
+    delete_provider,
+    get_provider,
+    get_provider_by_name,
+    list_providers,
+    set_provider_key,
     update_provider,
 )
+from inferenceops.store.repo.catalog_rows import UNCHANGED, lock_catalog
 from inferenceops.store.repo.catalog_specs import deployment_spec, model_spec, provider_spec
 from inferenceops.store.repo.grants import grant, list_grants, revoke_grant
 from inferenceops.store.repo.identity import is_empty, load_identity

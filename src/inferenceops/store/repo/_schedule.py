@@ -15,13 +15,13 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inferenceops.config.spec import ModelSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.metering.prices import Entry, plan_sync
 from inferenceops.store import ids
 from inferenceops.store.errors import Invalid, NotFound, translating
 from inferenceops.store.records import PriceRecord
 from inferenceops.store.repo.catalog_specs import price_columns, price_entry, price_record
-from inferenceops.store.tables import Deployment, ModelPrice
+from inferenceops.store.tables_catalog import Deployment, ModelPrice
 
 
 async def load_schedules(session: AsyncSession,

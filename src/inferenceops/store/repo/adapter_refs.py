@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.store.errors import Conflict
 from inferenceops.store.records import AdapterRecord
-from inferenceops.store.tables import Model
 from inferenceops.store.tables_adapters import Adapter
+from inferenceops.store.tables_catalog import Model
 
 
 def adapter_record(row: Adapter, base_model: str) -> AdapterRecord:

@@ -2,7 +2,7 @@
 
 What an adapter *is* is ``config.spec.adapters.AdapterSpec``: every write is validated by
 building that spec, so the store takes exactly what the platform file takes. What the spec
-alone cannot tell is checked here, under the catalog lock (``catalog.lock_catalog``):
+alone cannot tell is checked here, under the catalog lock (``catalog_rows.lock_catalog``):
 
 * its name is unique among adapters, and is no model's name or alias (``Conflict``);
 * its ``base_model`` is a model's name (``Invalid`` naming ``base_model``: a bad reference
@@ -29,10 +29,10 @@ from inferenceops.store.errors import Conflict, Invalid, NotFound, translating
 from inferenceops.store.records import AdapterRecord, Page
 from inferenceops.store.repo._common import bump_revision, page
 from inferenceops.store.repo.adapter_refs import adapter_record
-from inferenceops.store.repo.catalog import UNCHANGED, ManagedBy, lock_catalog
+from inferenceops.store.repo.catalog_rows import UNCHANGED, ManagedBy, lock_catalog
 from inferenceops.store.repo.catalog_specs import validated
-from inferenceops.store.tables import Model
 from inferenceops.store.tables_adapters import Adapter
+from inferenceops.store.tables_catalog import Model
 
 
 def adapter_spec(r: AdapterRecord) -> AdapterSpec:

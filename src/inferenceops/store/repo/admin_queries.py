@@ -23,7 +23,7 @@ from inferenceops.store.repo.grants import grant_record
 from inferenceops.store.repo.keys import api_key_record
 from inferenceops.store.repo.teams import service_account_record
 from inferenceops.store.repo.users import membership_record
-from inferenceops.store.tables import ApiKey, Grant, Membership, ServiceAccount
+from inferenceops.store.tables_identity import ApiKey, Grant, Membership, ServiceAccount
 
 #: Separates team id and model in a grant listing cursor (team ids never contain it).
 GRANT_CURSOR_SEP = ":"

@@ -24,16 +24,15 @@ from inferenceops.platform.policy import CURRENCIES, MAX_COUNTER
 from inferenceops.store.errors import Conflict, Invalid, NotFound, translating
 from inferenceops.store.records import BudgetRecord, LimitRecord, Page
 from inferenceops.store.repo._common import bump_revision, check_choice, check_name, page
-from inferenceops.store.tables import (
+from inferenceops.store.tables_admission import (
     BUDGET_MODES,
     BUDGET_SCOPES,
     LIMIT_SCOPES,
     PERIODS,
-    ApiKey,
     Budget,
     Limit,
-    Team,
 )
+from inferenceops.store.tables_identity import ApiKey, Team
 
 #: The largest limit or nano-amount: what the ledgers count exactly (below BIGINT's 2**63 - 1).
 MAX_VALUE = MAX_COUNTER

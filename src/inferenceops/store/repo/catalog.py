@@ -1,4 +1,6 @@
-"""The model catalog: providers, deployments and models — create, read, list, update, delete.
+"""The model catalog: deployments and models — create, read, list, update, delete — and the
+whole catalog read at once (``load_catalog``). Providers are ``catalog_providers``, on the same
+rules; the lock and row steps they share are ``catalog_rows``.
 
 What a provider, deployment and model *are* is ``inferenceops.config.spec``'s ``ProviderSpec``,
 ``DeploymentSpec`` and ``ModelSpec``: every write is validated by building that spec (so the
@@ -19,10 +21,10 @@ What one spec alone cannot tell is checked here, in the writer's transaction:
 A model's prices are rows of their own (``_schedule``; routes on them: ``prices``): created
 as written with the model, synced on update to what the spec charges from now on.
 
-Catalog writes are serialised so those checks cannot race: on PostgreSQL by
-``pg_advisory_xact_lock(CATALOG_LOCK_KEY)`` until the transaction ends; on SQLite every write
-transaction already holds the database's write lock. Mutations that change something bump the
-revision; validation failures are ``Invalid`` naming the field.
+Catalog writes are serialised so those checks cannot race (``catalog_rows.lock_catalog``): on
+PostgreSQL by ``pg_advisory_xact_lock(CATALOG_LOCK_KEY)`` until the transaction ends; on SQLite
+every write transaction already holds the database's write lock. Mutations that change something
+bump the revision; validation failures are ``Invalid`` naming the field.
 
 A provider's API key is stored only encrypted (``store.credentials``, bound to the provider's
 id): records say ``has_api_key``; the plaintext leaves only through
@@ -32,19 +34,19 @@ platform file) is set by the caller that owns the row, and left alone by default
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any
 
-from pydantic import BaseModel
-from sqlalchemy import delete, select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inferenceops.config.spec import DeploymentSpec, ModelSpec, ProviderSpec
+from inferenceops.config.spec.deployments import DeploymentSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.store import ids
 from inferenceops.store.credentials import CredentialCipher
-from inferenceops.store.errors import Conflict, CredentialsError, Invalid, NotFound, translating
-from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, Page, ProviderRecord
+from inferenceops.store.errors import Conflict, CredentialsError, Invalid, NotFound
+from inferenceops.store.records import CatalogData, DeploymentRecord, ModelRecord, Page
 from inferenceops.store.repo._common import bump_revision, page, revision
 from inferenceops.store.repo._schedule import (
     check_schedule,
@@ -58,6 +60,20 @@ from inferenceops.store.repo.adapter_refs import (
     refuse_adapter_names,
     refuse_if_adapted,
 )
+from inferenceops.store.repo.catalog_rows import (
+    UNCHANGED,
+    ManagedBy,
+    _apply,
+    _check_name_free,
+    _delete,
+    _id_named,
+    _insert,
+    _merged,
+    _names,
+    _quoted,
+    _row,
+    lock_catalog,
+)
 from inferenceops.store.repo.catalog_specs import (
     deployment_columns,
     deployment_record,
@@ -65,221 +81,13 @@ from inferenceops.store.repo.catalog_specs import (
     model_columns,
     model_record,
     model_spec,
-    provider_columns,
     provider_record,
-    provider_spec,
     storable_deployment,
     validated,
 )
 from inferenceops.store.repo.model_routes import check_routes, refuse_if_routed
-from inferenceops.store.tables import Deployment, Model, ModelPrice, Provider, utcnow
-
-#: Fixed advisory-lock key ("infops" + 0x0003) serialising catalog writes on PostgreSQL.
-CATALOG_LOCK_KEY: Final = 0x696E_666F_7073_0003
-MAX_API_KEY_CHARS = 8192
-S = TypeVar("S", bound=BaseModel)
-Row = TypeVar("Row", Provider, Deployment, Model)
-
-
-class _Unchanged:
-    def __repr__(self) -> str:
-        return "UNCHANGED"
-
-
-#: ``managed_by`` on update: leave it as it is.
-UNCHANGED: Final = _Unchanged()
-ManagedBy = str | None | _Unchanged
-
-
-# ---- shared -----------------------------------------------------------------------------------
-
-async def lock_catalog(session: AsyncSession) -> None:
-    """Serialise catalog writes until the caller's transaction ends (PostgreSQL; SQLite already is)."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CATALOG_LOCK_KEY})
-
-
-def _quoted(names: Iterable[str]) -> str:
-    return ", ".join(repr(n) for n in names)
-
-
-async def _row(session: AsyncSession, table: type[Row], row_id: str, what: str) -> Row:
-    row = await session.get(table, row_id)
-    if row is None:
-        raise NotFound(f"no {what} with id {row_id!r}")
-    return row
-
-
-async def _check_name_free(session: AsyncSession, table: type[Row], name: str, what: str,
-                           row_id: str | None = None) -> None:
-    stmt = select(table.id).where(table.name == name)
-    if row_id is not None:
-        stmt = stmt.where(table.id != row_id)
-    if (await session.execute(stmt)).first() is not None:
-        raise Conflict(f"a {what} named {name!r} already exists")
-
-
-async def _id_named(session: AsyncSession, table: type[Row], name: str | None, what: str,
-                    referrer: str | None) -> str | None:
-    """The id of the ``what`` called ``name`` (None for None); ``NotFound`` naming who asked."""
-    if name is None:
-        return None
-    found = (await session.execute(select(table.id).where(table.name == name))).scalar_one_or_none()
-    if found is None:
-        raise NotFound(f"{referrer} names {what} {name!r}, which does not exist" if referrer
-                       else f"no {what} named {name!r}")
-    return str(found)
-
-
-async def _names(session: AsyncSession, table: type[Row], row_ids: Collection[str | None]) -> dict[str, str]:
-    wanted = {i for i in row_ids if i is not None}
-    if not wanted:
-        return {}
-    rows = await session.execute(select(table.id, table.name).where(table.id.in_(wanted)))
-    return {row.id: row.name for row in rows}
-
-
-def _merged(kind: type[S], current: S, changes: Mapping[str, Any], what: str) -> S:
-    """The stored spec with ``changes`` (top-level fields) applied, validated whole."""
-    if not isinstance(changes, Mapping):
-        raise Invalid(f"{what}: changes must be an object of {kind.__name__} fields")
-    return validated(kind, {**current.model_dump(), **changes}, what)
-
-
-async def _insert(session: AsyncSession, row: Provider | Deployment | Model, doing: str) -> None:
-    with translating(doing):
-        session.add(row)
-        await session.flush()
-    await bump_revision(session)
-
-
-async def _apply(session: AsyncSession, row: Provider | Deployment | Model, columns: dict[str, Any],
-                 managed_by: ManagedBy, doing: str) -> bool:
-    """Write the columns that differ; bump the revision if any did. True if something changed."""
-    if not isinstance(managed_by, _Unchanged):
-        columns = {**columns, "managed_by": managed_by}
-    changed = {k: v for k, v in columns.items() if getattr(row, k) != v}
-    if not changed:
-        return False
-    for name, value in changed.items():
-        setattr(row, name, value)
-    with translating(doing):
-        await session.flush()
-    await bump_revision(session)
-    return True
-
-
-async def _delete(session: AsyncSession, table: type[Row], row_id: str, doing: str) -> None:
-    try:
-        with translating(doing):
-            await session.execute(delete(table).where(table.id == row_id))
-    except NotFound as error:  # a foreign key refused: a row still names it
-        raise Conflict(f"{doing}: other rows still refer to it") from error
-    await bump_revision(session)
-
-
-# ---- providers --------------------------------------------------------------------------------
-
-def _checked_secret(secret: str) -> str:
-    if not isinstance(secret, str) or not secret.strip():
-        raise Invalid("an API key must not be empty", field="api_key")
-    secret = secret.strip()
-    if len(secret) > MAX_API_KEY_CHARS:
-        raise Invalid(f"an API key is at most {MAX_API_KEY_CHARS} characters", field="api_key")
-    if any(c.isspace() or not c.isprintable() for c in secret):
-        raise Invalid("an API key is one line of printable characters without spaces",
-                      field="api_key")
-    return secret
-
-
-async def create_provider(session: AsyncSession, spec: ProviderSpec | Mapping[str, Any], *,
-                          api_key: str | None = None, cipher: CredentialCipher | None = None,
-                          managed_by: str | None = None) -> ProviderRecord:
-    """A new provider, with its API key encrypted when given (which needs ``cipher``)."""
-    spec = validated(ProviderSpec, spec, "a provider")
-    secret = None if api_key is None else _checked_secret(api_key)
-    if secret is not None and cipher is None:
-        raise CredentialsError("storing a provider's API key needs the credentials cipher")
-    await lock_catalog(session)
-    await _check_name_free(session, Provider, spec.name, "provider")
-    row = Provider(id=ids.new_id(ids.PROVIDER), managed_by=managed_by, **provider_columns(spec))
-    if secret is not None and cipher is not None:
-        row.credentials_encrypted = cipher.encrypt(secret, bound_to=row.id)
-    await _insert(session, row, f"creating provider {spec.name!r}")
-    return provider_record(row)
-
-
-async def get_provider(session: AsyncSession, provider_id: str) -> ProviderRecord:
-    return provider_record(await _row(session, Provider, provider_id, "provider"))
-
-
-async def get_provider_by_name(session: AsyncSession, name: str) -> ProviderRecord:
-    row = (await session.execute(select(Provider).where(Provider.name == name))).scalar_one_or_none()
-    if row is None:
-        raise NotFound(f"no provider named {name!r}")
-    return provider_record(row)
-
-
-async def list_providers(session: AsyncSession, *, name: str | None = None, dialect: str | None = None,
-                         managed_by: str | None = None, limit: int = 100,
-                         after: str | None = None) -> Page[ProviderRecord]:
-    """Providers matching every filter, ordered by name; ``after`` is the previous page's last name."""
-    stmt = select(Provider)
-    for column, value in ((Provider.name, name), (Provider.dialect, dialect),
-                          (Provider.managed_by, managed_by)):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    return await page(session, stmt, Provider.name, after, limit, provider_record, lambda r: r.name)
-
-
-async def update_provider(session: AsyncSession, provider_id: str, changes: Mapping[str, Any], *,
-                          managed_by: ManagedBy = UNCHANGED) -> ProviderRecord:
-    """Change the given ``ProviderSpec`` fields (its key: ``set_provider_key``)."""
-    await lock_catalog(session)
-    row = await _row(session, Provider, provider_id, "provider")
-    spec = _merged(ProviderSpec, provider_spec(provider_record(row)), changes, f"provider {row.name!r}")
-    await _check_name_free(session, Provider, spec.name, "provider", row.id)
-    await _apply(session, row, provider_columns(spec), managed_by, f"updating provider {row.name!r}")
-    return provider_record(row)
-
-
-async def delete_provider(session: AsyncSession, provider_id: str) -> None:
-    """Delete a provider no deployment names (``Conflict`` naming those that do)."""
-    await lock_catalog(session)
-    row = await _row(session, Provider, provider_id, "provider")
-    users = (await session.execute(select(Deployment.name).where(Deployment.provider_id == row.id)
-                                   .order_by(Deployment.name))).scalars().all()
-    if users:
-        raise Conflict(f"provider {row.name!r} is used by deployment(s) {_quoted(users)}; delete "
-                       "them or give them another provider first")
-    await _delete(session, Provider, row.id, f"deleting provider {row.name!r}")
-
-
-async def set_provider_key(session: AsyncSession, provider_id: str, secret: str,
-                           cipher: CredentialCipher) -> ProviderRecord:
-    """Store (or replace) a provider's API key, encrypted and bound to the provider's id."""
-    secret = _checked_secret(secret)
-    await lock_catalog(session)
-    row = await _row(session, Provider, provider_id, "provider")
-    row.credentials_encrypted = cipher.encrypt(secret, bound_to=row.id)
-    with translating(f"storing the API key of provider {row.name!r}"):
-        await session.flush()
-    await bump_revision(session)
-    return provider_record(row)
-
-
-async def clear_provider_key(session: AsyncSession, provider_id: str) -> ProviderRecord:
-    """Forget a provider's API key; ``NotFound`` if it has none."""
-    await lock_catalog(session)
-    row = await _row(session, Provider, provider_id, "provider")
-    if row.credentials_encrypted is None:
-        raise NotFound(f"provider {row.name!r} has no stored API key")
-    row.credentials_encrypted = None
-    with translating(f"clearing the API key of provider {row.name!r}"):
-        await session.flush()
-    await bump_revision(session)
-    return provider_record(row)
-
+from inferenceops.store.tables import utcnow
+from inferenceops.store.tables_catalog import Deployment, Model, ModelPrice, Provider
 
 # ---- deployments ------------------------------------------------------------------------------
 

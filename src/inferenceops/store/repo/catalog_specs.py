@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from inferenceops.config.spec import DeploymentSpec, ModelSpec, ProviderSpec
+from inferenceops.config.spec.deployments import DeploymentSpec, ProviderSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.metering.prices import Entry, PriceSpec, as_of
 from inferenceops.store.errors import Invalid
 from inferenceops.store.records import DeploymentRecord, ModelRecord, PriceRecord, ProviderRecord
-from inferenceops.store.tables import Deployment, Model, ModelPrice, Provider, utcnow
+from inferenceops.store.tables import utcnow
+from inferenceops.store.tables_catalog import Deployment, Model, ModelPrice, Provider
 
 S = TypeVar("S", bound=BaseModel)
 MAX_BIGINT = 2**63 - 1

@@ -25,7 +25,8 @@ from inferenceops.metering.gpu_costs import GpuCostSpec, GpuSchedule
 from inferenceops.store.errors import translating
 from inferenceops.store.repo.catalog_specs import validated
 from inferenceops.store.repo.usage_rollups import ALL_MODELS, ALL_TEAMS, floor_day
-from inferenceops.store.tables import Deployment, UsageRollup
+from inferenceops.store.tables_catalog import Deployment
+from inferenceops.store.tables_usage import UsageRollup
 
 _SUMS = (UsageRollup.requests, UsageRollup.prompt_tokens, UsageRollup.completion_tokens,
          UsageRollup.cached_tokens)

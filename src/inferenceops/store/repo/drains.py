@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inferenceops.store.errors import NotFound
 from inferenceops.store.records import DeploymentRecord
 from inferenceops.store.repo._common import bump_revision
-from inferenceops.store.repo.catalog import lock_catalog
-from inferenceops.store.tables import Deployment
+from inferenceops.store.repo.catalog_rows import lock_catalog
+from inferenceops.store.tables_catalog import Deployment
 from inferenceops.store.tables_drain import ReplicaDrain
 
 

@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inferenceops.store.errors import translating
 from inferenceops.store.records import FileOwner, FileRecord
 from inferenceops.store.repo._common import check_choice
-from inferenceops.store.tables import FILE_PURPOSES, FILE_STATES, File
 from inferenceops.store.tables_batch import UNFINISHED_BATCH, Batch
+from inferenceops.store.tables_files import FILE_PURPOSES, FILE_STATES, File
 
 Order = Literal["asc", "desc"]
 MAX_LIST = 10_000  # OpenAI's own largest page for GET /v1/files

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inferenceops.store.errors import NotFound, translating
 from inferenceops.store.records import GrantRecord
 from inferenceops.store.repo._common import bump_revision, check_name
-from inferenceops.store.tables import Grant, utcnow
+from inferenceops.store.tables import utcnow
+from inferenceops.store.tables_identity import Grant
 
 
 def grant_record(row: Grant) -> GrantRecord:

@@ -32,12 +32,13 @@ from inferenceops.store.records_guardrails import (
 )
 from inferenceops.store.repo._common import bump_revision, check_choice, page
 from inferenceops.store.repo.catalog_specs import validated
-from inferenceops.store.tables import ApiKey, Model, Team
+from inferenceops.store.tables_catalog import Model
 from inferenceops.store.tables_guardrails import (
     ATTACH_SCOPES,
     GuardrailAttachment,
     GuardrailPolicy,
 )
+from inferenceops.store.tables_identity import ApiKey, Team
 
 _SUBJECT = {"global": (), "team": ("team_id",), "model": ("model",), "key": ("key_id",)}
 

@@ -33,16 +33,8 @@ from inferenceops.store.records import (
     UserRecord,
 )
 from inferenceops.store.repo._common import revision
-from inferenceops.store.tables import (
-    ApiKey,
-    Budget,
-    Grant,
-    Limit,
-    Membership,
-    ServiceAccount,
-    Team,
-    User,
-)
+from inferenceops.store.tables_admission import Budget, Limit
+from inferenceops.store.tables_identity import ApiKey, Grant, Membership, ServiceAccount, Team, User
 from inferenceops.store.tables_retention import TeamRetention
 
 T = TypeVar("T")

@@ -21,7 +21,8 @@ from inferenceops.store.errors import Conflict, NotFound
 from inferenceops.store.records import InvitationRecord, MembershipRecord
 from inferenceops.store.repo._common import check_choice
 from inferenceops.store.repo.users import set_membership
-from inferenceops.store.tables import TEAM_ROLES, Invitation, Membership, utcnow
+from inferenceops.store.tables import utcnow
+from inferenceops.store.tables_identity import TEAM_ROLES, Invitation, Membership
 
 PENDING, ACCEPTED, DECLINED, WITHDRAWN = "pending", "accepted", "declined", "withdrawn"
 

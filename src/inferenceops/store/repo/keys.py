@@ -20,7 +20,8 @@ from inferenceops.store.errors import Conflict, Invalid, NotFound, translating
 from inferenceops.store.records import ApiKeyRecord, Page
 from inferenceops.store.repo._common import bump_revision, check_name, page, sorted_unique
 from inferenceops.store.repo.admission import copy_key_rules
-from inferenceops.store.tables import SCOPES, ApiKey, ServiceAccount, utcnow
+from inferenceops.store.tables import utcnow
+from inferenceops.store.tables_identity import SCOPES, ApiKey, ServiceAccount
 
 DIGEST_BYTES = 32
 _TOUCH_CHUNK = 500

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inferenceops.config.spec import ModelSpec
+from inferenceops.config.spec.models import ModelSpec
 from inferenceops.config.spec.routes import CanarySpec, FallbackSpec, Routed, route_problems
 from inferenceops.store.errors import Conflict, Invalid
-from inferenceops.store.tables import Deployment, Model
+from inferenceops.store.tables_catalog import Deployment, Model
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,10 @@ from inferenceops.store.errors import Conflict, Invalid, NotFound
 from inferenceops.store.records import PriceRecord
 from inferenceops.store.repo._common import bump_revision
 from inferenceops.store.repo._schedule import delete_entries, insert_entries, load_schedules
-from inferenceops.store.repo.catalog import lock_catalog
+from inferenceops.store.repo.catalog_rows import lock_catalog
 from inferenceops.store.repo.catalog_specs import schedule_order
-from inferenceops.store.tables import Model, ModelPrice, utcnow
+from inferenceops.store.tables import utcnow
+from inferenceops.store.tables_catalog import Model, ModelPrice
 
 
 async def _model(session: AsyncSession, model_id: str) -> Model:

@@ -21,7 +21,7 @@ from inferenceops.platform.retention import DEFAULT, NONE_MODE, Retention
 from inferenceops.store.errors import NotFound, translating
 from inferenceops.store.records import TeamRecord
 from inferenceops.store.repo._common import bump_revision
-from inferenceops.store.tables import Team
+from inferenceops.store.tables_identity import Team
 from inferenceops.store.tables_retention import RetainedBody, TeamRetention
 
 #: Rows one sweep statement deletes at most: short transactions, no long lock on SQLite.

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inferenceops.store.errors import Conflict, Invalid, NotFound, translating
 from inferenceops.store.records import SignInLinkRecord
 from inferenceops.store.repo._common import check_choice
-from inferenceops.store.tables import LINK_METHODS, SignInLink
+from inferenceops.store.tables_identity import LINK_METHODS, SignInLink
 
 MAX_PART_CHARS = 1024  # an issuer URL or a subject; OIDC's sub is at most 255 ASCII characters
 

@@ -17,7 +17,7 @@ from inferenceops.store.errors import Invalid, NotFound, translating
 from inferenceops.store.records import Page, ServiceAccountRecord, TeamRecord
 from inferenceops.store.repo._common import bump_revision, check_name, page
 from inferenceops.store.repo.retention import with_retention
-from inferenceops.store.tables import ServiceAccount, Team
+from inferenceops.store.tables_identity import ServiceAccount, Team
 
 
 def team_record(row: Team) -> TeamRecord:

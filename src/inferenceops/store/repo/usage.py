@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.outbox.records import UsageRecord
 from inferenceops.store.errors import translating
-from inferenceops.store.tables import UsageRow
+from inferenceops.store.tables_usage import UsageRow
 
 _FIELDS = tuple(f.name for f in fields(UsageRecord))  # each one a column of usage_records
 _INSERT = insert(cast(Table, UsageRow.__table__))

@@ -28,7 +28,7 @@ from inferenceops.outbox.records import UsageRecord
 from inferenceops.store.errors import Invalid
 from inferenceops.store.records import Page
 from inferenceops.store.repo._common import MAX_PAGE
-from inferenceops.store.tables import UsageRow
+from inferenceops.store.tables_usage import UsageRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,8 +77,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.metering.reports import DIMENSIONS, MAX_ROWS, MEASURES, UsageQuery, UsageReport, UsageRow
 from inferenceops.store.errors import translating
-from inferenceops.store.tables import ApiKey, UsageRollup, UsageRollupState, UTCDateTime
-from inferenceops.store.tables import UsageRow as Ledger
+from inferenceops.store.tables import UTCDateTime
+from inferenceops.store.tables_identity import ApiKey
+from inferenceops.store.tables_usage import UsageRollup, UsageRollupState
+from inferenceops.store.tables_usage import UsageRow as Ledger
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inferenceops.store.errors import translating
-from inferenceops.store.tables import ApiKey, UsageRow
+from inferenceops.store.tables_identity import ApiKey
+from inferenceops.store.tables_usage import UsageRow
 
 By = Literal["team", "meter", "model", "team_model"]
 Measure = Literal["cost", "tokens", "requests"]

@@ -29,16 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inferenceops.store.errors import Conflict, Invalid, NotFound, translating
 from inferenceops.store.records import MembershipRecord, Page, UserRecord
 from inferenceops.store.repo._common import bump_revision, check_choice, page
-from inferenceops.store.tables import (
-    PLATFORM_ROLES,
-    REVISION_KEY,
-    TEAM_ROLES,
-    ControlState,
-    Membership,
-    Team,
-    User,
-    utcnow,
-)
+from inferenceops.store.tables import REVISION_KEY, ControlState, utcnow
+from inferenceops.store.tables_identity import PLATFORM_ROLES, TEAM_ROLES, Membership, Team, User
 
 OWNER = "owner"
 T = TypeVar("T", User, Membership)
