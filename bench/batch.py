@@ -138,9 +138,19 @@ def ttft(requests: list[Request]) -> dict[str, Any]:
     for r in requests:
         if r.error is not None:
             kinds[r.error] = kinds.get(r.error, 0) + 1
+    answered = [r for r in requests if r.error is None and r.ttft is not None]
+    # Where a first token's time went: to the response's headers (the gateway's own work, its
+    # wait for capacity, the engine accepting) and after them (the engine's queue and prefill).
+    headers = sorted(r.headers for r in answered if r.headers is not None)
+    after = sorted(r.ttft - r.headers for r in answered if r.headers is not None
+                   and r.ttft is not None)
+    queued = sorted((r.queue_ms or 0.0) / 1000.0 for r in answered)
     return {"requests": len(requests), "answered": len(ok), "errors": len(requests) - len(ok),
             "error_kinds": kinds,
-            **{f"ttft_p{p}_s": percentile(ok, p) if ok else None for p in (50, 90, 99)}}
+            **{f"ttft_p{p}_s": percentile(ok, p) if ok else None for p in (50, 90, 99)},
+            **{f"{name}_p{p}_s": percentile(values, p) if values else None
+               for name, values in (("headers", headers), ("after_headers", after),
+                                    ("gateway_queue", queued)) for p in (50, 99)}}
 
 
 async def run_batch(session: aiohttp.ClientSession, base: str, content: bytes,
@@ -278,6 +288,17 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{_ms(p['ttft_p90_s'])} | {_ms(p['ttft_p99_s'])} | {_pct(p['busy_mean'])} | "
                      f"{_pct(p['busy_middle80_mean'])} | {_pct(p['busy_p10'])} | "
                      f"{_num(p['waiting_mean'])} |")
+    lines += ["", "Where the first token's time went (p50 / p99 ms): to the response's headers "
+              "(gateway work, its wait for capacity, the engine accepting), of which waiting in "
+              "the gateway's gate (`x-inferenceops-queue-ms`), and from the headers to the first "
+              "token (the engine's queue, its step in progress and the prefill).", "",
+              "| phase | to headers | of which the gate | headers → first token |",
+              "|---|---|---|---|"]
+    for name, key in (("without batch", "without_batch"), ("with batch", "with_batch")):
+        p = r[key]
+        lines.append(" | ".join([f"| {name}", *(
+            f"{_ms(p.get(f'{part}_p50_s'))} / {_ms(p.get(f'{part}_p99_s'))}"
+            for part in ("headers", "gateway_queue", "after_headers"))]) + " |")
     b = r["batch"]
     lines += ["", f"Batch: {b['status']}, {b['completed']} completed, {b['failed']} failed of "
               f"{b['lines']:,} in {b['seconds']} s ({b['lines_per_s']} lines/s).", "",

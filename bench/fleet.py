@@ -77,6 +77,8 @@ class Request:
     done: float | None = None
     tokens: int = 0
     error: str | None = None
+    headers: float | None = None  # seconds to the response's headers (before any token)
+    queue_ms: float | None = None  # the gateway's x-inferenceops-queue-ms: waited for capacity
 
 
 @dataclass
@@ -118,6 +120,9 @@ async def one(session: aiohttp.ClientSession, url: str, data: bytes, rec: Reques
     try:
         async with session.post(url, data=data, headers={"Authorization": f"Bearer {API_KEY}",
                                                          "Content-Type": "application/json"}) as resp:
+            rec.headers = time.perf_counter() - rec.started
+            queued = resp.headers.get("x-inferenceops-queue-ms")
+            rec.queue_ms = float(queued) if queued else 0.0
             if resp.status != 200:
                 rec.error = f"status {resp.status}"
                 await resp.read()

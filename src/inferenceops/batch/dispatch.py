@@ -42,6 +42,14 @@ Then:
   unknown, doubling (slow start, by at most ``MAX_STEP``) until the first queue, then one
   line a tick.
 
+**Growth is let go gradually** (``RAMP_S``): lines a window grows by are released one by
+one over the next ``RAMP_S``, not at once when the tick raises it. New lines are new
+prompts: thirty landing together make engine steps of hundreds of milliseconds (a step
+runs every prefill it holds before any token comes out), and an interactive request that
+arrives during one waits for it whole — the worst interactive first tokens of a batch's
+start were exactly those steps. Spread out, each step carries a prompt or two. A window
+that shrinks does so at once.
+
 The number running follows the window as lines finish (a running line is never
 stopped): it backs off within seconds of interactive load rising, and grows again
 when it falls. The high-water mark (95%) is the headroom kept for interactive bursts.
@@ -95,6 +103,8 @@ BETA = 0.5
 MAX_STEP = 32.0
 #: Seconds between two multiplicative decreases (the engine signal lags by a scrape).
 COOLDOWN_S = 1.0
+#: Seconds over which a window's growth is released, line by line (a scrape interval).
+RAMP_S = 0.5
 #: Requests waiting on one replica that are not yet a queue (they arrived since its last step).
 QUEUE_GRACE = 2.0
 #: Deadlines within this many seconds of each other are equally urgent (shared by weight).
@@ -130,11 +140,12 @@ class Window:
     """How many batch lines one deployment may have in flight (AIMD; see the module doc)."""
 
     __slots__ = ("limit", "floor", "ceiling", "high_water", "beta", "cooldown_s", "_cut_at",
-                 "slow_start", "max_step")
+                 "slow_start", "max_step", "ramp_s", "_ramp_from", "_ramp_at")
 
     def __init__(self, ceiling: int, *, floor: int = 1, start: int = 1,
                  high_water: float = HIGH_WATER, beta: float = BETA,
-                 cooldown_s: float = COOLDOWN_S, max_step: float = MAX_STEP) -> None:
+                 cooldown_s: float = COOLDOWN_S, max_step: float = MAX_STEP,
+                 ramp_s: float = RAMP_S) -> None:
         self.ceiling = max(1, ceiling)
         self.floor = max(0, min(floor, self.ceiling))
         self.limit = float(min(max(start, self.floor), self.ceiling))
@@ -144,13 +155,33 @@ class Window:
         self._cut_at = -math.inf
         self.slow_start = True
         self.max_step = max_step
+        self.ramp_s = ramp_s
+        self._ramp_from = self.limit  # the growth in progress: from this, since _ramp_at
+        self._ramp_at = -math.inf
 
     @property
     def allowed(self) -> int:
+        """The window once its growth in progress is all released."""
         return int(self.limit)
+
+    def allowed_at(self, now: float) -> int:
+        """The window at ``now``: growth is released line by line over ``ramp_s``."""
+        if self.limit <= self._ramp_from or now - self._ramp_at >= self.ramp_s:
+            return int(self.limit)
+        done = max(0.0, now - self._ramp_at) / self.ramp_s
+        return int(self._ramp_from + (self.limit - self._ramp_from) * done)
+
+    def ramping(self, now: float) -> bool:
+        return self.allowed_at(now) < self.allowed
 
     def update(self, load: Load, mine: int, now: float) -> None:
         """One tick: ``load`` of the deployment (everyone's), ``mine`` of it this executor's."""
+        before = min(self.limit, float(self.allowed_at(now)))
+        self._update(load, mine, now)
+        if self.limit > before:  # grown: released from where it stood, over ramp_s
+            self._ramp_from, self._ramp_at = before, now
+
+    def _update(self, load: Load, mine: int, now: float) -> None:
         if load.queued > 0:
             if load.ordered and load.slots is not None:
                 # The queue is batch lines the engines will start before any interactive
@@ -442,12 +473,14 @@ class Dispatcher(Generic[T]):
         elif batch and wall is not None:
             self.deadlines.recorded(batch, deployment, wall)
 
-    def take(self, wall: float | None = None) -> Iterator[Item[T]]:
+    def take(self, wall: float | None = None, now: float | None = None) -> Iterator[Item[T]]:
         """Every held line its deployment's window lets go now, each counted in flight.
 
         With ``wall`` (epoch seconds), batches at risk of missing their deadline are promoted
         first (``DeadlineWatch``): their lines go before every other, and while a deployment
-        holds some it runs up to ``promoted_floor`` lines even when its window is smaller."""
+        holds some it runs up to ``promoted_floor`` lines even when its window is smaller.
+        With ``now`` (the clock the windows are updated with), a window's growth is let go
+        as it is released (``Window.allowed_at``); without, all at once."""
         if wall is not None:
             self.just_promoted = self.deadlines.at_risk(wall)
             for batch in self.just_promoted:
@@ -455,9 +488,9 @@ class Dispatcher(Generic[T]):
                     queue.promote(batch)
         for name, queue in self._queues.items():
             window = self.window(name)
+            allowed = window.allowed if now is None else window.allowed_at(now)
             while queue.count and self._in_flight.get(name, 0) < (
-                    max(window.allowed, self.promoted_floor) if queue.promoted
-                    else window.allowed):
+                    max(allowed, self.promoted_floor) if queue.promoted else allowed):
                 item = queue.pop()
                 if item is None:
                     break
@@ -478,6 +511,10 @@ class Dispatcher(Generic[T]):
     @property
     def held(self) -> int:
         return sum(q.count for q in self._queues.values())
+
+    def ramping(self, now: float) -> bool:
+        """Whether a window holding lines is releasing growth: ``take`` again soon."""
+        return any(q.count and self.window(d).ramping(now) for d, q in self._queues.items())
 
     @property
     def deployments(self) -> list[str]:

@@ -59,6 +59,8 @@ log = logging.getLogger("inferenceops.batch")
 #: How often the running service updates the dispatch windows (engine-sourced ones only when a
 #: new scrape arrived) and looks again for lines it may send.
 TICK_S = 0.25
+#: How often a window's growth in progress is let go (a line or two at a time).
+PACE_S = 0.02
 #: How often each deployment's window is logged (info) while lines are dispatched.
 TELL_S = 10.0
 
@@ -132,7 +134,7 @@ class BatchExecutor:
                            self.concurrency - len(inflight) - dispatch.held)
                 if want > 0 and (dispatch.room() > 0 or not dispatch.held):
                     await self._hold(await self._claim(want))
-                for item in dispatch.take(time.time()):
+                for item in dispatch.take(time.time(), loop_now):
                     line, raw = item.payload
                     inflight[asyncio.create_task(self._run_one(line, gate, raw))] = \
                         (item.deployment, item.batch)
@@ -141,10 +143,13 @@ class BatchExecutor:
                              batch)
                 dispatch.just_promoted = []
                 self.rounds += 1
+                # A window releasing its growth line by line (``dispatch.RAMP_S``) is looked at
+                # again within PACE_S, whether or not a line ends meanwhile.
+                wait_s = PACE_S if dispatch.ramping(loop.time()) else min(self.poll_s, TICK_S)
                 if not inflight:
-                    await asyncio.sleep(TICK_S if dispatch.held else self.poll_s)
+                    await asyncio.sleep(wait_s if dispatch.held else self.poll_s)
                     continue
-                done, _ = await asyncio.wait(inflight, timeout=min(self.poll_s, TICK_S),
+                done, _ = await asyncio.wait(inflight, timeout=wait_s,
                                              return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     deployment, batch = inflight.pop(task)

@@ -116,6 +116,29 @@ def test_slow_start_until_the_first_queue_then_halving_once_per_cooldown() -> No
     assert window.allowed == 17  # additive from now on
 
 
+def test_growth_is_let_go_line_by_line_over_the_ramp_and_shrinking_at_once() -> None:
+    """New lines are new prompts: thirty-two sent together make one long prefill step that an
+    interactive request arriving meanwhile waits for, so a window's growth is released
+    gradually over ``RAMP_S``."""
+    dispatch: Dispatcher[int] = Dispatcher(1024, window=lambda c: Window(c, start=10))
+    for n in range(200):
+        dispatch.add(item(n))
+    started = [len(list(dispatch.take(now=0.0)))]
+    assert started == [10]
+    dispatch.observe("d", Load("engine", 10.0, 0.0, 512.0), 1.0)  # room: grows by MAX_STEP
+    window = dispatch.window("d")
+    assert window.allowed == 42 and window.ramping(1.0) and dispatch.ramping(1.0)
+    for at in (1.0, 1.1, 1.2, 1.3, 1.4, 1.5):
+        started.append(len(list(dispatch.take(now=at))))
+    assert started == [10, 0, 6, 6, 7, 6, 7] and dispatch.in_flight("d") == 42
+    assert not dispatch.ramping(1.5)
+    # Shrinking is at once, even in the middle of a growth.
+    dispatch.observe("d", Load("engine", 42.0, 0.0, 512.0), 2.0)
+    assert dispatch.window("d").allowed_at(2.1) < dispatch.window("d").allowed
+    dispatch.observe("d", Load("engine", 500.0, 0.0, 512.0), 2.2)  # interactive load rose
+    assert dispatch.window("d").allowed_at(2.2) == dispatch.window("d").allowed < 42
+
+
 def test_an_unused_window_does_not_grow() -> None:
     window = Window(1024, start=50)
     window.update(Load("engine", 10.0, 0.0, 512.0), 3, 0.0)
