@@ -171,7 +171,7 @@ class Forwarder:
                     raise slots_busy
                 raise self._none_left(facts, deployment, request.model, last, reveal)
             replica, trial = chosen
-            strategy.acquire(replica)
+            strategy.acquire(replica, route)
             outcome.replica = replica.id
             judged = False
             holding = False
@@ -249,7 +249,7 @@ class Forwarder:
                 if holding:
                     assert adapter is not None
                     self.adapters.release(replica.id, adapter.name)
-                strategy.release(replica)
+                strategy.release(replica, route)
                 if trial and not judged:
                     health.abandoned(replica.id)
 

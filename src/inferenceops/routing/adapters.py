@@ -275,8 +275,8 @@ class AdapterAffinity:
                 return self._inner.pick(replace(deployment, replicas=tuple(holding)), facts, tried)
         return self._inner.pick(deployment, facts, tried)
 
-    def acquire(self, replica: Replica) -> None:
-        self._inner.acquire(replica)
+    def acquire(self, replica: Replica, facts: RouteFacts | None = None) -> None:
+        self._inner.acquire(replica, facts)
 
-    def release(self, replica: Replica) -> None:
-        self._inner.release(replica)
+    def release(self, replica: Replica, facts: RouteFacts | None = None) -> None:
+        self._inner.release(replica, facts)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Collection
 
 from inferenceops.platform import Deployment, Replica
 from inferenceops.routing.engine_board import EngineBoard
-from inferenceops.routing.protocol import RouteFacts
+from inferenceops.routing.protocol import RouteFacts, urgent
 
 #: Points per replica on the ring: enough that four replicas own shares within ~10% of a quarter.
 VNODES = 160
@@ -146,11 +146,11 @@ class BoundedLoadAffinity:
                 best, best_load = replica, load
         return best if best is not None else replicas[self._turn % n]
 
-    def acquire(self, replica: Replica) -> None:
-        self.board.acquire(replica.id)
+    def acquire(self, replica: Replica, facts: RouteFacts | None = None) -> None:
+        self.board.acquire(replica.id, urgent=urgent(facts))
 
-    def release(self, replica: Replica) -> None:
-        self.board.release(replica.id)
+    def release(self, replica: Replica, facts: RouteFacts | None = None) -> None:
+        self.board.release(replica.id, urgent=urgent(facts))
 
 
 def prefix_key(facts: RouteFacts) -> int | None:

@@ -54,30 +54,39 @@ class _Scrape:
 class EngineBoard:
     """Per replica id: this process's in-flight requests and the last engine scrape."""
 
-    __slots__ = ("_inflight", "_scrapes", "stale_after_s", "_clock")
+    __slots__ = ("_inflight", "_urgent", "_scrapes", "stale_after_s", "_clock")
 
     def __init__(self, *, stale_after_s: float = 3.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._inflight: dict[str, int] = {}
+        self._urgent: dict[str, int] = {}  # of those, interactive ones (``protocol.urgent``)
         self._scrapes: dict[str, _Scrape] = {}
         self.stale_after_s = stale_after_s
         self._clock = clock
 
     # ---- the hot path -------------------------------------------------------------------------
 
-    def acquire(self, replica_id: str) -> None:
+    def acquire(self, replica_id: str, *, urgent: bool = False) -> None:
         self._inflight[replica_id] = self._inflight.get(replica_id, 0) + 1
+        if urgent:
+            self._urgent[replica_id] = self._urgent.get(replica_id, 0) + 1
         scrape = self._scrapes.get(replica_id)
         if scrape is not None:
             scrape.sent_since += 1
 
-    def release(self, replica_id: str) -> None:
+    def release(self, replica_id: str, *, urgent: bool = False) -> None:
         left = self._inflight.get(replica_id, 0) - 1
         self._inflight[replica_id] = max(left, 0)
+        if urgent:
+            self._urgent[replica_id] = max(self._urgent.get(replica_id, 0) - 1, 0)
 
     def in_flight(self, replica_id: str) -> int:
         """Requests this process has on ``replica_id`` now."""
         return self._inflight.get(replica_id, 0)
+
+    def urgent_in_flight(self, replica_id: str) -> int:
+        """Interactive requests this process has on ``replica_id`` now."""
+        return self._urgent.get(replica_id, 0)
 
     def fresh(self, replica_id: str) -> EngineLoad | None:
         """The last scrape of ``replica_id`` if it is not stale, else None."""

@@ -10,6 +10,14 @@ process's burst to the same replica until the next scrape (herding); two
 choices keep nearly all of the benefit (Mitzenmacher, "The Power of Two
 Choices in Randomized Load Balancing") without it. No I/O: the scraper service
 keeps the board fresh.
+
+**By class on engines that order their queue** (``Deployment.engine_priority``): an
+interactive request there starts before every batch line, so what it waits for is the
+other interactive requests on the replica — their prefills —, not the batch's sequences,
+which only lengthen every step alike. So it goes to the replica with fewer interactive
+requests of this process in flight, the load deciding between equals. Compared on the
+whole load, the replica a batch happened to leave a few sequences lighter drew every
+interactive request of a burst, and their prefills queued there one behind the other.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from collections.abc import Collection
 
 from inferenceops.platform import Deployment, Replica
 from inferenceops.routing.engine_board import EngineBoard
-from inferenceops.routing.protocol import RouteFacts
+from inferenceops.routing.protocol import RouteFacts, urgent
 
 
 class EngineLoadStrategy:
@@ -40,11 +48,15 @@ class EngineLoadStrategy:
         if len(choices) == 1:
             return choices[0]
         a, b = self._random.sample(choices, 2)
-        load = self.board.load
-        return b if load(b.id) < load(a.id) else a
+        board = self.board
+        if deployment.engine_priority and urgent(facts):
+            ahead_a, ahead_b = board.urgent_in_flight(a.id), board.urgent_in_flight(b.id)
+            if ahead_a != ahead_b:
+                return b if ahead_b < ahead_a else a
+        return b if board.load(b.id) < board.load(a.id) else a
 
-    def acquire(self, replica: Replica) -> None:
-        self.board.acquire(replica.id)
+    def acquire(self, replica: Replica, facts: RouteFacts | None = None) -> None:
+        self.board.acquire(replica.id, urgent=urgent(facts))
 
-    def release(self, replica: Replica) -> None:
-        self.board.release(replica.id)
+    def release(self, replica: Replica, facts: RouteFacts | None = None) -> None:
+        self.board.release(replica.id, urgent=urgent(facts))

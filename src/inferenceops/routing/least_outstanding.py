@@ -40,10 +40,10 @@ class LeastOutstanding:
                 best, best_load = replica, load
         return best if best is not None else replicas[self._turn % n]
 
-    def acquire(self, replica: Replica) -> None:
+    def acquire(self, replica: Replica, facts: RouteFacts | None = None) -> None:
         self._inflight[replica.id] = self._inflight.get(replica.id, 0) + 1
 
-    def release(self, replica: Replica) -> None:
+    def release(self, replica: Replica, facts: RouteFacts | None = None) -> None:
         self._inflight[replica.id] -= 1
 
     def in_flight(self, replica_id: str) -> int:

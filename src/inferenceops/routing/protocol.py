@@ -65,14 +65,22 @@ def _prefix_hash(doc: dict[str, Any]) -> int | None:
     return zlib.crc32(text[:PREFIX_BYTES].encode("utf-8", "surrogatepass"))
 
 
+def urgent(facts: RouteFacts | None) -> bool:
+    """Whether a request is interactive: on engines that order their queue by priority
+    (``Deployment.engine_priority``) it waits only behind other interactive requests."""
+    return facts is not None and facts.priority is Priority.INTERACTIVE
+
+
 class Strategy(Protocol):
-    """Chooses a replica; never one in ``tried`` unless every replica has been tried."""
+    """Chooses a replica; never one in ``tried`` unless every replica has been tried.
+    ``acquire``/``release`` bracket the request sent there (``facts``: whose, for strategies
+    that count requests by class)."""
 
     def pick(self, deployment: Deployment, facts: RouteFacts, tried: Collection[str]) -> Replica: ...
 
-    def acquire(self, replica: Replica) -> None: ...
+    def acquire(self, replica: Replica, facts: RouteFacts | None = None) -> None: ...
 
-    def release(self, replica: Replica) -> None: ...
+    def release(self, replica: Replica, facts: RouteFacts | None = None) -> None: ...
 
 
 class Router:

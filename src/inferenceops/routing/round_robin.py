@@ -32,8 +32,8 @@ class RoundRobin:
         self._turn[deployment.name] = turn + 1
         return replicas[turn % n]
 
-    def acquire(self, replica: Replica) -> None:
+    def acquire(self, replica: Replica, facts: RouteFacts | None = None) -> None:
         return None
 
-    def release(self, replica: Replica) -> None:
+    def release(self, replica: Replica, facts: RouteFacts | None = None) -> None:
         return None

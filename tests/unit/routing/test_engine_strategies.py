@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tests.support.clock import Clock
 
 from inferenceops.platform import Deployment, Replica
+from inferenceops.platform.priority import Priority
 from inferenceops.routing import (
     STRATEGY_NAMES,
     BoundedLoadAffinity,
@@ -64,6 +65,42 @@ def test_engine_load_counts_what_it_sent_since_the_scrape() -> None:
         picks.append(replica.id)
     # Idle replica first, then both take turns: the burst is not all sent to the one that looked idle.
     assert picks[:3] == ["d-0"] * 3 and Counter(picks) == {"d-0": 5, "d-1": 2}
+
+
+def test_on_priority_engines_interactive_requests_spread_by_the_interactive_ones_ahead() -> None:
+    """A batch leaves one replica a few sequences lighter: on engines that start interactive
+    requests first, a burst of interactive requests must not all go there (their prefills
+    would queue behind each other) — each goes where fewer interactive requests are in
+    flight. Batch lines, and engines that do not order their queue, still follow the load."""
+    board = EngineBoard()
+    board.record("d-0", EngineLoad(running=240))
+    board.record("d-1", EngineLoad(running=246))
+    ordered = replace(deployment(2, "engine_load"), engine_priority=True)
+    strategy = EngineLoadStrategy(board, rng=random.Random(3))
+    interactive, batch = RouteFacts(), RouteFacts(priority=Priority.BACKGROUND)
+    burst = []
+    for _ in range(4):
+        replica = strategy.pick(ordered, interactive, ())
+        strategy.acquire(replica, interactive)
+        burst.append(replica.id)
+    assert Counter(burst) == {"d-0": 2, "d-1": 2}
+    assert (board.urgent_in_flight("d-0"), board.urgent_in_flight("d-1")) == (2, 2)
+    # Batch lines are not counted as interactive, and are placed by the load.
+    assert strategy.pick(ordered, batch, ()).id == "d-0"
+    strategy.acquire(board_replica := ordered.replicas[0], batch)
+    assert board.urgent_in_flight("d-0") == 2 and board.in_flight("d-0") == 3
+    strategy.release(board_replica, batch)
+    for replica_id in burst:
+        strategy.release(next(r for r in ordered.replicas if r.id == replica_id), interactive)
+    assert board.urgent_in_flight("d-0") == board.urgent_in_flight("d-1") == 0
+    # Without priority scheduling the whole load decides: the burst goes to the lighter one.
+    fcfs = deployment(2, "engine_load")
+    picks = []
+    for _ in range(4):
+        replica = strategy.pick(fcfs, interactive, ())
+        strategy.acquire(replica, interactive)
+        picks.append(replica.id)
+    assert picks == ["d-0"] * 4
 
 
 def test_engine_load_spreads_over_more_replicas_and_skips_the_loaded_one() -> None:
