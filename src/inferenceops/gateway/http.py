@@ -5,7 +5,7 @@ where ASGI meets them. Every response leaves through ``respond`` or
 ``AsgiSink``, so each one carries ``x-request-id`` and
 ``x-inferenceops-overhead-ms`` (time spent in the gateway, excluding the time
 spent waiting on the engine or for its capacity), plus the headers stages
-asked for (``RequestFacts.response_headers``).
+asked for (``RequestFacts.answer_headers``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ _JSON = b"application/json"
 def response_headers(facts: RequestFacts, content_type: bytes) -> list[tuple[bytes, bytes]]:
     headers = [(b"content-type", content_type), (b"x-request-id", facts.request_id),
                (b"x-inferenceops-overhead-ms", facts.overhead_ms())]
-    if facts.response_headers:
-        headers += facts.response_headers
+    headers += facts.answer_headers()
     return headers
 
 
