@@ -118,9 +118,8 @@ def sdk_for(gw: Gateway) -> openai.OpenAI:
 
 #: Held on the busy replica: all it runs at once and a long queue behind them. The tiny model
 #: decodes a few thousand tokens a second, so one request is over in a second: the queue is
-#: what keeps the replica busy, and it only shrinks. 256: on a quiet machine 128 were done in
-#: ~5 s, before the test's own steps (a scrape, ten requests) were (CI failed twice so).
-HELD = 256
+#: what keeps the replica busy (for ~15 s unless released), and it only shrinks.
+HELD = 128
 HELD_TOKENS = 480
 #: A busy replica takes both cores of a 2-core machine (its worker, engine core and API server
 #: all spin): its engine runs niced while busy, so the other replica and the gateway keep
