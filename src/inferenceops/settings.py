@@ -231,6 +231,21 @@ class Settings(BaseSettings):
         return value or None
 
     @model_validator(mode="after")
+    def _scrapes_stay_fresh_between_rounds(self) -> Settings:
+        # A round waits for its slowest scrape: with one replica answering at the deadline, the
+        # others' scrapes come in up to timeout + interval apart and must not go stale meanwhile.
+        window = self.engine_metrics_interval_s * self.engine_metrics_stale_after
+        if window <= self.engine_metrics_timeout_s + self.engine_metrics_interval_s:
+            raise ValueError(
+                f"engine_metrics_interval_s × engine_metrics_stale_after ({window:g}s) must be "
+                f"longer than engine_metrics_timeout_s + engine_metrics_interval_s "
+                f"({self.engine_metrics_timeout_s + self.engine_metrics_interval_s:g}s): one "
+                "replica answering its scrapes at the deadline would make every replica's engine "
+                "metrics stale between rounds; raise engine_metrics_stale_after or lower the "
+                "timeout")
+        return self
+
+    @model_validator(mode="after")
     def _heartbeat_survives_one_loss(self) -> Settings:
         if self.admission_heartbeat_ttl_s < 2 * self.admission_heartbeat_s:
             raise ValueError("admission_heartbeat_ttl_s must be at least twice admission_heartbeat_s "

@@ -182,7 +182,8 @@ async def test_every_replica_down_is_503_with_retry_after_at_once(
 def test_scraped_engine_state_is_on_metrics_and_goes_stale_when_the_engine_dies(
         spawn_gateway: SpawnGateway, engines: list[Engine]) -> None:
     gw = fleet_gateway(spawn_gateway, engines, "engine_load",
-                       env={"INFERENCEOPS_ENGINE_METRICS_INTERVAL_S": "0.2"})
+                       env={"INFERENCEOPS_ENGINE_METRICS_INTERVAL_S": "0.2",
+                            "INFERENCEOPS_ENGINE_METRICS_TIMEOUT_S": "0.2"})
     deadline = time.monotonic() + 10
     while any(gauge(gw, "inferenceops_engine_scrape_age_seconds", f"fleet-{i}") is None
               for i in range(2)):

@@ -180,6 +180,46 @@ def test_bad_settings_are_refused() -> None:
         EngineScraper(catalog(), EngineBoard(), scraped=SCRAPED_STRATEGIES, interval_s=0)
 
 
+def test_settings_whose_stale_window_a_slow_scrape_outlasts_are_refused() -> None:
+    from pydantic import ValidationError
+
+    from inferenceops.settings import Settings
+
+    Settings(engine_metrics_interval_s=0.5, engine_metrics_timeout_s=2.0,
+             engine_metrics_stale_after=6)  # 3 s > 2.5 s
+    for stale_after in (4, 5):  # 2 s, 2.5 s: not longer than timeout + interval
+        with pytest.raises(ValidationError, match="raise engine_metrics_stale_after"):
+            Settings(engine_metrics_interval_s=0.5, engine_metrics_timeout_s=2.0,
+                     engine_metrics_stale_after=stale_after)
+
+
+async def test_a_hung_replica_does_not_make_the_others_scrapes_stale(engines: Engines) -> None:
+    """A round waits for its slowest scrape: with the settings' rule kept (stale window longer
+    than timeout + interval), a replica that answers at once stays fresh all along beside one
+    that never answers."""
+    interval_s, timeout_s, stale_after = 0.1, 0.3, 5  # 0.5 s > 0.4 s
+    board = EngineBoard(stale_after_s=interval_s * stale_after)
+    dep = Deployment("chat", "openai", "m", (engines.replica("idle"), engines.replica("hung")),
+                     routing="engine_load")
+    scraper = EngineScraper(catalog(dep), board, scraped=SCRAPED_STRATEGIES,
+                            interval_s=interval_s, timeout_s=timeout_s)
+    supervisor = Supervisor()
+    supervisor.add(scraper)
+    await supervisor.start()
+    try:
+        await until(lambda: board.fresh("idle") is not None)
+        first = scraper.rounds
+        stale_seen = 0
+        while scraper.rounds < first + 5:
+            stale_seen += board.fresh("idle") is None
+            await asyncio.sleep(0.01)
+        assert stale_seen == 0
+        assert board.fresh("hung") is None and scraper.failures["hung"] >= 5
+    finally:
+        with suppress(Exception):
+            await supervisor.stop()
+
+
 def test_every_serving_process_runs_the_scraper_on_the_catalog_it_serves(tmp_path: Path) -> None:
     """``build_process`` supervises the scraper, sharing its board with the router (no I/O yet)."""
     from inferenceops.app import build_process
