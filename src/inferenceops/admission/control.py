@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING
 
 from inferenceops.admission.fair_queue import DeploymentGate, QueueRejected
 from inferenceops.admission.headers import rate_limit_headers, retry_after_header
-from inferenceops.admission.ledger import Admitted, Check, CheckKind, Ledger, LedgerUnavailable
+from inferenceops.admission.ledger import (
+    Admitted,
+    Check,
+    CheckKind,
+    CounterState,
+    Ledger,
+    LedgerUnavailable,
+)
 from inferenceops.admission.metrics import AdmissionMetrics
 from inferenceops.admission.plan import BUDGET_MARGIN_S, Plan, estimate_prompt_tokens, plan_request
 from inferenceops.errors import BudgetExceeded, InvalidRequest, QueueFull, RateLimited, Unavailable
@@ -55,11 +62,28 @@ class Ticket:
 
 @dataclass(slots=True)
 class Admission:
-    """What admission decided for one request."""
+    """What admission decided for one request.
+
+    The counters' states after the reservation are kept as they were; their ``x-ratelimit-*``
+    headers are written out only when the answer asks for them (``headers``): formatting
+    them is no reason to keep the engine waiting for the request.
+    """
 
     ticket: Ticket
-    headers: list[tuple[bytes, bytes]]  # x-ratelimit-* (and x-inferenceops-queue-ms), for the answer
+    states: tuple[CounterState, ...]  # parallel to ``ticket.plan.checks`` (empty: unmetered)
     queued_s: float = 0.0  # waited for engine capacity: not gateway overhead
+    _headers: list[tuple[bytes, bytes]] | None = None
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """x-ratelimit-* (and x-inferenceops-queue-ms) for the answer, formatted once."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = (rate_limit_headers(self.ticket.plan.checks, self.states)
+                                       if self.states else None) or []
+            if self.queued_s > 0.0:
+                headers.append((b"x-inferenceops-queue-ms", b"%.1f" % (self.queued_s * 1000.0)))
+        return headers
 
 
 class AdmissionControl:
@@ -104,16 +128,15 @@ class AdmissionControl:
         plan = plan_request(policy, key, model.name, prompt, max_tokens or model.max_output_tokens,
                             time.time())
         request_id = fresh_id(9)
-        headers: list[tuple[bytes, bytes]] = []
-        metered = False
+        states: tuple[CounterState, ...] | None = None
         if plan.checks:
             # Leases outlive any legitimate request (queue wait + total timeout): they expire
             # only when a settle was lost. A gateway that died holding them is found by its
             # missing heartbeat much sooner (instance.py).
             lease_s = (deployment.timeouts.total_s + _LEASE_MARGIN_S + max(
                 deployment.queue.interactive_max_wait_s, deployment.queue.background_max_wait_s))
-            metered = await self._reserve(request_id, plan, key, lease_s, headers)
-        admission = Admission(Ticket(request_id, plan, None, metered), headers)
+            states = await self._reserve(request_id, plan, key, lease_s)
+        admission = Admission(Ticket(request_id, plan, None, states is not None), states or ())
         if gate is not None:
             try:
                 waited = await gate.acquire(key.team_id or key.id, policy.weight(key.team_id),
@@ -132,7 +155,6 @@ class AdmissionControl:
             admission.ticket.gate = gate
             if waited > 0.0:
                 admission.queued_s = waited
-                headers.append((b"x-inferenceops-queue-ms", b"%.1f" % (waited * 1000.0)))
         self.metrics.admitted += 1
         return admission
 
@@ -164,8 +186,10 @@ class AdmissionControl:
                 self.metrics.ledger_errors += 1
                 log.error("could not release request %s: %s", ticket.request_id, exc)
 
-    async def _reserve(self, request_id: str, plan: Plan, key: ApiKey, lease_s: float,
-                       headers: list[tuple[bytes, bytes]]) -> bool:
+    async def _reserve(self, request_id: str, plan: Plan, key: ApiKey,
+                       lease_s: float) -> tuple[CounterState, ...] | None:
+        """The counters' states once the request is reserved in them; None when it could not
+        be metered and the policy lets it through unmetered (``fail_open``)."""
         checks = plan.checks
         try:
             outcome = await self._ledger.admit(request_id, checks, lease_s)
@@ -174,15 +198,14 @@ class AdmissionControl:
             if self._fail_open:
                 self.metrics.fail_open += 1
                 log.warning("admission ledger unavailable, admitting unmetered (fail open): %s", exc)
-                return False
+                return None
             log.error("admission ledger unavailable, refusing (fail closed): %s", exc)
             raise Unavailable("Admission control is unavailable; try again shortly.",
                               code="admission_unavailable", headers={"Retry-After": "1"}) from None
         if isinstance(outcome, Admitted):
-            headers.extend(rate_limit_headers(checks, outcome.states) or ())
             for index in outcome.over_soft:
                 self._soft_overrun(checks[index], key)
-            return True
+            return outcome.states
         check = checks[outcome.index]
         self.metrics.refused(check.kind.value)
         raise _refusal(check, outcome.retry_after_s, outcome.state.used)

@@ -27,7 +27,6 @@ from inferenceops.platform.policy import (
     DAY_S,
     Budget,
     Policy,
-    Price,
     RateLimit,
     Scope,
     period_window,
@@ -49,10 +48,13 @@ def estimate_prompt_tokens(body_size: int) -> int:
 
 @immutable
 class Plan:
-    """The checks for one request, plus what settlement needs to price it."""
+    """The checks for one request, and the token amounts they reserve for.
+
+    No price: settlement prices a request at the price in force for the deployment that
+    served it (``pipeline.settle``), which only the answer tells.
+    """
 
     checks: tuple[Check, ...]
-    price: Price | None
     prompt_estimate: int
     max_output: int
     #: True when settlement must know the actual tokens (a TPM limit or a priced budget applies).
@@ -116,7 +118,6 @@ def plan_request(policy: Policy, key: ApiKey, model: str, prompt_estimate: int, 
                   else c for c in template.limits]
     else:
         checks = list(template.limits)
-    price = policy.price(model, now)
     max_cost = policy.max_cost(model, now, prompt_estimate, max_output)  # the prices in force now
     needs_usage = template.has_tokens
     if template.budgets:
@@ -126,7 +127,7 @@ def plan_request(policy: Policy, key: ApiKey, model: str, prompt_estimate: int, 
             checks.append(Check(_BUDGET, counter, budget.limit, amount, label, 60.0, budget.hard,
                                 None if end is None else end - now + BUDGET_MARGIN_S))
         needs_usage = needs_usage or max_cost is not None
-    return Plan(tuple(checks), price, prompt_estimate, max_output, needs_usage)
+    return Plan(tuple(checks), prompt_estimate, max_output, needs_usage)
 
 
 def budget_checks(checks: list[Check], policy: Policy, key: ApiKey, amount: int, now: float) -> None:

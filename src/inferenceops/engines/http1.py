@@ -96,7 +96,7 @@ class Connection(asyncio.Protocol):
     __slots__ = ("_pool", "_loop", "_transport", "_parser", "_head", "_waiter", "_chunks",
                  "_buffered", "_paused", "_complete", "_error", "_got_bytes", "status",
                  "content_type", "retry_after", "idle_since", "closed", "_counted", "_keep_alive",
-                 "_idle_s", "_deadline", "_waiting_since", "_timer")
+                 "_idle_s", "_deadline", "_waiting_since", "_timer", "_poller")
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -107,6 +107,7 @@ class Connection(asyncio.Protocol):
         self._counted = True  # in the pool's count of open connections
         self.idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._poller: select.poll | None = None  # watches the socket for ``looks_open``
         self._reset()
 
     def _reset(self) -> None:
@@ -136,6 +137,11 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        fileno = sock.fileno() if sock is not None else -1
+        if fileno >= 0:  # registered once: every reuse then costs one poll(0), nothing more
+            self._poller = select.poll()
+            self._poller.register(fileno, select.POLLIN | select.POLLPRI)
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
@@ -316,18 +322,14 @@ class Connection(asyncio.Protocol):
 
         An idle HTTP/1.1 connection has nothing to say; a readable socket means the peer
         closed it (FIN) or broke the protocol — either way it must not carry a request. One
-        non-blocking ``poll`` of the socket, which sees a FIN the event loop has not yet
-        delivered to ``connection_lost``.
+        non-blocking ``poll`` of the socket (registered when the connection was made: the
+        descriptor of an open connection cannot change), which sees a FIN the event loop has
+        not yet delivered to ``connection_lost``.
         """
         if self.closed or self._transport is None or self._transport.is_closing():
             return False
-        sock = self._transport.get_extra_info("socket")
-        fileno = sock.fileno() if sock is not None else -1
-        if fileno < 0:
-            return False
-        poller = select.poll()
-        poller.register(fileno, select.POLLIN | select.POLLPRI)
-        return not poller.poll(0)
+        poller = self._poller
+        return poller is not None and not poller.poll(0)
 
     def abort(self) -> None:
         self._stop_timer()

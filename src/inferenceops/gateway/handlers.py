@@ -37,9 +37,11 @@ _READ_EVERYTHING = (PLATFORM_ADMIN, "auditor")
 async def inference(state: GatewayState, endpoint: Endpoint, facts: RequestFacts,
                     receive: Receive, send: Send, sink: AsgiSink) -> None:
     limit = state.pipeline.max_body_bytes
+    length = facts.content_length
+    declared = int(length) if length is not None and length.isdigit() else None
 
     async def body() -> bytes:
-        return await read_body(receive, limit)
+        return await read_body(receive, limit, declared)
 
     facts.endpoint = endpoint
     facts.body_source = body

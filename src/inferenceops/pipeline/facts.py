@@ -53,7 +53,8 @@ class RequestFacts:
     __slots__ = ("request_id", "endpoint", "authorization", "content_length", "priority_header",
                  "session_header",
                  "body_source", "started", "upstream_s", "key", "request", "model", "priority",
-                 "admission", "outcome", "response_headers", "error", "body_size",
+                 "admission", "outcome", "response_headers", "deferred_headers", "error",
+                 "body_size",
                  "prompt_tokens", "batch", "guardrails", "guardrail_findings", "usage_record",
                  "retention", "answer", "capture", "deployment", "adapter")
 
@@ -84,8 +85,11 @@ class RequestFacts:
         self.priority = Priority.INTERACTIVE
         self.admission: Admission | None = None
         self.outcome = Outcome()
-        #: Headers a stage wants on the response, whatever it is (e.g. x-ratelimit-*).
+        #: Headers a stage wants on the response, whatever it is (``answer_headers``).
         self.response_headers: list[tuple[bytes, bytes]] | None = None
+        #: Headers a stage decided on but left to be written when the response starts (e.g.
+        #: admission's x-ratelimit-*): formatting them is no reason to make the engine wait.
+        self.deferred_headers: list[Callable[[], Iterable[tuple[bytes, bytes]]]] | None = None
         self.error: InferenceOpsError | None = None  # how the request failed, for settle
         self.body_size = 0
         self.prompt_tokens: int | None = None  # counted once, when a stage needs it (``tokens``)
@@ -171,6 +175,19 @@ class RequestFacts:
 
     def add_response_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         self.response_headers = [*(self.response_headers or ()), *headers]
+
+    def defer_response_headers(self, source: Callable[[], Iterable[tuple[bytes, bytes]]]) -> None:
+        """Headers for the response, written by ``source`` when they are first asked for."""
+        self.deferred_headers = [*(self.deferred_headers or ()), source]
+
+    def answer_headers(self) -> list[tuple[bytes, bytes]]:
+        """Every header stages want on the response, the deferred ones written now (once)."""
+        deferred = self.deferred_headers
+        if deferred:
+            self.deferred_headers = None
+            for source in deferred:
+                self.add_response_headers(source())
+        return self.response_headers or []
 
 
 def _request_id(given: bytes | None) -> bytes:

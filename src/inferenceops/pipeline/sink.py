@@ -78,7 +78,7 @@ class CollectingSink:
 
     async def start(self, facts: RequestFacts, status: int, content_type: bytes) -> None:
         self.status, self.content_type, self._started = status, content_type, True
-        self.headers = list(facts.response_headers or ())
+        self.headers = list(facts.answer_headers())
 
     async def write(self, chunk: bytes) -> None:
         self.chunks.append(chunk)

@@ -137,8 +137,7 @@ async def admit(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink: Resp
     if admission is not None:
         facts.admission = admission
         facts.upstream_s += admission.queued_s  # waiting for engine capacity is not overhead
-        if admission.headers:
-            facts.add_response_headers(admission.headers)
+        facts.defer_response_headers(lambda: admission.headers)
 
 
 def prompt_tokens(p: Pipeline, facts: RequestFacts) -> int:

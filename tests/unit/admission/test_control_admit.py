@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from tests.support.manual_clock import advance, run_on_manual_clock, turns
 
+from inferenceops.admission import control as control_module
 from inferenceops.admission.control import AdmissionControl
 from inferenceops.admission.memory_ledger import MemoryLedger
 from inferenceops.admission.plan import estimate_prompt_tokens
@@ -30,7 +31,16 @@ from inferenceops.platform import (
     Replica,
     Snapshot,
 )
-from inferenceops.platform.policy import Budget, BudgetRule, Period, Policy, Price, Scope
+from inferenceops.platform.policy import (
+    Budget,
+    BudgetRule,
+    LimitRule,
+    Period,
+    Policy,
+    Price,
+    RateLimit,
+    Scope,
+)
 from inferenceops.platform.priority import Priority
 
 HI = Priority.INTERACTIVE
@@ -129,3 +139,28 @@ def test_a_full_queue_hints_the_retry_in_seconds_to_the_millisecond() -> None:
         await control.finish(third.ticket, reached_engine=True, tokens=0, cost=0)
 
     run_on_manual_clock(main)
+
+
+async def test_the_rate_limit_headers_are_written_when_first_asked_for_and_only_once(
+        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Admission keeps the counters' states; their x-ratelimit-* headers are formatted when the
+    answer asks for them (not while the engine waits for the request), once."""
+    formatted: list[int] = []
+    real = control_module.rate_limit_headers
+
+    def counting(checks, states):  # type: ignore[no-untyped-def]
+        formatted.append(len(checks))
+        return real(checks, states)
+
+    monkeypatch.setattr(control_module, "rate_limit_headers", counting)
+    policy = Policy(limits=[LimitRule(Scope.TEAM, "team_a", RateLimit(rpm=10, tpm=1000))])
+    admission = await AdmissionControl(MemoryLedger()).admit(snapshot(MODEL, policy), KEY, MODEL,
+                                                             30, 10, HI)
+    assert admission is not None and formatted == []
+    assert len(admission.states) == len(admission.ticket.plan.checks) == 2
+    names = [name for name, _ in admission.headers]
+    assert names == [b"x-ratelimit-limit-requests", b"x-ratelimit-remaining-requests",
+                     b"x-ratelimit-reset-requests", b"x-ratelimit-limit-tokens",
+                     b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens"]
+    assert dict(admission.headers)[b"x-ratelimit-remaining-requests"] == b"9"
+    assert admission.headers is admission.headers and formatted == [2]

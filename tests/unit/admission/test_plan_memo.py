@@ -49,7 +49,6 @@ def reference(policy: Policy, key: ApiKey, model: str, prompt_estimate: int, max
     limit_checks(checks, policy, Scope.MODEL, model, model, reserve_tokens)
     if team is not None:
         limit_checks(checks, policy, Scope.TEAM_MODEL, (team, model), f"{team}/{model}", reserve_tokens)
-    price = policy.price(model, now)
     prices = policy.prices.get(model)
     costs = [p.cost(prompt_estimate, max_output) for p in prices.in_force(now)] if prices else []
     max_cost = max(costs) if costs else None
@@ -57,7 +56,7 @@ def reference(policy: Policy, key: ApiKey, model: str, prompt_estimate: int, max
     before = len(checks)
     budget_checks(checks, policy, key, max_cost or 0, now)
     needs_usage = needs_usage or (max_cost is not None and len(checks) > before)
-    return Plan(tuple(checks), price, prompt_estimate, max_output, needs_usage)
+    return Plan(tuple(checks), prompt_estimate, max_output, needs_usage)
 
 
 def at(text: str) -> float:

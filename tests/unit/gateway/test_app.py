@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 import pytest
@@ -87,11 +88,21 @@ async def test_unprintable_request_id_is_replaced(harness: Harness) -> None:
     assert resp.headers["x-request-id"] != "a b"
 
 
-async def test_stream_is_passed_through_chunk_by_chunk(harness: Harness) -> None:
+def framed(body: bytes, framing: str) -> dict[str, Any]:
+    """A request's body in one message, or as granian hands it over: marked ``more_body``, then
+    an empty last message. With its Content-Length in, the body is whole and that message is
+    left unread: a stream's watch for its caller leaving takes it for what it is."""
+    if framing == "granian":
+        return {"body_parts": [body, b""], "headers": {**AUTH, "content-length": str(len(body))}}
+    return {"body": body, "headers": AUTH}
+
+
+@pytest.mark.parametrize("framing", ["one-message", "granian"])
+async def test_stream_is_passed_through_chunk_by_chunk(harness: Harness, framing: str) -> None:
     harness.fake.stream_chunks = 4
     harness.fake.chunk_delay_s = 0.02
     resp = await request(harness.app, "POST", "/v1/chat/completions",
-                         body=_body({**CHAT, "stream": True}), headers=AUTH)
+                         **framed(_body({**CHAT, "stream": True}), framing))
     assert resp.status == 200
     assert resp.headers["content-type"] == "text/event-stream"
     events = [e for e in resp.body.split(b"\n\n") if e]
@@ -223,11 +234,13 @@ async def test_stalled_stream_ends_with_an_error_event(harness: Harness) -> None
     assert orjson.loads(last[6:])["error"]["code"] == "upstream_timeout"
 
 
-async def test_client_disconnect_mid_stream_closes_the_upstream(harness: Harness) -> None:
+@pytest.mark.parametrize("framing", ["one-message", "granian"])
+async def test_client_disconnect_mid_stream_closes_the_upstream(harness: Harness,
+                                                               framing: str) -> None:
     harness.fake.stream_chunks = 1000
     harness.fake.chunk_delay_s = 0.01
-    resp = await request(harness.app, "POST", "/v1/chat/completions",
-                         body=_body({**CHAT, "stream": True}), headers=AUTH, disconnect_after=3)
+    resp = await request(harness.app, "POST", "/v1/chat/completions", disconnect_after=3,
+                         **framed(_body({**CHAT, "stream": True}), framing))
     assert resp.status == 200
     for _ in range(200):
         if harness.fake.active_streams == 0:

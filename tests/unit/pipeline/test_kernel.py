@@ -191,3 +191,22 @@ async def test_the_deployments_routing_strategy_picks_the_replica(
         assert [r.replica for r in usage_records(h)] == ["fake-0", "fake-1", "fake-0", "fake-1"]
     finally:
         await h.app.state.stop()
+
+
+def test_deferred_response_headers_are_written_once_after_the_ones_already_given() -> None:
+    """A stage may leave its headers to be written when the response starts: they follow the
+    headers given outright, each source is called once, and asking again writes nothing anew."""
+    facts = RequestFacts.for_call(Endpoint.CHAT, b"{}", api_key="sk-x")
+    assert facts.answer_headers() == []
+    calls: list[str] = []
+
+    def rate_limits() -> list[tuple[bytes, bytes]]:
+        calls.append("rate")
+        return [(b"x-ratelimit-limit-requests", b"10")]
+
+    facts.defer_response_headers(rate_limits)
+    facts.add_response_headers([(b"x-a", b"1")])
+    assert calls == []
+    assert facts.answer_headers() == [(b"x-a", b"1"), (b"x-ratelimit-limit-requests", b"10")]
+    assert facts.answer_headers() == [(b"x-a", b"1"), (b"x-ratelimit-limit-requests", b"10")]
+    assert calls == ["rate"]
