@@ -136,6 +136,9 @@ ENGINE_LOAD_ENV = {"INFERENCEOPS_ENGINE_METRICS_INTERVAL_S": "0.5",
                    "INFERENCEOPS_HEALTH_PROBE_TIMEOUT_S": "10",
                    "INFERENCEOPS_BREAKER_FAILURES": "1000"}
 BUSY_NICE = 15
+#: The other replica is idle but shares the cores: its requests and /metrics have taken up to
+#: ~5 s to answer in a busy spell (direct requests too, not only the gateway's), so the test's
+#: own reads wait up to 30 s.
 #: Long enough, after the test's own read of the busy replica's /metrics, for one of the
 #: gateway's scrapes to come back.
 SCRAPED_WITHIN_S = 3.0
@@ -240,13 +243,13 @@ def test_engine_load_routes_around_a_replica_its_metrics_show_busy(
                 _wait_for_queue(busy, lambda running, waiting: running == MAX_NUM_SEQS
                                 and waiting >= HELD // 2, "busy")
                 time.sleep(SCRAPED_WITHIN_S)
-                before = idle.metric(SUCCESS)
+                before = idle.metric(SUCCESS, timeout=30)
                 sent = [_rid("while-busy") for _ in range(THROUGH_GATEWAY)]
                 began = time.monotonic()
                 for rid in sent:
                     ask(sdk, rid)
                 took = time.monotonic() - began
-                served_by_idle = idle.metric(SUCCESS) - before
+                served_by_idle = idle.metric(SUCCESS, timeout=30) - before
                 running, waiting = _queue(busy)
                 print(f"\n{THROUGH_GATEWAY} requests through the gateway in {took:.2f}s while "
                       f"the busy replica ran {running:g} and queued {waiting:g} "
