@@ -228,7 +228,8 @@ async def redis_clients(url: str) -> dict[str, Any]:
     floors: list[float] = []
     heartbeats = [InstanceHeartbeat(ledger) for ledger in ledgers.values()]
     for heartbeat in heartbeats:
-        await heartbeat.start(None)
+        await heartbeat.start()
+    beating = [asyncio.create_task(heartbeat.run()) for heartbeat in heartbeats]  # as supervised
     stats_before = await _evalsha_stats(url)
     try:
         for name, ledger in ledgers.items():  # warm: connections, script cache
@@ -253,6 +254,9 @@ async def redis_clients(url: str) -> dict[str, Any]:
         stats_after = await _evalsha_stats(url)
         held = await _held(url, prefix)
     finally:
+        for task in beating:
+            task.cancel()
+        await asyncio.gather(*beating, return_exceptions=True)
         for heartbeat in heartbeats:
             await heartbeat.stop()
         for ledger in ledgers.values():
