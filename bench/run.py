@@ -82,6 +82,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(default) or Redis (--redis-url); off = no rules at all")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                         help="the Redis for --admission redis")
+    parser.add_argument("--baseline-src", type=Path, default=None, metavar="DIR",
+                        help="also run a second gateway from another checkout's src/ (e.g. a "
+                        "worktree of main) as side gateway_base, in the same alternating "
+                        "blocks: a change judged against its base on a noisy machine "
+                        "(stream phase)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS,
                         help="where the JSON and markdown go (default bench/results)")
     return parser.parse_args(argv)
@@ -109,7 +114,11 @@ class Bench:
                                                  if args.reference else ())
         alt_client = "aiohttp" if args.reference_client == "http1" else "http1"
         self.reference_clients = {"reference": args.reference_client, "reference_alt": alt_client}
-        self.ports = {side: procs.free_port() for side in (*self.sides, *self.reference_sides)}
+        #: A gateway from another source tree (``--baseline-src``), for the stream phase.
+        self.baseline_sides: tuple[str, ...] = (("gateway_base",)
+                                                if getattr(args, "baseline_src", None) else ())
+        self.ports = {side: procs.free_port() for side in (*self.sides, *self.baseline_sides,
+                                                           *self.reference_sides)}
         self.gateway_requests = 0  # every request the gateway has answered, for the memory marks
         self.rss_trace: list[dict[str, float]] = []
         self.warnings: list[str] = []
@@ -120,20 +129,31 @@ class Bench:
             [sys.executable, "-m", "bench.upstream", "--port", str(self.ports["direct"]),
              "--interface", args.upstream_interface],
             WORK / "upstream.log", f"http://{HOST}:{self.ports['direct']}/health")
-        self.gateway = procs.ManagedProcess(
-            "gateway",
-            [sys.executable, "-m", "inferenceops", "serve", "--host", HOST,
-             "--port", str(self.ports["gateway"]), "--config", str(self._platform_yaml()),
-             "--data-dir", str(WORK / "data"), "--workers", str(args.gateway_workers),
-             "--shutdown-timeout", "2"],
-            WORK / "gateway.log", f"http://{HOST}:{self.ports['gateway']}/readyz",
-            env={"INFERENCEOPS_ADMIN_KEY": API_KEY,
-                 **({"INFERENCEOPS_REDIS_URL": args.redis_url} if args.admission == "redis" else {})})
+        self.gateway = self._gateway("gateway", "data", {})
         self.reference = self._reference("reference")
         self.reference_alt = self._reference("reference_alt")
         # Which process tree serves each side: its CPU is that side's "server CPU".
         self.servers = {"direct": self.upstream, "gateway": self.gateway,
                         "reference": self.reference, "reference_alt": self.reference_alt}
+        if self.baseline_sides:
+            src = args.baseline_src.resolve()
+            if not (src / "inferenceops" / "__init__.py").exists():
+                raise SystemExit(f"--baseline-src {src}: no inferenceops package there "
+                                 "(give a checkout's src/ folder)")
+            self.servers["gateway_base"] = self._gateway("gateway_base", "data-base",
+                                                         {"PYTHONPATH": str(src)})
+
+    def _gateway(self, side: str, data: str, env: dict[str, str]) -> procs.ManagedProcess:
+        args = self.args
+        return procs.ManagedProcess(
+            side.replace("_", "-"),
+            [sys.executable, "-m", "inferenceops", "serve", "--host", HOST,
+             "--port", str(self.ports[side]), "--config", str(self._platform_yaml()),
+             "--data-dir", str(WORK / data), "--workers", str(args.gateway_workers),
+             "--shutdown-timeout", "2"],
+            WORK / f"{side}.log", f"http://{HOST}:{self.ports[side]}/readyz",
+            env={"INFERENCEOPS_ADMIN_KEY": API_KEY, **env,
+                 **({"INFERENCEOPS_REDIS_URL": args.redis_url} if args.admission == "redis" else {})})
 
     def _reference(self, side: str) -> procs.ManagedProcess:
         port = self.ports.get(side, 0)
@@ -191,7 +211,7 @@ class Bench:
         return [self.servers[side] for side in self._all_sides()]
 
     def _all_sides(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((*self.sides, *self.reference_sides)))
+        return tuple(dict.fromkeys((*self.sides, *self.baseline_sides, *self.reference_sides)))
 
     def start(self) -> None:
         for proc in self._procs():

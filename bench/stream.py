@@ -54,8 +54,9 @@ LABEL = (f"Stream total added, {upstream.PACED_CHUNKS} chunks × "
 
 
 def stream_sides(bench: Bench) -> tuple[str, ...]:
-    """direct, gateway, then the reference forwarders that run (by their client)."""
-    return ("direct", "gateway", *bench.reference_sides)
+    """direct, gateway, a baseline gateway if one runs, then the reference forwarders that
+    run (by their client)."""
+    return ("direct", "gateway", *bench.baseline_sides, *bench.reference_sides)
 
 
 def sanity(bench: Bench) -> None:
@@ -184,6 +185,9 @@ def summarise(per_block: list[dict[str, client.Samples]], sides: tuple[str, ...]
         if ref is not None:
             out[f"gateway_vs_{client_name}"] = (round(out["gateway_added_ms"] / ref, 3)
                                                 if ref > 0 else None)
+    if "gateway_base" in names:  # per block: both gateways ran back to back in it
+        out["gateway_minus_base_ms"] = round(median(
+            [r["gateway_added_ms"] - r["gateway_base_added_ms"] for r in rows]), 3)
     out["blocks"] = rows
     out["discarded_blocks"] = discarded
     return out
@@ -205,6 +209,9 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
         known = [float(x) for x in ratios if x is not None]
         if known and len(known) == len(ratios):
             summary[f"gateway_vs_{client_name}"] = round(median(known), 3)
+    if "gateway_base" in names:
+        summary["gateway_minus_base_ms"] = round(median([r["gateway_minus_base_ms"]
+                                                         for r in runs]), 3)
     ratio = summary.get("gateway_vs_aiohttp")
     summary["target_met"] = None if ratio is None else ratio <= 1.0
     summary["runs_meeting_target"] = sum(1 for r in runs if (r.get("gateway_vs_aiohttp") or 2) <= 1)

@@ -30,8 +30,9 @@ class Response:
 async def request(app: Any, method: str, path: str, *, body: bytes = b"",
                   headers: dict[str, str] | None = None, client: str = "127.0.0.1",
                   body_parts: list[bytes] | None = None, disconnect_after: int | None = None,
-                  timeout: float = 10.0) -> Response:
-    """Send one request; ``disconnect_after`` makes the client vanish after N body chunks."""
+                  timeout: float = 10.0, futures: bool = False) -> Response:
+    """Send one request; ``disconnect_after`` makes the client vanish after N body chunks;
+    ``futures``: ``receive`` returns a future that completes later, as granian's does."""
     raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     if body and not any(k == b"content-length" for k, _ in raw_headers):
         raw_headers.append((b"content-length", str(len(body)).encode()))
@@ -64,5 +65,8 @@ async def request(app: Any, method: str, path: str, *, body: bytes = b"",
             if not message.get("more_body", False):
                 gone.set()
 
-    await asyncio.wait_for(app(scope, receive, send), timeout)
+    def receive_future() -> asyncio.Future[dict[str, Any]]:
+        return asyncio.ensure_future(receive())
+
+    await asyncio.wait_for(app(scope, receive_future if futures else receive, send), timeout)
     return response

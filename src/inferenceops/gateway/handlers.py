@@ -3,9 +3,11 @@
 Inference (``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``)
 is one call of the transport-neutral pipeline (``pipeline.kernel``, where the
 stages and their order are written down): this module only adapts ASGI to it
-— the body is read from ``receive`` when the *parse* stage asks for it (after
-authentication: strangers never get their bodies read), and the answer goes
-out through an ``AsgiSink``. The other routes are small enough to answer here.
+— the body is asked of the server at once (``early_read``: a server that hands it
+over from its own threads does so while the key is checked) and taken when the
+*parse* stage needs it, after authentication: a stranger's body is never parsed.
+The answer goes out through an ``AsgiSink``. The other routes are small enough to
+answer here.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import orjson
 from inferenceops.admission.ledger import LedgerUnavailable
 from inferenceops.admission.quota import quota_document
 from inferenceops.errors import AuthenticationFailed, ModelNotFound, NotFound, Unavailable
-from inferenceops.gateway.http import AsgiSink, Receive, Send, read_body, respond
+from inferenceops.gateway.http import AsgiSink, Receive, Send, early_read, read_body, respond
 from inferenceops.metering.own_usage import own_usage_document, own_usage_query, parse_query
 from inferenceops.outbox.metrics import render_outbox_metrics
 from inferenceops.pipeline.auth import authenticate
@@ -38,10 +40,14 @@ async def inference(state: GatewayState, endpoint: Endpoint, facts: RequestFacts
                     receive: Receive, send: Send, sink: AsgiSink) -> None:
     limit = state.pipeline.max_body_bytes
     length = facts.content_length
-    declared = int(length) if length is not None and length.isdigit() else None
+    # Parsed here for reading only (the *size* stage judges it): at most 15 digits, as
+    # int() refuses over 4,300 and no body is near a petabyte.
+    declared = (int(length) if length is not None and len(length) <= 15 and length.isdigit()
+                else None)
+    first = early_read(receive) if declared is not None and 0 < declared <= limit else None
 
     async def body() -> bytes:
-        return await read_body(receive, limit, declared)
+        return await read_body(receive, limit, declared, first)
 
     facts.endpoint = endpoint
     facts.body_source = body

@@ -10,7 +10,9 @@ exactly: a request that provably never reached an engine (connect refused or
 timed out) moves to another replica at once; an engine's 429 or 503 (it did
 not take the request) is sent again after a backoff within the per-request
 budget; nothing else is ever re-sent, because the engine may have started
-work. Non-streaming answers are read whole and handed over in one piece.
+work. What only the answer needs (its headers, a stream's filter chain) is
+made while the engine works, once the request is sent (``meanwhile``).
+Non-streaming answers are read whole and handed over in one piece.
 Streaming answers go through the stream filter chain (``pipeline.filters``)
 chunk by chunk as they arrive, never buffered beyond what a filter holds; a
 failure after the stream started cannot change the status (already 200), so
@@ -160,6 +162,17 @@ class Forwarder:
             strategy = AdapterAffinity(strategy, self.adapters)
         idempotent = endpoint is Endpoint.EMBEDDINGS  # re-sending one changes nothing
         tried: set[str] = set()
+        chain: list[FilterChain] = []  # built while the engine works (``meanwhile``)
+
+        def meanwhile() -> None:
+            """Scheduled as the request is sent: runs at the first wait for the engine, off the
+            path from the engine's first bytes to the caller."""
+            facts.answer_headers()
+            if tap is not None and not chain:
+                with suppress(Exception):  # built again on the path, where it raises for the caller
+                    chain.append(self._chain(facts, tap))
+
+        loop = asyncio.get_running_loop()
         backoffs = 0
         reloaded = False  # an adapter the engine lost is loaded again once per request
         slots_busy: AdapterSlotsBusy | None = None  # a replica had no slot: try the others
@@ -192,6 +205,7 @@ class Forwarder:
                         facts.upstream_s += time.perf_counter() - started
                     holding = True
                     started = time.perf_counter()
+                loop.call_soon(meanwhile)
                 try:
                     if request.stream:
                         upstream = await client.open_stream(deployment, replica, endpoint.value,
@@ -234,7 +248,8 @@ class Forwarder:
                     outcome.status = upstream.status
                     outcome.streamed_events = 0
                     assert tap is not None
-                    await self._stream(facts, upstream, sink, tap, reveal)
+                    await self._stream(facts, upstream, sink,
+                                       chain[0] if chain else self._chain(facts, tap), tap, reveal)
                 else:
                     outcome.status = answer.status
                     outcome.usage = (NOTHING_USED if answer.status != 200 else
@@ -355,8 +370,7 @@ class Forwarder:
         return FilterChain([SSEErrorScrubber(self._client.redactor), *extra, tap])
 
     async def _stream(self, facts: RequestFacts, upstream: UpstreamResponse, sink: ResponseSink,
-                      tap: UsageTap, reveal: bool) -> None:
-        chain = self._chain(facts, tap)
+                      chain: FilterChain, tap: UsageTap, reveal: bool) -> None:
         outcome = facts.outcome
         health = self.health
         replica = upstream.replica

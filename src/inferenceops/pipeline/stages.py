@@ -58,7 +58,8 @@ async def check_size(p: Pipeline, snapshot: Snapshot, facts: RequestFacts, sink:
 
 async def authenticate_stage(p: Pipeline, snapshot: Snapshot, facts: RequestFacts,
                              sink: ResponseSink) -> None:
-    """From the header only, so strangers never get their bodies read or parsed.
+    """From the header only, so strangers never get their bodies parsed (the HTTP edge may
+    have asked the server for the first part of it already: ``gateway.http.early_read``).
 
     A batch line arrives with its key already found by id (``RequestFacts.for_batch_line``;
     the batch scope admitted it when the batch was created): only its expiry is checked.

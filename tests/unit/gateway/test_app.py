@@ -164,6 +164,27 @@ async def test_body_over_limit_is_413_even_without_content_length(harness: Harne
     assert_openai_error(declared, 413, "payload_too_large")
 
 
+async def test_a_content_length_too_long_to_be_a_number_is_400(harness: Harness) -> None:
+    resp = await request(harness.app, "POST", "/v1/chat/completions", body=b"{}",
+                         headers={**AUTH, "content-length": "9" * 5000})
+    assert_openai_error(resp, 400, "invalid_request")
+
+
+async def test_with_a_server_that_hands_bodies_over_as_futures_a_strangers_is_never_parsed(
+        harness: Harness) -> None:
+    """granian's ``receive`` gives futures: the body is asked for before the key is checked
+    (``early_read``), yet a stranger still gets 401, never a verdict on the body."""
+    bad = await request(harness.app, "POST", "/v1/chat/completions", body=b"{not json",
+                        headers={"authorization": "Bearer sk-nobody"}, futures=True)
+    assert_openai_error(bad, 401)
+    good = await request(harness.app, "POST", "/v1/chat/completions", body=_body(CHAT),
+                         headers=AUTH, futures=True)
+    assert good.status == 200 and orjson.loads(good.body)["object"] == "chat.completion"
+    streamed = await request(harness.app, "POST", "/v1/chat/completions",
+                             body=_body({**CHAT, "stream": True}), headers=AUTH, futures=True)
+    assert streamed.status == 200 and streamed.body.endswith(b"data: [DONE]\n\n")
+
+
 @pytest.mark.parametrize("status", [400, 404, 422, 429])
 async def test_upstream_4xx_passes_through_with_its_message(harness: Harness, status: int) -> None:
     resp = await chat_via(harness, f"error-{status}")
