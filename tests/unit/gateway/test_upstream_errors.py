@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tests.support.asgi import Response, request
 from tests.support.fake_upstream import INTERNAL_HOST, OTHER_BEARER, FakeUpstream
@@ -311,6 +311,11 @@ def _strings(value: Any) -> list[str]:
 def test_no_upstream_error_body_ever_shows_the_provider_key(
         leak: tuple[str, bytes, bool], status: int, admin: bool) -> None:
     key, body, whole = leak
+    # A generated key that is a word of the gateway's own answer ("upstream_rej…") is not one
+    # that could leak: real keys are random.
+    bare = http_error(status, b"", complete=True, deployment="d", retry_after=None,
+                      redactor=Redactor([]))
+    assume(key.encode() not in error_json(bare) + sse_error_event(bare))
     exc = http_error(status, body, complete=whole, deployment="d", retry_after=None,
                      redactor=Redactor(["sk-another-deployments-key", key]))
     tell(exc, RequestFacts.from_headers([]), "d-0", reveal=admin)
