@@ -245,6 +245,13 @@ def test_adapters_registered_granted_routed_evicted_and_metered(gw: Gateway, sto
     assert failed.value.status_code == 502 and failed.value.body["code"] == "adapter_load_failed"
     assert failed.value.body["type"] == "upstream_error" and time.monotonic() - started < 10
 
+    # Counted before the guardrail part below: until the policy reaches the snapshot, its new
+    # key may be served 'legal' (which loads it) — the wait loop there tolerates that.
+    with urllib.request.urlopen(f"{gw.origin}/metrics", timeout=10) as resp:
+        metrics = resp.read().decode()
+    assert 'inferenceops_adapter_loads_total{deployment="sim"} 2' in metrics  # tone, twice
+    assert 'inferenceops_adapter_unloads_total{deployment="solo"} 1' in metrics
+
     # A guardrail policy's allowed list names adapters: on this key, tone yes, legal no.
     admin(gw, "POST", "/guardrails/policies", {"name": "only-tone", "rules": [
         {"models": ["tone"], "action": "block"}]}, expect=201)
@@ -270,11 +277,6 @@ def test_adapters_registered_granted_routed_evicted_and_metered(gw: Gateway, sto
         assert time.monotonic() < deadline, "the policy never applied"
         time.sleep(0.05)
     chat(g, "tone")
-
-    with urllib.request.urlopen(f"{gw.origin}/metrics", timeout=10) as resp:
-        metrics = resp.read().decode()
-    assert 'inferenceops_adapter_loads_total{deployment="sim"} 2' in metrics  # tone, twice
-    assert 'inferenceops_adapter_unloads_total{deployment="solo"} 1' in metrics
 
     # Usage reports group and filter by adapter (from the rollups, a second behind the ledger).
     deadline = time.monotonic() + READY_S
