@@ -1,4 +1,8 @@
-"""Running an ASGI factory under granian (default) or uvicorn.
+"""Running an application factory under granian (default) or uvicorn.
+
+uvicorn speaks ASGI; granian serves the gateway over its native RSGI interface
+(``interface="rsgi"``: the factory's app has ``__rsgi__``, see ``gateway.rsgi``) and
+anything else, such as the simulator, over ASGI.
 
 Both get the same graceful shutdown contract: on SIGTERM/SIGINT stop
 accepting connections, let in-flight requests and streams finish for up to
@@ -19,7 +23,8 @@ SIMULATOR_ENV = "INFERENCEOPS_SIMULATE_"
 
 
 def run(factory: str, *, host: str, port: int, workers: int, server: Literal["granian", "uvicorn"],
-        shutdown_timeout_s: float, log_level: str = "info", access_log: bool = False) -> None:
+        shutdown_timeout_s: float, log_level: str = "info", access_log: bool = False,
+        interface: Literal["asgi", "rsgi"] = "asgi") -> None:
     if server == "uvicorn":
         import uvicorn
 
@@ -35,10 +40,11 @@ def run(factory: str, *, host: str, port: int, workers: int, server: Literal["gr
     from granian.server import Server
 
     Server(
-        factory, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
+        factory, address=host, port=port, workers=workers,
+        interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGI,
         factory=True, loop=Loops.auto, log_level=LogLevels(log_level), log_access=access_log,
         workers_kill_timeout=max(1, math.ceil(shutdown_timeout_s)), backlog=2048,
-        http1_settings=None,
+        http1_settings=None, websockets=False,  # no route speaks WebSocket: upgrades are plain HTTP
     ).serve()
 
 

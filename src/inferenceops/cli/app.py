@@ -125,7 +125,7 @@ def serve(
     exec_server(factory="inferenceops.app:create_app", host=settings.host, port=settings.port,
                 workers=settings.workers, server=settings.server,
                 shutdown_timeout_s=settings.shutdown_timeout_s, log_level=settings.log_level,
-                access_log=settings.access_log)
+                access_log=settings.access_log, interface="rsgi")
 
 
 @app.command()

@@ -1,4 +1,8 @@
-"""The data-plane ASGI application: lifespan, routing, and the one error boundary.
+"""The data-plane application: lifespan, routing, and the one error boundary.
+
+Served over ASGI (uvicorn, the in-process tests) and over RSGI (granian, the default):
+RSGI serves the inference routes natively (``gateway.rsgi``) and hands every other
+request to the ASGI path below through ``rsgi.AsgiBridge``, so there is one router.
 
 Outermost → innermost for an HTTP request:
 
@@ -19,12 +23,13 @@ Outermost → innermost for an HTTP request:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from inferenceops.error_shape import internal_error, sse_error_event
 from inferenceops.errors import InferenceOpsError, MethodNotAllowed, NotFound
-from inferenceops.gateway import handlers
+from inferenceops.gateway import handlers, rsgi
 from inferenceops.gateway.http import AsgiSink, Receive, Scope, Send, respond_error
 from inferenceops.gateway.state import GatewayState
 from inferenceops.pipeline.facts import RequestFacts
@@ -93,11 +98,41 @@ ROUTES: dict[str, dict[str, Handler]] = {
 }
 
 
+#: The routes granian serves natively over RSGI (``gateway.rsgi``); the rest are bridged.
+RSGI_INFERENCE = {"/v1/chat/completions": Endpoint.CHAT, "/v1/completions": Endpoint.COMPLETIONS,
+                  "/v1/embeddings": Endpoint.EMBEDDINGS}
+
+
 class GatewayApp:
-    """ASGI3 callable serving the data plane from one ``GatewayState``."""
+    """The data plane from one ``GatewayState``: an ASGI3 callable (uvicorn, tests) and an
+    RSGI application (granian, ``gateway.rsgi``) with the same routes and lifecycle."""
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
+        self._bridge = rsgi.AsgiBridge(self)
+
+    # ---- RSGI (granian) -----------------------------------------------------------------------
+
+    async def __rsgi__(self, scope: rsgi.RsgiScope, proto: rsgi.RsgiProtocol) -> None:
+        endpoint = RSGI_INFERENCE.get(scope.path)
+        if endpoint is not None and scope.method == "POST":
+            await rsgi.serve_inference(self.state, endpoint, scope, proto)
+        else:
+            await self._bridge(scope, proto)
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Startup, before the worker serves (the loop is not running yet)."""
+        try:
+            loop.run_until_complete(self.state.start())
+        except Exception:
+            log.exception("startup failed")
+            raise SystemExit(1) from None
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Shutdown, once the worker stopped serving (in-flight requests had their time)."""
+        loop.run_until_complete(self.state.stop())
+
+    # ---- ASGI ---------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -22,7 +22,7 @@ import orjson
 from inferenceops.admission.ledger import LedgerUnavailable
 from inferenceops.admission.quota import quota_document
 from inferenceops.errors import AuthenticationFailed, ModelNotFound, NotFound, Unavailable
-from inferenceops.gateway.http import AsgiSink, Receive, Send, early_read, read_body, respond
+from inferenceops.gateway.http import AsgiSink, Receive, Send, declared_length, early_read, read_body, respond
 from inferenceops.metering.own_usage import own_usage_document, own_usage_query, parse_query
 from inferenceops.outbox.metrics import render_outbox_metrics
 from inferenceops.pipeline.auth import authenticate
@@ -39,11 +39,7 @@ _READ_EVERYTHING = (PLATFORM_ADMIN, "auditor")
 async def inference(state: GatewayState, endpoint: Endpoint, facts: RequestFacts,
                     receive: Receive, send: Send, sink: AsgiSink) -> None:
     limit = state.pipeline.max_body_bytes
-    length = facts.content_length
-    # Parsed here for reading only (the *size* stage judges it): at most 15 digits, as
-    # int() refuses over 4,300 and no body is near a petabyte.
-    declared = (int(length) if length is not None and len(length) <= 15 and length.isdigit()
-                else None)
+    declared = declared_length(facts)
     first = early_read(receive) if declared is not None and 0 < declared <= limit else None
 
     async def body() -> bytes:

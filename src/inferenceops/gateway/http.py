@@ -14,7 +14,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from inferenceops.error_shape import error_json
 from inferenceops.errors import InferenceOpsError, InvalidRequest, PayloadTooLarge
@@ -28,6 +28,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _JSON = b"application/json"
+T = TypeVar("T")
 
 
 def response_headers(facts: RequestFacts, content_type: bytes) -> list[tuple[bytes, bytes]]:
@@ -37,14 +38,24 @@ def response_headers(facts: RequestFacts, content_type: bytes) -> list[tuple[byt
     return headers
 
 
-def early_read(receive: Receive) -> Awaitable[Message] | None:
-    """The body's first message, asked for now, to be awaited when the body is needed.
+def declared_length(facts: RequestFacts) -> int | None:
+    """The request's Content-Length when it is a number (for reading only: the *size* stage
+    judges it), at most 15 digits, as int() refuses over 4,300 and no body is near a petabyte.
+    """
+    length = facts.content_length
+    return (int(length) if length is not None and len(length) <= 15 and length.isdigit()
+            else None)
 
-    granian's ``receive`` returns a future its own threads complete (~40 µs): asked for
-    before the stages run, the hand-over overlaps authentication instead of following it.
-    Other servers' ``receive`` is a coroutine, which would only start once awaited: it is
-    closed unstarted (None: read as usual). A future nobody awaits — a stranger's body —
-    is dropped with its outcome taken, so nothing is logged about it.
+
+def early_read(receive: Callable[[], Awaitable[T]]) -> Awaitable[T] | None:
+    """The body (ASGI: its first message), asked for now, to be awaited when it is needed.
+
+    granian's ``receive`` (and RSGI's body call) returns a future its own threads complete
+    (~40 µs): asked for before the stages run, the hand-over overlaps authentication
+    instead of following it. Other servers' ``receive`` is a coroutine, which would only
+    start once awaited: it is closed unstarted (None: read as usual). A future nobody
+    awaits — a stranger's body — is dropped with its outcome taken, so nothing is logged
+    about it.
     """
     waiter = receive()
     if asyncio.isfuture(waiter):
@@ -56,7 +67,7 @@ def early_read(receive: Receive) -> Awaitable[Message] | None:
     return waiter
 
 
-def _taken(waiter: asyncio.Future[Message]) -> None:
+def _taken(waiter: asyncio.Future[Any]) -> None:
     if not waiter.cancelled():
         waiter.exception()  # marks it retrieved: an unread failure is not "never retrieved"
 

@@ -1,4 +1,7 @@
-"""The data plane end to end in-process: gateway app → real HTTP → fake engine."""
+"""The data plane end to end in-process: gateway app → real HTTP → fake engine.
+
+Every test runs over both interfaces the app serves: ASGI (uvicorn) and RSGI (granian).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,29 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.support.asgi import request
+from tests.support.asgi import Response
+from tests.support.asgi import request as asgi_request
+from tests.support.rsgi import rsgi_request
 from tests.unit.conftest import AUTH, Harness, make_harness, platform_yaml
 
 from inferenceops.platform import ApiKey, Identity, Principal, Snapshot
 
 CHAT = {"model": "chat-model", "messages": [{"role": "user", "content": "hi"}]}
+_SERVED_OVER = {"interface": "asgi"}
+
+
+@pytest.fixture(autouse=True, params=["asgi", "rsgi"])
+def interface(request: pytest.FixtureRequest) -> str:
+    _SERVED_OVER["interface"] = request.param
+    return str(request.param)
+
+
+async def request(app: Any, method: str, path: str, **options: Any) -> Response:
+    """One request over the interface this test runs on."""
+    if _SERVED_OVER["interface"] == "rsgi":
+        options.pop("futures", None)  # an ASGI server's detail
+        return await rsgi_request(app, method, path, **options)
+    return await asgi_request(app, method, path, **options)
 
 
 def _body(doc: dict) -> bytes:
