@@ -59,7 +59,10 @@ def team_identity() -> Identity:
 
 
 async def redis_ledger() -> RedisLedger:
-    ledger = RedisLedger(REDIS_URL, prefix=f"test-{uuid.uuid4().hex[:12]}")
+    # 5 s a call, not the default 0.5: 500 requests on this one test loop (their clients and
+    # the fake engine too) on a loaded CI machine once kept Redis replies unread past 0.5 s,
+    # and fail-closed 503s are not what these tests are about (test_an_unreachable_redis_* is).
+    ledger = RedisLedger(REDIS_URL, prefix=f"test-{uuid.uuid4().hex[:12]}", timeout_s=5.0)
     try:
         await ledger.ping()
     except Exception as exc:  # noqa: BLE001 - reported as the skip reason
