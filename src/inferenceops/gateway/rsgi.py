@@ -2,12 +2,13 @@
 
 granian's native interface (RSGI) hands a request's body over with one call and
 takes a response as a status, header list and bytes — no per-message dicts, no
-``more_body`` round trip through its threads. Measured on this machine with the
-same minimal forwarder, that is ~0.1 ms less per stream than the ASGI interface
-(``bench/results/stream-latest.md``): the inference routes are served here
-natively. Every other request (admin API, Files and Batch APIs, the simulators,
-``/v1/models``, ``/metrics``, health) goes through ``AsgiBridge`` to the same ASGI
-application, so there is one router and one implementation of each of them.
+``more_body`` round trip through its threads. Measured beside the ASGI gateway in the
+same runs: 12% more requests/s at 11% less CPU a request
+(``bench/results/versus-latest.md``) and 0.04–0.06 ms less per whole stream (a minimal
+forwarder gains ~0.1 ms): the inference routes are served here natively. Every other
+request (admin API, Files and Batch APIs, the simulators, ``/v1/models``, ``/metrics``,
+health) goes through ``AsgiBridge`` to the same ASGI application, so there is one router
+and one implementation of each of them.
 
 What stays the same under both interfaces: the pipeline (``RsgiSink`` is its
 ``ResponseSink``), the body limit (a body is never buffered past it), the peer as
