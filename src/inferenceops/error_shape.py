@@ -6,7 +6,7 @@ An upstream's own 4xx keeps its message, type, param and code (the client
 called a real engine and should see what it said), all already redacted of
 secrets by the engine adapter. An upstream failure's ``detail`` is never
 rendered from here: the forwarder copies it into ``extra["upstream"]`` for
-callers allowed to see it (``gateway.proxy.sees_upstream_detail``).
+callers allowed to see it (``pipeline.upstream_failure.sees_upstream_detail``).
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from inferenceops.engines.redaction import Redactor
 from inferenceops.engines.upstream_errors import http_error
 from inferenceops.error_shape import error_json, sse_error_event
 from inferenceops.pipeline.facts import RequestFacts
-from inferenceops.pipeline.forward import tell
 from inferenceops.pipeline.request import parse_inference
+from inferenceops.pipeline.upstream_failure import tell
 from inferenceops.platform import ApiKey, Endpoint, Identity, KeyHasher, Principal, Snapshot
 from inferenceops.platform.identity import PLATFORM_ADMIN
 from inferenceops.platform.policy import (
