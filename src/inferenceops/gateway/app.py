@@ -85,10 +85,14 @@ async def _readyz(state: GatewayState, facts: RequestFacts, scope: Scope, receiv
     await handlers.readyz(state, facts, send)
 
 
+#: The inference routes (POST): over RSGI granian serves these natively (``gateway.rsgi``);
+#: every other route is bridged to the ASGI router below.
+INFERENCE: dict[str, Endpoint] = {"/v1/chat/completions": Endpoint.CHAT,
+                                  "/v1/completions": Endpoint.COMPLETIONS,
+                                  "/v1/embeddings": Endpoint.EMBEDDINGS}
+
 ROUTES: dict[str, dict[str, Handler]] = {
-    "/v1/chat/completions": {"POST": _inference(Endpoint.CHAT)},
-    "/v1/completions": {"POST": _inference(Endpoint.COMPLETIONS)},
-    "/v1/embeddings": {"POST": _inference(Endpoint.EMBEDDINGS)},
+    **{path: {"POST": _inference(endpoint)} for path, endpoint in INFERENCE.items()},
     "/v1/models": {"GET": _models},
     "/v1/quota": {"GET": _quota},
     "/v1/usage": {"GET": _usage},
@@ -96,11 +100,6 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/healthz": {"GET": _healthz},
     "/readyz": {"GET": _readyz},
 }
-
-
-#: The routes granian serves natively over RSGI (``gateway.rsgi``); the rest are bridged.
-RSGI_INFERENCE = {"/v1/chat/completions": Endpoint.CHAT, "/v1/completions": Endpoint.COMPLETIONS,
-                  "/v1/embeddings": Endpoint.EMBEDDINGS}
 
 
 class GatewayApp:
@@ -114,7 +113,7 @@ class GatewayApp:
     # ---- RSGI (granian) -----------------------------------------------------------------------
 
     async def __rsgi__(self, scope: rsgi.RsgiScope, proto: rsgi.RsgiProtocol) -> None:
-        endpoint = RSGI_INFERENCE.get(scope.path)
+        endpoint = INFERENCE.get(scope.path)
         if endpoint is not None and scope.method == "POST":
             await rsgi.serve_inference(self.state, endpoint, scope, proto)
         else:

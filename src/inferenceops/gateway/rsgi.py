@@ -67,12 +67,8 @@ def facts_from_rsgi(scope: RsgiScope) -> RequestFacts:
     """``RequestFacts.from_headers`` over granian's header map (values arrive as text; one
     whose bytes are not UTF-8 is not handed over at all)."""
     get = scope.headers.get
-    pairs = []
-    for name, raw in _FACT_HEADERS:
-        value = get(name)
-        if value is not None:
-            pairs.append((raw, value.encode()))
-    return RequestFacts.from_headers(pairs)
+    return RequestFacts.from_headers((raw, value.encode()) for name, raw in _FACT_HEADERS
+                                     if (value := get(name)) is not None)
 
 
 def _headers(facts: RequestFacts, content_type: bytes, *extra: tuple[str, str]) -> Headers:
@@ -219,10 +215,7 @@ class AsgiBridge:
             "client": _address(scope.client), "server": _address(scope.server),
         }
         exchange = _Exchange(proto)
-        try:
-            await self.app(asgi_scope, exchange.receive, exchange.send)
-        finally:
-            exchange.close()
+        await self.app(asgi_scope, exchange.receive, exchange.send)
 
 
 class _Exchange:
@@ -277,9 +270,6 @@ class _Exchange:
                     await transport.send_bytes(body)
                 except RuntimeError as exc:  # the ASGI contract: OSError once the client left
                     raise OSError("the client disconnected") from exc
-
-    def close(self) -> None:
-        self._transport = None
 
 
 async def serve_inference(state: GatewayState, endpoint: Endpoint, scope: RsgiScope,
