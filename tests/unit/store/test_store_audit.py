@@ -285,7 +285,10 @@ async def test_concurrent_processes_make_one_chain(db: Database, store_url: str)
 async def test_postgresql_append_holds_the_advisory_lock_until_commit(db: Database, backend: str) -> None:
     if backend != "postgresql":
         pytest.skip("PostgreSQL only: SQLite appends are serialised by BEGIN IMMEDIATE")
+    # This test's database only: pg_locks is server-wide, and another test's database (a
+    # gateway appending audit in the other xdist worker) may hold the same key meanwhile.
     held = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = :key")
 
     async def lock_holders() -> int:
